@@ -1,0 +1,143 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(FileSource{})
+}
+
+// DefaultFileRefresh is how often a consumers file is checked for changes.
+const DefaultFileRefresh = 5 * time.Second
+
+// FileSource loads consumers from a JSON file and picks up its changes.
+//
+// The file is read when the config loads, and a file that is refused fails
+// the config. While Caddy runs, the file is checked every `refresh`; a
+// changed file is swapped in atomically, and a refused one is logged once
+// while the last good set keeps serving. Write the file atomically (write a
+// temporary file, then rename it over the old one).
+type FileSource struct {
+	// Path is the consumers file. It may use {env.*} placeholders.
+	Path string `json:"path,omitempty"`
+
+	// Refresh is how often the file is checked for changes (its size,
+	// modification time and inode). Default: 5s. 0 turns checking off.
+	Refresh *caddy.Duration `json:"refresh,omitempty"`
+
+	store *Store
+}
+
+// CaddyModule returns the Caddy module information.
+func (FileSource) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "key_auth.sources.file",
+		New: func() caddy.Module { return new(FileSource) },
+	}
+}
+
+// Provision loads the file, or joins the store of a source configured the
+// same way, which then is not read again.
+func (f *FileSource) Provision(ctx caddy.Context) error {
+	if f.Path == "" {
+		return errors.New("path is required")
+	}
+	path, err := filepath.Abs(caddy.NewReplacer().ReplaceKnown(f.Path, ""))
+	if err != nil {
+		return fmt.Errorf("consumers file %s: %w", f.Path, err)
+	}
+	refresh := DefaultFileRefresh
+	if f.Refresh != nil {
+		refresh = time.Duration(*f.Refresh)
+	}
+	if refresh < 0 {
+		return fmt.Errorf("refresh must not be negative, got %s", refresh)
+	}
+	key := fmt.Sprintf("file %s refresh=%s", path, refresh)
+	logger := ctx.Logger()
+	f.store, err = acquire(key, func() (*Store, error) {
+		ff := &fileFetcher{path: path, refresh: refresh}
+		set, err := ff.fetch(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		s := newStore(key, ff, logger)
+		s.swap(set)
+		return s, nil
+	})
+	if err != nil {
+		return err
+	}
+	return use(ctx, f.store)
+}
+
+// Store is the live store of this source.
+func (f *FileSource) Store() *Store { return f.store }
+
+// Cleanup drops this source's reference to its store.
+func (f *FileSource) Cleanup() error {
+	if f.store != nil {
+		release(f.store)
+		f.store = nil
+	}
+	return nil
+}
+
+type fileSig struct {
+	mtime, size int64
+	ino         uint64
+}
+
+type fileFetcher struct {
+	path    string
+	refresh time.Duration
+	// loaded is the version serving; refused the last version refused, so
+	// an unchanged broken file is neither re-read nor logged again.
+	loaded, refused fileSig
+}
+
+func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("consumers file: %w", err)
+	}
+	sig := fileSig{mtime: fi.ModTime().UnixNano(), size: fi.Size()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		sig.ino = st.Ino
+	}
+	if !force && (sig == f.loaded || sig == f.refused) {
+		return nil, nil
+	}
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("consumers file: %w", err)
+	}
+	set, err := Parse(data)
+	if err != nil {
+		f.refused = sig
+		return nil, fmt.Errorf("consumers file %s: %w", f.path, err)
+	}
+	f.loaded, f.refused = sig, fileSig{}
+	return set, nil
+}
+
+func (f *fileFetcher) retryAfter(int) time.Duration { return f.refresh }
+
+func (f *fileFetcher) info() SourceInfo { return SourceInfo{Kind: "file", Location: f.path} }
+
+func (f *fileFetcher) close() {}
+
+var (
+	_ caddy.Provisioner  = (*FileSource)(nil)
+	_ caddy.CleanerUpper = (*FileSource)(nil)
+	_ Source             = (*FileSource)(nil)
+)

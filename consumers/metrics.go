@@ -1,0 +1,62 @@
+package consumers
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The store metrics are labelled by source (its kind and location), so they
+// grow with the sources configured, never with the consumers. They live at
+// package level so their counts survive config reloads.
+var (
+	consumersLoaded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "key_auth", Name: "consumers",
+		Help: "Consumers loaded, per source.",
+	}, []string{"source"})
+	keysLoaded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "key_auth", Name: "keys",
+		Help: "Keys loaded, per source.",
+	}, []string{"source"})
+	loadsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "key_auth", Name: "source_loads_total",
+		Help: "Consumer sets loaded, per source.",
+	}, []string{"source"})
+	loadFailuresTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "key_auth", Name: "source_load_failures_total",
+		Help: "Failed attempts to load a source, per source.",
+	}, []string{"source"})
+	lastLoad = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "key_auth", Name: "source_last_load_timestamp_seconds",
+		Help: "Unix time of the last good load, per source.",
+	}, []string{"source"})
+)
+
+// Collectors are the consumer store metrics, for each config's registry.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{consumersLoaded, keysLoaded, loadsTotal, loadFailuresTotal, lastLoad}
+}
+
+// storeMetrics records the stores' loads.
+var storeMetrics storeCollector
+
+type storeCollector struct{}
+
+func (storeCollector) loaded(s *Store, set *Set, at time.Time) {
+	name := s.Name()
+	c, k := set.Len()
+	consumersLoaded.WithLabelValues(name).Set(float64(c))
+	keysLoaded.WithLabelValues(name).Set(float64(k))
+	loadsTotal.WithLabelValues(name).Inc()
+	lastLoad.WithLabelValues(name).Set(float64(at.UnixNano()) / 1e9)
+}
+
+func (storeCollector) failed(s *Store) { loadFailuresTotal.WithLabelValues(s.Name()).Inc() }
+
+// forget drops the gauges of a source no config uses any more.
+func (storeCollector) forget(s *Store) {
+	name := s.Name()
+	consumersLoaded.DeleteLabelValues(name)
+	keysLoaded.DeleteLabelValues(name)
+	lastLoad.DeleteLabelValues(name)
+}

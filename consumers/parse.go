@@ -1,0 +1,554 @@
+package consumers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// MaxKeyLength is the longest key a consumers document may hold and the
+// longest a request may present; a longer one is refused before it is hashed.
+const MaxKeyLength = 4096
+
+// SyntaxError is a consumers document that is not the JSON it should be. It
+// gives a position and never quotes the document, which holds keys.
+type SyntaxError struct {
+	Line, Column int
+	Msg          string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
+}
+
+// Parse checks a consumers document and builds its Set. Its errors name the
+// consumer and the credential at fault, never a key.
+//
+// It reads the document twice: the first pass checks it and counts what the
+// Set needs, the second fills arrays of exactly that size, so a large document
+// leaves no slack behind and needs no copy at the end.
+func Parse(doc []byte) (*Set, error) {
+	var b builder
+	if err := (&parser{data: doc, b: &b}).document(); err != nil {
+		return nil, err
+	}
+	b.startFill()
+	if err := (&parser{data: doc, b: &b}).document(); err != nil {
+		return nil, err
+	}
+	return b.finish(), nil
+}
+
+type span struct{ start, end int }
+
+type credentialDraft struct {
+	id, key, hash, expiry  span
+	hasID, hasKey, hasHash bool
+	hasExpiry              bool
+}
+
+type consumerDraft struct {
+	index, at              int // at: where the consumer starts in the document
+	username, id, customID span
+	hasUsername, hasID     bool
+	tags                   []span
+	credentials            []credentialDraft
+	buf                    []byte // the decoded strings the spans point into
+}
+
+func (d *consumerDraft) reset(index, at int) {
+	*d = consumerDraft{index: index, at: at, tags: d.tags[:0], credentials: d.credentials[:0], buf: d.buf[:0]}
+}
+
+func (d *consumerDraft) s(sp span) []byte { return d.buf[sp.start:sp.end] }
+
+// name is how errors refer to the consumer.
+func (d *consumerDraft) name() string {
+	if d.hasUsername {
+		return fmt.Sprintf("consumer %q", d.s(d.username))
+	}
+	return fmt.Sprintf("consumer #%d", d.index+1)
+}
+
+// credName is how errors refer to a credential: by its id, else by position.
+func (d *consumerDraft) credName(i int) string {
+	if c := &d.credentials[i]; c.hasID {
+		return fmt.Sprintf("%s, credential %q", d.name(), d.s(c.id))
+	}
+	return fmt.Sprintf("%s, key #%d", d.name(), i+1)
+}
+
+type parser struct {
+	data    []byte
+	pos     int
+	b       *builder
+	draft   consumerDraft
+	scratch []byte
+}
+
+func (p *parser) errAt(pos int, format string, args ...any) error {
+	line, col := 1, 1
+	for _, c := range p.data[:min(pos, len(p.data))] {
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return &SyntaxError{Line: line, Column: col, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *parser) lineOf(pos int) int { return bytes.Count(p.data[:pos], []byte{'\n'}) + 1 }
+
+func (p *parser) ws() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+// peek skips white space and returns the next byte, or 0 at the end.
+func (p *parser) peek() byte {
+	p.ws()
+	if p.pos >= len(p.data) {
+		return 0
+	}
+	return p.data[p.pos]
+}
+
+func (p *parser) expect(c byte, what string) error {
+	if p.peek() != c {
+		if p.pos >= len(p.data) {
+			return p.errAt(p.pos, "unexpected end of document, expected %s", what)
+		}
+		return p.errAt(p.pos, "expected %s", what)
+	}
+	p.pos++
+	return nil
+}
+
+// null consumes a JSON null if one comes next.
+func (p *parser) null() bool {
+	if p.peek() == 'n' && bytes.HasPrefix(p.data[p.pos:], []byte("null")) {
+		p.pos += 4
+		return true
+	}
+	return false
+}
+
+// object walks the members of an object; field is called with the member's
+// name, positioned at its value.
+func (p *parser) object(what string, field func(name []byte, at int) error) error {
+	if err := p.expect('{', what+" (an object)"); err != nil {
+		return err
+	}
+	if p.peek() == '}' {
+		p.pos++
+		return nil
+	}
+	for {
+		at := p.pos
+		name, err := p.str("a field name")
+		if err != nil {
+			return err
+		}
+		if err := p.expect(':', "':' after a field name"); err != nil {
+			return err
+		}
+		p.ws()
+		if err := field(name, at); err != nil {
+			return err
+		}
+		switch p.peek() {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return nil
+		default:
+			return p.expect('}', "',' or '}' in "+what)
+		}
+	}
+}
+
+// array walks the elements of an array; null counts as an empty one.
+func (p *parser) array(what string, elem func(i int) error) error {
+	if p.null() {
+		return nil
+	}
+	if err := p.expect('[', what+" (an array)"); err != nil {
+		return err
+	}
+	if p.peek() == ']' {
+		p.pos++
+		return nil
+	}
+	for i := 0; ; i++ {
+		p.ws()
+		if err := elem(i); err != nil {
+			return err
+		}
+		switch p.peek() {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return nil
+		default:
+			return p.expect(']', "',' or ']' in "+what)
+		}
+	}
+}
+
+// str reads a string. The bytes it returns are valid until the next call.
+func (p *parser) str(what string) ([]byte, error) {
+	if err := p.expect('"', what+" (a string)"); err != nil {
+		return nil, err
+	}
+	start := p.pos
+	for i := start; i < len(p.data); i++ {
+		switch c := p.data[i]; {
+		case c == '"':
+			p.pos = i + 1
+			return p.data[start:i], nil
+		case c == '\\' || c >= utf8.RuneSelf:
+			return p.strSlow(start)
+		case c < 0x20:
+			return nil, p.errAt(i, "control character in string")
+		}
+	}
+	return nil, p.errAt(len(p.data), "unexpected end of document in a string")
+}
+
+func (p *parser) strSlow(start int) ([]byte, error) {
+	out := append(p.scratch[:0], p.data[start:p.pos]...)
+	i := start
+	for i < len(p.data) {
+		c := p.data[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			p.scratch = out
+			return out, nil
+		case c < 0x20:
+			return nil, p.errAt(i, "control character in string")
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(p.data[i:])
+			if r == utf8.RuneError && size == 1 {
+				return nil, p.errAt(i, "invalid UTF-8 in string")
+			}
+			out = append(out, p.data[i:i+size]...)
+			i += size
+		case c != '\\':
+			out = append(out, c)
+			i++
+		default:
+			if i+1 >= len(p.data) {
+				return nil, p.errAt(i, "unexpected end of document in a string")
+			}
+			esc := p.data[i+1]
+			i += 2
+			switch esc {
+			case '"', '\\', '/':
+				out = append(out, esc)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r, ok := p.hex4(i)
+				if !ok {
+					return nil, p.errAt(i-2, "invalid \\u escape in string")
+				}
+				i += 4
+				if utf16.IsSurrogate(r) {
+					r2, ok := rune(0), false
+					if i+1 < len(p.data) && p.data[i] == '\\' && p.data[i+1] == 'u' {
+						r2, ok = p.hex4(i + 2)
+					}
+					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+						r = dec
+						i += 6
+					} else {
+						r = utf8.RuneError
+					}
+				}
+				out = utf8.AppendRune(out, r)
+			default:
+				return nil, p.errAt(i-2, "invalid escape in string")
+			}
+		}
+	}
+	return nil, p.errAt(len(p.data), "unexpected end of document in a string")
+}
+
+func (p *parser) hex4(i int) (rune, bool) {
+	if i+4 > len(p.data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range p.data[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// optStr reads a string or null into the draft; it reports whether a string
+// was there.
+func (p *parser) optStr(what string, dst *span) (bool, error) {
+	if p.null() {
+		return false, nil
+	}
+	s, err := p.str(what)
+	if err != nil {
+		return false, err
+	}
+	*dst = p.keep(s)
+	return true, nil
+}
+
+func (p *parser) keep(s []byte) span {
+	start := len(p.draft.buf)
+	p.draft.buf = append(p.draft.buf, s...)
+	return span{start, len(p.draft.buf)}
+}
+
+func (p *parser) document() error {
+	seen := false
+	err := p.object("the document", func(name []byte, at int) error {
+		if string(name) != "consumers" {
+			return p.errAt(at, `unknown field in the document (it holds "consumers")`)
+		}
+		if seen {
+			return p.errAt(at, `"consumers" given twice`)
+		}
+		seen = true
+		if p.null() {
+			return nil
+		}
+		return p.array(`"consumers"`, p.consumer)
+	})
+	if err != nil {
+		return err
+	}
+	if !seen {
+		return p.errAt(0, `the document has no "consumers" field`)
+	}
+	if p.peek() != 0 {
+		return p.errAt(p.pos, "unexpected data after the document")
+	}
+	return nil
+}
+
+func (p *parser) consumer(index int) error {
+	d := &p.draft
+	d.reset(index, p.pos)
+	var seen [5]bool
+	what := fmt.Sprintf("consumer #%d", index+1)
+	err := p.object(what, func(name []byte, at int) error {
+		field := -1
+		switch string(name) {
+		case "username":
+			field = 0
+		case "id":
+			field = 1
+		case "custom_id":
+			field = 2
+		case "tags":
+			field = 3
+		case "keys":
+			field = 4
+		default:
+			return p.errAt(at, "unknown field in %s (fields: username, id, custom_id, tags, keys)", what)
+		}
+		if seen[field] {
+			return p.errAt(at, "field %s given twice in %s", name, what)
+		}
+		seen[field] = true
+		var err error
+		switch field {
+		case 0:
+			d.hasUsername, err = p.optStr("username", &d.username)
+		case 1:
+			d.hasID, err = p.optStr("id", &d.id)
+		case 2:
+			_, err = p.optStr("custom_id", &d.customID)
+		case 3:
+			err = p.array("tags", func(int) error {
+				s, err := p.str("a tag")
+				if err == nil {
+					d.tags = append(d.tags, p.keep(s))
+				}
+				return err
+			})
+		case 4:
+			err = p.array("keys", p.credential)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = p.check()
+	if err == nil {
+		err = p.b.add(d)
+	}
+	if err != nil {
+		return fmt.Errorf("line %d: %w", p.lineOf(d.at), err)
+	}
+	return nil
+}
+
+func (p *parser) credential(int) error {
+	d := &p.draft
+	d.credentials = append(d.credentials, credentialDraft{})
+	c := &d.credentials[len(d.credentials)-1]
+	var seen [4]bool
+	what := fmt.Sprintf("key #%d of consumer #%d", len(d.credentials), d.index+1)
+	return p.object(what, func(name []byte, at int) error {
+		field := -1
+		switch string(name) {
+		case "id":
+			field = 0
+		case "key":
+			field = 1
+		case "hash":
+			field = 2
+		case "expires_at":
+			field = 3
+		default:
+			return p.errAt(at, "unknown field in %s (fields: id, key, hash, expires_at)", what)
+		}
+		if seen[field] {
+			return p.errAt(at, "field %s given twice in %s", name, what)
+		}
+		seen[field] = true
+		var err error
+		switch field {
+		case 0:
+			c.hasID, err = p.optStr("id", &c.id)
+		case 1:
+			c.hasKey, err = p.optStr("key", &c.key)
+		case 2:
+			c.hasHash, err = p.optStr("hash", &c.hash)
+		case 3:
+			c.hasExpiry, err = p.optStr("expires_at", &c.expiry)
+		}
+		return err
+	})
+}
+
+// check applies the rules a consumer must follow on its own; the builder
+// checks those that span consumers.
+func (p *parser) check() error {
+	d := &p.draft
+	if !d.hasUsername || len(d.s(d.username)) == 0 {
+		return fmt.Errorf("%s has no username", d.name())
+	}
+	if d.hasID && len(d.s(d.id)) == 0 {
+		return fmt.Errorf("%s has an empty id", d.name())
+	}
+	for i := range d.credentials {
+		c := &d.credentials[i]
+		switch {
+		case c.hasID && c.id.start == c.id.end:
+			return fmt.Errorf("%s has an empty id", d.credName(i))
+		case c.hasKey && c.hasHash:
+			return fmt.Errorf("%s has both key and hash", d.credName(i))
+		case !c.hasKey && !c.hasHash:
+			return fmt.Errorf("%s has neither key nor hash", d.credName(i))
+		case c.hasKey && c.key.start == c.key.end:
+			return fmt.Errorf("%s has an empty key", d.credName(i))
+		case c.hasKey && c.key.end-c.key.start > MaxKeyLength:
+			return fmt.Errorf("%s has a key longer than %d bytes", d.credName(i), MaxKeyLength)
+		case c.hasHash && !validHash(d.s(c.hash)):
+			return fmt.Errorf(`%s has a malformed hash (want "sha256:" and 64 hex digits)`, d.credName(i))
+		}
+		if c.hasExpiry {
+			if _, err := time.Parse(time.RFC3339, string(d.s(c.expiry))); err != nil {
+				return fmt.Errorf("%s has an expires_at that is not an RFC 3339 time", d.credName(i))
+			}
+		}
+	}
+	return nil
+}
+
+const hashPrefix = "sha256:"
+
+func validHash(h []byte) bool {
+	if len(h) != len(hashPrefix)+64 || string(h[:len(hashPrefix)]) != hashPrefix {
+		return false
+	}
+	for _, c := range h[len(hashPrefix):] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// digest is the credential's key digest: hashed from the key, or decoded
+// from the hash.
+func (d *consumerDraft) digest(c *credentialDraft) Digest {
+	if c.hasKey {
+		return sha256.Sum256(d.s(c.key))
+	}
+	var dg Digest
+	_, _ = hex.Decode(dg[:], d.s(c.hash)[len(hashPrefix):])
+	return dg
+}
+
+// expires is the credential's expiry in unix nanoseconds, 0 for never.
+func (d *consumerDraft) expires(c *credentialDraft) int64 {
+	if !c.hasExpiry {
+		return 0
+	}
+	t, _ := time.Parse(time.RFC3339, string(d.s(c.expiry)))
+	if n := t.UnixNano(); n != 0 {
+		return n
+	}
+	return -1 // the epoch itself, which 0 cannot say
+}
+
+// credentialID is the credential's id: its own, or one derived from the
+// consumer's id and the credential's position, never from the key.
+func (d *consumerDraft) credentialID(dst []byte, i int) []byte {
+	if c := &d.credentials[i]; c.hasID {
+		return append(dst, d.s(c.id)...)
+	}
+	dst = append(dst, d.consumerID()...)
+	dst = append(dst, '#')
+	return strconv.AppendInt(dst, int64(i+1), 10)
+}
+
+func (d *consumerDraft) consumerID() []byte {
+	if d.hasID {
+		return d.s(d.id)
+	}
+	return d.s(d.username)
+}

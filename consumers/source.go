@@ -1,0 +1,98 @@
+package consumers
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Source is a guest module in the key_auth.sources namespace: where a
+// handler's consumers come from. Provisioning a source acquires the live
+// store shared by every source of the same configuration.
+type Source interface {
+	Store() *Store
+}
+
+// App starts the pollers of the consumer stores in a running Caddy. Handlers
+// load it implicitly; it needs no configuration. It exists because handlers
+// have no start hook: `caddy validate` provisions handlers but starts no app,
+// so it reads consumers files but never polls a source.
+type App struct {
+	stores []*Store
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "key_auth",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Start starts polling every store this config uses. A store kept across a
+// reload is polling already, and goes on.
+func (a *App) Start() error {
+	for _, s := range a.stores {
+		s.start()
+	}
+	return nil
+}
+
+// Stop does nothing: a store polls until the last config using it is
+// cleaned up, so a reload never interrupts it.
+func (a *App) Stop() error { return nil }
+
+// use registers a store the config uses with its key_auth app.
+func use(ctx caddy.Context, s *Store) error {
+	app, err := ctx.App("key_auth")
+	if err != nil {
+		return fmt.Errorf("loading key_auth app: %w", err)
+	}
+	a := app.(*App)
+	a.stores = append(a.stores, s)
+	return nil
+}
+
+// ByteSize is a size in bytes. In JSON it is a number of bytes or a string
+// such as "1MB" or "64MiB".
+type ByteSize int64
+
+// ParseByteSize parses a humanized size such as 1MB.
+func ParseByteSize(s string) (ByteSize, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > 1<<62 {
+		return 0, fmt.Errorf("invalid size %q: want a number of bytes or a size such as 1MB", s)
+	}
+	return ByteSize(n), nil
+}
+
+// UnmarshalJSON accepts a number of bytes or a humanized size.
+func (b *ByteSize) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		v, err := ParseByteSize(s)
+		*b = v
+		return err
+	}
+	n, err := strconv.ParseInt(string(data), 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("invalid size %s: want a number of bytes or a size such as \"1MB\"", data)
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+// String renders the size for humans, e.g. 1.0 MB.
+func (b ByteSize) String() string { return humanize.Bytes(uint64(b)) }
+
+var (
+	_ caddy.App    = (*App)(nil)
+	_ caddy.Module = (*App)(nil)
+)

@@ -1,0 +1,247 @@
+package consumers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// stores holds the live stores keyed by their source's configuration. A
+// handler's source takes a reference at provision and drops it at cleanup;
+// since a reload provisions the new config before cleaning up the old one,
+// a store whose source is unchanged lives on with its consumers and its
+// poller.
+var stores = caddy.NewUsagePool()
+
+// fetcher is what a kind of source does: load its document when it has
+// changed.
+type fetcher interface {
+	// fetch returns the new set, or nil when the document has not changed
+	// since the last successful fetch. force loads even an unchanged one.
+	fetch(ctx context.Context, force bool) (*Set, error)
+	// retryAfter is how long to wait after failures failed fetches in a row;
+	// 0 failures is the normal polling interval, and 0 turns polling off.
+	retryAfter(failures int) time.Duration
+	// info describes the source for operators, without secrets.
+	info() SourceInfo
+	close()
+}
+
+// SourceInfo is what operators see of a source. It never holds a key or a
+// header value.
+type SourceInfo struct {
+	Kind     string `json:"kind"`
+	Location string `json:"location"`
+	// ETag is the entity tag of the last document an HTTP source served.
+	ETag string `json:"etag,omitempty"`
+}
+
+// Status is a store's state for the admin API.
+type Status struct {
+	SourceInfo
+	Consumers     int        `json:"consumers"`
+	Keys          int        `json:"keys"`
+	Loaded        bool       `json:"loaded"`
+	LastLoad      *time.Time `json:"last_load,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
+	Failures      int        `json:"consecutive_failures"`
+}
+
+// Store is the live consumer set of one source, shared by every handler that
+// names that source. Its set is swapped atomically: a request sees the old
+// set or the new one, never a mix.
+type Store struct {
+	set atomic.Pointer[Set]
+
+	key     string
+	fetcher fetcher
+	logger  *zap.Logger
+
+	refreshMu sync.Mutex // one fetch at a time
+	statusMu  sync.Mutex
+	status    Status
+	lastErr   string // the last error logged, so a repeat is not logged again
+
+	// The poller runs from start until Destruct cancels ctx.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	startOnce sync.Once
+	started   atomic.Bool
+	done      chan struct{}
+}
+
+func newStore(key string, f fetcher, logger *zap.Logger) *Store {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{key: key, fetcher: f, logger: logger, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	s.status.SourceInfo = f.info()
+	return s
+}
+
+// Set is the current consumer set, or nil when none has loaded yet.
+func (s *Store) Set() *Set { return s.set.Load() }
+
+// Name describes the store's source in logs and metric labels.
+func (s *Store) Name() string {
+	i := s.fetcher.info()
+	return i.Kind + " " + i.Location
+}
+
+func (s *Store) swap(set *Set) {
+	s.set.Store(set)
+	now := time.Now()
+	c, k := set.Len()
+	s.statusMu.Lock()
+	s.status.Consumers, s.status.Keys, s.status.Loaded = c, k, true
+	s.status.LastLoad = &now
+	s.statusMu.Unlock()
+	storeMetrics.loaded(s, set, now)
+}
+
+// Status reports the store's state.
+func (s *Store) Status() Status {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	st := s.status
+	st.SourceInfo = s.fetcher.info()
+	return st
+}
+
+// Refresh fetches the source now and swaps in what it brings. A refused
+// document leaves the current set serving.
+func (s *Store) Refresh(ctx context.Context) error {
+	return s.refresh(ctx, true)
+}
+
+func (s *Store) refresh(ctx context.Context, force bool) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	set, err := s.fetcher.fetch(ctx, force)
+	s.statusMu.Lock()
+	failures := s.status.Failures
+	if err != nil {
+		now := time.Now()
+		s.status.Failures++
+		s.status.LastError, s.status.LastErrorTime = err.Error(), &now
+	} else {
+		s.status.Failures = 0
+		s.status.LastError, s.status.LastErrorTime = "", nil
+	}
+	s.statusMu.Unlock()
+
+	if err != nil {
+		storeMetrics.failed(s)
+		// A failure streak is logged when it starts and when its error
+		// changes, not on every poll.
+		if failures == 0 || err.Error() != s.lastErr {
+			s.logger.Error("consumers not reloaded; the last good set keeps serving",
+				zap.String("source", s.Name()), zap.Error(err))
+			s.lastErr = err.Error()
+		}
+		return err
+	}
+	if failures > 0 {
+		s.logger.Info("consumers source recovered",
+			zap.String("source", s.Name()), zap.Int("failed_attempts", failures))
+		s.lastErr = ""
+	}
+	if set != nil {
+		s.swap(set)
+		c, k := set.Len()
+		s.logger.Info("consumers loaded", zap.String("source", s.Name()),
+			zap.Int("consumers", c), zap.Int("keys", k))
+	}
+	return nil
+}
+
+// start begins polling, once; only a running Caddy starts it (see App).
+func (s *Store) start() {
+	s.startOnce.Do(func() {
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.started.Store(true)
+		go s.poll()
+	})
+}
+
+func (s *Store) poll() {
+	defer close(s.done)
+	failures := 0
+	if s.Set() == nil {
+		// Nothing loaded yet (an HTTP source without a cache): fetch now.
+		if s.refresh(s.ctx, false) != nil {
+			failures++
+		}
+	}
+	for {
+		wait := s.fetcher.retryAfter(failures)
+		if wait <= 0 {
+			<-s.ctx.Done()
+			return
+		}
+		// Jitter keeps a fleet of instances from polling in step.
+		wait += time.Duration(rand.Int64N(int64(wait)/10 + 1))
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if s.refresh(s.ctx, false) != nil {
+			failures++
+		} else {
+			failures = 0
+		}
+	}
+}
+
+// Destruct stops the poller and closes the source's connections when the
+// last handler using the store goes away.
+func (s *Store) Destruct() error {
+	s.cancel()
+	s.startOnce.Do(func() {}) // a store not started by now never starts
+	if s.started.Load() {
+		<-s.done
+	}
+	s.fetcher.close()
+	storeMetrics.forget(s)
+	return nil
+}
+
+var _ caddy.Destructor = (*Store)(nil)
+
+// acquire returns the live store for key, creating it with open when there
+// is none. Every successful acquire is matched by one release.
+func acquire(key string, open func() (*Store, error)) (*Store, error) {
+	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) { return open() })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Store), nil
+}
+
+func release(s *Store) {
+	if _, err := stores.Delete(s.key); err != nil {
+		s.logger.Error("releasing consumers store", zap.String("source", s.Name()), zap.Error(err))
+	}
+}
+
+// Stores lists the live stores.
+func Stores() []*Store {
+	var out []*Store
+	stores.Range(func(_, v any) bool {
+		out = append(out, v.(*Store))
+		return true
+	})
+	return out
+}
+
+func storeKey(kind string, cfg any) string { return fmt.Sprintf("%s %#v", kind, cfg) }

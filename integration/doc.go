@@ -1,0 +1,2 @@
+// Package integration tests key_auth against a real Caddy.
+package integration

@@ -1,0 +1,234 @@
+package keyauth
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// location is where a key was found.
+type location uint8
+
+const (
+	locNone location = iota
+	locHeader
+	locQuery
+	locBody
+)
+
+func (l location) String() string {
+	switch l {
+	case locHeader:
+		return "header"
+	case locQuery:
+		return "query"
+	case locBody:
+		return "body"
+	}
+	return "none"
+}
+
+// found is the key name and location that decided a request.
+type found struct {
+	name *keyName
+	loc  location
+}
+
+// request is one request's search for its key.
+type request struct {
+	r     *http.Request
+	found found
+	body  *body // read at most once, and only when needed
+}
+
+// find looks for the key, trying each name in order in the header, the
+// query and the body. The first location where a name is present decides;
+// the next name is tried only when one is absent everywhere.
+func (h *Handler) find(q *request) (string, *failure) {
+	for i := range h.names {
+		kn := &h.names[i]
+		if h.inHeader {
+			if v, n := headerValue(q.r.Header, kn); n > 0 {
+				q.found = found{kn, locHeader}
+				return decide(v, n)
+			}
+		}
+		if h.inQuery {
+			if v, n := lookupParam(q.r.URL.RawQuery, kn.name); n > 0 {
+				q.found = found{kn, locQuery}
+				return decide(v, n)
+			}
+		}
+		if h.inBody {
+			b, f := q.readBody(h)
+			if f != nil {
+				return "", f
+			}
+			if v, n := b.lookup(kn.name); n > 0 {
+				q.found = found{kn, locBody}
+				return decide(v, n)
+			}
+		}
+	}
+	return "", errNoKey
+}
+
+// decide turns what a location holds for a name into a key or a failure.
+func decide(v string, n int) (string, *failure) {
+	switch {
+	case n > 1:
+		return "", errDuplicate
+	case v == "":
+		return "", errNoKey
+	}
+	return v, nil
+}
+
+// headerValue returns the first value of the name's header and how many
+// values its spellings hold.
+func headerValue(hdr http.Header, kn *keyName) (string, int) {
+	vals := hdr[kn.header]
+	n := len(vals)
+	if kn.dashHeader != "" {
+		dash := hdr[kn.dashHeader]
+		if n == 0 {
+			vals = dash
+		}
+		n += len(dash)
+	}
+	if n == 0 {
+		return "", 0
+	}
+	if kn.authorization {
+		return stripBearer(vals[0]), n
+	}
+	return vals[0], n
+}
+
+// stripBearer drops a Bearer scheme, in any case, from an Authorization
+// value; a bare value is the key itself.
+func stripBearer(v string) string {
+	const scheme = "bearer"
+	if len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) &&
+		(len(v) == len(scheme) || v[len(scheme)] == ' ' || v[len(scheme)] == '\t') {
+		return strings.TrimLeft(v[len(scheme):], " \t")
+	}
+	return v
+}
+
+// lookupParam finds name among the pairs of a query string or a form body,
+// without parsing the rest into a map. It returns the first value and how
+// many pairs name it; a pair without '=' counts as absent.
+func lookupParam(raw, name string) (string, int) {
+	var v string
+	n := 0
+	for raw != "" {
+		var seg string
+		seg, raw, _ = strings.Cut(raw, "&")
+		k, val, ok := strings.Cut(seg, "=")
+		if !ok || !paramNameIs(k, name) {
+			continue
+		}
+		if n == 0 {
+			v = unescapeParam(val)
+		}
+		n++
+	}
+	return v, n
+}
+
+// removeParam removes every pair named name, keeping the rest byte for byte
+// and in order.
+func removeParam(raw, name string) (string, bool) {
+	var b strings.Builder
+	removed, first := false, true
+	for rest, more := raw, true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "&")
+		if k, _, ok := strings.Cut(seg, "="); ok && paramNameIs(k, name) {
+			removed = true
+			continue
+		}
+		if !first {
+			b.WriteByte('&')
+		}
+		b.WriteString(seg)
+		first = false
+	}
+	if !removed {
+		return raw, false
+	}
+	return b.String(), true
+}
+
+// paramNameIs compares a raw parameter name with a key name after
+// percent-decoding, so api%6Bey is apikey.
+func paramNameIs(raw, name string) bool {
+	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 {
+		return raw == name
+	}
+	dec, err := url.QueryUnescape(raw)
+	return err == nil && dec == name
+}
+
+func unescapeParam(raw string) string {
+	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 {
+		return raw
+	}
+	if dec, err := url.QueryUnescape(raw); err == nil {
+		return dec
+	}
+	return raw // matches no key, as it should
+}
+
+// setQuery replaces the request's query, in the URL the upstream is built
+// from and in the request URI, which logs and placeholders read.
+func setQuery(r *http.Request, raw string) {
+	r.URL.RawQuery = raw
+	if i := strings.IndexByte(r.RequestURI, '?'); i >= 0 {
+		if raw == "" {
+			r.RequestURI = r.RequestURI[:i]
+		} else {
+			r.RequestURI = r.RequestURI[:i+1] + raw
+		}
+	}
+}
+
+// hide removes the key from where it was found.
+func (q *request) hide(h *Handler, f found) error {
+	switch f.loc {
+	case locHeader:
+		delete(q.r.Header, f.name.header)
+		if f.name.dashHeader != "" {
+			delete(q.r.Header, f.name.dashHeader)
+		}
+	case locQuery:
+		if raw, ok := removeParam(q.r.URL.RawQuery, f.name.name); ok {
+			setQuery(q.r, raw)
+		}
+	case locBody:
+		return q.body.remove(q.r, f.name.name)
+	}
+	return nil
+}
+
+// hideAll removes a rejected key before the request goes on as the
+// anonymous consumer: every key name, from every location searched. The
+// body is only scrubbed when it was read.
+func (q *request) hideAll(h *Handler) error {
+	for i := range h.names {
+		kn := &h.names[i]
+		if h.inHeader {
+			_ = q.hide(h, found{kn, locHeader})
+		}
+		if h.inQuery {
+			_ = q.hide(h, found{kn, locQuery})
+		}
+		if h.inBody && q.body != nil {
+			if err := q.hide(h, found{kn, locBody}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+// Package keyauth is the key_auth HTTP handler: Kong-compatible API-key
+// authentication against a store of consumers.
+package keyauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// DefaultMaxBodySize is the default limit on the body searched for a key.
+const DefaultMaxBodySize = 1 << 20
+
+// Handler authenticates requests by API key against a store of consumers,
+// the way Kong's key-auth plugin does, and tells the upstream who called
+// through the X-Consumer-* headers and the {http.auth.user.*} placeholders.
+type Handler struct {
+	// KeyNames are the names the key may go by, tried in order: the header,
+	// query parameter or body field that carries it. Default: ["apikey"].
+	// In headers the names match case-insensitively and an underscore also
+	// matches a dash: "api_key" matches an "Api-Key" header.
+	KeyNames []string `json:"key_names,omitempty"`
+
+	// KeyInHeader looks for the key in request headers. Default: true.
+	KeyInHeader *bool `json:"key_in_header,omitempty"`
+
+	// KeyInQuery looks for the key in the query string. Default: true.
+	KeyInQuery *bool `json:"key_in_query,omitempty"`
+
+	// KeyInBody looks for the key in form, JSON and multipart bodies.
+	// Default: false.
+	KeyInBody bool `json:"key_in_body,omitempty"`
+
+	// MaxBodySize is the largest body searched for a key, in bytes or as a
+	// size such as "1MB". A larger body is not searched and goes to the
+	// upstream untouched. Default: 1MB.
+	MaxBodySize consumers.ByteSize `json:"max_body_size,omitempty"`
+
+	// HideCredentials removes the key from the request before it goes on,
+	// from wherever it was found. Default: false.
+	HideCredentials bool `json:"hide_credentials,omitempty"`
+
+	// Anonymous is the username (or else the id) of the consumer a request
+	// continues as when it has no key, a duplicate key or an invalid one,
+	// instead of being rejected. Default: none.
+	Anonymous string `json:"anonymous,omitempty"`
+
+	// Realm is sent in the WWW-Authenticate challenge of every 401:
+	// `Key realm="<realm>"`. Default: none, which sends `Key`.
+	Realm string `json:"realm,omitempty"`
+
+	// RunOnPreflight authenticates CORS preflight requests too. When false,
+	// an OPTIONS request with Origin and Access-Control-Request-Method goes
+	// on without a key. Default: true.
+	RunOnPreflight *bool `json:"run_on_preflight,omitempty"`
+
+	// HandleErrors hands failures to the server's error routes
+	// (`handle_errors`), with {http.error.status_code} and
+	// {http.error.message} set, instead of answering with JSON.
+	// Default: false.
+	HandleErrors bool `json:"handle_errors,omitempty"`
+
+	// Consumers is the source the consumers come from. Required.
+	ConsumersRaw json.RawMessage `json:"consumers,omitempty" caddy:"namespace=key_auth.sources inline_key=source"`
+
+	names        []keyName
+	inHeader     bool
+	inQuery      bool
+	inBody       bool
+	maxBody      int64
+	runPreflight bool
+	store        *consumers.Store
+	challenge    []string
+	anon         *atomic.Pointer[anonEntry] // a pointer, so the module value may be copied
+	logger       *zap.Logger
+}
+
+// keyName is a configured key name, with its header spellings worked out
+// once.
+type keyName struct {
+	name          string // matched exactly in the query and the body
+	header        string // canonical header name
+	dashHeader    string // with '_' as '-', when that differs
+	authorization bool   // "Authorization: Bearer <key>" is accepted
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.key_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults and loads the consumers source.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.anon = new(atomic.Pointer[anonEntry])
+	if len(h.KeyNames) == 0 {
+		h.KeyNames = []string{"apikey"}
+	}
+	seen := make(map[string]bool, len(h.KeyNames))
+	for _, n := range h.KeyNames {
+		if n == "" {
+			return errors.New("key_names: a key name must not be empty")
+		}
+		if seen[n] {
+			return fmt.Errorf("key_names: %q is listed twice", n)
+		}
+		seen[n] = true
+		kn := keyName{name: n, header: textproto.CanonicalMIMEHeaderKey(n)}
+		if dash := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(n, "_", "-")); dash != kn.header {
+			kn.dashHeader = dash
+		}
+		kn.authorization = kn.header == "Authorization"
+		h.names = append(h.names, kn)
+	}
+	h.inHeader = h.KeyInHeader == nil || *h.KeyInHeader
+	h.inQuery = h.KeyInQuery == nil || *h.KeyInQuery
+	h.inBody = h.KeyInBody
+	h.runPreflight = h.RunOnPreflight == nil || *h.RunOnPreflight
+	if !h.inHeader && !h.inQuery && !h.inBody {
+		h.logger.Warn("key_in_header, key_in_query and key_in_body are all off: every request is rejected or anonymous")
+	}
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
+	}
+	h.maxBody = int64(h.MaxBodySize)
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBodySize
+	}
+	h.challenge = []string{"Key"}
+	if h.Realm != "" {
+		h.challenge = []string{"Key realm=" + strconv.Quote(h.Realm)}
+	}
+
+	if h.ConsumersRaw == nil {
+		return errors.New("consumers is required: name a source, such as a consumers file")
+	}
+	mod, err := ctx.LoadModule(h, "ConsumersRaw")
+	if err != nil {
+		return fmt.Errorf("loading consumers source: %w", err)
+	}
+	h.store = mod.(consumers.Source).Store()
+
+	if h.Anonymous != "" {
+		if _, ok := h.store.Set().FindConsumer(h.Anonymous); !ok && h.store.Set() != nil {
+			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
+				zap.String("anonymous", h.Anonymous))
+		}
+	}
+	return registerMetrics(ctx)
+}
+
+// anonEntry caches the anonymous consumer's position in one set. It holds
+// the set weakly so a swapped-out set is not kept alive by the cache.
+type anonEntry struct {
+	set   weakSet
+	index int
+	ok    bool
+}
+
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

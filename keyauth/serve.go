@@ -1,0 +1,203 @@
+package keyauth
+
+import (
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"time"
+	"unsafe"
+	"weak"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
+)
+
+// The identity headers, in canonical form. They are removed from every
+// request first, so a client can never forge them.
+const (
+	headerConsumerID   = "X-Consumer-Id"
+	headerCustomID     = "X-Consumer-Custom-Id"
+	headerUsername     = "X-Consumer-Username"
+	headerCredentialID = "X-Credential-Identifier"
+	headerAnonymous    = "X-Anonymous-Consumer"
+)
+
+// failure is a way a request can fail, with its answer written once.
+type failure struct {
+	status  int
+	message string
+	outcome outcome
+	body    []byte
+}
+
+func newFailure(status int, message string, o outcome) *failure {
+	body, _ := jsonMessage(message)
+	return &failure{status: status, message: message, outcome: o, body: body}
+}
+
+var (
+	errNoKey        = newFailure(http.StatusUnauthorized, "No API key found in request", outcomeMissing)
+	errDuplicate    = newFailure(http.StatusUnauthorized, "Duplicate API key found", outcomeDuplicate)
+	errInvalid      = newFailure(http.StatusUnauthorized, "Invalid authentication credentials", outcomeInvalid)
+	errNotLoaded    = newFailure(http.StatusServiceUnavailable, "consumers are not loaded yet", outcomeError)
+	errUnexpected   = newFailure(http.StatusInternalServerError, "An unexpected error occurred", outcomeError)
+	errBodyTooLarge = newFailure(http.StatusRequestEntityTooLarge, "Request body too large", outcomeError)
+	errBodyRead     = newFailure(http.StatusBadRequest, "Could not read request body", outcomeError)
+)
+
+var jsonContentType = []string{"application/json"}
+
+// ServeHTTP authenticates the request. The work per request is a SHA-256 of
+// the key, a lookup in the digest index and a few headers.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	hdr := r.Header
+	delete(hdr, headerConsumerID)
+	delete(hdr, headerCustomID)
+	delete(hdr, headerUsername)
+	delete(hdr, headerCredentialID)
+	delete(hdr, headerAnonymous)
+
+	if !h.runPreflight && r.Method == http.MethodOptions &&
+		len(hdr["Origin"]) > 0 && len(hdr["Access-Control-Request-Method"]) > 0 {
+		return next.ServeHTTP(w, r)
+	}
+
+	set := h.store.Set()
+	if set == nil {
+		// Fail closed: without consumers not even the anonymous one is known.
+		return h.fail(w, errNotLoaded)
+	}
+
+	var req request
+	req.r = r
+	key, f := h.find(&req)
+	if f == nil {
+		if len(key) > consumers.MaxKeyLength {
+			f = errInvalid
+		} else {
+			digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
+			cred, ok := set.Lookup(&digest)
+			switch {
+			case !ok:
+				f = errInvalid
+			case cred.Expires() && cred.ExpiredAt(time.Now()):
+				if ce := h.logger.Check(zapcore.DebugLevel, "credential expired"); ce != nil {
+					ce.Write(zap.String("credential_id", cred.ID()))
+				}
+				f = errInvalid
+			default:
+				if h.HideCredentials {
+					if err := req.hide(h, req.found); err != nil {
+						return h.fail(w, errUnexpected)
+					}
+				}
+				h.identify(r, cred.Consumer(), cred.ID(), false)
+				outcomes[outcomeAuthenticated].Inc()
+				return next.ServeHTTP(w, r)
+			}
+		}
+	}
+	if f.status != http.StatusUnauthorized {
+		return h.fail(w, f)
+	}
+	if ce := h.logger.Check(zapcore.DebugLevel, "request rejected"); ce != nil {
+		fields := []zap.Field{zap.String("reason", f.message)}
+		if req.found.name != nil {
+			fields = append(fields, zap.String("key_name", req.found.name.name), zap.String("location", req.found.loc.String()))
+		}
+		ce.Write(fields...)
+	}
+	if h.Anonymous == "" {
+		return h.fail(w, f)
+	}
+	anon, ok := h.anonymous(set)
+	if !ok {
+		return h.fail(w, &failure{
+			status:  http.StatusInternalServerError,
+			message: "anonymous consumer " + h.Anonymous + " is configured but doesn't exist",
+			outcome: outcomeError,
+		})
+	}
+	if h.HideCredentials {
+		if err := req.hideAll(h); err != nil {
+			return h.fail(w, errUnexpected)
+		}
+	}
+	h.identify(r, anon, "", true)
+	outcomes[outcomeAnonymous].Inc()
+	return next.ServeHTTP(w, r)
+}
+
+// fail answers a failed request: JSON by default, or through the server's
+// error routes with handle_errors.
+func (h *Handler) fail(w http.ResponseWriter, f *failure) error {
+	outcomes[f.outcome].Inc()
+	wh := w.Header()
+	if f.status == http.StatusUnauthorized {
+		wh["Www-Authenticate"] = h.challenge
+	}
+	if h.HandleErrors {
+		return caddyhttp.Error(f.status, errors.New(f.message))
+	}
+	body := f.body
+	if body == nil {
+		body, _ = jsonMessage(f.message)
+	}
+	wh["Content-Type"] = jsonContentType
+	w.WriteHeader(f.status)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// identity holds the values of one request's identity headers and
+// placeholders; the headers and placeholders point into it, so setting all
+// of them costs one allocation.
+type identity struct {
+	vals [5]string // username, consumer id, custom id, credential id, anonymous
+}
+
+// placeholder makes a string in identity a placeholder value without
+// boxing a copy of it.
+type placeholder string
+
+func (p *placeholder) String() string { return string(*p) }
+
+func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) {
+	id := &identity{vals: [5]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false"}}
+	hdr := r.Header
+	hdr[headerUsername] = id.vals[0:1:1]
+	hdr[headerConsumerID] = id.vals[1:2:2]
+	if id.vals[2] != "" {
+		hdr[headerCustomID] = id.vals[2:3:3]
+	}
+	if anonymous {
+		id.vals[4] = "true"
+		hdr[headerAnonymous] = id.vals[4:5:5]
+	} else {
+		hdr[headerCredentialID] = id.vals[3:4:4]
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", (*placeholder)(&id.vals[0]))
+		repl.Set("http.auth.user.consumer_id", (*placeholder)(&id.vals[1]))
+		repl.Set("http.auth.user.custom_id", (*placeholder)(&id.vals[2]))
+		repl.Set("http.auth.user.credential_id", (*placeholder)(&id.vals[3]))
+		repl.Set("http.auth.user.anonymous", (*placeholder)(&id.vals[4]))
+	}
+}
+
+// weakSet refers to a set without keeping it alive.
+type weakSet = weak.Pointer[consumers.Set]
+
+// anonymous finds the anonymous consumer in set, once per set.
+func (h *Handler) anonymous(set *consumers.Set) (consumers.Consumer, bool) {
+	if e := h.anon.Load(); e != nil && e.set.Value() == set {
+		return set.ConsumerAt(e.index), e.ok
+	}
+	c, ok := set.FindConsumer(h.Anonymous)
+	h.anon.Store(&anonEntry{set: weak.Make(set), index: c.Index(), ok: ok})
+	return c, ok
+}

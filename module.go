@@ -1,0 +1,14 @@
+// Package caddykeyauth plugs key_auth into Caddy: Kong-compatible API-key
+// authentication, with consumers loaded from a file or an HTTP source.
+//
+// Build Caddy with it:
+//
+//	xcaddy build --with github.com/keyauth/caddy-keyauth
+package caddykeyauth
+
+import (
+	// The handler, its Caddyfile directive and the consumer sources.
+	_ "github.com/keyauth/caddy-keyauth/caddyfile"
+	_ "github.com/keyauth/caddy-keyauth/consumers"
+	_ "github.com/keyauth/caddy-keyauth/keyauth"
+)
