@@ -111,12 +111,13 @@ func Parse(d *caddyfile.Dispenser) (*keyauth.Handler, error) {
 }
 
 func oneArg(d *caddyfile.Dispenser) (string, error) {
+	opt := d.Val()
 	var v string
 	if !d.Args(&v) || d.NextArg() {
 		return "", d.ArgErr()
 	}
 	if d.NextBlock(d.Nesting()) {
-		return "", d.Errf("%s takes no block", d.Val())
+		return "", d.Errf("%s takes no block", opt)
 	}
 	return v, nil
 }
@@ -154,16 +155,17 @@ func size(d *caddyfile.Dispenser, v string) (consumers.ByteSize, error) {
 }
 
 func duration(d *caddyfile.Dispenser) (*caddy.Duration, error) {
+	opt := d.Val()
 	v, err := oneArg(d)
 	if err != nil {
 		return nil, err
 	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil {
-		return nil, d.Errf("%s: invalid duration '%s': %v", d.Val(), v, err)
+		return nil, d.Errf("%s: invalid duration '%s': %v", opt, v, err)
 	}
 	if dur < 0 {
-		return nil, d.Errf("%s must not be negative", d.Val())
+		return nil, d.Errf("%s must not be negative", opt)
 	}
 	cd := caddy.Duration(dur)
 	return &cd, nil
@@ -182,6 +184,9 @@ func parseSource(d *caddyfile.Dispenser) (json.RawMessage, error) {
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
 			switch d.Val() {
 			case "refresh":
+				if src.Refresh != nil {
+					return nil, d.Err("refresh given twice")
+				}
 				var err error
 				if src.Refresh, err = duration(d); err != nil {
 					return nil, err

@@ -132,6 +132,9 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
 
 func (f *fileFetcher) retryAfter(int) time.Duration { return f.refresh }
 
+// fetchAtStart: the file was read when the config loaded.
+func (f *fileFetcher) fetchAtStart() bool { return false }
+
 func (f *fileFetcher) info() SourceInfo { return SourceInfo{Kind: "file", Location: f.path} }
 
 func (f *fileFetcher) close() {}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf16"
@@ -69,7 +70,7 @@ func (d *consumerDraft) s(sp span) []byte { return d.buf[sp.start:sp.end] }
 
 // name is how errors refer to the consumer.
 func (d *consumerDraft) name() string {
-	if d.hasUsername {
+	if d.hasUsername && d.username.end > d.username.start {
 		return fmt.Sprintf("consumer %q", d.s(d.username))
 	}
 	return fmt.Sprintf("consumer #%d", d.index+1)
@@ -148,15 +149,17 @@ func (p *parser) null() bool {
 // object walks the members of an object; field is called with the member's
 // name, positioned at its value.
 func (p *parser) object(what string, field func(name []byte, at int) error) error {
-	if err := p.expect('{', what+" (an object)"); err != nil {
-		return err
+	if p.peek() != '{' { // checked first: the message is built only for an error
+		return p.expect('{', what+" (an object)")
 	}
+	p.pos++
 	if p.peek() == '}' {
 		p.pos++
 		return nil
 	}
 	for {
-		at := p.pos
+		p.ws()
+		at := p.pos // the field name, for errors about the field
 		name, err := p.str("a field name")
 		if err != nil {
 			return err
@@ -185,9 +188,10 @@ func (p *parser) array(what string, elem func(i int) error) error {
 	if p.null() {
 		return nil
 	}
-	if err := p.expect('[', what+" (an array)"); err != nil {
-		return err
+	if p.peek() != '[' {
+		return p.expect('[', what+" (an array)")
 	}
+	p.pos++
 	if p.peek() == ']' {
 		p.pos++
 		return nil
@@ -211,9 +215,10 @@ func (p *parser) array(what string, elem func(i int) error) error {
 
 // str reads a string. The bytes it returns are valid until the next call.
 func (p *parser) str(what string) ([]byte, error) {
-	if err := p.expect('"', what+" (a string)"); err != nil {
-		return nil, err
+	if p.peek() != '"' {
+		return nil, p.expect('"', what+" (a string)")
 	}
+	p.pos++
 	start := p.pos
 	for i := start; i < len(p.data); i++ {
 		switch c := p.data[i]; {
@@ -529,11 +534,21 @@ func (d *consumerDraft) expires(c *credentialDraft) int64 {
 		return 0
 	}
 	t, _ := time.Parse(time.RFC3339, string(d.s(c.expiry)))
+	// UnixNano is undefined outside the years 1678 to 2262: a later expiry
+	// (such as 9999-12-31, for never) must not wrap around into the past.
+	switch {
+	case t.After(maxExpiry):
+		return math.MaxInt64
+	case t.Before(minExpiry):
+		return math.MinInt64
+	}
 	if n := t.UnixNano(); n != 0 {
 		return n
 	}
 	return -1 // the epoch itself, which 0 cannot say
 }
+
+var minExpiry, maxExpiry = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
 
 // credentialID is the credential's id: its own, or one derived from the
 // consumer's id and the credential's position, never from the key.

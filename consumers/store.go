@@ -28,6 +28,8 @@ type fetcher interface {
 	// retryAfter is how long to wait after failures failed fetches in a row;
 	// 0 failures is the normal polling interval, and 0 turns polling off.
 	retryAfter(failures int) time.Duration
+	// fetchAtStart reports whether polling begins with a fetch.
+	fetchAtStart() bool
 	// info describes the source for operators, without secrets.
 	info() SourceInfo
 	close()
@@ -83,6 +85,22 @@ func newStore(key string, f fetcher, logger *zap.Logger) *Store {
 	s.status.SourceInfo = f.info()
 	return s
 }
+
+// StaticStore is a store that serves set and never changes: for tests and
+// for programs that build their sets themselves.
+func StaticStore(set *Set) *Store {
+	s := newStore("static", staticFetcher{}, zap.NewNop())
+	s.swap(set)
+	return s
+}
+
+type staticFetcher struct{}
+
+func (staticFetcher) fetch(context.Context, bool) (*Set, error) { return nil, nil }
+func (staticFetcher) retryAfter(int) time.Duration              { return 0 }
+func (staticFetcher) fetchAtStart() bool                        { return false }
+func (staticFetcher) info() SourceInfo                          { return SourceInfo{Kind: "static"} }
+func (staticFetcher) close()                                    {}
 
 // Set is the current consumer set, or nil when none has loaded yet.
 func (s *Store) Set() *Set { return s.set.Load() }
@@ -174,8 +192,7 @@ func (s *Store) start() {
 func (s *Store) poll() {
 	defer close(s.done)
 	failures := 0
-	if s.Set() == nil {
-		// Nothing loaded yet (an HTTP source without a cache): fetch now.
+	if s.fetcher.fetchAtStart() {
 		if s.refresh(s.ctx, false) != nil {
 			failures++
 		}

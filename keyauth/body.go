@@ -52,11 +52,33 @@ func bodyKindOf(contentType string) (bodyKind, string) {
 	case "application/json":
 		return bodyJSON, ""
 	case "multipart/form-data":
-		if b := params["boundary"]; b != "" {
+		if b := params["boundary"]; validBoundary(b) {
 			return bodyMultipart, b
 		}
 	}
 	return bodyOther, ""
+}
+
+// validBoundary reports whether a multipart boundary follows RFC 2046, as
+// multipart.Writer.SetBoundary requires. Go's reader accepts more, but a
+// body that could be searched and then not re-encoded without its key
+// would fail; such a body is of no kind searched.
+func validBoundary(b string) bool {
+	if len(b) < 1 || len(b) > 70 || b[len(b)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' {
+			continue
+		}
+		switch c {
+		case '\'', '(', ')', '+', '_', ',', '-', '.', '/', ':', '=', '?', ' ':
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // readBody reads the body once, up to the limit. A larger body is not
@@ -349,7 +371,9 @@ func multipartRemove(data []byte, boundary, name string) ([]byte, bool, error) {
 			break
 		}
 		if err != nil {
-			return nil, false, err
+			// An unparsable body holds no key (see multipartLookup), so
+			// there is nothing to remove: it goes on as it came.
+			return data, false, nil
 		}
 		if p.FileName() == "" && p.FormName() == name {
 			removed = true
@@ -360,7 +384,7 @@ func multipartRemove(data []byte, boundary, name string) ([]byte, bool, error) {
 			return nil, false, err
 		}
 		if _, err := io.Copy(w, p); err != nil {
-			return nil, false, err
+			return data, false, nil // out never fails: the part is cut short
 		}
 	}
 	if !removed {

@@ -108,7 +108,29 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults and loads the consumers source.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	if err := h.configure(ctx.Logger()); err != nil {
+		return err
+	}
+	if h.ConsumersRaw == nil {
+		return errors.New("consumers is required: name a source, such as a consumers file")
+	}
+	mod, err := ctx.LoadModule(h, "ConsumersRaw")
+	if err != nil {
+		return fmt.Errorf("loading consumers source: %w", err)
+	}
+	h.store = mod.(consumers.Source).Store()
+	if set := h.store.Set(); h.Anonymous != "" && set != nil {
+		if _, ok := set.FindConsumer(h.Anonymous); !ok {
+			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
+				zap.String("anonymous", h.Anonymous))
+		}
+	}
+	return registerMetrics(ctx)
+}
+
+// configure checks the options and works out what requests need of them.
+func (h *Handler) configure(logger *zap.Logger) error {
+	h.logger = logger
 	h.anon = new(atomic.Pointer[anonEntry])
 	if len(h.KeyNames) == 0 {
 		h.KeyNames = []string{"apikey"}
@@ -147,23 +169,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Realm != "" {
 		h.challenge = []string{"Key realm=" + strconv.Quote(h.Realm)}
 	}
-
-	if h.ConsumersRaw == nil {
-		return errors.New("consumers is required: name a source, such as a consumers file")
-	}
-	mod, err := ctx.LoadModule(h, "ConsumersRaw")
-	if err != nil {
-		return fmt.Errorf("loading consumers source: %w", err)
-	}
-	h.store = mod.(consumers.Source).Store()
-
-	if h.Anonymous != "" {
-		if _, ok := h.store.Set().FindConsumer(h.Anonymous); !ok && h.store.Set() != nil {
-			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
-				zap.String("anonymous", h.Anonymous))
-		}
-	}
-	return registerMetrics(ctx)
+	return nil
 }
 
 // anonEntry caches the anonymous consumer's position in one set. It holds

@@ -1,0 +1,212 @@
+package keyauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
+)
+
+// benchStore is a parsed set of n consumers with one random key each, plus
+// an anonymous consumer without keys.
+type benchStore struct {
+	set  *consumers.Set
+	keys []string
+}
+
+var (
+	benchStoresMu sync.Mutex
+	benchStores   = map[int]*benchStore{}
+)
+
+func loadBenchStore(tb testing.TB, n int) *benchStore {
+	tb.Helper()
+	benchStoresMu.Lock()
+	defer benchStoresMu.Unlock()
+	if s := benchStores[n]; s != nil {
+		return s
+	}
+	var doc bytes.Buffer
+	keys := make([]string, n)
+	raw := make([]byte, 16)
+	doc.WriteString(`{"consumers": [{"username": "anon"}`)
+	for i := range n {
+		_, _ = rand.Read(raw)
+		keys[i] = hex.EncodeToString(raw)
+		fmt.Fprintf(&doc, `,{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": %q}]}`, i, i, keys[i])
+	}
+	doc.WriteString("]}")
+	set, err := consumers.Parse(doc.Bytes())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &benchStore{set: set, keys: keys}
+	benchStores[n] = s
+	return s
+}
+
+// newBenchHandler configures a handler against a static store, as
+// Provision does against a source.
+func newBenchHandler(tb testing.TB, h *Handler, set *consumers.Set) *Handler {
+	tb.Helper()
+	if err := h.configure(zap.NewNop()); err != nil {
+		tb.Fatal(err)
+	}
+	h.store = consumers.StaticStore(set)
+	return h
+}
+
+// discardWriter is a ResponseWriter that keeps its header map between
+// requests, so the benchmark counts the handler's allocations only.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(status int)      { w.status = status }
+
+var nextOK = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+
+// benchCase is one request shape. reset restores what the handler changed
+// in the request, so every iteration sees the same request.
+type benchCase struct {
+	name    string
+	handler Handler
+	request func(key string) *http.Request
+	status  int // what the writer must have seen; 0 for passed on
+}
+
+func benchCases() []benchCase {
+	get := func(target string, hdr ...string) func(string) *http.Request {
+		return func(key string) *http.Request {
+			r := httptest.NewRequest(http.MethodGet, strings.ReplaceAll(target, "KEY", key), nil)
+			r.Header.Set("User-Agent", "bench")
+			r.Header.Set("Accept", "*/*")
+			for i := 0; i < len(hdr); i += 2 {
+				r.Header.Set(hdr[i], strings.ReplaceAll(hdr[i+1], "KEY", key))
+			}
+			return r
+		}
+	}
+	return []benchCase{
+		{name: "header", request: get("/v1/things", "Apikey", "KEY")},
+		{name: "query", request: get("/v1/things?page=2&apikey=KEY&sort=asc")},
+		{name: "json_body", handler: Handler{KeyInBody: true}, request: func(key string) *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/v1/things", strings.NewReader(`{"name": "x", "apikey": "`+key+`", "n": 1}`))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}},
+		{name: "unknown_key", request: get("/v1/things", "Apikey", "not-a-key-of-anybody-at-all-000"), status: 401},
+		{name: "no_key", request: get("/v1/things"), status: 401},
+		{name: "anonymous", handler: Handler{Anonymous: "anon"}, request: get("/v1/things", "Apikey", "not-a-key-of-anybody-at-all-000")},
+		{name: "hide_query", handler: Handler{HideCredentials: true}, request: get("/v1/things?page=2&apikey=KEY&sort=asc")},
+	}
+}
+
+// BenchmarkServeHTTP measures ServeHTTP as Caddy calls it: a replacer in the
+// context and a no-op next handler, at 1,000 and 1,000,000 consumers.
+func BenchmarkServeHTTP(b *testing.B) {
+	for _, n := range []int{1_000, 1_000_000} {
+		for _, bc := range benchCases() {
+			b.Run(fmt.Sprintf("%s/consumers=%d", bc.name, n), func(b *testing.B) {
+				store := loadBenchStore(b, n)
+				h := newBenchHandler(b, &bc.handler, store.set)
+				run := newBenchRun(bc.request(store.keys[n/2]))
+				w := &discardWriter{h: http.Header{}}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					run.reset()
+					if err := h.ServeHTTP(w, run.r, nextOK); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if w.status != bc.status {
+					b.Fatalf("status %d, want %d", w.status, bc.status)
+				}
+			})
+		}
+	}
+}
+
+// benchRun replays one request: it restores the query, the headers and the
+// body the handler may have changed, without allocating.
+type benchRun struct {
+	r          *http.Request
+	rawQuery   string
+	requestURI string
+	header     http.Header
+	body       []byte
+	bodyReader *bytes.Reader
+}
+
+func newBenchRun(r *http.Request) *benchRun {
+	run := &benchRun{r: r, rawQuery: r.URL.RawQuery, requestURI: r.RequestURI, header: r.Header.Clone()}
+	if r.Body != nil && r.Body != http.NoBody {
+		run.body, _ = io.ReadAll(r.Body)
+		run.bodyReader = bytes.NewReader(run.body)
+	}
+	repl := caddy.NewReplacer()
+	run.r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	return run
+}
+
+func (run *benchRun) reset() {
+	r := run.r
+	r.URL.RawQuery, r.RequestURI = run.rawQuery, run.requestURI
+	for k, v := range run.header {
+		if len(r.Header[k]) == 0 {
+			r.Header[k] = v
+		}
+	}
+	if run.bodyReader != nil {
+		run.bodyReader.Reset(run.body)
+		r.Body = io.NopCloser(run.bodyReader)
+		r.ContentLength = int64(len(run.body))
+	}
+}
+
+// TestHotPathAllocs holds the hot paths to their allocation budget: one
+// allocation for a served request (its identity headers and placeholders),
+// and at most one for a rejected one.
+func TestHotPathAllocs(t *testing.T) {
+	store := loadBenchStore(t, 1_000)
+	budget := map[string]float64{"header": 1, "query": 1, "unknown_key": 1, "no_key": 1, "anonymous": 1}
+	for _, bc := range benchCases() {
+		want, ok := budget[bc.name]
+		if !ok {
+			continue
+		}
+		t.Run(bc.name, func(t *testing.T) {
+			h := newBenchHandler(t, &bc.handler, store.set)
+			run := newBenchRun(bc.request(store.keys[7]))
+			w := &discardWriter{h: http.Header{}}
+			allocs := testing.AllocsPerRun(200, func() {
+				run.reset()
+				_ = h.ServeHTTP(w, run.r, nextOK)
+			})
+			if allocs > want {
+				t.Errorf("%s: %.1f allocs per request, want at most %.0f", bc.name, allocs, want)
+			}
+			if w.status != bc.status {
+				t.Errorf("status %d, want %d", w.status, bc.status)
+			}
+		})
+	}
+}
