@@ -103,6 +103,10 @@ type fileFetcher struct {
 	// loaded is the version serving; refused the last version refused, so
 	// an unchanged broken file is neither re-read nor logged again.
 	loaded, refused fileSig
+	// refusedErr is why refused was refused. It is returned again while
+	// that version stays, so the store goes on reporting the failure (the
+	// store logs a repeated error once) rather than a recovery.
+	refusedErr error
 }
 
 func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
@@ -114,8 +118,11 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		sig.ino = st.Ino
 	}
-	if !force && (sig == f.loaded || sig == f.refused) {
+	if !force && sig == f.loaded {
 		return nil, nil
+	}
+	if !force && sig == f.refused {
+		return nil, f.refusedErr
 	}
 	data, err := os.ReadFile(f.path)
 	if err != nil {
@@ -124,9 +131,10 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
 	set, err := Parse(data)
 	if err != nil {
 		f.refused = sig
-		return nil, fmt.Errorf("consumers file %s: %w", f.path, err)
+		f.refusedErr = fmt.Errorf("consumers file %s: %w", f.path, err)
+		return nil, f.refusedErr
 	}
-	f.loaded, f.refused = sig, fileSig{}
+	f.loaded, f.refused, f.refusedErr = sig, fileSig{}, nil
 	return set, nil
 }
 

@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // fileDoc is a valid consumers document whose one key is keyMark-name.
@@ -74,6 +77,9 @@ func TestFileFetcher(t *testing.T) {
 		result string // "set", "nil" or "error"
 		user   string // the consumer of a loaded set
 		errs   []string
+		// again: the error is the last one, returned without reading the
+		// file again (the same refused version)
+		again bool
 	}{
 		{name: "missing file", result: "error", errs: []string{"consumers file: ", path, "no such file"}},
 		{name: "first load", do: []func(*testing.T){write(fileDoc("v1")), setMtime(base)}, result: "set", user: "v1"},
@@ -87,10 +93,10 @@ func TestFileFetcher(t *testing.T) {
 		{name: "unchanged after rotation", result: "nil"},
 		{name: "refused", do: []func(*testing.T){write(fileDoc("v5") + "x")}, result: "error",
 			errs: []string{"consumers file " + path + ": ", "line 1, column ", "unexpected data after the document"}},
-		{name: "refused version, again", result: "nil"},
-		{name: "refused version, once more", result: "nil"},
+		{name: "refused version, again", result: "error", again: true},
+		{name: "refused version, once more", result: "error", again: true},
 		{name: "refused version, forced", force: true, result: "error", errs: []string{"unexpected data after the document"}},
-		{name: "refused version after the forced fetch", result: "nil"},
+		{name: "refused version after the forced fetch", result: "error", again: true},
 		{name: "another refused version", do: []func(*testing.T){write(`{"consumers": [{"username": "v6", "keys": [{"key": ""}]}]}`)}, result: "error",
 			errs: []string{"consumers file " + path + ": ", `line 1: consumer "v6", key #1 has an empty key`}},
 		{name: "refused by rotation", do: []func(*testing.T){rotate(`{"consumers": [{"username": "v6", "keys": [{"key": "` + keyMark + `-v6"}, {"key": "` + keyMark + `-v6"}]}]}`)},
@@ -105,6 +111,7 @@ func TestFileFetcher(t *testing.T) {
 		{name: "a file again", do: []func(*testing.T){func(t *testing.T) { os.Remove(path) }, write(fileDoc("v9"))}, result: "set", user: "v9"},
 	}
 	f := &fileFetcher{path: path, refresh: time.Second}
+	var lastErr error
 	for _, st := range steps {
 		for _, do := range st.do {
 			do(t)
@@ -141,7 +148,86 @@ func TestFileFetcher(t *testing.T) {
 			if strings.Contains(err.Error(), keyMark) {
 				t.Errorf("%s: error holds key material: %q", st.name, err)
 			}
+			if st.again && err != lastErr {
+				t.Errorf("%s: error %q is not the last one, %q", st.name, err, lastErr)
+			}
+			if !st.again && err == lastErr {
+				t.Errorf("%s: the last error again; want the file read", st.name)
+			}
 		}
+		lastErr = err
+	}
+}
+
+// TestFileStoreRefused follows a refused file through the store: the error
+// is logged once and stays in the status while the last good set serves,
+// and only a fixed file counts as a recovery.
+func TestFileStoreRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(path, []byte(fileDoc("good")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ff := &fileFetcher{path: path, refresh: time.Second}
+	core, logs := observer.New(zap.DebugLevel)
+	s := newStore("file-store-refused-test", ff, zap.New(core))
+	defer s.Destruct()
+	set, err := ff.fetch(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.swap(set)
+	serving := func() bool {
+		c, ok := s.Set().Lookup(digestOf(keyMark + "-good"))
+		return ok && c.Consumer().Username() == "good"
+	}
+	count := func(msg string) int { return logs.FilterMessage(msg).Len() }
+	const notReloaded, recovered = "consumers not reloaded; the last good set keeps serving", "consumers source recovered"
+
+	broken := `{"consumers": [{"username": "a", "keys": [{"key": "` + keyMark + `-x"}, {"key": "` + keyMark + `-x"}]}]}`
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := s.refresh(ctx, false); err == nil {
+			t.Fatalf("poll %d of a refused file: no error", i)
+		}
+		st := s.Status()
+		if st.Failures != i || !strings.Contains(st.LastError, "has the same key as") || !st.Loaded {
+			t.Errorf("poll %d: status %+v", i, st)
+		}
+		if strings.Contains(st.LastError, keyMark) {
+			t.Errorf("poll %d: the status holds key material: %q", i, st.LastError)
+		}
+		if !serving() {
+			t.Errorf("poll %d: the last good set is not serving", i)
+		}
+	}
+	if count(notReloaded) != 1 || count(recovered) != 0 {
+		t.Errorf("after 3 polls of a refused file: %d errors, %d recoveries logged; want 1, 0", count(notReloaded), count(recovered))
+	}
+	for _, e := range logs.All() {
+		for _, f := range e.Context {
+			if strings.Contains(f.String, keyMark) || (f.Interface != nil && strings.Contains(fmt.Sprint(f.Interface), keyMark)) {
+				t.Errorf("log %q holds key material", e.Message)
+			}
+		}
+	}
+
+	if err := os.WriteFile(path, []byte(fileDoc("fixed")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.refresh(ctx, false); err != nil {
+		t.Fatalf("poll of the fixed file: %v", err)
+	}
+	if st := s.Status(); st.Failures != 0 || st.LastError != "" {
+		t.Errorf("after the fix: status %+v", st)
+	}
+	if _, ok := s.Set().Lookup(digestOf(keyMark + "-fixed")); !ok {
+		t.Error("the fixed file is not serving")
+	}
+	if count(recovered) != 1 {
+		t.Errorf("%d recoveries logged, want 1", count(recovered))
 	}
 }
 

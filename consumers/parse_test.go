@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -664,8 +665,8 @@ func BenchmarkParseEscaped(b *testing.B) {
 	}
 }
 
-// FuzzParse checks that no document makes Parse panic, and that a set it
-// accepts is consistent.
+// FuzzParse checks that no document makes Parse panic, that a document it
+// accepts is valid JSON, and that the set it builds is consistent.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(fmt.Sprintf(setDoc, hashOf(keyMark+"-bob-hashed"))))
 	f.Add([]byte(`{"consumers": [{"username": "a\u00e9\ud83d\ude00", "keys": [{"key": "k\n", "expires_at": "2030-01-01T00:00:00Z"}]}]}`))
@@ -679,6 +680,9 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("Parse returned a set with its error")
 			}
 			return
+		}
+		if !json.Valid(doc) {
+			t.Fatalf("Parse accepted invalid JSON: %q", doc)
 		}
 		n, _ := s.Len()
 		for i := range n {
