@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"strconv"
 	"unsafe"
@@ -26,7 +27,12 @@ type builder struct {
 	usernames, ids, credentialIDs strTable
 }
 
-func (b *builder) startFill() {
+func (b *builder) startFill() error {
+	// Records address the arena and each other with 32-bit offsets.
+	if b.nArena > math.MaxUint32 || b.nCredentials >= math.MaxUint32 || b.nTags > math.MaxUint32 {
+		return fmt.Errorf("document too large: %d consumers, %d keys and %d bytes of names and ids; at most 4 GiB of them",
+			b.nConsumers, b.nCredentials, b.nArena)
+	}
 	b.filling = true
 	b.set = &Set{
 		consumers:   make([]consumerRec, 0, b.nConsumers),
@@ -41,6 +47,7 @@ func (b *builder) startFill() {
 	n := tableSize(b.nCredentials)
 	b.set.slots = make([]uint32, n)
 	b.set.mask = uint64(n - 1)
+	return nil
 }
 
 func (b *builder) finish() *Set {

@@ -38,7 +38,9 @@ func Parse(doc []byte) (*Set, error) {
 	if err := (&parser{data: doc, b: &b}).document(); err != nil {
 		return nil, err
 	}
-	b.startFill()
+	if err := b.startFill(); err != nil {
+		return nil, err
+	}
 	if err := (&parser{data: doc, b: &b}).document(); err != nil {
 		return nil, err
 	}
@@ -84,6 +86,26 @@ func (d *consumerDraft) credName(i int) string {
 	return fmt.Sprintf("%s, key #%d", d.name(), i+1)
 }
 
+// label names a part of the document in errors. It is built only when an
+// error needs it: formatting it for every consumer would double the work of
+// parsing a large document.
+type label struct {
+	fixed         string
+	consumer, key int // 1-based; 0 when not about a consumer or key
+}
+
+func (l label) String() string {
+	switch {
+	case l.key > 0:
+		return fmt.Sprintf("key #%d of consumer #%d", l.key, l.consumer)
+	case l.consumer > 0:
+		return fmt.Sprintf("consumer #%d", l.consumer)
+	}
+	return l.fixed
+}
+
+func fixed(s string) label { return label{fixed: s} }
+
 type parser struct {
 	data    []byte
 	pos     int
@@ -126,7 +148,7 @@ func (p *parser) peek() byte {
 	return p.data[p.pos]
 }
 
-func (p *parser) expect(c byte, what string) error {
+func (p *parser) expect(c byte, what label) error {
 	if p.peek() != c {
 		if p.pos >= len(p.data) {
 			return p.errAt(p.pos, "unexpected end of document, expected %s", what)
@@ -148,9 +170,9 @@ func (p *parser) null() bool {
 
 // object walks the members of an object; field is called with the member's
 // name, positioned at its value.
-func (p *parser) object(what string, field func(name []byte, at int) error) error {
+func (p *parser) object(what label, field func(name []byte, at int) error) error {
 	if p.peek() != '{' { // checked first: the message is built only for an error
-		return p.expect('{', what+" (an object)")
+		return p.expect('{', fixed(what.String()+" (an object)"))
 	}
 	p.pos++
 	if p.peek() == '}' {
@@ -160,11 +182,11 @@ func (p *parser) object(what string, field func(name []byte, at int) error) erro
 	for {
 		p.ws()
 		at := p.pos // the field name, for errors about the field
-		name, err := p.str("a field name")
+		name, err := p.str(fixed("a field name"))
 		if err != nil {
 			return err
 		}
-		if err := p.expect(':', "':' after a field name"); err != nil {
+		if err := p.expect(':', fixed("':' after a field name")); err != nil {
 			return err
 		}
 		p.ws()
@@ -178,18 +200,18 @@ func (p *parser) object(what string, field func(name []byte, at int) error) erro
 			p.pos++
 			return nil
 		default:
-			return p.expect('}', "',' or '}' in "+what)
+			return p.expect('}', fixed("',' or '}' in "+what.String()))
 		}
 	}
 }
 
 // array walks the elements of an array; null counts as an empty one.
-func (p *parser) array(what string, elem func(i int) error) error {
+func (p *parser) array(what label, elem func(i int) error) error {
 	if p.null() {
 		return nil
 	}
 	if p.peek() != '[' {
-		return p.expect('[', what+" (an array)")
+		return p.expect('[', fixed(what.String()+" (an array)"))
 	}
 	p.pos++
 	if p.peek() == ']' {
@@ -208,15 +230,15 @@ func (p *parser) array(what string, elem func(i int) error) error {
 			p.pos++
 			return nil
 		default:
-			return p.expect(']', "',' or ']' in "+what)
+			return p.expect(']', fixed("',' or ']' in "+what.String()))
 		}
 	}
 }
 
 // str reads a string. The bytes it returns are valid until the next call.
-func (p *parser) str(what string) ([]byte, error) {
+func (p *parser) str(what label) ([]byte, error) {
 	if p.peek() != '"' {
-		return nil, p.expect('"', what+" (a string)")
+		return nil, p.expect('"', fixed(what.String()+" (a string)"))
 	}
 	p.pos++
 	start := p.pos
@@ -325,7 +347,7 @@ func (p *parser) hex4(i int) (rune, bool) {
 
 // optStr reads a string or null into the draft; it reports whether a string
 // was there.
-func (p *parser) optStr(what string, dst *span) (bool, error) {
+func (p *parser) optStr(what label, dst *span) (bool, error) {
 	if p.null() {
 		return false, nil
 	}
@@ -345,7 +367,7 @@ func (p *parser) keep(s []byte) span {
 
 func (p *parser) document() error {
 	seen := false
-	err := p.object("the document", func(name []byte, at int) error {
+	err := p.object(fixed("the document"), func(name []byte, at int) error {
 		if string(name) != "consumers" {
 			return p.errAt(at, `unknown field in the document (it holds "consumers")`)
 		}
@@ -354,9 +376,10 @@ func (p *parser) document() error {
 		}
 		seen = true
 		if p.null() {
-			return nil
+			// A generator's nil list would otherwise wipe every consumer.
+			return p.errAt(at, `"consumers" is null; an empty list is []`)
 		}
-		return p.array(`"consumers"`, p.consumer)
+		return p.array(fixed(`"consumers"`), p.consumer)
 	})
 	if err != nil {
 		return err
@@ -374,7 +397,7 @@ func (p *parser) consumer(index int) error {
 	d := &p.draft
 	d.reset(index, p.pos)
 	var seen [5]bool
-	what := fmt.Sprintf("consumer #%d", index+1)
+	what := label{consumer: index + 1}
 	err := p.object(what, func(name []byte, at int) error {
 		field := -1
 		switch string(name) {
@@ -398,21 +421,21 @@ func (p *parser) consumer(index int) error {
 		var err error
 		switch field {
 		case 0:
-			d.hasUsername, err = p.optStr("username", &d.username)
+			d.hasUsername, err = p.optStr(fixed("username"), &d.username)
 		case 1:
-			d.hasID, err = p.optStr("id", &d.id)
+			d.hasID, err = p.optStr(fixed("id"), &d.id)
 		case 2:
-			_, err = p.optStr("custom_id", &d.customID)
+			_, err = p.optStr(fixed("custom_id"), &d.customID)
 		case 3:
-			err = p.array("tags", func(int) error {
-				s, err := p.str("a tag")
+			err = p.array(fixed("tags"), func(int) error {
+				s, err := p.str(fixed("a tag"))
 				if err == nil {
 					d.tags = append(d.tags, p.keep(s))
 				}
 				return err
 			})
 		case 4:
-			err = p.array("keys", p.credential)
+			err = p.array(fixed("keys"), p.credential)
 		}
 		return err
 	})
@@ -434,7 +457,7 @@ func (p *parser) credential(int) error {
 	d.credentials = append(d.credentials, credentialDraft{})
 	c := &d.credentials[len(d.credentials)-1]
 	var seen [4]bool
-	what := fmt.Sprintf("key #%d of consumer #%d", len(d.credentials), d.index+1)
+	what := label{consumer: d.index + 1, key: len(d.credentials)}
 	return p.object(what, func(name []byte, at int) error {
 		field := -1
 		switch string(name) {
@@ -456,13 +479,13 @@ func (p *parser) credential(int) error {
 		var err error
 		switch field {
 		case 0:
-			c.hasID, err = p.optStr("id", &c.id)
+			c.hasID, err = p.optStr(fixed("id"), &c.id)
 		case 1:
-			c.hasKey, err = p.optStr("key", &c.key)
+			c.hasKey, err = p.optStr(fixed("key"), &c.key)
 		case 2:
-			c.hasHash, err = p.optStr("hash", &c.hash)
+			c.hasHash, err = p.optStr(fixed("hash"), &c.hash)
 		case 3:
-			c.hasExpiry, err = p.optStr("expires_at", &c.expiry)
+			c.hasExpiry, err = p.optStr(fixed("expires_at"), &c.expiry)
 		}
 		return err
 	})

@@ -101,10 +101,6 @@ func TestParseValid(t *testing.T) {
 			consumers: nil,
 		},
 		{
-			name: "consumers null is an empty set",
-			doc:  `{"consumers": null}`,
-		},
-		{
 			name:      "white space everywhere",
 			doc:       "\r\n\t {\r\n\t \"consumers\"\t:\r\n[ { \"username\" : \"a\" , \"keys\" : [ { \"key\" : \"" + keyMark + "1\" } ] } ] }\n\n",
 			consumers: []wantConsumer{{username: "a", id: "a"}},
@@ -333,6 +329,8 @@ func TestParseRefused(t *testing.T) {
 			want: []string{"unexpected end of document", "expected the document"}},
 		{name: "only white space", doc: "\n\n  ", line: 3, col: 3,
 			want: []string{"unexpected end of document"}},
+		{name: "consumers null", doc: `{"consumers": null}`, line: 1, col: 2,
+			want: []string{`"consumers" is null`}},
 		{name: "not an object", doc: `[]`, line: 1, col: 1,
 			want: []string{"expected the document (an object)"}},
 		{name: "truncated after a key", doc: `{"consumers": [{"username": "bob", "keys": [{"key": "` + k("trunc") + `"`,
