@@ -3,6 +3,7 @@ package caddyfile
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -74,6 +75,15 @@ func Parse(d *caddyfile.Dispenser) (*keyauth.Handler, error) {
 			if len(h.KeyNames) == 0 {
 				return nil, d.ArgErr()
 			}
+			for i, n := range h.KeyNames {
+				if n == "" {
+					return nil, d.Err("key_names: a key name must not be empty")
+				}
+				if slices.Contains(h.KeyNames[:i], n) {
+					return nil, d.Errf("key_names: '%s' is listed twice", n)
+				}
+			}
+			err = noBlock(d, opt)
 		case "key_in_header":
 			h.KeyInHeader, err = boolPtr(d)
 		case "key_in_query":
@@ -116,10 +126,15 @@ func oneArg(d *caddyfile.Dispenser) (string, error) {
 	if !d.Args(&v) || d.NextArg() {
 		return "", d.ArgErr()
 	}
+	return v, noBlock(d, opt)
+}
+
+// noBlock refuses a block after an option that takes none.
+func noBlock(d *caddyfile.Dispenser, opt string) error {
 	if d.NextBlock(d.Nesting()) {
-		return "", d.Errf("%s takes no block", opt)
+		return d.Errf("%s takes no block", opt)
 	}
-	return v, nil
+	return nil
 }
 
 // boolArg reads an optional true/false; bare is what the option alone means.
@@ -129,7 +144,7 @@ func boolArg(d *caddyfile.Dispenser, bare bool) (bool, error) {
 		if !bare {
 			return false, d.Errf("%s needs true or false", opt)
 		}
-		return true, nil
+		return true, noBlock(d, opt)
 	}
 	v, err := strconv.ParseBool(d.Val())
 	if err != nil || (d.Val() != "true" && d.Val() != "false") {
@@ -138,7 +153,7 @@ func boolArg(d *caddyfile.Dispenser, bare bool) (bool, error) {
 	if d.NextArg() {
 		return false, d.ArgErr()
 	}
-	return v, nil
+	return v, noBlock(d, opt)
 }
 
 func boolPtr(d *caddyfile.Dispenser) (*bool, error) {
