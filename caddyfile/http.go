@@ -46,6 +46,9 @@ func parseHTTPSource(d *caddyfile.Dispenser, url string, warnings *[]caddyconfig
 			if !d.Args(&name, &value) || d.NextArg() {
 				return nil, d.ArgErr()
 			}
+			if err := noBlock(d, opt); err != nil {
+				return nil, err
+			}
 			if src.Headers == nil {
 				src.Headers = http.Header{}
 			}
@@ -74,8 +77,14 @@ func parseTLS(d *caddyfile.Dispenser) (*consumers.HTTPSourceTLS, error) {
 		return nil, d.ArgErr()
 	}
 	t := new(consumers.HTTPSourceTLS)
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("%s given twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
 		case "client_certificate":
 			if !d.Args(&t.ClientCertificateFile, &t.ClientCertificateKeyFile) || d.NextArg() {
 				return nil, d.ArgErr()
@@ -91,7 +100,10 @@ func parseTLS(d *caddyfile.Dispenser) (*consumers.HTTPSourceTLS, error) {
 			}
 			t.UseServerIdentity = true
 		default:
-			return nil, d.Errf("unrecognized consumers http tls option '%s'", d.Val())
+			return nil, d.Errf("unrecognized consumers http tls option '%s'", opt)
+		}
+		if err := noBlock(d, opt); err != nil {
+			return nil, err
 		}
 	}
 	return t, nil
