@@ -148,9 +148,9 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 			cache:    cache,
 			client:   client,
 			headers:  resolveHeaders(s.Headers),
-			logger:   logger,
 		}
 		st := newStore(key, f, logger)
+		f.log = st.log
 		if set := f.loadCache(logger); set != nil {
 			st.swap(set)
 		}
@@ -267,7 +267,7 @@ type httpFetcher struct {
 	cache         string
 	client        *http.Client
 	headers       http.Header
-	logger        *zap.Logger
+	log           func() *zap.Logger // the store's current logger
 
 	mu                 sync.Mutex // guards the validators, read by info
 	etag, lastModified string
@@ -331,7 +331,7 @@ func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
 	f.mu.Unlock()
 	if err := f.saveCache(buf.Bytes()); err != nil {
 		// The set is good; only a cold start without the source misses it.
-		f.logger.Warn("consumers cache not written", zap.String("source", f.location),
+		f.log().Warn("consumers cache not written", zap.String("source", f.location),
 			zap.String("cache", f.cache), zap.Error(err))
 	}
 	return set, nil

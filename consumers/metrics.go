@@ -53,9 +53,16 @@ func (storeCollector) loaded(s *Store, set *Set, at time.Time) {
 
 func (storeCollector) failed(s *Store) { loadFailuresTotal.WithLabelValues(s.Name()).Inc() }
 
-// forget drops the gauges of a source no config uses any more.
+// forget drops the gauges of a source no config uses any more. A reload that
+// changes a source's settings but not its kind and location makes a new
+// store under the same name before the old one goes: its gauges stay.
 func (storeCollector) forget(s *Store) {
 	name := s.Name()
+	for _, o := range Stores() { // s has left the pool already
+		if o != s && o.Name() == name {
+			return
+		}
+	}
 	consumersLoaded.DeleteLabelValues(name)
 	keysLoaded.DeleteLabelValues(name)
 	lastLoad.DeleteLabelValues(name)

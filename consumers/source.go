@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 )
 
 func init() {
@@ -25,7 +26,8 @@ type Source interface {
 // have no start hook: `caddy validate` provisions handlers but starts no app,
 // so it reads consumers files but never polls a source.
 type App struct {
-	stores []*Store
+	stores  []*Store
+	loggers []*zap.Logger // of the sources that use each store
 }
 
 // CaddyModule returns the Caddy module information.
@@ -37,9 +39,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Start starts polling every store this config uses. A store kept across a
-// reload is polling already, and goes on.
+// reload is polling already, and goes on, logging from now on into this
+// config's logs (the previous config's close when it stops).
 func (a *App) Start() error {
-	for _, s := range a.stores {
+	for i, s := range a.stores {
+		s.logger.Store(a.loggers[i])
 		s.start()
 	}
 	return nil
@@ -57,6 +61,7 @@ func use(ctx caddy.Context, s *Store) error {
 	}
 	a := app.(*App)
 	a.stores = append(a.stores, s)
+	a.loggers = append(a.loggers, ctx.Logger())
 	return nil
 }
 

@@ -64,7 +64,9 @@ type Store struct {
 
 	key     string
 	fetcher fetcher
-	logger  *zap.Logger
+	// logger is that of the latest config started with this store: a store
+	// outlives the config that made it, whose logs close with it.
+	logger atomic.Pointer[zap.Logger]
 
 	refreshMu sync.Mutex // one fetch at a time
 	statusMu  sync.Mutex
@@ -81,7 +83,8 @@ type Store struct {
 
 func newStore(key string, f fetcher, logger *zap.Logger) *Store {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{key: key, fetcher: f, logger: logger, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	s := &Store{key: key, fetcher: f, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	s.logger.Store(logger)
 	s.status.SourceInfo = f.info()
 	return s
 }
@@ -104,6 +107,8 @@ func (staticFetcher) close()                                    {}
 
 // Set is the current consumer set, or nil when none has loaded yet.
 func (s *Store) Set() *Set { return s.set.Load() }
+
+func (s *Store) log() *zap.Logger { return s.logger.Load() }
 
 // Name describes the store's source in logs and metric labels.
 func (s *Store) Name() string {
@@ -158,21 +163,21 @@ func (s *Store) refresh(ctx context.Context, force bool) error {
 		// A failure streak is logged when it starts and when its error
 		// changes, not on every poll.
 		if failures == 0 || err.Error() != s.lastErr {
-			s.logger.Error("consumers not reloaded; the last good set keeps serving",
+			s.log().Error("consumers not reloaded; the last good set keeps serving",
 				zap.String("source", s.Name()), zap.Error(err))
 			s.lastErr = err.Error()
 		}
 		return err
 	}
 	if failures > 0 {
-		s.logger.Info("consumers source recovered",
+		s.log().Info("consumers source recovered",
 			zap.String("source", s.Name()), zap.Int("failed_attempts", failures))
 		s.lastErr = ""
 	}
 	if set != nil {
 		s.swap(set)
 		c, k := set.Len()
-		s.logger.Info("consumers loaded", zap.String("source", s.Name()),
+		s.log().Info("consumers loaded", zap.String("source", s.Name()),
 			zap.Int("consumers", c), zap.Int("keys", k))
 	}
 	return nil
@@ -247,7 +252,7 @@ func acquire(key string, open func() (*Store, error)) (*Store, error) {
 
 func release(s *Store) {
 	if _, err := stores.Delete(s.key); err != nil {
-		s.logger.Error("releasing consumers store", zap.String("source", s.Name()), zap.Error(err))
+		s.log().Error("releasing consumers store", zap.String("source", s.Name()), zap.Error(err))
 	}
 }
 
