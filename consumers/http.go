@@ -3,8 +3,10 @@ package consumers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -125,6 +126,9 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("cache %s: %w", s.Cache, err)
 		}
 	}
+	// The key follows the resolved header values, so a reload after a token
+	// rotated in its env variable or file fetches with the new token.
+	headers := resolveHeaders(s.Headers)
 	key := storeKey("http", struct {
 		URL              string
 		Refresh, Timeout time.Duration
@@ -132,7 +136,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 		MaxSize          int64
 		Cache            string
 		TLS              HTTPSourceTLS
-	}{s.URL, refresh, timeout, headerKey(s.Headers), maxSize, cache, deref(s.TLS)})
+	}{s.URL, refresh, timeout, headerKey(headers), maxSize, cache, deref(s.TLS)})
 
 	logger := ctx.Logger()
 	s.store, err = acquire(key, func() (*Store, error) {
@@ -147,7 +151,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 			maxSize:  maxSize,
 			cache:    cache,
 			client:   client,
-			headers:  resolveHeaders(s.Headers),
+			headers:  headers,
 		}
 		st := newStore(key, f, logger)
 		f.log = st.log
@@ -218,18 +222,19 @@ func deref(t *HTTPSourceTLS) HTTPSourceTLS {
 	return *t
 }
 
-// headerKey renders headers canonically for the store key.
+// headerKey renders headers canonically for the store key, as a digest so
+// that the key holds no secret.
 func headerKey(h http.Header) string {
 	names := make([]string, 0, len(h))
 	for n := range h {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b strings.Builder
+	d := sha256.New()
 	for _, n := range names {
-		fmt.Fprintf(&b, "%q:%q;", http.CanonicalHeaderKey(n), h[n])
+		fmt.Fprintf(d, "%q:%q;", http.CanonicalHeaderKey(n), h[n])
 	}
-	return b.String()
+	return hex.EncodeToString(d.Sum(nil))
 }
 
 // resolveHeaders fills in {env.*} and {file.*} placeholders once, when the

@@ -529,3 +529,24 @@ func TestSourceHTTPLogsAfterReload(t *testing.T) {
 		return srcLogLines(t, logB, "consumers not reloaded", url) == 1
 	})
 }
+
+// TestSourceHTTPTokenRotation: a token rotated in its env variable is used
+// from the next config reload on, although the config's text is unchanged:
+// the store follows the resolved header values.
+func TestSourceHTTPTokenRotation(t *testing.T) {
+	t.Setenv("SRC_KEYAUTH_ROTATING", "token-one")
+	srv := srcNewServer(t, srcDoc("alice", "alice-key-1"))
+	url := srv.URL("/consumers")
+	block := "refresh 1h\nheader Authorization \"Bearer {env.SRC_KEYAUTH_ROTATING}\""
+	srcStart(t, fmt.Sprintf(srcGlobal, "")+srcHTTPSite(9206, url, block, "", "one"), "caddyfile")
+	srcUnloadAtEnd(t)
+	srcWaitStatus(t, url, 3*time.Second, "first load", func(st consumers.Status) bool { return st.Loaded })
+
+	t.Setenv("SRC_KEYAUTH_ROTATING", "token-two")
+	srcMustLoad(t, fmt.Sprintf(srcGlobal, "")+srcHTTPSite(9206, url, block, "", "two"), "text/caddyfile")
+	srcEventually(t, 3*time.Second, "a fetch with the rotated token", func() bool {
+		reqs := srv.Requests()
+		return len(reqs) > 0 && reqs[len(reqs)-1].Header.Get("Authorization") == "Bearer token-two"
+	})
+	srcExpect(t, "http://127.0.0.1:9206/", "alice-key-1", 200, "two alice")
+}
