@@ -677,6 +677,14 @@ func FuzzParse(f *testing.F) {
 			if s != nil {
 				t.Fatal("Parse returned a set with its error")
 			}
+			// No key of the document, however broken, is ever echoed. (A
+			// string that also stands elsewhere in the document, as a
+			// username or an id, may be named as such.)
+			for _, k := range fuzzKeyValues(doc) {
+				if len(k) >= 8 && strings.Count(string(doc), k) == 1 && strings.Contains(err.Error(), k) {
+					t.Fatalf("error %q quotes a key of the document", err)
+				}
+			}
 			return
 		}
 		if !json.Valid(doc) {
@@ -693,4 +701,27 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzKeyValues finds the values of "key" members in a document, broken or
+// not: every string that follows "key" and a colon.
+func fuzzKeyValues(doc []byte) []string {
+	var keys []string
+	rest := string(doc)
+	for {
+		i := strings.Index(rest, `"key"`)
+		if i < 0 {
+			return keys
+		}
+		rest = rest[i+5:]
+		v := strings.TrimLeft(rest, " \t\r\n:")
+		if !strings.HasPrefix(v, `"`) {
+			continue
+		}
+		end := strings.IndexByte(v[1:], '"')
+		if end < 0 {
+			end = len(v) - 1
+		}
+		keys = append(keys, v[1:1+end])
+	}
 }

@@ -6,10 +6,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,4 +189,76 @@ func mustUnescape(s string) string {
 func fuzzDigest(key string) string {
 	d := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(d[:])
+}
+
+// TestWriteFuzzCorpus writes the committed seed corpora of FuzzServeHTTP
+// and FuzzParse: the hostile inputs the hardening tests send to a real
+// Caddy. Run it with KEYAUTH_WRITE_CORPUS=1 after changing the list.
+func TestWriteFuzzCorpus(t *testing.T) {
+	if os.Getenv("KEYAUTH_WRITE_CORPUS") == "" {
+		t.Skip("set KEYAUTH_WRITE_CORPUS=1 to rewrite testdata/fuzz")
+	}
+	type req struct {
+		method, query, headers, ctype string
+		body                          []byte
+		opts                          uint8
+	}
+	mp := func(parts ...string) []byte { return []byte(strings.Join(parts, "")) }
+	manyParts := new(strings.Builder)
+	for i := range 3000 {
+		fmt.Fprintf(manyParts, "--B\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n", i)
+	}
+	manyParts.WriteString("--B\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\n" + fuzzAliceKey + "\r\n--B--\r\n")
+	manyParams := new(strings.Builder)
+	for i := range 10000 {
+		fmt.Fprintf(manyParams, "p%d=%d&", i, i)
+	}
+	manyParams.WriteString("apikey=" + fuzzAliceKey)
+	repeated := strings.Repeat("Apikey: "+fuzzAliceKey+"\n", 300)
+	reqs := map[string]req{
+		"invalid_utf8_key":      {"GET", "", "Apikey: \xff\xfe" + fuzzAliceKey, "", nil, 0},
+		"nul_and_controls":      {"GET", "apikey=%00%01%7F" + fuzzAliceKey, "", "", nil, 1},
+		"very_long_key":         {"GET", "", "Apikey: " + strings.Repeat("k", 20000), "", nil, 2},
+		"header_repeated_300":   {"GET", "", repeated, "", nil, 3},
+		"query_10000_params":    {"GET", manyParams.String(), "", "", nil, 4},
+		"encoded_spellings":     {"GET", "apikey=a&api%6Bey=b&%61pikey=c&api%6b%65%79=d", "", "", nil, 5},
+		"json_nested_deep":      {"POST", "", "", "application/json", []byte(`{"x": ` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `, "apikey": "` + fuzzAliceKey + `"}`), 9},
+		"json_huge_string":      {"POST", "", "", "application/json", []byte(`{"apikey": "` + strings.Repeat("s", 200000) + `"}`), 11},
+		"json_top_level_array":  {"POST", "", "", "application/json", []byte(`[{"apikey": "` + fuzzAliceKey + `"}]`), 13},
+		"json_number_key":       {"POST", "", "", "application/json", []byte(`{"apikey": 12345678901234567890}`), 15},
+		"multipart_file_first":  {"POST", "", "", "multipart/form-data; boundary=B", mp("--B\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"a.bin\"\r\n\r\n", strings.Repeat("x", 100000), "\r\n--B\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\n", fuzzAliceKey, "\r\n--B--\r\n"), 17},
+		"multipart_unclosed":    {"POST", "", "", "multipart/form-data; boundary=B", mp("--B\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\n", fuzzAliceKey, "\r\n"), 19},
+		"multipart_3000_parts":  {"POST", "", "", "multipart/form-data; boundary=B", []byte(manyParts.String()), 21},
+		"form_duplicate":        {"POST", "", "", "application/x-www-form-urlencoded", []byte("apikey=" + fuzzAliceKey + "&apikey=" + fuzzBobKey), 23},
+		"connection_hop_by_hop": {"GET", "", "Apikey: nope\nConnection: X-Anonymous-Consumer", "", nil, 8},
+	}
+	for name, r := range reqs {
+		writeCorpus(t, "testdata/fuzz/FuzzServeHTTP", name,
+			quoteString(r.method), quoteString(r.query), quoteString(r.headers), quoteString(r.ctype),
+			"[]byte("+strconv.Quote(string(r.body))+")", fmt.Sprintf("byte(%d)", r.opts))
+	}
+	docs := map[string]string{
+		"nested_deep":    `{"consumers": [{"username": "a", "tags": ` + strings.Repeat("[", 5000) + `]}]}`,
+		"huge_string":    `{"consumers": [{"username": "` + strings.Repeat("u", 200000) + `"}]}`,
+		"top_level_list": `[{"username": "a"}]`,
+		"number_key":     `{"consumers": [{"username": "a", "keys": [{"key": 42}]}]}`,
+		"truncated":      `{"consumers": [{"username": "a", "keys": [{"key": "secret-truncat`,
+		"bad_utf8":       "{\"consumers\": [{\"username\": \"\xff\"}]}",
+		"dup_plain_hash": `{"consumers": [{"username": "a", "keys": [{"key": "` + fuzzAliceKey + `"}]}, {"username": "b", "keys": [{"hash": "sha256:` + fuzzDigest(fuzzAliceKey) + `"}]}]}`,
+	}
+	for name, d := range docs {
+		writeCorpus(t, "../consumers/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
+	}
+}
+
+func quoteString(s string) string { return "string(" + strconv.Quote(s) + ")" }
+
+func writeCorpus(t *testing.T, dir, name string, values ...string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := "go test fuzz v1\n" + strings.Join(values, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
