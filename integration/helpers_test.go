@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,6 +52,7 @@ const (
 // caddy.log in the test's directory.
 const global = `{
 	admin localhost:2999
+	persist_config off
 	http_port 9080
 	https_port 9443
 	auto_https off
@@ -59,7 +61,7 @@ const global = `{
 		format json
 		level DEBUG
 	}
-}
+{{.GlobalExtra}}}
 `
 
 // echo is what the upstream saw of a request.
@@ -151,20 +153,60 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// unload replaces the running config with one that has no apps, so the
-// handlers of a test are cleaned up and its stores released.
+// idle is the config between tests: no apps, so the handlers of a test are
+// cleaned up and its stores released.
+const idle = `{"admin": {"listen": "localhost:2999", "config": {"persist": false}}}`
+
+// unload loads idle.
 func unload(t *testing.T) {
 	t.Helper()
-	res, err := http.Post(adminURL+"/load", "application/json",
-		strings.NewReader(`{"admin":{"listen":"localhost:2999"}}`))
-	if err != nil {
-		t.Errorf("unloading the config: %v", err)
+	if status, body, err := postLoad(idle, "json"); err != nil || status != http.StatusOK {
+		t.Errorf("unloading the config: %d %s %v", status, body, err)
+	}
+}
+
+// adminClient opens a connection per request: every load replaces Caddy's
+// admin server, and a kept-alive connection to the old one ends in EOF.
+var adminClient = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true},
+	Timeout:   time.Minute,
+}
+
+// postLoad posts a config to the admin API. A connection the replaced admin
+// server drops is tried again, which is safe: loading the running config
+// again changes nothing, and a refused one is refused again.
+func postLoad(cfg, adapter string) (int, string, error) {
+	ct := "application/json"
+	if adapter != "json" {
+		ct = "text/" + adapter
+	}
+	var err error
+	for range 5 {
+		var res *http.Response
+		res, err = adminClient.Post(adminURL+"/load", ct, strings.NewReader(cfg))
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, string(b), nil
+	}
+	return 0, "", err
+}
+
+// ensureCaddy starts the in-process Caddy, through caddytest, unless it
+// runs already.
+func ensureCaddy(t *testing.T) {
+	t.Helper()
+	if res, err := adminClient.Get(adminURL + "/config/"); err == nil {
+		res.Body.Close()
 		return
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(res.Body)
-		t.Errorf("unloading the config: %s: %s", res.Status, b)
+	failed := t.Failed()
+	caddytest.NewTester(t).InitServer(idle, "json")
+	if t.Failed() && !failed {
+		t.FailNow()
 	}
 }
 
@@ -174,26 +216,32 @@ func (e *env) writeConsumers(doc string) { writeAtomic(e.t, e.consumers, doc) }
 
 func writeAtomic(t *testing.T, path, content string) {
 	t.Helper()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tmp.WriteString(content); err != nil {
-		t.Fatal(err)
-	}
-	if err := tmp.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := writeFileAtomic(path, content); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// render fills a config template: {{.Global}} (Caddyfiles only), {{.Dir}},
-// {{.Consumers}}, {{.Up}} (the upstream's dial address) and e.vars.
+func writeFileAtomic(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// render fills a config template: {{.Global}} (Caddyfiles only, with
+// e.vars["GlobalExtra"] inside), {{.Dir}}, {{.Consumers}}, {{.Up}} (the
+// upstream's dial address) and e.vars.
 func (e *env) render(tmpl string) string {
 	e.t.Helper()
-	data := map[string]string{"Dir": e.dir, "Consumers": e.consumers, "Up": e.up.addr()}
+	data := map[string]string{"Dir": e.dir, "Consumers": e.consumers, "Up": e.up.addr(), "GlobalExtra": ""}
 	for k, v := range e.vars {
 		data[k] = v
 	}
@@ -213,8 +261,19 @@ func (e *env) render(tmpl string) string {
 // "caddyfile" or "json". It fails the test now if Caddy refuses it.
 func (e *env) load(tmpl, adapter string) {
 	e.t.Helper()
-	caddytest.NewTester(e.t).InitServer(e.render(tmpl), adapter)
-	if e.t.Failed() {
+	cfg := e.render(tmpl)
+	ensureCaddy(e.t)
+	status, body, err := postLoad(cfg, adapter)
+	if err != nil || status != http.StatusOK {
+		e.t.Fatalf("loading the config: %d %s %v\n%s", status, body, err, cfg)
+	}
+	// caddytest loads it again, which changes nothing, and checks that it
+	// runs. Its client is http.DefaultTransport's: no connection kept to
+	// an admin server that is gone.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	failed := e.t.Failed()
+	caddytest.NewTester(e.t).InitServer(cfg, adapter)
+	if e.t.Failed() && !failed {
 		e.t.FailNow()
 	}
 }
@@ -223,26 +282,19 @@ func (e *env) load(tmpl, adapter string) {
 // refuse it; it returns the error message.
 func (e *env) loadError(tmpl, adapter string) string {
 	e.t.Helper()
-	// Make sure Caddy runs: caddytest starts it with the first config.
-	caddytest.NewTester(e.t).InitServer(e.render(`{{.Global}}`), "caddyfile")
-	ct := "application/json"
-	if adapter != "json" {
-		ct = "text/" + adapter
-	}
-	res, err := http.Post(adminURL+"/load", ct, strings.NewReader(e.render(tmpl)))
+	ensureCaddy(e.t)
+	status, b, err := postLoad(e.render(tmpl), adapter)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode == http.StatusOK {
+	if status == http.StatusOK {
 		e.t.Fatalf("the config loaded; want it refused")
 	}
 	var msg struct {
 		Error string `json:"error"`
 	}
-	if err := json.Unmarshal(b, &msg); err != nil || msg.Error == "" {
-		e.t.Fatalf("admin API answered %s: %s", res.Status, b)
+	if err := json.Unmarshal([]byte(b), &msg); err != nil || msg.Error == "" {
+		e.t.Fatalf("admin API answered %d: %s", status, b)
 	}
 	return msg.Error
 }
@@ -296,7 +348,7 @@ func isModuleLogger(name string) bool {
 func (e *env) waitLog(name string, match func(logEntry) bool) logEntry {
 	e.t.Helper()
 	var found logEntry
-	eventually(e.t, 3*time.Second, "a matching line in "+name, func() bool {
+	eventually(e.t, 5*time.Second, "a matching line in "+name, func() bool {
 		for _, l := range e.logLines(name) {
 			var le logEntry
 			if json.Unmarshal([]byte(l), &le) == nil && match(le) {
@@ -515,4 +567,125 @@ var forged = []string{
 	"X-CONSUMER-USERNAME", "forged-user",
 	"X-Credential-Identifier", "forged-cred",
 	"X-Anonymous-Consumer", "forged",
+}
+
+// part is a field or, with a file name, a file of a multipart body.
+type part struct{ name, file, value string }
+
+// multipartBody encodes parts; it returns the body and its content type.
+func multipartBody(t *testing.T, parts ...part) ([]byte, string) {
+	t.Helper()
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	for _, p := range parts {
+		var w io.Writer
+		var err error
+		if p.file != "" {
+			w, err = mw.CreateFormFile(p.name, p.file)
+		} else {
+			w, err = mw.CreateFormField(p.name)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(w, p.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes(), mw.FormDataContentType()
+}
+
+// chunked hides a body's length, so the client sends it chunked.
+func chunked(b []byte) io.Reader { return io.MultiReader(bytes.NewReader(b)) }
+
+// postChunked sends a POST whose body goes chunked, with no Content-Length.
+func postChunked(t *testing.T, url, contentType string, body []byte, hdr ...string) *response {
+	t.Helper()
+	r := req(t, http.MethodPost, url, chunked(body), append([]string{"Content-Type", contentType}, hdr...)...)
+	r.ContentLength = -1
+	return do(t, r)
+}
+
+// wantBody checks that the upstream got exactly body, with a length that
+// matches it.
+func wantBody(t *testing.T, e *echo, body []byte) {
+	t.Helper()
+	if !bytes.Equal(e.Body, body) {
+		t.Errorf("upstream got body %q, want %q", e.Body, body)
+	}
+	if e.ContentLength != -1 && e.ContentLength != int64(len(e.Body)) {
+		t.Errorf("upstream got Content-Length %d for a body of %d bytes", e.ContentLength, len(e.Body))
+	}
+}
+
+// outcome is what a request should come to: the upstream, told who, or a
+// failure of key_auth.
+type outcome struct {
+	who     identity
+	status  int
+	message string
+}
+
+func pass(who identity) outcome { return outcome{who: who, status: http.StatusOK} }
+func reject(message string) outcome {
+	return outcome{status: http.StatusUnauthorized, message: message}
+}
+
+func (o outcome) String() string {
+	if o.status == http.StatusOK {
+		return fmt.Sprintf("200 as %s", o.who.username)
+	}
+	return fmt.Sprintf("%d %s", o.status, o.message)
+}
+
+// check checks an answer against the outcome; challenge is the expected
+// WWW-Authenticate of a 401. It returns the echo of a request that passed.
+func (o outcome) check(t *testing.T, r *response, challenge string) *echo {
+	t.Helper()
+	if o.status == http.StatusOK {
+		return wantIdentity(t, r, o.who)
+	}
+	wantFailure(t, r, o.status, o.message, challenge)
+	return nil
+}
+
+// call is a request of a table: GET unless it has a body, which is POSTed.
+type call struct {
+	path    string   // path and query, default "/"
+	hdr     []string // header pairs, sent as spelled
+	ctype   string   // the body's content type
+	body    string
+	chunked bool // send the body with no Content-Length
+}
+
+func (c call) send(t *testing.T, base string) *response {
+	t.Helper()
+	path := c.path
+	if path == "" {
+		path = "/"
+	}
+	if c.body == "" && c.ctype == "" {
+		return get(t, base+path, c.hdr...)
+	}
+	if c.chunked {
+		return postChunked(t, base+path, c.ctype, []byte(c.body), c.hdr...)
+	}
+	return post(t, base+path, c.ctype, []byte(c.body), c.hdr...)
+}
+
+const (
+	formType = "application/x-www-form-urlencoded"
+	jsonType = "application/json"
+)
+
+// escapeAll percent-encodes every byte of s.
+func escapeAll(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "%%%02x", s[i])
+	}
+	return b.String()
 }
