@@ -119,8 +119,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading consumers source: %w", err)
 	}
 	h.store = mod.(consumers.Source).Store()
+	// Finding the anonymous consumer scans the set; done now, the answer is
+	// cached for the requests that fall back to it.
 	if set := h.store.Set(); h.Anonymous != "" && set != nil {
-		if _, ok := set.FindConsumer(h.Anonymous); !ok {
+		if _, ok := h.anonymous(set); !ok {
 			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
 				zap.String("anonymous", h.Anonymous))
 		}

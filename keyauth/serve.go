@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 	"unsafe"
 	"weak"
@@ -25,6 +27,56 @@ const (
 	headerCredentialID = "X-Credential-Identifier"
 	headerAnonymous    = "X-Anonymous-Consumer"
 )
+
+// scrubConnection drops the identity headers from the Connection header.
+// A proxy after this handler removes the headers named there as hop-by-hop,
+// so a client could otherwise have the ones set here taken away:
+// "Connection: X-Anonymous-Consumer" would make an anonymous request look
+// authenticated to the upstream.
+func scrubConnection(hdr http.Header) {
+	vals := hdr["Connection"]
+	for i, v := range vals {
+		if !namesIdentityHeader(v) {
+			continue
+		}
+		kept := append([]string(nil), vals[:i]...)
+		for _, v := range vals[i:] {
+			var toks []string
+			for tok := range strings.SplitSeq(v, ",") {
+				if tok = textproto.TrimString(tok); tok != "" && !isIdentityHeader(tok) {
+					toks = append(toks, tok)
+				}
+			}
+			if len(toks) > 0 {
+				kept = append(kept, strings.Join(toks, ", "))
+			}
+		}
+		if len(kept) == 0 {
+			delete(hdr, "Connection")
+		} else {
+			hdr["Connection"] = kept
+		}
+		return
+	}
+}
+
+func namesIdentityHeader(connection string) bool {
+	for tok := range strings.SplitSeq(connection, ",") {
+		if isIdentityHeader(textproto.TrimString(tok)) {
+			return true
+		}
+	}
+	return false
+}
+
+func isIdentityHeader(name string) bool {
+	for _, h := range [...]string{headerConsumerID, headerCustomID, headerUsername, headerCredentialID, headerAnonymous} {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
 
 // failure is a way a request can fail, with its answer written once.
 type failure struct {
@@ -54,22 +106,20 @@ var jsonContentType = []string{"application/json"}
 // ServeHTTP authenticates the request. The work per request is a SHA-256 of
 // the key, a lookup in the digest index and a few headers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// A client must never get to forge the identity headers. A request that
+	// goes on has them set or removed by identify; the others are answered
+	// here, so rejecting costs no header work.
 	hdr := r.Header
-	delete(hdr, headerConsumerID)
-	delete(hdr, headerCustomID)
-	delete(hdr, headerUsername)
-	delete(hdr, headerCredentialID)
-	delete(hdr, headerAnonymous)
-
 	if !h.runPreflight && r.Method == http.MethodOptions &&
 		len(hdr["Origin"]) > 0 && len(hdr["Access-Control-Request-Method"]) > 0 {
+		h.identifyNobody(r)
 		return next.ServeHTTP(w, r)
 	}
 
 	set := h.store.Set()
 	if set == nil {
 		// Fail closed: without consumers not even the anonymous one is known.
-		return h.fail(w, errNotLoaded)
+		return h.fail(w, r, errNotLoaded)
 	}
 
 	var req request
@@ -92,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			default:
 				if h.HideCredentials {
 					if err := req.hide(h, req.found); err != nil {
-						return h.fail(w, errUnexpected)
+						return h.fail(w, r, errUnexpected)
 					}
 				}
 				h.identify(r, cred.Consumer(), cred.ID(), false)
@@ -102,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if f.status != http.StatusUnauthorized {
-		return h.fail(w, f)
+		return h.fail(w, r, f)
 	}
 	if ce := h.logger.Check(zapcore.DebugLevel, "request rejected"); ce != nil {
 		fields := []zap.Field{zap.String("reason", f.message)}
@@ -112,11 +162,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		ce.Write(fields...)
 	}
 	if h.Anonymous == "" {
-		return h.fail(w, f)
+		return h.fail(w, r, f)
 	}
 	anon, ok := h.anonymous(set)
 	if !ok {
-		return h.fail(w, &failure{
+		return h.fail(w, r, &failure{
 			status:  http.StatusInternalServerError,
 			message: "anonymous consumer " + h.Anonymous + " is configured but doesn't exist",
 			outcome: outcomeError,
@@ -124,7 +174,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if h.HideCredentials {
 		if err := req.hideAll(h); err != nil {
-			return h.fail(w, errUnexpected)
+			return h.fail(w, r, errUnexpected)
 		}
 	}
 	h.identify(r, anon, "", true)
@@ -134,13 +184,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // fail answers a failed request: JSON by default, or through the server's
 // error routes with handle_errors.
-func (h *Handler) fail(w http.ResponseWriter, f *failure) error {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, f *failure) error {
 	outcomes[f.outcome].Inc()
 	wh := w.Header()
 	if f.status == http.StatusUnauthorized {
 		wh["Www-Authenticate"] = h.challenge
 	}
 	if h.HandleErrors {
+		// The error routes may pass the request on, to an upstream even.
+		h.identifyNobody(r)
 		return caddyhttp.Error(f.status, errors.New(f.message))
 	}
 	body := f.body
@@ -154,8 +206,12 @@ func (h *Handler) fail(w http.ResponseWriter, f *failure) error {
 }
 
 // identity holds the values of one request's identity headers and
-// placeholders; the headers and placeholders point into it, so setting all
-// of them costs one allocation.
+// placeholders. The headers' values point into it and its placeholder
+// method serves the placeholders, so a request's identity costs two small
+// allocations: this and the method value handed to the replacer. (Five
+// Replacer.Set calls would cost a lock and a map insert each, and the
+// growth of the request's empty placeholder map: measured, three times
+// the time and four times the bytes.)
 type identity struct {
 	vals [5]string // username, consumer id, custom id, credential id, anonymous
 }
@@ -166,6 +222,34 @@ type placeholder string
 
 func (p *placeholder) String() string { return string(*p) }
 
+const placeholderPrefix = "http.auth.user."
+
+// placeholder serves {http.auth.user.*}.
+func (id *identity) placeholder(key string) (any, bool) {
+	if len(key) <= len(placeholderPrefix) || key[:len(placeholderPrefix)] != placeholderPrefix {
+		return nil, false
+	}
+	var i int
+	switch key[len(placeholderPrefix):] {
+	case "id":
+		i = 0
+	case "consumer_id":
+		i = 1
+	case "custom_id":
+		i = 2
+	case "credential_id":
+		i = 3
+	case "anonymous":
+		i = 4
+	default:
+		return nil, false
+	}
+	return (*placeholder)(&id.vals[i]), true
+}
+
+// identify tells the upstream, the logs and later handlers who called. It
+// sets every identity header that applies and removes the others, which a
+// client may have sent.
 func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) {
 	id := &identity{vals: [5]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false"}}
 	hdr := r.Header
@@ -173,21 +257,46 @@ func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID s
 	hdr[headerConsumerID] = id.vals[1:2:2]
 	if id.vals[2] != "" {
 		hdr[headerCustomID] = id.vals[2:3:3]
+	} else {
+		delete(hdr, headerCustomID)
 	}
 	if anonymous {
 		id.vals[4] = "true"
 		hdr[headerAnonymous] = id.vals[4:5:5]
+		delete(hdr, headerCredentialID)
 	} else {
 		hdr[headerCredentialID] = id.vals[3:4:4]
+		delete(hdr, headerAnonymous)
+	}
+	if _, ok := hdr["Connection"]; ok {
+		scrubConnection(hdr)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", (*placeholder)(&id.vals[0]))
-		repl.Set("http.auth.user.consumer_id", (*placeholder)(&id.vals[1]))
-		repl.Set("http.auth.user.custom_id", (*placeholder)(&id.vals[2]))
-		repl.Set("http.auth.user.credential_id", (*placeholder)(&id.vals[3]))
-		repl.Set("http.auth.user.anonymous", (*placeholder)(&id.vals[4]))
+		repl.Map(id.placeholder)
 	}
 }
+
+// identifyNobody readies a request that goes on without a consumer (a
+// preflight, or a failure handed to the error routes): no identity headers,
+// and empty placeholders rather than their literal names.
+func (h *Handler) identifyNobody(r *http.Request) {
+	hdr := r.Header
+	delete(hdr, headerConsumerID)
+	delete(hdr, headerCustomID)
+	delete(hdr, headerUsername)
+	delete(hdr, headerCredentialID)
+	delete(hdr, headerAnonymous)
+	if _, ok := hdr["Connection"]; ok {
+		scrubConnection(hdr)
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(nobodyPlaceholders)
+	}
+}
+
+// nobodyPlaceholders serves the empty identity of a request without a
+// consumer; made once, it costs such a request nothing.
+var nobodyPlaceholders = caddy.ReplacerFunc((&identity{vals: [5]string{4: "false"}}).placeholder)
 
 // weakSet refers to a set without keeping it alive.
 type weakSet = weak.Pointer[consumers.Set]
