@@ -1,0 +1,172 @@
+# shellcheck shell=bash disable=SC2034 # the variables set here are used by the scripts
+# Shared by bench/load.sh and bench/scale.sh; sourced, not run.
+# Expects: set -euo pipefail, ROOT (the repository) and OUT (bench/out).
+
+CADDY_CPU=${CADDY_CPU:-0} # the core Caddy is pinned to
+LOAD_CPU=${LOAD_CPU:-1}   # the core the load generator is pinned to
+CLK_TCK=$(getconf CLK_TCK)
+
+# Caddy keeps its data and config under bench/out, not under $HOME.
+export XDG_DATA_HOME="$OUT/xdg/data" XDG_CONFIG_HOME="$OUT/xdg/config"
+
+PIDS=()
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# cleanup stops every process this script started, by pid.
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		# Caddy stops gracefully on SIGTERM; give it a few seconds.
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+}
+
+# stop_pid stops one process this script started.
+stop_pid() {
+	local pid=$1
+	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	forget_pid "$pid"
+}
+
+# forget_pid PID: a process this script started has ended and been waited for.
+forget_pid() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do
+		[[ $p == "$1" ]] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+}
+
+ensure_tools() {
+	local missing=()
+	command -v hey >/dev/null || missing+=(hey)
+	command -v wrk >/dev/null || missing+=(wrk)
+	if ((${#missing[@]})); then
+		log "installing ${missing[*]} with apt-get"
+		[[ $(id -u) == 0 ]] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+	local t
+	for t in taskset curl go getconf; do
+		command -v "$t" >/dev/null || die "$t is required"
+	done
+	[[ $(nproc) -ge 2 ]] || log "warning: fewer than 2 cores; Caddy and the load generator will share one"
+}
+
+# build_caddy builds Caddy with the module into $OUT/caddy, unless CADDY names
+# a binary to use instead. It sets CADDY.
+build_caddy() {
+	if [[ -n ${CADDY:-} ]]; then
+		[[ -x $CADDY ]] || die "CADDY=$CADDY is not an executable"
+		log "using $CADDY"
+	else
+		log "building Caddy v2.11.9 with the module (xcaddy)"
+		local tmp="$OUT/caddy.build.$$"
+		(cd "$ROOT" && go tool xcaddy build v2.11.9 \
+			--with github.com/keyauth/caddy-keyauth@v0.0.0=. --output "$tmp") >"$OUT/build.log" 2>&1 ||
+			{
+				tail -20 "$OUT/build.log" >&2
+				die "xcaddy build failed (see $OUT/build.log)"
+			}
+		mv -f "$tmp" "$OUT/caddy"
+		CADDY="$OUT/caddy"
+	fi
+	"$CADDY" list-modules 2>/dev/null | grep -qx 'http.handlers.key_auth' ||
+		die "$CADDY has no key_auth module"
+	CADDY=$(cd "$(dirname "$CADDY")" && pwd)/$(basename "$CADDY")
+}
+
+build_benchtool() {
+	(cd "$ROOT" && go build -o "$OUT/benchtool" ./bench/cmd/benchtool) || die "building bench/cmd/benchtool failed"
+	BENCHTOOL="$OUT/benchtool"
+}
+
+# start_caddy CPU CONFIG LOGFILE: starts Caddy pinned to CPU; sets CADDY_PID.
+start_caddy() {
+	local cpu=$1 cfg=$2 logf=$3
+	taskset -c "$cpu" "$CADDY" run --config "$cfg" --adapter caddyfile >"$logf" 2>&1 &
+	CADDY_PID=$!
+	PIDS+=("$CADDY_PID")
+}
+
+# wait_http URL PID [TIMEOUT_S] [HEADER]: waits until URL answers 200 while PID
+# lives.
+wait_http() {
+	local url=$1 pid=$2 timeout=${3:-60} hdr=${4:-X-Bench: 1} i
+	for ((i = 0; i < timeout * 20; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		[[ $(curl -s -o /dev/null -w '%{http_code}' -H "$hdr" "$url" 2>/dev/null) == 200 ]] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# ticks PID: user+system CPU time of the process so far, in clock ticks.
+ticks() {
+	# The fields after the command name: state is $1, utime $12, stime $13.
+	sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# kib PID FIELD: a VmRSS/VmHWM-style field of /proc/PID/status, in KiB.
+kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+
+# reset_hwm PID: resets the process's peak RSS (VmHWM) to its current RSS.
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null; }
+
+# median: the median of the numbers on stdin.
+median() {
+	sort -g | awk '{a[NR] = $1} END {
+		if (NR == 0) { print "nan"; exit }
+		if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# hey_run OUTFILE ARGS...: runs hey pinned to LOAD_CPU, output to OUTFILE.
+hey_run() {
+	local outf=$1
+	shift
+	taskset -c "$LOAD_CPU" hey "$@" >"$outf" 2>&1 || true
+}
+
+# hey_field OUTFILE rps|p99ms|total|status CODE|errors
+hey_field() {
+	local f=$1 what=$2
+	case $what in
+	rps) awk '/Requests\/sec:/ {print $2; exit}' "$f" ;;
+	p99ms) awk '$1 == "99%" && $2 == "in" {printf "%.2f\n", $3 * 1000; exit}' "$f" ;;
+	total) awk '/^Status code distribution:/ {s = 1; next} /^Error distribution:/ {s = 2; next}
+		s && $1 ~ /^\[[0-9]+\]$/ {n += $2} END {print n + 0}' "$f" ;;
+	status) awk -v c="[$3]" '/^Status code distribution:/ {s = 1; next} /^Error distribution:/ {s = 0}
+		s && $1 == c {n += $2} END {print n + 0}' "$f" ;;
+	errors) awk '/^Error distribution:/ {s = 1; next} s && $1 ~ /^\[[0-9]+\]$/ {n += substr($1, 2) + 0} END {print n + 0}' "$f" ;;
+	esac
+}
+
+# machine_info prints what the figures came from.
+machine_info() {
+	local model
+	model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+	echo "machine: $(nproc) cores (${model:-unknown cpu}), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr)"
+	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "caddy: $("$CADDY" version | cut -d' ' -f1), $(go version | cut -d' ' -f3); caddy on cpu $CADDY_CPU, load generator on cpu $LOAD_CPU"
+}
