@@ -92,6 +92,13 @@ func (f *FileSource) Cleanup() error {
 	return nil
 }
 
+// readError is a file that could not be read, as opposed to one refused
+// for what it holds: it is tried again at the next poll.
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
 type fileSig struct {
 	mtime, size int64
 	ino         uint64
@@ -124,15 +131,15 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
 	if !force && sig == f.refused {
 		return nil, f.refusedErr
 	}
-	data, err := os.ReadFile(f.path)
+	set, err := parseFile(f.path)
 	if err != nil {
-		return nil, fmt.Errorf("consumers file: %w", err)
-	}
-	set, err := Parse(data)
-	if err != nil {
-		f.refused = sig
-		f.refusedErr = fmt.Errorf("consumers file %s: %w", f.path, err)
-		return nil, f.refusedErr
+		err = fmt.Errorf("consumers file %s: %w", f.path, err)
+		if !errors.As(err, new(readError)) {
+			// This version is refused; it is not read again until it
+			// changes.
+			f.refused, f.refusedErr = sig, err
+		}
+		return nil, err
 	}
 	f.loaded, f.refused, f.refusedErr = sig, fileSig{}, nil
 	return set, nil

@@ -107,7 +107,7 @@ func TestFileFetcher(t *testing.T) {
 		{name: "still missing: the error repeats", result: "error", errs: []string{"no such file"}},
 		{name: "moved back: the version serving", do: []func(*testing.T){moveBack}, result: "nil"},
 		{name: "removed and written again", do: []func(*testing.T){func(t *testing.T) { os.Remove(path) }, write(fileDoc("v8"))}, result: "set", user: "v8"},
-		{name: "a directory", do: []func(*testing.T){func(t *testing.T) { os.Remove(path); os.Mkdir(path, 0o700) }}, result: "error", errs: []string{"consumers file: "}},
+		{name: "a directory", do: []func(*testing.T){func(t *testing.T) { os.Remove(path); os.Mkdir(path, 0o700) }}, result: "error", errs: []string{"consumers file ", "is a directory"}},
 		{name: "a file again", do: []func(*testing.T){func(t *testing.T) { os.Remove(path) }, write(fileDoc("v9"))}, result: "set", user: "v9"},
 	}
 	f := &fileFetcher{path: path, refresh: time.Second}

@@ -33,19 +33,28 @@ func (e *SyntaxError) Error() string {
 // It reads the document twice: the first pass checks it and counts what the
 // Set needs, the second fills arrays of exactly that size, so a large document
 // leaves no slack behind and needs no copy at the end.
-func Parse(doc []byte) (*Set, error) {
+func Parse(doc []byte) (*Set, error) { return parse(doc, nil) }
+
+// parse is Parse telling release, as it goes, which stretches of the
+// document it is done with in the current pass, so a caller holding the
+// document in a mapped file can let those pages go.
+func parse(doc []byte, release func(from, to int)) (*Set, error) {
 	var b builder
-	if err := (&parser{data: doc, b: &b}).document(); err != nil {
+	if err := (&parser{data: doc, b: &b, release: release}).document(); err != nil {
 		return nil, err
 	}
 	if err := b.startFill(); err != nil {
 		return nil, err
 	}
-	if err := (&parser{data: doc, b: &b}).document(); err != nil {
+	if err := (&parser{data: doc, b: &b, release: release}).document(); err != nil {
 		return nil, err
 	}
 	return b.finish(), nil
 }
+
+// releaseEvery is how much of the document the parser moves through
+// between two calls of its release function.
+const releaseEvery = 8 << 20
 
 type span struct{ start, end int }
 
@@ -112,6 +121,9 @@ type parser struct {
 	b       *builder
 	draft   consumerDraft
 	scratch []byte
+
+	release  func(from, to int)
+	released int
 }
 
 func (p *parser) errAt(pos int, format string, args ...any) error {
@@ -448,6 +460,10 @@ func (p *parser) consumer(index int) error {
 	}
 	if err != nil {
 		return fmt.Errorf("line %d: %w", p.lineOf(d.at), err)
+	}
+	if p.release != nil && p.pos-p.released >= releaseEvery {
+		p.release(p.released, p.pos)
+		p.released = p.pos
 	}
 	return nil
 }
