@@ -12,6 +12,7 @@ package consumers
 import (
 	"encoding/binary"
 	"time"
+	"unsafe"
 )
 
 // Digest is the SHA-256 digest of a key. Credentials are found by digest, so
@@ -65,6 +66,16 @@ func (s *Set) Len() (consumers, keys int) {
 		return 0, 0
 	}
 	return len(s.consumers), len(s.credentials)
+}
+
+// Bytes is the memory the set holds.
+func (s *Set) Bytes() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.arena) + len(s.tags)*int(unsafe.Sizeof(strRef{})) +
+		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
+		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4
 }
 
 // Lookup finds the credential whose key has the digest d.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,6 +106,10 @@ func (staticFetcher) fetchAtStart() bool                        { return false }
 func (staticFetcher) info() SourceInfo                          { return SourceInfo{Kind: "static"} }
 func (staticFetcher) close()                                    {}
 
+// returnMemoryAbove is the size of a set whose loading or replacement
+// gives memory back to the OS at once.
+const returnMemoryAbove = 32 << 20
+
 // Set is the current consumer set, or nil when none has loaded yet.
 func (s *Store) Set() *Set { return s.set.Load() }
 
@@ -117,7 +122,14 @@ func (s *Store) Name() string {
 }
 
 func (s *Store) swap(set *Set) {
-	s.set.Store(set)
+	old := s.set.Swap(set)
+	if set.Bytes() >= returnMemoryAbove || old.Bytes() >= returnMemoryAbove {
+		// The replaced set (and the loading's scratch) would wait for the
+		// heap to double before the garbage collector took it, and longer
+		// still to go back to the OS. A set holds almost no pointers, so
+		// collecting now is cheap.
+		debug.FreeOSMemory()
+	}
 	now := time.Now()
 	c, k := set.Len()
 	s.statusMu.Lock()
