@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -408,28 +410,7 @@ func (p *parser) document() error {
 func (p *parser) consumer(index int) error {
 	d := &p.draft
 	d.reset(index, p.pos)
-	var seen [5]bool
-	what := label{consumer: index + 1}
-	err := p.object(what, func(name []byte, at int) error {
-		field := -1
-		switch string(name) {
-		case "username":
-			field = 0
-		case "id":
-			field = 1
-		case "custom_id":
-			field = 2
-		case "tags":
-			field = 3
-		case "keys":
-			field = 4
-		default:
-			return p.errAt(at, "unknown field in %s (fields: username, id, custom_id, tags, keys)", what)
-		}
-		if seen[field] {
-			return p.errAt(at, "field %s given twice in %s", name, what)
-		}
-		seen[field] = true
+	err := p.fields(label{consumer: index + 1}, consumerFields, func(field int) error {
 		var err error
 		switch field {
 		case 0:
@@ -472,26 +453,7 @@ func (p *parser) credential(int) error {
 	d := &p.draft
 	d.credentials = append(d.credentials, credentialDraft{})
 	c := &d.credentials[len(d.credentials)-1]
-	var seen [4]bool
-	what := label{consumer: d.index + 1, key: len(d.credentials)}
-	return p.object(what, func(name []byte, at int) error {
-		field := -1
-		switch string(name) {
-		case "id":
-			field = 0
-		case "key":
-			field = 1
-		case "hash":
-			field = 2
-		case "expires_at":
-			field = 3
-		default:
-			return p.errAt(at, "unknown field in %s (fields: id, key, hash, expires_at)", what)
-		}
-		if seen[field] {
-			return p.errAt(at, "field %s given twice in %s", name, what)
-		}
-		seen[field] = true
+	return p.fields(label{consumer: d.index + 1, key: len(d.credentials)}, credentialFields, func(field int) error {
 		var err error
 		switch field {
 		case 0:
@@ -504,6 +466,31 @@ func (p *parser) credential(int) error {
 			c.hasExpiry, err = p.optStr(fixed("expires_at"), &c.expiry)
 		}
 		return err
+	})
+}
+
+// The fields of a consumer and of a credential, in the order their parse
+// functions number them.
+var (
+	consumerFields   = []string{"username", "id", "custom_id", "tags", "keys"}
+	credentialFields = []string{"id", "key", "hash", "expires_at"}
+)
+
+// fields walks an object whose members must be among names, each at most
+// once, and has parse read the value of each, by its index in names.
+func (p *parser) fields(what label, names []string, parse func(field int) error) error {
+	var seen [8]bool
+	return p.object(what, func(name []byte, at int) error {
+		field := slices.Index(names, string(name))
+		if field < 0 {
+			// The name is not quoted: a broken document may have a key there.
+			return p.errAt(at, "unknown field in %s (fields: %s)", what, strings.Join(names, ", "))
+		}
+		if seen[field] {
+			return p.errAt(at, "field %s given twice in %s", name, what)
+		}
+		seen[field] = true
+		return parse(field)
 	})
 }
 
