@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -481,7 +480,13 @@ var (
 func (p *parser) fields(what label, names []string, parse func(field int) error) error {
 	var seen [8]bool
 	return p.object(what, func(name []byte, at int) error {
-		field := slices.Index(names, string(name))
+		field := -1
+		for i, n := range names {
+			if string(name) == n { // compares in place, without a copy
+				field = i
+				break
+			}
+		}
 		if field < 0 {
 			// The name is not quoted: a broken document may have a key there.
 			return p.errAt(at, "unknown field in %s (fields: %s)", what, strings.Join(names, ", "))
