@@ -83,6 +83,7 @@ build_caddy() {
 	else
 		log "building Caddy v2.11.9 with the module (xcaddy)"
 		local tmp="$OUT/caddy.build.$$"
+		rm -f "$OUT"/caddy.build.* # left by an interrupted build
 		(cd "$ROOT" && go tool xcaddy build v2.11.9 \
 			--with github.com/keyauth/caddy-keyauth@v0.0.0=. --output "$tmp") >"$OUT/build.log" 2>&1 ||
 			{
@@ -92,8 +93,11 @@ build_caddy() {
 		mv -f "$tmp" "$OUT/caddy"
 		CADDY="$OUT/caddy"
 	fi
-	"$CADDY" list-modules 2>/dev/null | grep -qx 'http.handlers.key_auth' ||
-		die "$CADDY has no key_auth module"
+	# The list is captured first: grep -q exiting early would give
+	# list-modules a SIGPIPE, which pipefail turns into a failure.
+	local modules
+	modules=$("$CADDY" list-modules 2>/dev/null) || die "$CADDY list-modules failed"
+	grep -qx 'http.handlers.key_auth' <<<"$modules" || die "$CADDY has no key_auth module"
 	CADDY=$(cd "$(dirname "$CADDY")" && pwd)/$(basename "$CADDY")
 }
 
