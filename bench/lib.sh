@@ -61,6 +61,8 @@ ensure_tools() {
 	local missing=()
 	command -v hey >/dev/null || missing+=(hey)
 	command -v wrk >/dev/null || missing+=(wrk)
+	command -v curl >/dev/null || missing+=(curl)
+	command -v taskset >/dev/null || missing+=(util-linux)
 	if ((${#missing[@]})); then
 		log "installing ${missing[*]} with apt-get"
 		[[ $(id -u) == 0 ]] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
