@@ -48,10 +48,14 @@ type SourceInfo struct {
 // Status is a store's state for the admin API.
 type Status struct {
 	SourceInfo
-	Consumers     int        `json:"consumers"`
-	Keys          int        `json:"keys"`
-	Loaded        bool       `json:"loaded"`
-	LastLoad      *time.Time `json:"last_load,omitempty"`
+	Consumers int        `json:"consumers"`
+	Keys      int        `json:"keys"`
+	Loaded    bool       `json:"loaded"`
+	LastLoad  *time.Time `json:"last_load,omitempty"`
+	// LastCheck is the last poll that succeeded, 304s included: a source
+	// whose document never changes shows an old last_load but a recent
+	// last_check.
+	LastCheck     *time.Time `json:"last_check,omitempty"`
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
 	Failures      int        `json:"consecutive_failures"`
@@ -134,7 +138,7 @@ func (s *Store) swap(set *Set) {
 	c, k := set.Len()
 	s.statusMu.Lock()
 	s.status.Consumers, s.status.Keys, s.status.Loaded = c, k, true
-	s.status.LastLoad = &now
+	s.status.LastLoad, s.status.LastCheck = &now, &now
 	s.statusMu.Unlock()
 	storeMetrics.loaded(s, set, now)
 }
@@ -165,8 +169,10 @@ func (s *Store) refresh(ctx context.Context, force bool) error {
 		s.status.Failures++
 		s.status.LastError, s.status.LastErrorTime = err.Error(), &now
 	} else {
+		now := time.Now()
 		s.status.Failures = 0
 		s.status.LastError, s.status.LastErrorTime = "", nil
+		s.status.LastCheck = &now
 	}
 	s.statusMu.Unlock()
 

@@ -97,6 +97,9 @@ func TestSourceHTTPFirstLoadChangeAndNotModified(t *testing.T) {
 	if st := store.Status(); !st.LastLoad.Equal(*status.LastLoad) || st.Failures != 0 {
 		t.Errorf("a 304 changed the status: %+v, was %+v", st, status)
 	}
+	if st := store.Status(); st.LastCheck == nil || !st.LastCheck.After(*status.LastCheck) {
+		t.Errorf("304s did not advance last_check: %+v, was %+v", st, status)
+	}
 
 	// A change reaches requests within refresh: alice is revoked, bob added.
 	srv.SetDoc(srcDoc("bob", "bob-key-1"))
