@@ -504,7 +504,7 @@ func TestBodyRemove(t *testing.T) {
 				if key != "k" || f != nil || q.found.loc != locBody {
 					t.Fatalf("find = %q, %v in %s", key, f, q.found.loc)
 				}
-				if err := q.hide(h, q.found); err != nil {
+				if err := q.hide(q.found); err != nil {
 					t.Fatalf("hide: %v", err)
 				}
 				got, err := io.ReadAll(r.Body)
@@ -576,7 +576,7 @@ func TestMultipartBoundaryRoundTrip(t *testing.T) {
 			t.Errorf("boundary %q: find = %q, %v", boundary, key, f)
 			continue
 		}
-		if err := q.hide(h, q.found); err != nil {
+		if err := q.hide(q.found); err != nil {
 			t.Errorf("boundary %q: hide: %v", boundary, err)
 			continue
 		}

@@ -195,7 +195,7 @@ func setQuery(r *http.Request, raw string) {
 }
 
 // hide removes the key from where it was found.
-func (q *request) hide(h *Handler, f found) error {
+func (q *request) hide(f found) error {
 	switch f.loc {
 	case locHeader:
 		delete(q.r.Header, f.name.header)
@@ -219,13 +219,13 @@ func (q *request) hideAll(h *Handler) error {
 	for i := range h.names {
 		kn := &h.names[i]
 		if h.inHeader {
-			_ = q.hide(h, found{kn, locHeader})
+			_ = q.hide(found{kn, locHeader})
 		}
 		if h.inQuery {
-			_ = q.hide(h, found{kn, locQuery})
+			_ = q.hide(found{kn, locQuery})
 		}
 		if h.inBody && q.body != nil {
-			if err := q.hide(h, found{kn, locBody}); err != nil {
+			if err := q.hide(found{kn, locBody}); err != nil {
 				return err
 			}
 		}

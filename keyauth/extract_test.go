@@ -360,7 +360,7 @@ func TestHide(t *testing.T) {
 			if _, f := h.find(q); f != nil {
 				t.Fatalf("find: %v", f)
 			}
-			if err := q.hide(h, q.found); err != nil {
+			if err := q.hide(q.found); err != nil {
 				t.Fatalf("hide: %v", err)
 			}
 			if r.RequestURI != tt.wantURI || r.URL.RequestURI() != tt.wantURI {

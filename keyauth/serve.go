@@ -28,54 +28,47 @@ const (
 	headerAnonymous    = "X-Anonymous-Consumer"
 )
 
+// identityHeaders are the headers this handler sets, which a client must
+// never get to forge.
+var identityHeaders = [...]string{headerConsumerID, headerCustomID, headerUsername, headerCredentialID, headerAnonymous}
+
+func isIdentityHeader(name string) bool {
+	for _, h := range identityHeaders {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
 // scrubConnection drops the identity headers from the Connection header.
 // A proxy after this handler removes the headers named there as hop-by-hop,
 // so a client could otherwise have the ones set here taken away:
 // "Connection: X-Anonymous-Consumer" would make an anonymous request look
 // authenticated to the upstream.
 func scrubConnection(hdr http.Header) {
-	vals := hdr["Connection"]
-	for i, v := range vals {
-		if !namesIdentityHeader(v) {
-			continue
-		}
-		kept := append([]string(nil), vals[:i]...)
-		for _, v := range vals[i:] {
-			var toks []string
-			for tok := range strings.SplitSeq(v, ",") {
-				if tok = textproto.TrimString(tok); tok != "" && !isIdentityHeader(tok) {
-					toks = append(toks, tok)
-				}
-			}
-			if len(toks) > 0 {
-				kept = append(kept, strings.Join(toks, ", "))
+	var kept []string
+	scrubbed := false
+	for _, v := range hdr["Connection"] {
+		var toks []string
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textproto.TrimString(tok); isIdentityHeader(tok) {
+				scrubbed = true
+			} else if tok != "" {
+				toks = append(toks, tok)
 			}
 		}
-		if len(kept) == 0 {
-			delete(hdr, "Connection")
-		} else {
-			hdr["Connection"] = kept
-		}
-		return
-	}
-}
-
-func namesIdentityHeader(connection string) bool {
-	for tok := range strings.SplitSeq(connection, ",") {
-		if isIdentityHeader(textproto.TrimString(tok)) {
-			return true
+		if len(toks) > 0 {
+			kept = append(kept, strings.Join(toks, ", "))
 		}
 	}
-	return false
-}
-
-func isIdentityHeader(name string) bool {
-	for _, h := range [...]string{headerConsumerID, headerCustomID, headerUsername, headerCredentialID, headerAnonymous} {
-		if strings.EqualFold(name, h) {
-			return true
-		}
+	switch {
+	case !scrubbed: // the usual case: the header stays as it came
+	case len(kept) == 0:
+		delete(hdr, "Connection")
+	default:
+		hdr["Connection"] = kept
 	}
-	return false
 }
 
 // failure is a way a request can fail, with its answer written once.
@@ -141,7 +134,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				f = errInvalid
 			default:
 				if h.HideCredentials {
-					if err := req.hide(h, req.found); err != nil {
+					if err := req.hide(req.found); err != nil {
 						return h.fail(w, r, errUnexpected)
 					}
 				}
@@ -281,11 +274,9 @@ func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID s
 // and empty placeholders rather than their literal names.
 func (h *Handler) identifyNobody(r *http.Request) {
 	hdr := r.Header
-	delete(hdr, headerConsumerID)
-	delete(hdr, headerCustomID)
-	delete(hdr, headerUsername)
-	delete(hdr, headerCredentialID)
-	delete(hdr, headerAnonymous)
+	for _, name := range identityHeaders {
+		delete(hdr, name)
+	}
 	if _, ok := hdr["Connection"]; ok {
 		scrubConnection(hdr)
 	}
