@@ -62,7 +62,10 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 	if refresh < 0 {
 		return fmt.Errorf("refresh must not be negative, got %s", refresh)
 	}
-	key := fmt.Sprintf("file %s refresh=%s", path, refresh)
+	key := storeKey("file", struct {
+		Path    string
+		Refresh time.Duration
+	}{path, refresh})
 	logger := ctx.Logger()
 	f.store, err = acquire(key, func() (*Store, error) {
 		ff := &fileFetcher{path: path, refresh: refresh}

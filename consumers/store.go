@@ -162,14 +162,13 @@ func (s *Store) refresh(ctx context.Context, force bool) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	set, err := s.fetcher.fetch(ctx, force)
+	now := time.Now()
 	s.statusMu.Lock()
 	failures := s.status.Failures
 	if err != nil {
-		now := time.Now()
 		s.status.Failures++
 		s.status.LastError, s.status.LastErrorTime = err.Error(), &now
 	} else {
-		now := time.Now()
 		s.status.Failures = 0
 		s.status.LastError, s.status.LastErrorTime = "", nil
 		s.status.LastCheck = &now
@@ -214,14 +213,12 @@ func (s *Store) start() {
 
 func (s *Store) poll() {
 	defer close(s.done)
-	failures := 0
 	if s.fetcher.fetchAtStart() {
-		if s.refresh(s.ctx, false) != nil {
-			failures++
-		}
+		_ = s.refresh(s.ctx, false)
 	}
 	for {
-		wait := s.fetcher.retryAfter(failures)
+		// The failures in a row, admin refreshes included, set the wait.
+		wait := s.fetcher.retryAfter(s.Status().Failures)
 		if wait <= 0 {
 			<-s.ctx.Done()
 			return
@@ -235,11 +232,7 @@ func (s *Store) poll() {
 			return
 		case <-t.C:
 		}
-		if s.refresh(s.ctx, false) != nil {
-			failures++
-		} else {
-			failures = 0
-		}
+		_ = s.refresh(s.ctx, false)
 	}
 }
 
