@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034 # the variables set here are used by the scripts
-# Shared by bench/load.sh and bench/scale.sh; sourced, not run.
+# Shared by bench/load.sh, bench/scale.sh and bench/soak.sh; sourced, not run.
 # Expects: set -euo pipefail, ROOT (the repository) and OUT (bench/out).
 
 CADDY_CPU=${CADDY_CPU:-0} # the core Caddy is pinned to
@@ -57,22 +57,15 @@ forget_pid() {
 	PIDS=("${keep[@]}")
 }
 
+# ensure_tools checks for what the scripts need besides Go and says what is
+# missing; it installs nothing (.ci/run does, on a bare machine).
 ensure_tools() {
-	local missing=()
-	command -v hey >/dev/null || missing+=(hey)
-	command -v wrk >/dev/null || missing+=(wrk)
-	command -v curl >/dev/null || missing+=(curl)
-	command -v taskset >/dev/null || missing+=(util-linux)
-	if ((${#missing[@]})); then
-		log "installing ${missing[*]} with apt-get"
-		[[ $(id -u) == 0 ]] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
-		apt-get update -qq >/dev/null
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	fi
-	local t
-	for t in taskset curl go getconf; do
-		command -v "$t" >/dev/null || die "$t is required"
+	local t missing=()
+	for t in go curl taskset getconf; do
+		command -v "$t" >/dev/null || missing+=("$t")
 	done
+	((${#missing[@]} == 0)) ||
+		die "missing: ${missing[*]} (on Debian or Ubuntu: apt-get install curl util-linux libc-bin)"
 	[[ $(nproc) -ge 2 ]] || log "warning: fewer than 2 cores; Caddy and the load generator will share one"
 }
 
@@ -103,9 +96,13 @@ build_caddy() {
 	CADDY=$(cd "$(dirname "$CADDY")" && pwd)/$(basename "$CADDY")
 }
 
-build_benchtool() {
-	(cd "$ROOT" && go build -o "$OUT/benchtool" ./bench/cmd/benchtool) || die "building bench/cmd/benchtool failed"
+# build_tools builds bench/cmd/benchtool and the load generator, vegeta at the
+# version bench/go.mod pins as a Go tool, into $OUT.
+build_tools() {
+	(cd "$ROOT/bench" && go build -o "$OUT/benchtool" ./cmd/benchtool &&
+		go build -o "$OUT/vegeta" github.com/tsenart/vegeta/v12) || die "building benchtool and vegeta failed"
 	BENCHTOOL="$OUT/benchtool"
+	VEGETA="$OUT/vegeta"
 }
 
 # start_caddy CPU CONFIG LOGFILE: starts Caddy pinned to CPU; sets CADDY_PID.
@@ -147,24 +144,34 @@ median() {
 		if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-# hey_run OUTFILE ARGS...: runs hey pinned to LOAD_CPU, output to OUTFILE.
-hey_run() {
-	local outf=$1
-	shift
-	taskset -c "$LOAD_CPU" hey "$@" >"$outf" 2>&1 || true
+# attack OUTFILE SECONDS TARGETS [VEGETA ATTACK FLAGS...]: CONCURRENCY
+# keep-alive connections, each sending its next request as soon as the last
+# is answered, for SECONDS; vegeta pinned to LOAD_CPU. TARGETS is vegeta's
+# http format (a file, or - for stdin). OUTFILE gets vegeta's JSON report.
+attack() {
+	local outf=$1 secs=$2 targets=$3
+	shift 3
+	taskset -c "$LOAD_CPU" "$VEGETA" attack -rate=0 -workers="$CONCURRENCY" -max-workers="$CONCURRENCY" \
+		-connections="$CONCURRENCY" -duration="${secs}s" -timeout=10s -targets="$targets" "$@" >"$outf.bin" ||
+		die "vegeta attack failed"
+	"$VEGETA" report -type=json "$outf.bin" >"$outf" || die "vegeta report failed"
+	rm -f "$outf.bin"
 }
 
-# hey_field OUTFILE rps|p99ms|total|status CODE|errors
-hey_field() {
-	local f=$1 what=$2
-	case $what in
-	rps) awk '/Requests\/sec:/ {print $2; exit}' "$f" ;;
-	p99ms) awk '$1 == "99%" && $2 == "in" {printf "%.2f\n", $3 * 1000; exit}' "$f" ;;
-	total) awk '/^Status code distribution:/ {s = 1; next} /^Error distribution:/ {s = 2; next}
-		s && $1 ~ /^\[[0-9]+\]$/ {n += $2} END {print n + 0}' "$f" ;;
-	status) awk -v c="[$3]" '/^Status code distribution:/ {s = 1; next} /^Error distribution:/ {s = 0}
-		s && $1 == c {n += $2} END {print n + 0}' "$f" ;;
-	errors) awk '/^Error distribution:/ {s = 1; next} s && $1 ~ /^\[[0-9]+\]$/ {n += substr($1, 2) + 0} END {print n + 0}' "$f" ;;
+# vfield REPORT requests|rps|p99ms|status CODE|failed: a figure of vegeta's
+# JSON report; failed counts the answers outside 2xx-3xx and the errors.
+vfield() {
+	local f=$1
+	case $2 in
+	requests) grep -o '"requests":[0-9]*' "$f" | cut -d: -f2 ;;
+	rps) grep -o '"rate":[0-9.e+-]*' "$f" | awk -F: '{printf "%.0f\n", $2}' ;;
+	p99ms) grep -o '"99th":[0-9]*' "$f" | awk -F: '{printf "%.2f\n", $2 / 1e6}' ;;
+	status | failed)
+		grep -o '"status_codes":{[^}]*}' "$f" | grep -o '"[0-9]*":[0-9]*' | tr -d '"' |
+			awk -F: -v what="$2" -v c="${3:-}" '
+				what == "status" && $1 == c {n += $2}
+				what == "failed" && ($1 < 200 || $1 >= 400) {n += $2}
+				END {print n + 0}' ;;
 	esac
 }
 

@@ -2,7 +2,8 @@
 # bench/load.sh: what key_auth costs end to end, in server CPU per request.
 #
 # Builds Caddy with the module (xcaddy), starts it pinned to one core with one
-# site per scenario, and loads each site with hey pinned to the other core:
+# site per scenario, and loads each site with vegeta (pinned as a Go tool in
+# bench/go.mod) pinned to the other core:
 #
 #   respond          respond "ok"
 #   key_auth         key_auth (consumers file, CONSUMERS consumers) + respond
@@ -13,12 +14,13 @@
 #
 # Every request carries the same apikey header (basic_auth's also carries its
 # Authorization), so the scenarios differ only in their handlers. The
-# scenarios are interleaved over ROUNDS rounds of REQUESTS requests each; the
-# figures are medians over the rounds. The CPU time per request is the delta
+# scenarios are interleaved over ROUNDS rounds of DURATION seconds each, each
+# with CONCURRENCY connections sending back to back; the figures are medians
+# over the rounds. The CPU time per request is the delta
 # of utime+stime in /proc/<caddy pid>/stat over a round, divided by the
 # requests served; the upstream's CPU is not in it.
 #
-# Env: ROUNDS (5), REQUESTS (200000), CONCURRENCY (50), CONSUMERS (1000),
+# Env: ROUNDS (5), DURATION (10 s), CONCURRENCY (50), CONSUMERS (1000),
 # CADDY (a prebuilt binary: skips the build), CADDY_CPU (0), LOAD_CPU (1).
 # Output: a table on stdout; raw results and logs in bench/out/load/.
 set -euo pipefail
@@ -27,7 +29,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$ROOT/bench/out"
 RUN="$OUT/load"
 ROUNDS=${ROUNDS:-5}
-REQUESTS=${REQUESTS:-200000}
+DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-50}
 CONSUMERS=${CONSUMERS:-1000}
 
@@ -40,14 +42,14 @@ source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-((ROUNDS >= 1 && REQUESTS >= CONCURRENCY && CONCURRENCY >= 1)) ||
-	die "need ROUNDS >= 1 and REQUESTS >= CONCURRENCY >= 1"
+((ROUNDS >= 1 && DURATION >= 1 && CONCURRENCY >= 1)) ||
+	die "need ROUNDS, DURATION and CONCURRENCY >= 1"
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
 ensure_tools
 build_caddy
-build_benchtool
+build_tools
 
 # --- inputs ---------------------------------------------------------------
 "$BENCHTOOL" gen -n "$CONSUMERS" -seed 1 -stable "$CONSUMERS" -o "$RUN/consumers.json" -keys "$RUN/keys.txt"
@@ -112,7 +114,7 @@ http://:18005 {
 }
 EOF
 
-# name|port|expected status|an extra request header (hey -a is broken in Debian's hey)
+# name|port|expected status|an extra request header
 SCENARIOS=(
 	"respond|18001|200|"
 	"key_auth|18002|200|"
@@ -139,44 +141,43 @@ wait_http "http://127.0.0.1:18002/" "$CADDY_PID" 60 "apikey: $KEY" ||
 	}
 
 {
-	echo "bench/load.sh: $ROUNDS rounds x $REQUESTS requests per scenario, concurrency $CONCURRENCY, keep-alive, hey"
+	echo "bench/load.sh: $ROUNDS rounds x ${DURATION}s per scenario, concurrency $CONCURRENCY, keep-alive, vegeta"
 	echo "consumers: $CONSUMERS; caddy pid $CADDY_PID; upstream pid $UP_PID (not counted)"
 	echo "basic_auth: bcrypt cost ${BASIC_HASH:4:2}; caddy hash-password took $BCRYPT_MS ms, about one verification;"
 	echo "  Caddy's basic_auth caches a verified password, so after the warm-up a request costs a cache lookup"
 	machine_info
 } | tee "$RUN/summary.txt"
 
-# run_scenario ROUND SPEC NREQ: loads one scenario; appends a result line
+# run_scenario ROUND SPEC SECONDS: loads one scenario; appends a result line
 # unless ROUND is "warmup".
 run_scenario() {
-	local round=$1 spec=$2 nreq=$3 name port want extra key=$KEY
+	local round=$1 spec=$2 secs=$3 name port want extra key=$KEY
 	IFS='|' read -r name port want extra <<<"$spec"
 	[[ $want == 401 ]] && key=$BAD_KEY
-	local args=(-n "$nreq" -c "$CONCURRENCY" -H "apikey: $key")
-	[[ -n $extra ]] && args+=(-H "$extra")
-	local f="$RUN/hey.$round.${name//[^a-z0-9_]/_}.txt"
+	local args=(-header "apikey: $key")
+	[[ -n $extra ]] && args+=(-header "$extra")
+	local f="$RUN/vegeta.$round.${name//[^a-z0-9_]/_}.json"
 	local t0 u0 t1 u1
 	t0=$(ticks "$CADDY_PID")
 	u0=$(ticks "$UP_PID")
-	hey_run "$f" "${args[@]}" "http://127.0.0.1:$port/"
+	echo "GET http://127.0.0.1:$port/" | attack "$f" "$secs" stdin "${args[@]}"
 	t1=$(ticks "$CADDY_PID")
 	u1=$(ticks "$UP_PID")
-	local total good errs
-	total=$(hey_field "$f" total)
-	good=$(hey_field "$f" status "$want")
-	errs=$(hey_field "$f" errors)
-	if ((total == 0 || good != total || errs > 0)); then
-		log "BROKEN: $name answered $good of $total requests with $want, $errs errors (see $f)"
+	local total good
+	total=$(vfield "$f" requests)
+	good=$(vfield "$f" status "$want")
+	if ((total == 0 || good != total)); then
+		log "BROKEN: $name answered $good of $total requests with $want (see $f)"
 		echo "$round $name" >>"$RUN/broken"
 	fi
 	[[ $round == warmup ]] && return 0
 	printf '%s\t%s\t%d\t%d\t%d\t%s\t%s\n' "$round" "$name" "$total" "$((t1 - t0))" "$((u1 - u0))" \
-		"$(hey_field "$f" rps)" "$(hey_field "$f" p99ms)" >>"$RUN/results.tsv"
+		"$(vfield "$f" rps)" "$(vfield "$f" p99ms)" >>"$RUN/results.tsv"
 }
 
 printf 'round\tscenario\trequests\tcaddy_ticks\tupstream_ticks\trps\tp99_ms\n' >"$RUN/results.tsv"
-WARMUP=$((REQUESTS / 20 > CONCURRENCY * 20 ? REQUESTS / 20 : CONCURRENCY * 20))
-log "warm-up: $WARMUP requests per scenario (basic_auth hashes once here: bcrypt is slow by design)"
+WARMUP=2
+log "warm-up: ${WARMUP}s per scenario (basic_auth hashes once here: bcrypt is slow by design)"
 for spec in "${SCENARIOS[@]}"; do
 	run_scenario warmup "$spec" "$WARMUP"
 done
@@ -190,7 +191,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 	log "round $r/$ROUNDS: ${order[*]%%|*}"
 	for spec in "${order[@]}"; do
-		run_scenario "$r" "$spec" "$REQUESTS"
+		run_scenario "$r" "$spec" "$DURATION"
 	done
 done
 
@@ -210,7 +211,8 @@ summarize() {
 	echo
 	echo "cpu us/req: median over rounds of Caddy's utime+stime per request (clock tick $((1000 / CLK_TCK)) ms)."
 	echo "upstream us: the upstream process's CPU per request, not included in cpu us/req."
-	echo "req/s and p99: hey's, pinned to one core (hey is usually the bottleneck; its p99 includes its own scheduling)."
+	echo "req/s and p99: vegeta's, pinned to one core (the load generator is usually the bottleneck; its p99 includes"
+	echo "its own scheduling)."
 	echo
 	printf '%-30s %14s %16s %10s\n' "cpu per request" "ratio of medians" "median of rounds" "target"
 	ratio_line key_auth respond "+5%" 5
@@ -239,7 +241,7 @@ ratio_line() {
 
 summarize | tee -a "$RUN/summary.txt"
 echo
-echo "raw results: $RUN/results.tsv; hey outputs, Caddyfile and logs: $RUN/"
+echo "raw results: $RUN/results.tsv; vegeta reports, Caddyfile and logs: $RUN/"
 if [[ -s $RUN/broken ]]; then
 	die "some scenarios answered wrongly: $(tr '\n' ';' <"$RUN/broken")"
 fi

@@ -10,8 +10,8 @@
 #       up) or by POST /key_auth/sources/refresh
 #   (d) CPU per request of a plain respond route with the large store loaded in
 #       the same process, against a second Caddy with SMALL_N consumers
-#       (interleaved rounds, hey, Caddy and hey pinned to different cores)
-#   (e) reloads every RELOAD_EVERY s for RELOAD_FOR s while wrk sends valid keys
+#       (interleaved rounds, vegeta, Caddy and vegeta pinned to different cores)
+#   (e) reloads every RELOAD_EVERY s for RELOAD_FOR s while vegeta sends valid keys
 #       (rotating over SMALL_N of them) to a key_auth route: failed requests and
 #       p99, against a run of the same load without reloads
 #
@@ -19,10 +19,10 @@
 # broken (Caddy does not start or refuses the file, a reload fails, a request
 # fails while reloading).
 #
-# Env: N (1000000), SMALL_N (1000), ROUNDS (5), REQUESTS (100000),
+# Env: N (1000000), SMALL_N (1000), ROUNDS (5), DURATION (5 s per route per round),
 # CONCURRENCY (50), RELOAD_FOR (30), RELOAD_EVERY (2), CADDY (a prebuilt
 # binary: skips the build), CADDY_CPU (0), LOAD_CPU (1).
-# CI: N=50000 ROUNDS=2 REQUESTS=20000 RELOAD_FOR=10 bench/scale.sh
+# CI: N=50000 ROUNDS=1 DURATION=2 RELOAD_FOR=10 bench/scale.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +31,7 @@ RUN="$OUT/scale"
 N=${N:-1000000}
 SMALL_N=${SMALL_N:-1000}
 ROUNDS=${ROUNDS:-5}
-REQUESTS=${REQUESTS:-100000}
+DURATION=${DURATION:-5}
 CONCURRENCY=${CONCURRENCY:-50}
 RELOAD_FOR=${RELOAD_FOR:-30}
 RELOAD_EVERY=${RELOAD_EVERY:-2}
@@ -46,14 +46,14 @@ source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-((N >= SMALL_N && SMALL_N >= 1 && ROUNDS >= 1 && REQUESTS >= CONCURRENCY)) ||
-	die "need N >= SMALL_N >= 1, ROUNDS >= 1 and REQUESTS >= CONCURRENCY"
+((N >= SMALL_N && SMALL_N >= 1 && ROUNDS >= 1 && DURATION >= 1 && CONCURRENCY >= 1)) ||
+	die "need N >= SMALL_N >= 1, and ROUNDS, DURATION and CONCURRENCY >= 1"
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
 ensure_tools
 build_caddy
-build_benchtool
+build_tools
 
 BROKEN=()
 broken() {
@@ -171,26 +171,26 @@ D_SCENARIOS=(
 	"key_auth@$SMALL_N|$SMALL|$SMALL_KEYAUTH"
 )
 printf 'round\tscenario\trequests\tcaddy_ticks\trps\tp99_ms\n' >"$RUN/cpu.tsv"
-d_run() { # ROUND SPEC NREQ
+d_run() { # ROUND SPEC SECONDS
 	local round=$1 name pid port f t0 t1 total good
 	IFS='|' read -r name pid port <<<"$2"
-	f="$RUN/hey.$round.${name//[^a-z0-9_]/_}.txt"
+	f="$RUN/vegeta.$round.${name//[^a-z0-9_]/_}.json"
 	t0=$(ticks "$pid")
-	hey_run "$f" -n "$3" -c "$CONCURRENCY" -H "apikey: $KEY" "http://127.0.0.1:$port/"
+	echo "GET http://127.0.0.1:$port/" | attack "$f" "$3" stdin -header "apikey: $KEY"
 	t1=$(ticks "$pid")
-	total=$(hey_field "$f" total)
-	good=$(hey_field "$f" status 200)
+	total=$(vfield "$f" requests)
+	good=$(vfield "$f" status 200)
 	((total > 0 && good == total)) || broken "$name answered $good of $total requests with 200 (see $f)"
 	[[ $round == warmup ]] && return 0
 	printf '%s\t%s\t%d\t%d\t%s\t%s\n' "$round" "$name" "$total" "$((t1 - t0))" \
-		"$(hey_field "$f" rps)" "$(hey_field "$f" p99ms)" >>"$RUN/cpu.tsv"
+		"$(vfield "$f" rps)" "$(vfield "$f" p99ms)" >>"$RUN/cpu.tsv"
 }
 log "(d) warm-up"
-for spec in "${D_SCENARIOS[@]}"; do d_run warmup "$spec" $((CONCURRENCY * 20)); done
+for spec in "${D_SCENARIOS[@]}"; do d_run warmup "$spec" 1; done
 for ((r = 1; r <= ROUNDS; r++)); do
 	log "(d) round $r/$ROUNDS"
 	for ((i = 0; i < ${#D_SCENARIOS[@]}; i++)); do
-		d_run "$r" "${D_SCENARIOS[$(((i + r - 1) % ${#D_SCENARIOS[@]}))]}" "$REQUESTS"
+		d_run "$r" "${D_SCENARIOS[$(((i + r - 1) % ${#D_SCENARIOS[@]}))]}" "$DURATION"
 	done
 done
 d_median() { # SCENARIO COLUMN(cpu|rps|p99)
@@ -264,32 +264,21 @@ AFTER_KIB=$(kib "$BIG" VmRSS)
 AFTER_HEAP=$(go_heap "$BIG_ADMIN")
 
 # --- (e) reloads under load -----------------------------------------------------
-# wrk_run OUTFILE SECONDS: wrk with rotating valid keys against the key_auth route.
-wrk_run() {
-	KEYS_FILE="$RUN/keys.txt" taskset -c "$LOAD_CPU" wrk -t1 -c "$CONCURRENCY" -d "${2}s" --timeout 10s \
-		--latency -s "$ROOT/bench/rotate-keys.lua" "http://127.0.0.1:$BIG_KEYAUTH/" >"$1" 2>&1
-}
-# wrk_field FILE requests|rps|p99ms|failed
-wrk_field() {
-	case $2 in
-	requests) awk '/requests in/ {print $1; exit}' "$1" ;;
-	rps) awk '/^Requests\/sec:/ {printf "%.0f\n", $2}' "$1" ;;
-	p99ms) awk '$1 == "99%" {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-		f = (u == "us") ? 0.001 : (u == "s") ? 1000 : (u == "m") ? 60000 : 1; printf "%.2f\n", v * f; exit}' "$1" ;;
-	failed) awk '/Non-2xx or 3xx responses:/ {n += $NF}
-		/Socket errors:/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$1" ;;
-	esac
-}
+# e_run OUTFILE SECONDS: the key_auth route under load, each request with the
+# next of the SMALL_N valid keys (vegeta goes round the targets).
+awk -v url="http://127.0.0.1:$BIG_KEYAUTH/" 'NF {printf "GET %s\napikey: %s\n\n", url, $1}' \
+	"$RUN/keys.txt" >"$RUN/targets.txt"
+e_run() { attack "$1" "$2" "$RUN/targets.txt"; }
 BASE_FOR=$(((RELOAD_FOR + 2) / 3))
 log "(e) ${BASE_FOR}s of load without reloads"
-wrk_run "$RUN/wrk.base.txt" "$BASE_FOR"
+e_run "$RUN/vegeta.base.json" "$BASE_FOR"
 log "(e) ${RELOAD_FOR}s of load with a reload every ${RELOAD_EVERY}s"
 loaded_before=$(grep -c '"consumers loaded"' "$RUN/big.log" || true)
 reset_hwm "$BIG" || true
 E_PEAK=0
-wrk_run "$RUN/wrk.reload.txt" "$RELOAD_FOR" &
-WRK_PID=$!
-PIDS+=("$WRK_PID")
+e_run "$RUN/vegeta.reload.json" "$RELOAD_FOR" &
+LOAD_PID=$!
+PIDS+=("$LOAD_PID")
 E_START=$(date +%s)
 i=0
 while (($(date +%s) - E_START < RELOAD_FOR - 1)); do
@@ -305,15 +294,15 @@ while (($(date +%s) - E_START < RELOAD_FOR - 1)); do
 	rss=$(kib "$BIG" VmRSS)
 	if ((rss > E_PEAK)); then E_PEAK=$rss; fi
 done
-wait "$WRK_PID" || broken "wrk failed (see $RUN/wrk.reload.txt)"
-forget_pid "$WRK_PID"
+wait "$LOAD_PID" || broken "vegeta failed under reloads"
+forget_pid "$LOAD_PID"
 sleep 1.5 # a last file rewrite is picked up within a second
 if [[ $HWM_OK == 1 ]]; then E_PEAK=$(kib "$BIG" VmHWM); fi
 E_RELOADS=$(($(grep -c '"consumers loaded"' "$RUN/big.log" || true) - loaded_before))
-E_FAILED=$(wrk_field "$RUN/wrk.reload.txt" failed)
-E_REQUESTS=$(wrk_field "$RUN/wrk.reload.txt" requests)
-[[ -n $E_REQUESTS && $E_REQUESTS -gt 0 ]] || broken "wrk sent no requests (see $RUN/wrk.reload.txt)"
-((E_FAILED == 0)) || broken "$E_FAILED of $E_REQUESTS requests failed while reloading (see $RUN/wrk.reload.txt)"
+E_FAILED=$(vfield "$RUN/vegeta.reload.json" failed)
+E_REQUESTS=$(vfield "$RUN/vegeta.reload.json" requests)
+[[ -n $E_REQUESTS && $E_REQUESTS -gt 0 ]] || broken "vegeta sent no requests (see $RUN/vegeta.reload.json)"
+((E_FAILED == 0)) || broken "$E_FAILED of $E_REQUESTS requests failed while reloading (see $RUN/vegeta.reload.json)"
 ((E_RELOADS >= 2)) || broken "only $E_RELOADS reloads happened under load"
 [[ -z $(source_field "$BIG_ADMIN" last_error) ]] || broken "reload error: $(source_field "$BIG_ADMIN" last_error)"
 if grep -q '"level":"error"' "$RUN/big.log"; then broken "Caddy logged errors (see $RUN/big.log)"; fi
@@ -347,7 +336,7 @@ verdict() { awk -v v="$1" -v l="$2" 'BEGIN {print (v <= l) ? "met" : "MISSED"}';
 		"$(verdict "$(awk -v p="$PEAK_KIB" -v s="$STEADY_KIB" 'BEGIN {print p / s}')" 2)"
 	printf '  %-44s %8s MiB  (Go heap %s MiB)\n' "after the reloads" "$(mib "$AFTER_KIB")" "$AFTER_HEAP"
 	echo "    (file reloads include up to 1 s of poll interval; admin reloads are POST /key_auth/sources/refresh)"
-	echo "(d) CPU per request, $ROUNDS rounds x $REQUESTS requests, concurrency $CONCURRENCY (medians)"
+	echo "(d) CPU per request, $ROUNDS rounds x ${DURATION}s, concurrency $CONCURRENCY (medians)"
 	printf '  %-22s %12s %10s %9s\n' scenario "cpu us/req" "req/s" "p99 ms"
 	for s in "respond@$N" "respond@$SMALL_N" "key_auth@$N" "key_auth@$SMALL_N"; do
 		printf '  %-22s %12.2f %10.0f %9.2f\n' "$s" "$(d_median "$s" cpu)" "$(d_median "$s" rps)" "$(d_median "$s" p99)"
@@ -357,12 +346,12 @@ verdict() { awk -v v="$1" -v l="$2" 'BEGIN {print (v <= l) ? "met" : "MISSED"}';
 		"$N" "$SMALL_N" "$resp_ratio" "$(verdict "$resp_ratio" 5)"
 	printf '  key_auth (one key), %s vs %s consumers: %+.1f%%\n' "$N" "$SMALL_N" \
 		"$(d_ratio "key_auth@$N" "key_auth@$SMALL_N")"
-	echo "(e) key_auth route under load (wrk, $CONCURRENCY connections, $SMALL_N keys in rotation)"
+	echo "(e) key_auth route under load (vegeta, $CONCURRENCY connections, $SMALL_N keys in rotation)"
 	printf '  %-30s %10s requests %6s failed  %8s req/s  p99 %8s ms\n' "no reloads, ${BASE_FOR}s" \
-		"$(wrk_field "$RUN/wrk.base.txt" requests)" "$(wrk_field "$RUN/wrk.base.txt" failed)" \
-		"$(wrk_field "$RUN/wrk.base.txt" rps)" "$(wrk_field "$RUN/wrk.base.txt" p99ms)"
+		"$(vfield "$RUN/vegeta.base.json" requests)" "$(vfield "$RUN/vegeta.base.json" failed)" \
+		"$(vfield "$RUN/vegeta.base.json" rps)" "$(vfield "$RUN/vegeta.base.json" p99ms)"
 	printf '  %-30s %10s requests %6s failed  %8s req/s  p99 %8s ms\n' "$E_RELOADS reloads in ${RELOAD_FOR}s" \
-		"$E_REQUESTS" "$E_FAILED" "$(wrk_field "$RUN/wrk.reload.txt" rps)" "$(wrk_field "$RUN/wrk.reload.txt" p99ms)"
+		"$E_REQUESTS" "$E_FAILED" "$(vfield "$RUN/vegeta.reload.json" rps)" "$(vfield "$RUN/vegeta.reload.json" p99ms)"
 	printf '  failed requests while reloading: %s; target 0: %s\n' "$E_FAILED" "$( ((E_FAILED == 0)) && echo met || echo MISSED)"
 	printf '  peak RSS while reloading under load: %s MiB (%.2fx steady)\n' "$(mib "$E_PEAK")" \
 		"$(awk -v p="$E_PEAK" -v s="$STEADY_KIB" 'BEGIN {print p / s}')"

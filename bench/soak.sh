@@ -14,7 +14,7 @@
 # answers with the identity headers, URI and body it received. Access logs
 # are off. The load driver (bench/cmd/soak, on LOAD_CPU) writes the
 # consumers file, serves the HTTP source (18510), and for DURATION seconds:
-#   - sends about RATE requests/s from CONCURRENCY workers: valid header and
+#   - has vegeta send RATE requests/s (at most CONCURRENCY in flight): valid header and
 #     query keys, keys that only one of two consumer sets has, invalid keys,
 #     no key, anonymous traffic, JSON and form body keys, the HTTP source,
 #     and the control site; every answer is checked against the consumer
@@ -87,9 +87,7 @@ fi
 if ((DURATION >= 60)); then SAMPLE=${SAMPLE:-2}; else SAMPLE=${SAMPLE:-1}; fi
 ((WINDOW >= 1 && WARMUP + 2 * WINDOW <= DURATION)) ||
 	die "need WINDOW >= 1 and WARMUP + 2 * WINDOW <= DURATION (got WARMUP=$WARMUP WINDOW=$WINDOW)"
-for t in taskset curl go; do
-	command -v "$t" >/dev/null || die "$t is required"
-done
+ensure_tools
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
@@ -115,7 +113,7 @@ fi
 # fails now and then (grep exits on the match, list-modules gets SIGPIPE).
 modules=$("$CADDY" list-modules 2>/dev/null) || die "$CADDY list-modules failed"
 grep -qx 'http.handlers.key_auth' <<<"$modules" || die "$CADDY has no key_auth module"
-(cd "$ROOT" && go build -o "$OUT/soak-driver" ./bench/cmd/soak) || die "building bench/cmd/soak failed"
+(cd "$ROOT/bench" && go build -o "$OUT/soak-driver" ./cmd/soak) || die "building bench/cmd/soak failed"
 
 # --- configs -----------------------------------------------------------------
 cat >"$RUN/upstream.Caddyfile" <<EOF
