@@ -146,13 +146,14 @@ median() {
 
 # attack OUTFILE SECONDS TARGETS [VEGETA ATTACK FLAGS...]: CONCURRENCY
 # keep-alive connections, each sending its next request as soon as the last
-# is answered, for SECONDS; vegeta pinned to LOAD_CPU. TARGETS is vegeta's
-# http format (a file, or - for stdin). OUTFILE gets vegeta's JSON report.
+# is answered, for SECONDS; vegeta pinned to LOAD_CPU, keeping no bodies.
+# TARGETS is a file of vegeta's http format, or stdin. OUTFILE gets vegeta's
+# JSON report.
 attack() {
 	local outf=$1 secs=$2 targets=$3
 	shift 3
 	taskset -c "$LOAD_CPU" "$VEGETA" attack -rate=0 -workers="$CONCURRENCY" -max-workers="$CONCURRENCY" \
-		-connections="$CONCURRENCY" -duration="${secs}s" -timeout=10s -targets="$targets" "$@" >"$outf.bin" ||
+		-connections="$CONCURRENCY" -duration="${secs}s" -timeout=10s -max-body=0 -targets="$targets" "$@" >"$outf.bin" ||
 		die "vegeta attack failed"
 	"$VEGETA" report -type=json "$outf.bin" >"$outf" || die "vegeta report failed"
 	rm -f "$outf.bin"

@@ -1,40 +1,26 @@
-// Command soak is the load driver of bench/soak.sh: mixed key_auth traffic
-// against a running Caddy while the consumers and the config reload every
-// second, with every answer checked and Caddy's RSS and goroutines sampled.
+// Command soak is the load driver of bench/soak.sh (which documents the run):
+// mixed key_auth traffic against a running Caddy while the consumers and the
+// config reload, every answer checked, Caddy's RSS and goroutines sampled.
 //
 //	soak -dir DIR -pid-file DIR/caddy.pid -load1 cfg1.json -load2 cfg2.json [flags]
 //
-// It writes the consumers file (DIR/consumers.json, set A) and serves the HTTP
-// source's document (GET http://SOURCE/consumers.json, with an ETag) before
-// Caddy starts; then it waits for the pid file and for Caddy to serve, and
-// runs for -duration:
-//
-//   - vegeta sends -rate requests per second from up to -concurrency
-//     workers, each of a kind picked at random: header-valid, query-valid,
-//     rotating (a key only one of the two consumer sets has), invalid,
-//     missing, anonymous (the anonymous site, with and without keys),
-//     body-json and body-form (the key_in_body + hide_credentials site),
-//     http-source and control (a plain respond site without key_auth);
-//   - every -reload-every one reload, in turn: the consumers file rewritten
-//     atomically with the other set (the HTTP source switches too), POST
-//     /key_auth/sources/refresh, POST /load of the other of two configs
-//     (they differ in the control site's answer);
-//   - Caddy's VmRSS, goroutines (go_goroutines of the admin /metrics) and
-//     open files are sampled just before each /load, a whole cycle after
-//     the previous one, so each such sample finds Caddy in the same state
-//     (the checks use these), and every -sample for the series.
+// It writes the consumers file and serves the HTTP source's document, waits
+// for Caddy, then for -duration has vegeta send -rate requests/s of ten kinds
+// picked at random, while every -reload-every one reload happens in turn (the
+// file rewritten with the other set and the HTTP source switched, an admin
+// refresh, a /load of the other config), and samples Caddy just before each
+// /load (the checks use these) and every -sample (the series).
 //
 // What only this driver does is judge every answer against the consumer set
 // live when the request went out: for a key of the set, 200 from the upstream
 // with the identity of that key's consumer and credential; otherwise 401 with
-// the right message (or the anonymous consumer). While a set is being swapped
-// (from the file rewrite until the admin refresh after it has answered) the
-// previous set's answer is right too, and counted as stale. vegeta paces the
-// load and computes the latencies and status counts.
+// the right message (or the anonymous consumer). While a swap is not yet
+// confirmed by an admin refresh, the previous set's answer counts too, as
+// stale. vegeta paces the load and computes latencies and status counts.
 //
-// It prints a report and exits 1 if a check fails: a 5xx, a wrong answer, a
-// connection error or timeout outside a /load, a failed reload, or RSS or
-// goroutines at the end more than -tolerance away from where they settled.
+// It exits 1 if a check fails: a 5xx, a wrong answer, a connection error or
+// timeout outside a /load, a failed reload, or RSS or goroutines at the end
+// more than -tolerance away from where they settled.
 package main
 
 import (
@@ -970,7 +956,11 @@ func report(rs *results, samples []sample, rel *reloads, elapsed time.Duration, 
 	if stErr == nil {
 		stErr = checkSources(st, true)
 	}
-	check(stErr == nil, "both sources loaded at the end, without an error %v", stErr)
+	why := ""
+	if stErr != nil {
+		why = ": " + stErr.Error()
+	}
+	check(stErr == nil, "both sources loaded at the end, without an error%s", why)
 	within := func(what, unit string, scale float64, settled, end []float64) {
 		if len(settled) == 0 || len(end) == 0 {
 			check(false, "%s: no samples in a window (run longer than -warmup + 2 -window)", what)
