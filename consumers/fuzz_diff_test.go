@@ -35,6 +35,20 @@ func FuzzParseDiff(f *testing.F) {
 	f.Add([]byte(`{"consumers": [{"username": "a\ud800", "keys": [{"key": "k", "expires_at": "9999-12-31T23:59:59+01:00"}]}]}`))
 	f.Add([]byte(`{"consumers": [{"username": "a", "keys": null, "tags": null}], "\u0063onsumers": []}`))
 	f.Add(realisticDocument(3))
+	// Edges of the rules: each refused or accepted by both.
+	for _, doc := range []string{
+		`{"Consumers": []}`,
+		`{"consumers": [{"username": "a", "tags": [null]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k"}]}, {"username": "b", "keys": [{"hash": "sha256:` +
+			strings.ToUpper(hex.EncodeToString(func() []byte { d := sha256.Sum256([]byte("k")); return d[:] }())) + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength) + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength+1) + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "expires_at": "1500-01-01T00:00:00Z"}]}]}`,
+		`{"consumers": [{"username": "a"}, {"username": "b", "id": "a"}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k1"}, {"id": "a#1", "key": "k2"}]}]}`,
+	} {
+		f.Add([]byte(doc))
+	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		want, whyRefused := refParse(doc)
 		set, err := Parse(doc)
