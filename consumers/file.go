@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 func init() {
@@ -95,13 +97,6 @@ func (f *FileSource) Cleanup() error {
 	return nil
 }
 
-// readError is a file that could not be read, as opposed to one refused
-// for what it holds: it is tried again at the next poll.
-type readError struct{ err error }
-
-func (e readError) Error() string { return e.err.Error() }
-func (e readError) Unwrap() error { return e.err }
-
 type fileSig struct {
 	mtime, size int64
 	ino         uint64
@@ -119,7 +114,7 @@ type fileFetcher struct {
 	refusedErr error
 }
 
-func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
+func (f *fileFetcher) fetch(_ context.Context, force bool) (*model.Set, error) {
 	fi, err := os.Stat(f.path)
 	if err != nil {
 		return nil, fmt.Errorf("consumers file: %w", err)
@@ -134,10 +129,10 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
 	if !force && sig == f.refused {
 		return nil, f.refusedErr
 	}
-	set, err := parseFile(f.path)
+	set, err := model.ParseFile(f.path)
 	if err != nil {
 		err = fmt.Errorf("consumers file %s: %w", f.path, err)
-		if !errors.As(err, new(readError)) {
+		if !errors.As(err, new(model.ReadError)) {
 			// This version is refused; it is not read again until it
 			// changes.
 			f.refused, f.refusedErr = sig, err

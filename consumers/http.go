@@ -20,6 +20,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 func init() {
@@ -278,7 +280,7 @@ type httpFetcher struct {
 	etag, lastModified string
 }
 
-func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
+func (f *httpFetcher) fetch(ctx context.Context, force bool) (*model.Set, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("consumers source %s: %w", f.location, err)
@@ -327,7 +329,7 @@ func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
 	if int64(buf.Len()) > f.maxSize {
 		return nil, fmt.Errorf("consumers source %s: answer is over max_size (%d bytes)", f.location, f.maxSize)
 	}
-	set, err := Parse(buf.Bytes())
+	set, err := model.Parse(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("consumers source %s: %w", f.location, err)
 	}
@@ -343,7 +345,7 @@ func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
 }
 
 // loadCache reads the cached answer, if any, at startup.
-func (f *httpFetcher) loadCache(logger *zap.Logger) *Set {
+func (f *httpFetcher) loadCache(logger *zap.Logger) *model.Set {
 	if f.cache == "" {
 		return nil
 	}
@@ -354,7 +356,7 @@ func (f *httpFetcher) loadCache(logger *zap.Logger) *Set {
 		}
 		return nil
 	}
-	set, err := Parse(data)
+	set, err := model.Parse(data)
 	if err != nil {
 		logger.Warn("consumers cache refused", zap.String("cache", f.cache), zap.Error(err))
 		return nil

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // The store metrics are labelled by source (its kind and location), so they
@@ -42,7 +44,7 @@ var storeMetrics storeCollector
 
 type storeCollector struct{}
 
-func (storeCollector) loaded(s *Store, set *Set, at time.Time) {
+func (storeCollector) loaded(s *Store, set *model.Set, at time.Time) {
 	name := s.Name()
 	c, k := set.Len()
 	consumersLoaded.WithLabelValues(name).Set(float64(c))

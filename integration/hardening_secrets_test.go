@@ -117,7 +117,7 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 		kHashed  = hardSecret()
 		kExpired = hardSecret()
 		kCtl     = "\x00\x01" + hardSecret() + "\x7f"
-		kLong    = strings.Repeat(hardSecret(), 200)[:consumers.MaxKeyLength]
+		kLong    = strings.Repeat(hardSecret(), 200)[:model.MaxKeyLength]
 		kHTTP    = hardSecret()
 		kHTTP2   = hardSecret()
 		kWrong   = hardSecret()

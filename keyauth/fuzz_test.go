@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // fuzzKeys are the keys of the fuzzing store: alice's, bob's (stored as a
@@ -69,7 +70,7 @@ func FuzzServeHTTP(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.method, s.query, s.headers, s.ctype, s.body, s.opts)
 	}
-	set, err := consumers.Parse([]byte(fuzzDoc))
+	set, err := model.Parse([]byte(fuzzDoc))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package caddyfile
+package consumers
 
 import (
 	"encoding/json"

@@ -1,5 +1,5 @@
 // Package caddyfile is the key_auth Caddyfile directive.
-package caddyfile
+package keyauth
 
 import (
 	"encoding/json"
@@ -14,7 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/keyauth"
 )
 
 func init() {
@@ -55,8 +54,8 @@ func parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	}
 //
 // The matcher token, if any, has been consumed by the helper.
-func Parse(d *caddyfile.Dispenser) (*keyauth.Handler, error) {
-	h := new(keyauth.Handler)
+func Parse(d *caddyfile.Dispenser) (*Handler, error) {
+	h := new(Handler)
 	d.Next() // the directive's name
 	if d.NextArg() {
 		return nil, d.ArgErr()

@@ -1,4 +1,4 @@
-package caddyfile
+package consumers
 
 import (
 	"encoding/json"
@@ -7,8 +7,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-
-	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // parseHTTPSource reads the block of `consumers http <url> { ... }`:
@@ -24,7 +22,7 @@ import (
 //		use_server_identity
 //	}
 func parseHTTPSource(d *caddyfile.Dispenser, url string, warnings *[]caddyconfig.Warning) (json.RawMessage, error) {
-	src := consumers.HTTPSource{URL: url}
+	src := HTTPSource{URL: url}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
@@ -72,11 +70,11 @@ func parseHTTPSource(d *caddyfile.Dispenser, url string, warnings *[]caddyconfig
 	return caddyconfig.JSONModuleObject(src, "source", "http", warnings), nil
 }
 
-func parseTLS(d *caddyfile.Dispenser) (*consumers.HTTPSourceTLS, error) {
+func parseTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	t := new(consumers.HTTPSourceTLS)
+	t := new(HTTPSourceTLS)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()

@@ -1,4 +1,4 @@
-package caddyfile
+package keyauth
 
 import (
 	"encoding/json"

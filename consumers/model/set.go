@@ -7,7 +7,7 @@
 // an open-addressing table of plain integers. A Set therefore holds a handful
 // of pointers in all, whatever its size, and the garbage collector never scans
 // it record by record.
-package consumers
+package model
 
 import (
 	"encoding/binary"
