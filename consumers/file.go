@@ -48,10 +48,11 @@ func (FileSource) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision loads the file, or joins the store of a source configured the
-// same way, which then is not read again.
+// same way, which then is not read again. It validates first, so that a bad
+// configuration never reads a file.
 func (f *FileSource) Provision(ctx caddy.Context) error {
-	if f.Path == "" {
-		return errors.New("path is required")
+	if err := f.Validate(); err != nil {
+		return err
 	}
 	path, err := filepath.Abs(caddy.NewReplacer().ReplaceKnown(f.Path, ""))
 	if err != nil {
@@ -61,13 +62,12 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 	if f.Refresh != nil {
 		refresh = time.Duration(*f.Refresh)
 	}
-	if refresh < 0 {
-		return fmt.Errorf("refresh must not be negative, got %s", refresh)
+	// Sources that differ only in how they are written (a relative path,
+	// a placeholder, an explicit default) share one store.
+	key, err := storeKey("file", &FileSource{Path: path, Refresh: durationPtr(refresh)})
+	if err != nil {
+		return err
 	}
-	key := storeKey("file", struct {
-		Path    string
-		Refresh time.Duration
-	}{path, refresh})
 	logger := ctx.Logger()
 	f.store, err = acquire(key, func() (*Store, error) {
 		ff := &fileFetcher{path: path, refresh: refresh}
@@ -83,6 +83,17 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 		return err
 	}
 	return use(ctx, f.store)
+}
+
+// Validate checks the configuration.
+func (f *FileSource) Validate() error {
+	if f.Path == "" {
+		return errors.New("path is required")
+	}
+	if f.Refresh != nil && *f.Refresh < 0 {
+		return fmt.Errorf("refresh must not be negative, got %s", time.Duration(*f.Refresh))
+	}
+	return nil
 }
 
 // Store is the live store of this source.
@@ -154,6 +165,7 @@ func (f *fileFetcher) close() {}
 
 var (
 	_ caddy.Provisioner  = (*FileSource)(nil)
+	_ caddy.Validator    = (*FileSource)(nil)
 	_ caddy.CleanerUpper = (*FileSource)(nil)
 	_ Source             = (*FileSource)(nil)
 )

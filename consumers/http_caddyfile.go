@@ -1,76 +1,78 @@
 package consumers
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/keyauth/caddy-keyauth/internal/caddyfilearg"
 )
 
-// parseHTTPSource reads the block of `consumers http <url> { ... }`:
+// UnmarshalCaddyfile reads the source's part of a key_auth block:
 //
-//	refresh <duration>
-//	timeout <duration>
-//	header <name> <value>
-//	max_size <size>
-//	cache <path>
-//	tls {
-//		client_certificate <cert_file> <key_file>
-//		root_ca <pem_file...>
-//		use_server_identity
+//	consumers http <url> {
+//		refresh <duration>
+//		timeout <duration>
+//		header <name> <value>
+//		max_size <size>
+//		cache <path>
+//		tls {
+//			client_certificate <cert_file> <key_file>
+//			root_ca <pem_file...>
+//			use_server_identity
+//		}
 //	}
-func parseHTTPSource(d *caddyfile.Dispenser, url string, warnings *[]caddyconfig.Warning) (json.RawMessage, error) {
-	src := HTTPSource{URL: url}
+func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the source's name
+	if !d.Args(&s.URL) || d.NextArg() {
+		return d.ArgErr()
+	}
 	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
+	for d.NextBlock(0) {
 		opt := d.Val()
 		if seen[opt] && opt != "header" {
-			return nil, d.Errf("%s given twice", opt)
+			return d.Errf("%s given twice", opt)
 		}
 		seen[opt] = true
 		var err error
 		switch opt {
 		case "refresh":
-			src.Refresh, err = duration(d)
+			s.Refresh, err = caddyfilearg.Duration(d)
 		case "timeout":
 			var t *caddy.Duration
-			if t, err = duration(d); err == nil {
-				src.Timeout = *t
+			if t, err = caddyfilearg.Duration(d); err == nil {
+				s.Timeout = *t
 			}
 		case "header":
 			var name, value string
 			if !d.Args(&name, &value) || d.NextArg() {
-				return nil, d.ArgErr()
+				return d.ArgErr()
 			}
-			if err := noBlock(d, opt); err != nil {
-				return nil, err
+			if err := caddyfilearg.NoBlock(d, opt); err != nil {
+				return err
 			}
-			if src.Headers == nil {
-				src.Headers = http.Header{}
+			if s.Header == nil {
+				s.Header = http.Header{}
 			}
-			src.Headers.Add(name, value)
+			s.Header.Add(name, value)
 		case "max_size":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				src.MaxSize, err = size(d, v)
-			}
+			s.MaxSize, err = caddyfilearg.Size(d)
 		case "cache":
-			src.Cache, err = oneArg(d)
+			s.Cache, err = caddyfilearg.One(d)
 		case "tls":
-			src.TLS, err = parseTLS(d)
+			s.TLS, err = unmarshalTLS(d)
 		default:
-			return nil, d.Errf("unrecognized consumers http option '%s'", opt)
+			return d.Errf("unrecognized consumers http option '%s'", opt)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return caddyconfig.JSONModuleObject(src, "source", "http", warnings), nil
+	return nil
 }
 
-func parseTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
+func unmarshalTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -100,9 +102,11 @@ func parseTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
 		default:
 			return nil, d.Errf("unrecognized consumers http tls option '%s'", opt)
 		}
-		if err := noBlock(d, opt); err != nil {
+		if err := caddyfilearg.NoBlock(d, opt); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
 }
+
+var _ caddyfile.Unmarshaler = (*HTTPSource)(nil)

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -278,5 +277,3 @@ func Stores() []*Store {
 	})
 	return out
 }
-
-func storeKey(kind string, cfg any) string { return fmt.Sprintf("%s %#v", kind, cfg) }

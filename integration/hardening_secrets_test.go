@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // hardSecret is a random secret; its windows are what a log line must not

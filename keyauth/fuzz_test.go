@@ -20,7 +20,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
@@ -80,7 +79,7 @@ func FuzzServeHTTP(f *testing.F) {
 			KeyNames:        []string{"apikey", "api_key", "authorization"},
 			KeyInBody:       i&1 != 0,
 			HideCredentials: i&2 != 0,
-			MaxBodySize:     consumers.ByteSize(64 << (i & 4)),
+			MaxBodySize:     64 << (i & 4),
 		}
 		if i&8 != 0 {
 			h.Anonymous = "anon"
@@ -248,7 +247,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"dup_plain_hash": `{"consumers": [{"username": "a", "keys": [{"key": "` + fuzzAliceKey + `"}]}, {"username": "b", "keys": [{"hash": "sha256:` + fuzzDigest(fuzzAliceKey) + `"}]}]}`,
 	}
 	for name, d := range docs {
-		writeCorpus(t, "../consumers/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
+		writeCorpus(t, "../consumers/model/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
 	}
 }
 

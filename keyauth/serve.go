@@ -2,6 +2,7 @@ package keyauth
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/textproto"
@@ -82,6 +83,13 @@ type failure struct {
 func newFailure(status int, message string, o outcome) *failure {
 	body, _ := jsonMessage(message)
 	return &failure{status: status, message: message, outcome: o, body: body}
+}
+
+// jsonMessage is the body of a failure answered as JSON, as Kong's.
+func jsonMessage(m string) ([]byte, error) {
+	return json.Marshal(struct {
+		Message string `json:"message"`
+	}{m})
 }
 
 var (
