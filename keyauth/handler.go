@@ -114,6 +114,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	// Checked here, not in Validate: loading the module clears the field.
+	if h.ConsumersRaw == nil {
+		return errors.New("consumers is required: name a source, such as a consumers file")
+	}
 	h.configure(ctx.Logger())
 	mod, err := ctx.LoadModule(h, "ConsumersRaw")
 	if err != nil {
@@ -137,9 +141,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate checks the options.
 func (h *Handler) Validate() error {
-	if h.ConsumersRaw == nil {
-		return errors.New("consumers is required: name a source, such as a consumers file")
-	}
 	seen := make(map[string]bool, len(h.KeyNames))
 	for _, n := range h.KeyNames {
 		if n == "" {
