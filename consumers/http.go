@@ -112,8 +112,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	repl := caddy.NewReplacer()
-	rawURL := repl.ReplaceKnown(s.URL, "")
+	resolvedURL := caddy.NewReplacer().ReplaceKnown(s.URL, "")
 	refresh := DefaultHTTPRefresh
 	if s.Refresh != nil {
 		refresh = time.Duration(*s.Refresh)
@@ -139,7 +138,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	// secret.
 	headers := resolveHeaders(s.Header)
 	canon := *s
-	canon.URL, canon.Refresh, canon.Timeout = rawURL, durationPtr(refresh), caddy.Duration(timeout)
+	canon.URL, canon.Refresh, canon.Timeout = resolvedURL, durationPtr(refresh), caddy.Duration(timeout)
 	canon.MaxSize, canon.Cache, canon.Header = maxSize, cache, nil
 	if canon.TLS != nil && reflect.ValueOf(*canon.TLS).IsZero() {
 		canon.TLS = nil
@@ -156,8 +155,8 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		f := &httpFetcher{
-			url:      rawURL,
-			location: redactURL(rawURL),
+			url:      resolvedURL,
+			location: redactURL(resolvedURL),
 			refresh:  refresh,
 			maxSize:  maxSize,
 			cache:    cache,
