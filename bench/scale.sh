@@ -2,7 +2,7 @@
 # bench/scale.sh: key_auth with a large consumers file (N consumers, 1,000,000
 # by default).
 #
-#   (a) load time: consumers.Parse on the file's bytes (Go), `caddy validate`,
+#   (a) load time: model.Parse on the file's bytes (Go), `caddy validate`,
 #       and Caddy's start until it serves
 #   (b) live heap per consumer of the parsed Set (Go)
 #   (c) Caddy's RSS: steady, and its peak (VmHWM, reset before each reload)
@@ -85,7 +85,7 @@ replace_big() {
 }
 
 # --- (a), (b): Go ---------------------------------------------------------------
-log "(a, b) consumers.Parse on the file, pinned to cpu $CADDY_CPU"
+log "(a, b) model.Parse on the file, pinned to cpu $CADDY_CPU"
 taskset -c "$CADDY_CPU" "$BENCHTOOL" parse -f "$RUN/a.json" -runs 3 >"$RUN/parse.txt" ||
 	die "benchtool parse failed"
 pv() { awk -F= -v k="$1" '$1 == k {print $2}' "$RUN/parse.txt"; }
@@ -312,7 +312,7 @@ verdict() { awk -v v="$1" -v l="$2" 'BEGIN {print (v <= l) ? "met" : "MISSED"}';
 {
 	echo
 	echo "(a) load time, $N consumers"
-	printf '  %-44s %8s ms   first parse %s ms; target <= 2000 ms: %s\n' "consumers.Parse (median of $(pv parse_runs))" \
+	printf '  %-44s %8s ms   first parse %s ms; target <= 2000 ms: %s\n' "model.Parse (median of $(pv parse_runs))" \
 		"$(pv parse_median_ms)" "$(pv parse_first_ms)" "$(verdict "$(pv parse_median_ms)" 2000)"
 	printf '  %-44s %8s ms\n' "caddy validate (process start to exit)" "$VALIDATE_MS"
 	printf '  %-44s %8s ms\n' "caddy run until the key_auth route serves" "$START_MS"

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 func init() {
@@ -46,10 +48,11 @@ func (FileSource) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision loads the file, or joins the store of a source configured the
-// same way, which then is not read again.
+// same way, which then is not read again. It validates first, so that a bad
+// configuration never reads a file.
 func (f *FileSource) Provision(ctx caddy.Context) error {
-	if f.Path == "" {
-		return errors.New("path is required")
+	if err := f.Validate(); err != nil {
+		return err
 	}
 	path, err := filepath.Abs(caddy.NewReplacer().ReplaceKnown(f.Path, ""))
 	if err != nil {
@@ -59,13 +62,12 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 	if f.Refresh != nil {
 		refresh = time.Duration(*f.Refresh)
 	}
-	if refresh < 0 {
-		return fmt.Errorf("refresh must not be negative, got %s", refresh)
+	// Sources that differ only in how they are written (a relative path,
+	// a placeholder, an explicit default) share one store.
+	key, err := storeKey("file", &FileSource{Path: path, Refresh: durationPtr(refresh)})
+	if err != nil {
+		return err
 	}
-	key := storeKey("file", struct {
-		Path    string
-		Refresh time.Duration
-	}{path, refresh})
 	logger := ctx.Logger()
 	f.store, err = acquire(key, func() (*Store, error) {
 		ff := &fileFetcher{path: path, refresh: refresh}
@@ -83,6 +85,17 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 	return use(ctx, f.store)
 }
 
+// Validate checks the configuration.
+func (f *FileSource) Validate() error {
+	if f.Path == "" {
+		return errors.New("path is required")
+	}
+	if f.Refresh != nil && *f.Refresh < 0 {
+		return fmt.Errorf("refresh must not be negative, got %s", time.Duration(*f.Refresh))
+	}
+	return nil
+}
+
 // Store is the live store of this source.
 func (f *FileSource) Store() *Store { return f.store }
 
@@ -94,13 +107,6 @@ func (f *FileSource) Cleanup() error {
 	}
 	return nil
 }
-
-// readError is a file that could not be read, as opposed to one refused
-// for what it holds: it is tried again at the next poll.
-type readError struct{ err error }
-
-func (e readError) Error() string { return e.err.Error() }
-func (e readError) Unwrap() error { return e.err }
 
 type fileSig struct {
 	mtime, size int64
@@ -119,7 +125,7 @@ type fileFetcher struct {
 	refusedErr error
 }
 
-func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
+func (f *fileFetcher) fetch(_ context.Context, force bool) (*model.Set, error) {
 	fi, err := os.Stat(f.path)
 	if err != nil {
 		return nil, fmt.Errorf("consumers file: %w", err)
@@ -134,10 +140,10 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*Set, error) {
 	if !force && sig == f.refused {
 		return nil, f.refusedErr
 	}
-	set, err := parseFile(f.path)
+	set, err := model.ParseFile(f.path)
 	if err != nil {
 		err = fmt.Errorf("consumers file %s: %w", f.path, err)
-		if !errors.As(err, new(readError)) {
+		if !errors.As(err, new(model.ReadError)) {
 			// This version is refused; it is not read again until it
 			// changes.
 			f.refused, f.refusedErr = sig, err
@@ -159,6 +165,7 @@ func (f *fileFetcher) close() {}
 
 var (
 	_ caddy.Provisioner  = (*FileSource)(nil)
+	_ caddy.Validator    = (*FileSource)(nil)
 	_ caddy.CleanerUpper = (*FileSource)(nil)
 	_ Source             = (*FileSource)(nil)
 )

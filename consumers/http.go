@@ -14,12 +14,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 func init() {
@@ -42,23 +45,27 @@ const (
 // off. Until a first set has loaded (from the source or the cache),
 // requests get 503. `caddy validate` and `caddy adapt` never fetch.
 type HTTPSource struct {
-	// URL of the consumers document.
+	// URL of the consumers document, http or https. It may use {env.*}
+	// placeholders, filled in when the config loads. Logs and the admin API
+	// show it without user info and query. Required.
 	URL string `json:"url,omitempty"`
 
 	// Refresh is the poll interval. Default: 30s. 0 fetches once, at start.
 	Refresh *caddy.Duration `json:"refresh,omitempty"`
 
-	// Timeout bounds each fetch. Default: 10s.
+	// Timeout bounds each fetch, a duration (nanoseconds in JSON).
+	// Default: 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// Headers are sent with each fetch, e.g. an Authorization header. Values
-	// may use {env.*} and {file.*} placeholders. They never appear in logs
-	// or in the admin API.
-	Headers http.Header `json:"headers,omitempty"`
+	// Header holds the request headers sent with each fetch, e.g. an
+	// Authorization header, as in Caddy's HTTP config loader. Values may use
+	// {env.*} and {file.*} placeholders, filled in when the config loads.
+	// They never appear in logs or in the admin API.
+	Header http.Header `json:"header,omitempty"`
 
-	// MaxSize is the largest answer accepted, in bytes or as a size such as
-	// "64MB". Default: 64MB.
-	MaxSize ByteSize `json:"max_size,omitempty"`
+	// MaxSize is the largest answer accepted, in bytes (the Caddyfile also
+	// takes a size such as 64MB). Default: 64 MiB.
+	MaxSize int64 `json:"max_size,omitempty"`
 
 	// Cache is a file where the last good answer is kept. When the source is
 	// down at startup, the cached copy serves until the source answers.
@@ -99,12 +106,13 @@ func (HTTPSource) CaddyModule() caddy.ModuleInfo {
 
 // Provision joins the store of a source configured the same way, or makes a
 // new one, loaded from the cache file if there is one. It never fetches:
-// the key_auth app starts polling in a running Caddy.
+// the key_auth app starts polling in a running Caddy. It validates first, so
+// that a bad configuration never opens a store.
 func (s *HTTPSource) Provision(ctx caddy.Context) error {
-	u, err := url.Parse(s.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url must be an absolute http or https URL, got %q", redactURL(s.URL))
+	if err := s.Validate(); err != nil {
+		return err
 	}
+	resolvedURL := caddy.NewReplacer().ReplaceKnown(s.URL, "")
 	refresh := DefaultHTTPRefresh
 	if s.Refresh != nil {
 		refresh = time.Duration(*s.Refresh)
@@ -115,28 +123,30 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	}
 	maxSize := int64(DefaultHTTPMaxSize)
 	if s.MaxSize != 0 {
-		maxSize = int64(s.MaxSize)
-	}
-	if refresh < 0 || timeout < 0 || maxSize < 0 {
-		return errors.New("refresh, timeout and max_size must not be negative")
+		maxSize = s.MaxSize
 	}
 	cache := ""
 	if s.Cache != "" {
+		var err error
 		if cache, err = filepath.Abs(s.Cache); err != nil {
 			return fmt.Errorf("cache %s: %w", s.Cache, err)
 		}
 	}
-	// The key follows the resolved header values, so a reload after a token
-	// rotated in its env variable or file fetches with the new token.
-	headers := resolveHeaders(s.Headers)
-	key := storeKey("http", struct {
-		URL              string
-		Refresh, Timeout time.Duration
-		Headers          string
-		MaxSize          int64
-		Cache            string
-		TLS              HTTPSourceTLS
-	}{s.URL, refresh, timeout, headerKey(headers), maxSize, cache, deref(s.TLS)})
+	// The key follows the resolved URL and header values, so a reload after
+	// a token rotated in its env variable or file fetches with the new
+	// token; the header values go in as a digest, so the key holds no
+	// secret.
+	headers := resolveHeaders(s.Header)
+	canon := *s
+	canon.URL, canon.Refresh, canon.Timeout = resolvedURL, durationPtr(refresh), caddy.Duration(timeout)
+	canon.MaxSize, canon.Cache, canon.Header = maxSize, cache, nil
+	if canon.TLS != nil && reflect.ValueOf(*canon.TLS).IsZero() {
+		canon.TLS = nil
+	}
+	key, err := storeKey("http", &canon, headerKey(headers))
+	if err != nil {
+		return err
+	}
 
 	logger := ctx.Logger()
 	s.store, err = acquire(key, func() (*Store, error) {
@@ -145,8 +155,8 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		f := &httpFetcher{
-			url:      s.URL,
-			location: redactURL(s.URL),
+			url:      resolvedURL,
+			location: redactURL(resolvedURL),
 			refresh:  refresh,
 			maxSize:  maxSize,
 			cache:    cache,
@@ -215,11 +225,17 @@ func (s *HTTPSource) client(ctx caddy.Context, timeout time.Duration) (*http.Cli
 	return &http.Client{Transport: transport, Timeout: timeout}, nil
 }
 
-func deref(t *HTTPSourceTLS) HTTPSourceTLS {
-	if t == nil {
-		return HTTPSourceTLS{}
+// Validate checks the configuration: an absolute http or https URL once
+// its placeholders are filled in, and no negative duration or size.
+func (s *HTTPSource) Validate() error {
+	u, err := url.Parse(caddy.NewReplacer().ReplaceKnown(s.URL, ""))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("url must be an absolute http or https URL, got %q", redactURL(s.URL))
 	}
-	return *t
+	if (s.Refresh != nil && *s.Refresh < 0) || s.Timeout < 0 || s.MaxSize < 0 {
+		return errors.New("refresh, timeout and max_size must not be negative")
+	}
+	return nil
 }
 
 // headerKey renders headers canonically for the store key, as a digest so
@@ -278,7 +294,7 @@ type httpFetcher struct {
 	etag, lastModified string
 }
 
-func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
+func (f *httpFetcher) fetch(ctx context.Context, force bool) (*model.Set, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("consumers source %s: %w", f.location, err)
@@ -327,7 +343,7 @@ func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
 	if int64(buf.Len()) > f.maxSize {
 		return nil, fmt.Errorf("consumers source %s: answer is over max_size (%d bytes)", f.location, f.maxSize)
 	}
-	set, err := Parse(buf.Bytes())
+	set, err := model.Parse(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("consumers source %s: %w", f.location, err)
 	}
@@ -343,7 +359,7 @@ func (f *httpFetcher) fetch(ctx context.Context, force bool) (*Set, error) {
 }
 
 // loadCache reads the cached answer, if any, at startup.
-func (f *httpFetcher) loadCache(logger *zap.Logger) *Set {
+func (f *httpFetcher) loadCache(logger *zap.Logger) *model.Set {
 	if f.cache == "" {
 		return nil
 	}
@@ -354,7 +370,7 @@ func (f *httpFetcher) loadCache(logger *zap.Logger) *Set {
 		}
 		return nil
 	}
-	set, err := Parse(data)
+	set, err := model.Parse(data)
 	if err != nil {
 		logger.Warn("consumers cache refused", zap.String("cache", f.cache), zap.Error(err))
 		return nil
@@ -411,6 +427,7 @@ func (f *httpFetcher) close() { f.client.CloseIdleConnections() }
 
 var (
 	_ caddy.Provisioner  = (*HTTPSource)(nil)
+	_ caddy.Validator    = (*HTTPSource)(nil)
 	_ caddy.CleanerUpper = (*HTTPSource)(nil)
 	_ Source             = (*HTTPSource)(nil)
 )

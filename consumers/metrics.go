@@ -1,9 +1,14 @@
 package consumers
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // The store metrics are labelled by source (its kind and location), so they
@@ -32,9 +37,22 @@ var (
 	}, []string{"source"})
 )
 
-// Collectors are the consumer store metrics, for each config's registry.
-func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{consumersLoaded, keysLoaded, loadsTotal, loadFailuresTotal, lastLoad}
+// registerMetrics registers the store metrics on the registry of the config
+// being loaded: each config gets a fresh one, while the collectors, and so
+// the counts, live on.
+func registerMetrics(ctx caddy.Context) error {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{consumersLoaded, keysLoaded, loadsTotal, loadFailuresTotal, lastLoad} {
+		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				return fmt.Errorf("registering store metrics: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // storeMetrics records the stores' loads.
@@ -42,7 +60,7 @@ var storeMetrics storeCollector
 
 type storeCollector struct{}
 
-func (storeCollector) loaded(s *Store, set *Set, at time.Time) {
+func (storeCollector) loaded(s *Store, set *model.Set, at time.Time) {
 	name := s.Name()
 	c, k := set.Len()
 	consumersLoaded.WithLabelValues(name).Set(float64(c))

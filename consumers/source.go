@@ -1,12 +1,14 @@
+// Package consumers holds the Caddy modules that give the key_auth handler
+// its consumers: the sources (key_auth.sources.file, key_auth.sources.http),
+// the live stores they share across reloads, the key_auth app that starts
+// their pollers, the admin endpoints and the store metrics. The document
+// format and the Set are in the model sub-package.
 package consumers
 
 import (
-	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 )
 
@@ -62,40 +64,8 @@ func use(ctx caddy.Context, s *Store) error {
 	a := app.(*App)
 	a.stores = append(a.stores, s)
 	a.loggers = append(a.loggers, ctx.Logger())
-	return nil
+	return registerMetrics(ctx)
 }
-
-// ByteSize is a size in bytes. In JSON it is a number of bytes or a string
-// such as "1MB" or "64MiB".
-type ByteSize int64
-
-// ParseByteSize parses a humanized size such as 1MB.
-func ParseByteSize(s string) (ByteSize, error) {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<62 {
-		return 0, fmt.Errorf("invalid size %q: want a number of bytes or a size such as 1MB", s)
-	}
-	return ByteSize(n), nil
-}
-
-// UnmarshalJSON accepts a number of bytes or a humanized size.
-func (b *ByteSize) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err == nil {
-		v, err := ParseByteSize(s)
-		*b = v
-		return err
-	}
-	n, err := strconv.ParseInt(string(data), 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("invalid size %s: want a number of bytes or a size such as \"1MB\"", data)
-	}
-	*b = ByteSize(n)
-	return nil
-}
-
-// String renders the size for humans, e.g. 1.0 MB.
-func (b ByteSize) String() string { return humanize.Bytes(uint64(b)) }
 
 var (
 	_ caddy.App    = (*App)(nil)

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // stores holds the live stores keyed by their source's configuration. A
@@ -25,7 +26,7 @@ var stores = caddy.NewUsagePool()
 type fetcher interface {
 	// fetch returns the new set, or nil when the document has not changed
 	// since the last successful fetch. force loads even an unchanged one.
-	fetch(ctx context.Context, force bool) (*Set, error)
+	fetch(ctx context.Context, force bool) (*model.Set, error)
 	// retryAfter is how long to wait after failures failed fetches in a row;
 	// 0 failures is the normal polling interval, and 0 turns polling off.
 	retryAfter(failures int) time.Duration
@@ -65,7 +66,7 @@ type Status struct {
 // names that source. Its set is swapped atomically: a request sees the old
 // set or the new one, never a mix.
 type Store struct {
-	set atomic.Pointer[Set]
+	set atomic.Pointer[model.Set]
 
 	key     string
 	fetcher fetcher
@@ -96,7 +97,7 @@ func newStore(key string, f fetcher, logger *zap.Logger) *Store {
 
 // StaticStore is a store that serves set and never changes: for tests and
 // for programs that build their sets themselves.
-func StaticStore(set *Set) *Store {
+func StaticStore(set *model.Set) *Store {
 	s := newStore("static", staticFetcher{}, zap.NewNop())
 	s.swap(set)
 	return s
@@ -104,18 +105,18 @@ func StaticStore(set *Set) *Store {
 
 type staticFetcher struct{}
 
-func (staticFetcher) fetch(context.Context, bool) (*Set, error) { return nil, nil }
-func (staticFetcher) retryAfter(int) time.Duration              { return 0 }
-func (staticFetcher) fetchAtStart() bool                        { return false }
-func (staticFetcher) info() SourceInfo                          { return SourceInfo{Kind: "static"} }
-func (staticFetcher) close()                                    {}
+func (staticFetcher) fetch(context.Context, bool) (*model.Set, error) { return nil, nil }
+func (staticFetcher) retryAfter(int) time.Duration                    { return 0 }
+func (staticFetcher) fetchAtStart() bool                              { return false }
+func (staticFetcher) info() SourceInfo                                { return SourceInfo{Kind: "static"} }
+func (staticFetcher) close()                                          {}
 
 // returnMemoryAbove is the size of a set whose loading or replacement
 // gives memory back to the OS at once.
 const returnMemoryAbove = 32 << 20
 
 // Set is the current consumer set, or nil when none has loaded yet.
-func (s *Store) Set() *Set { return s.set.Load() }
+func (s *Store) Set() *model.Set { return s.set.Load() }
 
 func (s *Store) log() *zap.Logger { return s.logger.Load() }
 
@@ -125,7 +126,7 @@ func (s *Store) Name() string {
 	return i.Kind + " " + i.Location
 }
 
-func (s *Store) swap(set *Set) {
+func (s *Store) swap(set *model.Set) {
 	old := s.set.Swap(set)
 	if set.Bytes() >= returnMemoryAbove || old.Bytes() >= returnMemoryAbove {
 		// The replaced set (and the loading's scratch) would wait for the
@@ -276,5 +277,3 @@ func Stores() []*Store {
 	})
 	return out
 }
-
-func storeKey(kind string, cfg any) string { return fmt.Sprintf("%s %#v", kind, cfg) }

@@ -20,7 +20,7 @@ import (
 
 // The keys of the hardening consumer "odd", added to the standard file by
 // hardConsumers: one with control bytes (NUL included), one of exactly
-// consumers.MaxKeyLength bytes and one of multi-byte UTF-8.
+// model.MaxKeyLength bytes and one of multi-byte UTF-8.
 var (
 	hardCtlKey  = "ctl\x00\x01\x1f\x7f-key"
 	hardLongKey = hardLong(4096)

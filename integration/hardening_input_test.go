@@ -194,7 +194,7 @@ func hardBytesCases() []hardCase {
 	}
 }
 
-// hardLongCases: keys far over consumers.MaxKeyLength in every location,
+// hardLongCases: keys far over model.MaxKeyLength in every location,
 // and the longest valid one.
 func hardLongCases() []hardCase {
 	huge := hardLong(100 << 10)

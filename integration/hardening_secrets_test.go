@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // hardSecret is a random secret; its windows are what a log line must not
@@ -117,7 +118,7 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 		kHashed  = hardSecret()
 		kExpired = hardSecret()
 		kCtl     = "\x00\x01" + hardSecret() + "\x7f"
-		kLong    = strings.Repeat(hardSecret(), 200)[:consumers.MaxKeyLength]
+		kLong    = strings.Repeat(hardSecret(), 200)[:model.MaxKeyLength]
 		kHTTP    = hardSecret()
 		kHTTP2   = hardSecret()
 		kWrong   = hardSecret()

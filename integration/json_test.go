@@ -32,7 +32,7 @@ func TestJSONConfig(t *testing.T) {
 					{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}]}
 				]}], "terminal": true},
 				{"handle": [
-					{"handler": "key_auth", "key_in_header": false, "key_in_body": true, "max_body_size": "1KB",
+					{"handler": "key_auth", "key_in_header": false, "key_in_body": true, "max_body_size": 1000,
 						"hide_credentials": true, "anonymous": "anon-1", "run_on_preflight": false,
 						"consumers": {"source": "file", "path": "{{.Consumers}}", "refresh": "100ms"}},
 					{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}
@@ -112,7 +112,8 @@ func TestJSONConfigRefused(t *testing.T) {
 		{`{"handler": "key_auth", "consumers": {"source": "nope", "path": "{{.Consumers}}"}}`, "nope"},
 		{`{"handler": "key_auth", "consumers": {"source": "file"}}`, "path is required"},
 		{`{"handler": "key_auth", "consumers": {"source": "file", "path": "{{.Consumers}}", "refresh": "-1s"}}`, "refresh"},
-		{`{"handler": "key_auth", "max_body_size": "lots", "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "lots"},
+		{`{"handler": "key_auth", "max_body_size": "1MB", "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "max_body_size"},
+		{`{"handler": "key_auth", "max_body_size": -1, "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "max_body_size must not be negative"},
 		{`{"handler": "key_auth", "key_in_header": "yes", "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "key_in_header"},
 		{`{"handler": "key_auth", "key_names": ["apikey", "apikey"], "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "twice"},
 		{`{"handler": "key_auth", "key_names": [""], "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "empty"},

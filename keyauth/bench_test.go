@@ -19,12 +19,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // benchStore is a parsed set of n consumers with one random key each, plus
 // an anonymous consumer without keys.
 type benchStore struct {
-	set  *consumers.Set
+	set  *model.Set
 	keys []string
 }
 
@@ -50,7 +51,7 @@ func loadBenchStore(tb testing.TB, n int) *benchStore {
 		fmt.Fprintf(&doc, `,{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": %q}]}`, i, i, keys[i])
 	}
 	doc.WriteString("]}")
-	set, err := consumers.Parse(doc.Bytes())
+	set, err := model.Parse(doc.Bytes())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,11 +62,9 @@ func loadBenchStore(tb testing.TB, n int) *benchStore {
 
 // newBenchHandler configures a handler against a static store, as
 // Provision does against a source.
-func newBenchHandler(tb testing.TB, h *Handler, set *consumers.Set) *Handler {
+func newBenchHandler(tb testing.TB, h *Handler, set *model.Set) *Handler {
 	tb.Helper()
-	if err := h.configure(zap.NewNop()); err != nil {
-		tb.Fatal(err)
-	}
+	h.configure(zap.NewNop())
 	h.store = consumers.StaticStore(set)
 	return h
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // fuzzKeys are the keys of the fuzzing store: alice's, bob's (stored as a
@@ -69,7 +69,7 @@ func FuzzServeHTTP(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.method, s.query, s.headers, s.ctype, s.body, s.opts)
 	}
-	set, err := consumers.Parse([]byte(fuzzDoc))
+	set, err := model.Parse([]byte(fuzzDoc))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func FuzzServeHTTP(f *testing.F) {
 			KeyNames:        []string{"apikey", "api_key", "authorization"},
 			KeyInBody:       i&1 != 0,
 			HideCredentials: i&2 != 0,
-			MaxBodySize:     consumers.ByteSize(64 << (i & 4)),
+			MaxBodySize:     64 << (i & 4),
 		}
 		if i&8 != 0 {
 			h.Anonymous = "anon"
@@ -247,7 +247,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"dup_plain_hash": `{"consumers": [{"username": "a", "keys": [{"key": "` + fuzzAliceKey + `"}]}, {"username": "b", "keys": [{"hash": "sha256:` + fuzzDigest(fuzzAliceKey) + `"}]}]}`,
 	}
 	for name, d := range docs {
-		writeCorpus(t, "../consumers/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
+		writeCorpus(t, "../consumers/model/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
 	}
 }
 

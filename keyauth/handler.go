@@ -45,10 +45,10 @@ type Handler struct {
 	// Default: false.
 	KeyInBody bool `json:"key_in_body,omitempty"`
 
-	// MaxBodySize is the largest body searched for a key, in bytes or as a
-	// size such as "1MB". A larger body is not searched and goes to the
-	// upstream untouched. Default: 1MB.
-	MaxBodySize consumers.ByteSize `json:"max_body_size,omitempty"`
+	// MaxBodySize is the largest body searched for a key, in bytes (the
+	// Caddyfile also takes a size such as 1MB). A larger body is not
+	// searched and goes to the upstream untouched. Default: 1 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	// HideCredentials removes the key from the request before it goes on,
 	// from wherever it was found. Default: false.
@@ -74,7 +74,9 @@ type Handler struct {
 	// Default: false.
 	HandleErrors bool `json:"handle_errors,omitempty"`
 
-	// Consumers is the source the consumers come from. Required.
+	// Consumers is the source the consumers come from: a module of the
+	// key_auth.sources namespace, named by its "source" key, such as
+	// {"source": "file", "path": "consumers.json"}. Required.
 	ConsumersRaw json.RawMessage `json:"consumers,omitempty" caddy:"namespace=key_auth.sources inline_key=source"`
 
 	names        []keyName
@@ -106,19 +108,26 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults and loads the consumers source.
+// Provision sets defaults and loads the consumers source. It validates
+// first, so that a bad configuration never loads consumers.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	if err := h.configure(ctx.Logger()); err != nil {
+	if err := h.Validate(); err != nil {
 		return err
 	}
+	// Checked here, not in Validate: loading the module clears the field.
 	if h.ConsumersRaw == nil {
 		return errors.New("consumers is required: name a source, such as a consumers file")
 	}
+	h.configure(ctx.Logger())
 	mod, err := ctx.LoadModule(h, "ConsumersRaw")
 	if err != nil {
 		return fmt.Errorf("loading consumers source: %w", err)
 	}
-	h.store = mod.(consumers.Source).Store()
+	src, ok := mod.(consumers.Source)
+	if !ok {
+		return fmt.Errorf("module %s is not a consumers source: it has no Store method", caddy.GetModuleID(mod))
+	}
+	h.store = src.Store()
 	// Finding the anonymous consumer scans the set; done now, the answer is
 	// cached for the requests that fall back to it.
 	if set := h.store.Set(); h.Anonymous != "" && set != nil {
@@ -130,13 +139,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return registerMetrics(ctx)
 }
 
-// configure checks the options and works out what requests need of them.
-func (h *Handler) configure(logger *zap.Logger) error {
-	h.logger = logger
-	h.anon = new(atomic.Pointer[anonEntry])
-	if len(h.KeyNames) == 0 {
-		h.KeyNames = []string{"apikey"}
-	}
+// Validate checks the options.
+func (h *Handler) Validate() error {
 	seen := make(map[string]bool, len(h.KeyNames))
 	for _, n := range h.KeyNames {
 		if n == "" {
@@ -146,6 +150,22 @@ func (h *Handler) configure(logger *zap.Logger) error {
 			return fmt.Errorf("key_names: %q is listed twice", n)
 		}
 		seen[n] = true
+	}
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
+	}
+	return nil
+}
+
+// configure works out what requests need of the options, which Validate
+// has checked.
+func (h *Handler) configure(logger *zap.Logger) {
+	h.logger = logger
+	h.anon = new(atomic.Pointer[anonEntry])
+	if len(h.KeyNames) == 0 {
+		h.KeyNames = []string{"apikey"}
+	}
+	for _, n := range h.KeyNames {
 		kn := keyName{name: n, header: textproto.CanonicalMIMEHeaderKey(n)}
 		if dash := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(n, "_", "-")); dash != kn.header {
 			kn.dashHeader = dash
@@ -160,10 +180,7 @@ func (h *Handler) configure(logger *zap.Logger) error {
 	if !h.inHeader && !h.inQuery && !h.inBody {
 		h.logger.Warn("key_in_header, key_in_query and key_in_body are all off: every request is rejected or anonymous")
 	}
-	if h.MaxBodySize < 0 {
-		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
-	}
-	h.maxBody = int64(h.MaxBodySize)
+	h.maxBody = h.MaxBodySize
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodySize
 	}
@@ -171,7 +188,6 @@ func (h *Handler) configure(logger *zap.Logger) error {
 	if h.Realm != "" {
 		h.challenge = []string{"Key realm=" + strconv.Quote(h.Realm)}
 	}
-	return nil
 }
 
 // anonEntry caches the anonymous consumer's position in one set. It holds
@@ -184,5 +200,6 @@ type anonEntry struct {
 
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -1,13 +1,11 @@
 package keyauth
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // outcome is how a request fared; it is the only label of the request
@@ -49,18 +47,10 @@ func registerMetrics(ctx caddy.Context) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range append([]prometheus.Collector{requestsTotal}, consumers.Collectors()...) {
-		if err := reg.Register(c); err != nil {
-			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
-				return err
-			}
+	if err := reg.Register(requestsTotal); err != nil {
+		if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+			return fmt.Errorf("registering key_auth metrics: %w", err)
 		}
 	}
 	return nil
-}
-
-func jsonMessage(m string) ([]byte, error) {
-	return json.Marshal(struct {
-		Message string `json:"message"`
-	}{m})
 }

@@ -2,6 +2,7 @@ package keyauth
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/textproto"
@@ -15,7 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // The identity headers, in canonical form. They are removed from every
@@ -84,6 +85,13 @@ func newFailure(status int, message string, o outcome) *failure {
 	return &failure{status: status, message: message, outcome: o, body: body}
 }
 
+// jsonMessage is the body of a failure answered as JSON, as Kong's.
+func jsonMessage(m string) ([]byte, error) {
+	return json.Marshal(struct {
+		Message string `json:"message"`
+	}{m})
+}
+
 var (
 	errNoKey        = newFailure(http.StatusUnauthorized, "No API key found in request", outcomeMissing)
 	errDuplicate    = newFailure(http.StatusUnauthorized, "Duplicate API key found", outcomeDuplicate)
@@ -119,7 +127,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	req.r = r
 	key, f := h.find(&req)
 	if f == nil {
-		if len(key) > consumers.MaxKeyLength {
+		if len(key) > model.MaxKeyLength {
 			f = errInvalid
 		} else {
 			digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
@@ -243,7 +251,7 @@ func (id *identity) placeholder(key string) (any, bool) {
 // identify tells the upstream, the logs and later handlers who called. It
 // sets every identity header that applies and removes the others, which a
 // client may have sent.
-func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) {
+func (h *Handler) identify(r *http.Request, c model.Consumer, credentialID string, anonymous bool) {
 	id := &identity{vals: [5]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false"}}
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
@@ -290,10 +298,10 @@ func (h *Handler) identifyNobody(r *http.Request) {
 var nobodyPlaceholders = caddy.ReplacerFunc((&identity{vals: [5]string{4: "false"}}).placeholder)
 
 // weakSet refers to a set without keeping it alive.
-type weakSet = weak.Pointer[consumers.Set]
+type weakSet = weak.Pointer[model.Set]
 
 // anonymous finds the anonymous consumer in set, once per set.
-func (h *Handler) anonymous(set *consumers.Set) (consumers.Consumer, bool) {
+func (h *Handler) anonymous(set *model.Set) (model.Consumer, bool) {
 	if e := h.anon.Load(); e != nil && e.set.Value() == set {
 		return set.ConsumerAt(e.index), e.ok
 	}

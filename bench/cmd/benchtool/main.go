@@ -13,7 +13,7 @@
 // reload from one file to the other) and differ in every other key. -keys
 // writes the stable keys, one a line.
 //
-// parse reports, as key=value lines, the time consumers.Parse takes on the
+// parse reports, as key=value lines, the time model.Parse takes on the
 // file's bytes and the live heap the parsed Set holds.
 package main
 
@@ -29,7 +29,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 func main() {
@@ -158,7 +158,7 @@ func parse(args []string) error {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	set, err := consumers.Parse(data)
+	set, err := model.Parse(data)
 	first := time.Since(start)
 	if err != nil {
 		return err
@@ -177,7 +177,7 @@ func parse(args []string) error {
 	for range *runs {
 		runtime.GC()
 		start := time.Now()
-		s, err := consumers.Parse(data)
+		s, err := model.Parse(data)
 		times = append(times, time.Since(start))
 		if err != nil {
 			return err

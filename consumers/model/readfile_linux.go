@@ -1,4 +1,4 @@
-package consumers
+package model
 
 import (
 	"errors"
@@ -14,30 +14,30 @@ var testHookAfterMap = func() {}
 // read: below it, a read costs less than the mapping.
 const mapAbove = 4 << 20
 
-// parseFile parses a consumers file. A large file is mapped, and the pages
+// ParseFile parses a consumers file. A large file is mapped, and the pages
 // the parser has passed are dropped as it goes, so a reload holds the old
 // set and the new one but never the whole file besides.
-func parseFile(path string) (set *Set, err error) {
+func ParseFile(path string) (set *Set, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, readError{err}
+		return nil, ReadError{err}
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, readError{err}
+		return nil, ReadError{err}
 	}
 	size := fi.Size()
 	if size < mapAbove || size > 1<<40 {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, readError{err}
+			return nil, ReadError{err}
 		}
 		return Parse(data)
 	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_PRIVATE)
 	if err != nil {
-		return nil, readError{err}
+		return nil, ReadError{err}
 	}
 	defer syscall.Munmap(data)
 	testHookAfterMap()
@@ -51,7 +51,7 @@ func parseFile(path string) (set *Set, err error) {
 			if _, fault := r.(interface{ Addr() uintptr }); !fault {
 				panic(r)
 			}
-			set, err = nil, readError{errors.New("the file changed while it was read")}
+			set, err = nil, ReadError{errors.New("the file changed while it was read")}
 		}
 	}()
 	const page = 4096

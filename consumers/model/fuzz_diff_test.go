@@ -1,4 +1,4 @@
-package consumers
+package model
 
 import (
 	"crypto/sha256"

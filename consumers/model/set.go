@@ -1,5 +1,8 @@
-// Package consumers holds the consumer store of the key_auth handler and the
-// sources it is loaded from.
+// Package model is the consumers document and what it becomes: the format
+// and its checks (Parse, ParseFile), and the Set a handler looks keys up in.
+// It imports nothing of Caddy, so the handler's hot path, the fuzzers, the
+// benchmark tools and command-line tools share it without a web server; the
+// Caddy modules that load and share sets live in the parent package.
 //
 // A Set is an immutable snapshot of a consumers document. It is laid out for
 // millions of consumers: every string lives in one arena, records refer to it
@@ -7,7 +10,7 @@
 // an open-addressing table of plain integers. A Set therefore holds a handful
 // of pointers in all, whatever its size, and the garbage collector never scans
 // it record by record.
-package consumers
+package model
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package consumers
+package model
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ func TestParseFileMapped(t *testing.T) {
 	if err := os.WriteFile(path, doc.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	set, err := parseFile(path)
+	set, err := ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestParseFileMapped(t *testing.T) {
 	if err := os.WriteFile(path, broken, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = parseFile(path)
+	_, err = ParseFile(path)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("line 3")) {
 		t.Fatalf("error %v, want one on line 3", err)
 	}
@@ -74,8 +74,8 @@ func TestParseFileTruncated(t *testing.T) {
 		}
 	}
 	defer func() { testHookAfterMap = func() {} }()
-	_, err := parseFile(path)
-	if err == nil || !errors.As(err, new(readError)) || !strings.Contains(err.Error(), "changed while it was read") {
+	_, err := ParseFile(path)
+	if err == nil || !errors.As(err, new(ReadError)) || !strings.Contains(err.Error(), "changed while it was read") {
 		t.Fatalf("error %v, want a read error", err)
 	}
 }

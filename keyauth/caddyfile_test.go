@@ -1,4 +1,4 @@
-package caddyfile
+package keyauth
 
 import (
 	"encoding/json"
@@ -14,11 +14,8 @@ import (
 // way it goes into the config.
 func parseJSON(t *testing.T, input string) (any, error) {
 	t.Helper()
-	h, err := Parse(caddyfile.NewTestDispenser(input))
-	if err != nil {
-		if h != nil {
-			t.Errorf("Parse returned a handler along with error %v", err)
-		}
+	h := new(Handler)
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
 		return nil, err
 	}
 	b, err := json.Marshal(h)
@@ -32,7 +29,7 @@ func parseJSON(t *testing.T, input string) (any, error) {
 	return v, nil
 }
 
-func TestParse(t *testing.T) {
+func TestUnmarshalCaddyfile(t *testing.T) {
 	const file = "\n\tconsumers file /etc/caddy/consumers.json\n"
 	const fileJSON = `"consumers": {"source": "file", "path": "/etc/caddy/consumers.json"}`
 	tests := []struct {
@@ -133,12 +130,12 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// The helper hands Parse the directive's segment; the tokens after it are
+// The helper hands UnmarshalCaddyfile the directive's segment; the tokens after it are
 // not its business.
-func TestParseStopsAtSegmentEnd(t *testing.T) {
+func TestUnmarshalCaddyfileStopsAtSegmentEnd(t *testing.T) {
 	d := caddyfile.NewTestDispenser("key_auth {\n\tconsumers file c.json\n}\nrealm other\n")
-	h, err := Parse(d)
-	if err != nil {
+	h := new(Handler)
+	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
 	if h.Realm != "" {
@@ -146,7 +143,7 @@ func TestParseStopsAtSegmentEnd(t *testing.T) {
 	}
 }
 
-func TestParseErrors(t *testing.T) {
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	const file = "\tconsumers file c.json\n"
 	tests := []struct {
 		name  string

@@ -1,0 +1,134 @@
+package keyauth
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/keyauth/caddy-keyauth/internal/caddyfilearg"
+)
+
+// sourcesNamespace is where the consumers sources live, as modules.
+const sourcesNamespace = "key_auth.sources"
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	key_auth [<matcher>] {
+//		key_names <name...>
+//		key_in_header <bool>
+//		key_in_query <bool>
+//		key_in_body <bool>
+//		max_body_size <size>
+//		hide_credentials [<bool>]
+//		anonymous <username or id>
+//		realm <realm>
+//		run_on_preflight <bool>
+//		handle_errors [<bool>]
+//		consumers <source> ...
+//	}
+//
+// `consumers <source> ...` is parsed by the module key_auth.sources.<source>
+// (consumers file, consumers http, or a plugin's), as reverse_proxy hands
+// `transport <name>` to its transport. The matcher token, if any, has been
+// consumed by the directive's helper.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s given twice", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "key_names":
+			h.KeyNames = d.RemainingArgs()
+			if len(h.KeyNames) == 0 {
+				return d.ArgErr()
+			}
+			for i, n := range h.KeyNames {
+				if n == "" {
+					return d.Err("key_names: a key name must not be empty")
+				}
+				if slices.Contains(h.KeyNames[:i], n) {
+					return d.Errf("key_names: '%s' is listed twice", n)
+				}
+			}
+			err = caddyfilearg.NoBlock(d, opt)
+		case "key_in_header":
+			h.KeyInHeader, err = boolPtr(d)
+		case "key_in_query":
+			h.KeyInQuery, err = boolPtr(d)
+		case "run_on_preflight":
+			h.RunOnPreflight, err = boolPtr(d)
+		case "key_in_body":
+			h.KeyInBody, err = caddyfilearg.Bool(d, false)
+		case "hide_credentials":
+			h.HideCredentials, err = caddyfilearg.Bool(d, true)
+		case "handle_errors":
+			h.HandleErrors, err = caddyfilearg.Bool(d, true)
+		case "max_body_size":
+			h.MaxBodySize, err = caddyfilearg.Size(d)
+		case "anonymous":
+			h.Anonymous, err = caddyfilearg.One(d)
+		case "realm":
+			h.Realm, err = caddyfilearg.One(d)
+		case "consumers":
+			err = h.unmarshalSource(d)
+		default:
+			return d.Errf("unrecognized key_auth option '%s'", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if h.ConsumersRaw == nil {
+		return d.Err("key_auth needs a consumers source, such as: consumers file <path>")
+	}
+	return nil
+}
+
+// unmarshalSource hands `consumers <source> ...` to the source module,
+// which parses its own arguments and block.
+func (h *Handler) unmarshalSource(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	id := sourcesNamespace + "." + name
+	if _, err := caddy.GetModule(id); err != nil {
+		return d.Errf("unknown consumers source '%s' (want %s)", name, sourceNames())
+	}
+	src, err := caddyfile.UnmarshalModule(d, id)
+	if err != nil {
+		return err
+	}
+	h.ConsumersRaw = caddyconfig.JSONModuleObject(src, "source", name, nil)
+	return nil
+}
+
+// sourceNames lists the registered sources: "file or http".
+func sourceNames() string {
+	var names []string
+	for _, m := range caddy.GetModules(sourcesNamespace) {
+		names = append(names, m.ID.Name())
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+func boolPtr(d *caddyfile.Dispenser) (*bool, error) {
+	v, err := caddyfilearg.Bool(d, false)
+	return &v, err
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)
