@@ -396,13 +396,13 @@ func expected(q *request, set int) want {
 	case refNone:
 		return reject("No API key found in request")
 	case refUnknown:
-		return reject("Invalid authentication credentials")
+		return reject("Unauthorized")
 	case refStable:
 		u := fmt.Sprintf("%suser-%d", p, q.ref.i)
 		return want{status: 200, user: u, cred: fmt.Sprintf("%scred-%d", p, q.ref.i), description: u}
 	default: // refRot
 		if q.ref.set != set {
-			return reject("Invalid authentication credentials")
+			return reject("Unauthorized")
 		}
 		u := fmt.Sprintf("%suser-%d", p, q.ref.i)
 		return want{status: 200, user: u, cred: fmt.Sprintf("%srot-%s-%d", p, setName(set), q.ref.i), description: u}
