@@ -295,6 +295,16 @@ http://localhost:9083 {
 		import out
 	}
 }
+http://localhost:9086 {
+	import logged 9086
+	route {
+		import token anonymous guest
+		import apikey anonymous guest
+		@guest expression {http.auth.user.anonymous} == "true"
+		respond @guest "key required" 401
+		import out
+	}
+}
 http://localhost:9084 {
 	import logged 9084
 	route {
@@ -334,6 +344,9 @@ http://localhost:9085 {
 		{"both anonymous: the key in apikey, last", 9083, []string{"apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
 		{"both anonymous: the key in token, first", 9083, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
 		{"both anonymous: wrong token, key in apikey", 9083, []string{"token", "wrong", "apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"either key required: apikey", 9086, []string{"apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"either key required: token", 9086, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"either key required: none", 9086, []string{"token", "wrong"}, identity{}, "", ""},
 		{"basic_auth, then key_auth: the consumer", 9084, []string{"Authorization", basicBob, "token", fieldKey}, fieldAlice, seenAlice, "alice"},
 		{"basic_auth, then anonymous key_auth: bob stays, no forged headers", 9084,
 			[]string{"Authorization", basicBob, "X-Consumer-Username", "forged"}, fieldNobody, seenBob, "bob"},
@@ -343,6 +356,12 @@ http://localhost:9085 {
 		t.Run(tc.name, func(t *testing.T) {
 			path := fmt.Sprintf("/stacked/%d", i)
 			res := get(t, fmt.Sprintf("http://localhost:%d%s", tc.port, path), tc.hdr...)
+			if tc.seen == "" && tc.port == 9086 {
+				if res.status != http.StatusUnauthorized || string(res.body) != "key required" || res.fromUpstream() {
+					t.Errorf("want the route's 401, got %s", res)
+				}
+				return
+			}
 			if tc.seen == "" {
 				want401(t, res, msgNoKey)
 				return
