@@ -389,9 +389,13 @@ func hideOriginalQuery(h *Handler, r *http.Request) {
 // it, so whichever handler identifies a request last is its identity in
 // every header, placeholder and the access log's user_id.
 type identity struct {
-	vals [5]string // username, consumer id, custom id, credential id, anonymous
-	user user      // serves {http.auth.user.id}, and leads back here
-	repl *caddy.Replacer
+	vals     [5]string // username, consumer id, custom id, credential id, anonymous
+	user     user      // serves {http.auth.user.id}, and leads back here
+	repl     *caddy.Replacer
+	consumer model.Consumer // valid when hasConsumer
+	// hasConsumer is false for nobody: a request let on without a consumer.
+	hasConsumer bool
+	anonymous   bool
 }
 
 // placeholder makes a string in identity a placeholder value without
@@ -509,6 +513,7 @@ func (h *Handler) identify(r *http.Request, c model.Consumer, credentialID strin
 		id = new(identity)
 	}
 	id.vals = [5]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false"}
+	id.consumer, id.hasConsumer, id.anonymous = c, true, anonymous
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
 	hdr[headerConsumerID] = id.vals[1:2:2]
@@ -551,6 +556,7 @@ func (h *Handler) identifyNobody(r *http.Request) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id := requestIdentity(repl, true); id != nil {
 			id.vals = nobodyIdentity.vals
+			id.consumer, id.hasConsumer, id.anonymous = model.Consumer{}, false, false
 		}
 	}
 }
