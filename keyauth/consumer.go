@@ -23,8 +23,8 @@ func ConsumerOf(r *http.Request) (c model.Consumer, anonymous bool, ok bool) {
 	}
 	v, found := repl.Get(userIDPlaceholder)
 	u, mine := v.(*user)
-	if !found || !mine || !u.id.hasConsumer {
+	if !found || !mine || !u.id().hasConsumer {
 		return model.Consumer{}, false, false
 	}
-	return u.id.consumer, u.id.anonymous, true
+	return u.id().consumer, u.id().anonymous, true
 }

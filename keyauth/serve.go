@@ -298,7 +298,7 @@ func authenticatedBefore(r *http.Request) authBefore {
 		return notBefore
 	}
 	if u, mine := v.(*user); mine {
-		if u.id.vals[0] != "" && u.id.vals[4] != "true" {
+		if u.id().vals[0] != "" && u.id().vals[4] != "true" {
 			return byKeyAuth
 		}
 		return notBefore
@@ -389,8 +389,10 @@ func hideOriginalQuery(h *Handler, r *http.Request) {
 // it, so whichever handler identifies a request last is its identity in
 // every header, placeholder and the access log's user_id.
 type identity struct {
-	vals     [5]string // username, consumer id, custom id, credential id, anonymous
-	user     user      // serves {http.auth.user.id}, and leads back here
+	// vals are the username, consumer id, custom id, credential id and
+	// anonymous. They come first: &vals[0] is the user, which leads back
+	// here.
+	vals     [5]string
 	repl     *caddy.Replacer
 	consumer model.Consumer // valid when hasConsumer
 	// hasConsumer is false for nobody: a request let on without a consumer.
@@ -405,10 +407,22 @@ type placeholder string
 func (p *placeholder) String() string { return string(*p) }
 
 // user is the value of {http.auth.user.id}: the username, and the way a
-// later key_auth handler finds the request's identity.
-type user struct{ id *identity }
+// later key_auth handler finds the request's identity. A *user is the
+// address of an identity's vals[0], so the identity is at the same address;
+// its kind is string, so CEL (`expression {http.auth.user.id} == 'alice'`)
+// reads it as the string it is, where it refused a struct.
+type user string
 
-func (u *user) String() string { return u.id.vals[0] }
+func (u *user) String() string { return string(*u) }
+
+// id is the identity whose username u is.
+func (u *user) id() *identity { return (*identity)(unsafe.Pointer(u)) }
+
+// userOf is the value of id's {http.auth.user.id}.
+func userOf(id *identity) *user { return (*user)(&id.vals[0]) }
+
+// user must be the first bytes of an identity.
+var _ [0]struct{} = [unsafe.Offsetof(identity{}.vals)]struct{}{}
 
 const (
 	placeholderPrefix = "http.auth.user."
@@ -430,7 +444,7 @@ func (id *identity) placeholder(key string) (any, bool) {
 		// Static values (Replacer.Set) come before every provider, so
 		// when another auth handler (basic_auth) identified the request
 		// after this one, its user is the one served.
-		return &id.user, true
+		return userOf(id), true
 	case "consumer_id":
 		i = 1
 	case "custom_id":
@@ -459,7 +473,7 @@ func (id *identity) supersededBy() bool {
 	}
 	v, ok := id.repl.Get(userIDPlaceholder)
 	u, mine := v.(*user)
-	return ok && (!mine || u.id != id)
+	return ok && (!mine || u.id() != id)
 }
 
 // requestIdentity returns the identity the request's replacer serves,
@@ -483,19 +497,17 @@ func requestIdentity(repl *caddy.Replacer, nobody bool) *identity {
 		return nil
 	case !ok:
 		id := &identity{repl: repl}
-		id.user.id = id
 		repl.Map(id.placeholder)
 		return id
-	case mine && u.id != nobodyIdentity:
-		return u.id
+	case mine && u.id() != nobodyIdentity:
+		return u.id()
 	case mine && nobody:
 		return nil // the shared nobody already answers
 	}
 	// A provider that cannot be removed answers first: the shared nobody,
 	// or another module's. Static values come before every provider.
 	id := &identity{repl: repl}
-	id.user.id = id
-	repl.Set(userIDPlaceholder, &id.user)
+	repl.Set(userIDPlaceholder, userOf(id))
 	for i := 1; i < len(placeholderNames); i++ {
 		repl.Set(placeholderPrefix+placeholderNames[i], (*placeholder)(&id.vals[i]))
 	}
@@ -574,7 +586,6 @@ func (h *Handler) identifyNobodyHeaders(r *http.Request) {
 // made once, it costs such a request nothing. It is never written to.
 var nobodyIdentity = func() *identity {
 	id := &identity{vals: [5]string{4: "false"}}
-	id.user.id = id
 	return id
 }()
 
