@@ -3,7 +3,7 @@ package keyauth
 import (
 	"net/http"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
@@ -17,14 +17,9 @@ import (
 // ran, the last one that identified the request; when another auth handler
 // (basic_auth) identified it after key_auth, there is no consumer.
 func ConsumerOf(r *http.Request) (c model.Consumer, anonymous bool, ok bool) {
-	repl, found := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !found {
+	id, found := caddyhttp.GetVar(r.Context(), identityVar).(*identity)
+	if !found || !id.hasConsumer || id.supersededBy() {
 		return model.Consumer{}, false, false
 	}
-	v, found := repl.Get(userIDPlaceholder)
-	u, mine := v.(*user)
-	if !found || !mine || !u.id().hasConsumer {
-		return model.Consumer{}, false, false
-	}
-	return u.id().consumer, u.id().anonymous, true
+	return id.consumer, id.anonymous, true
 }

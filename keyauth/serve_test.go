@@ -32,20 +32,19 @@ func fieldHandler(t *testing.T, h *Handler) *Handler {
 	return h
 }
 
-// fieldRequest is a request as Caddy's server hands it to a handler: a
-// replacer with the server's providers and, when srv is set, the server.
+// fieldRequest is a request as Caddy's server hands it to a handler: its
+// vars, a replacer with the server's providers and, when srv is set, the
+// server.
 func fieldRequest(method, target string, srv *caddyhttp.Server, hdr ...string) (*http.Request, *caddy.Replacer) {
 	r := httptest.NewRequest(method, target, nil)
 	for i := 0; i < len(hdr); i += 2 {
 		r.Header[hdr[i]] = append(r.Header[hdr[i]], hdr[i+1])
 	}
-	repl := caddy.NewReplacer()
-	repl.Map(serverProvider)
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	r = serverRequest(r)
 	if srv != nil {
-		ctx = context.WithValue(ctx, caddyhttp.ServerCtxKey, srv)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
 	}
-	return r.WithContext(ctx), repl
+	return r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 }
 
 // placeholders reads every {http.auth.user.*} placeholder; an unknown one
@@ -196,8 +195,8 @@ func TestNobodyReplacesIdentity(t *testing.T) {
 	if got := consumerOf(seen); got != "alice" {
 		t.Errorf("ConsumerOf %q, want alice", got)
 	}
-	if nobodyIdentity.vals != [5]string{4: "false"} {
-		t.Fatalf("the shared nobody identity was written: %q", nobodyIdentity.vals)
+	if nobodyVals != [6]string{4: "false"} {
+		t.Fatalf("the shared nobody values were written: %q", nobodyVals)
 	}
 }
 
