@@ -153,6 +153,10 @@ func (f *fileFetcher) retryAfter(int) time.Duration { return f.refresh }
 // fetchAtStart: the file was read when the config loaded.
 func (f *fileFetcher) fetchAtStart() bool { return false }
 
+// logsEachError: each refused version of the file is read once, so each
+// new error is someone's edit, worth a line at once.
+func (f *fileFetcher) logsEachError() bool { return true }
+
 func (f *fileFetcher) info() SourceInfo { return SourceInfo{Kind: "file", Location: f.path} }
 
 func (f *fileFetcher) close() {}
