@@ -251,7 +251,7 @@ func sameOrigin(origin string) func(*http.Request, []*http.Request) error {
 			return fmt.Errorf("redirect refused: status %d to %s, another origin (redirects are followed only within %s)", status, to, origin)
 		}
 		if len(via) > MaxHTTPRedirects {
-			return fmt.Errorf("redirect refused: status %d after %d redirects", status, MaxHTTPRedirects)
+			return fmt.Errorf("redirect refused: status %d, more than %d redirects", status, MaxHTTPRedirects)
 		}
 		return nil
 	}
