@@ -24,7 +24,8 @@ const DefaultFileRefresh = 5 * time.Second
 // The file is read when the config loads, and a file that is refused fails
 // the config. While Caddy runs, the file is checked every `refresh`; a
 // changed file is swapped in atomically, and a refused one is logged once
-// while the last good set keeps serving. Write the file atomically (write a
+// (then every FailureReminderEvery while it stays) while the last good set
+// keeps serving. Write the file atomically (write a
 // temporary file, then rename it over the old one).
 type FileSource struct {
 	// Path is the consumers file. It may use {env.*} placeholders.
