@@ -13,14 +13,14 @@ import (
 func TestPreflight(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		run_on_preflight false
 		consumers file {{.Consumers}}
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}
@@ -29,7 +29,7 @@ http://localhost:9082 {
 `, "caddyfile")
 	preflight := []string{"Origin", "http://example.com", "Access-Control-Request-Method", "POST"}
 	options := func(base string, hdr ...string) *response {
-		return do(t, req(t, http.MethodOptions, base+"/cors", nil, hdr...))
+		return do(t, req(http.MethodOptions, base+"/cors", nil, hdr...))
 	}
 
 	// run_on_preflight false.
@@ -58,7 +58,7 @@ http://localhost:9082 {
 func TestKeyNameOrderAndLocations(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_names apikey token
 		key_in_body true
@@ -122,7 +122,7 @@ http://localhost:9081 {
 // unless the server expects them, and then drops the dashed spelling.
 func TestHeaderNames(t *testing.T) {
 	e := newEnv(t)
-	e.vars["GlobalExtra"] = "\tservers :9082 {\n\t\texpected_underscore_headers api_key\n\t}\n"
+	e.vars["GlobalExtra"] = "\tservers :{{.Port2}} {\n\t\texpected_underscore_headers api_key\n\t}\n"
 	e.load(`{{.Global}}
 (auth) {
 	key_auth {
@@ -131,10 +131,10 @@ func TestHeaderNames(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+{{.Site}} {
 	import auth
 }
-http://localhost:9082 {
+{{.Site2}} {
 	import auth
 }
 `, "caddyfile")
@@ -176,7 +176,7 @@ http://localhost:9082 {
 func TestQueryDecoding(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}
@@ -212,7 +212,7 @@ http://localhost:9081 {
 func TestDuplicates(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		consumers file {{.Consumers}}
@@ -248,7 +248,7 @@ http://localhost:9081 {
 func TestEmptyValues(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		consumers file {{.Consumers}}
@@ -283,7 +283,7 @@ http://localhost:9081 {
 func TestAuthorization(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_names authorization apikey
 		consumers file {{.Consumers}}

@@ -17,7 +17,7 @@ import (
 )
 
 const hardSlowConfig = `{{.Global}}
-http://localhost:9321 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		consumers file {{.Consumers}} {
@@ -84,7 +84,7 @@ func hardSendTrickle(addr, head, body string, n int, interval time.Duration) (tr
 
 func hardTrickleHead(path, ctype string, length int, hdr ...string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: localhost:9321\r\nContent-Type: %s\r\n", path, ctype)
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n", path, strings.TrimPrefix(site, "http://"), ctype)
 	if length >= 0 {
 		fmt.Fprintf(&b, "Content-Length: %d\r\n", length)
 	} else {
@@ -101,8 +101,8 @@ func TestHardeningSlowBody(t *testing.T) {
 	const readBody = 2 * time.Second
 	e.vars["GlobalExtra"] = "\tservers {\n\t\ttimeouts {\n\t\t\tread_body 2s\n\t\t}\n\t}\n"
 	e.load(hardSlowConfig, "caddyfile")
-	const addr = "localhost:9321"
-	const base = "http://" + addr
+	addr := strings.TrimPrefix(site, "http://")
+	base := site
 
 	// A body that arrives in time, slowly: the key in it is found.
 	form := "apikey=" + keyAlice
