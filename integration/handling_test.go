@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -122,7 +123,7 @@ func TestKeyNameOrderAndLocations(t *testing.T) {
 // unless the server expects them, and then drops the dashed spelling.
 func TestHeaderNames(t *testing.T) {
 	e := newEnv(t)
-	e.vars["GlobalExtra"] = "\tservers :{{.Port2}} {\n\t\texpected_underscore_headers api_key\n\t}\n"
+	e.vars["GlobalExtra"] = "\tservers :" + strconv.Itoa(sitePort[1]) + " {\n\t\texpected_underscore_headers api_key\n\t}\n"
 	e.load(`{{.Global}}
 (auth) {
 	key_auth {

@@ -230,7 +230,7 @@ func TestHardeningConsumersFlip(t *testing.T) {
 		if err != nil || res.StatusCode != http.StatusOK || len(st) != 1 || st[0].RefreshError != "" {
 			t.Fatalf("admin refresh %d: %d %+v %v", i, res.StatusCode, st, err)
 		}
-		time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+		time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond) // pacing: flips at uneven moments
 	}
 	close(stop)
 	wg.Wait()

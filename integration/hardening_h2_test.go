@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// hardH2Config serves the same routes over TLS (h1, h2) on {{.Port}} and in
-// clear text (h1, h2c) on {{.Port2}}. It has its own global options: Caddy's
-// internal issuer needs automatic HTTPS, which the tests' usual global
+// hardH2Config serves the same routes over TLS (h1, h2) on the first site
+// port and in clear text (h1, h2c) on the second. It has its own global
+// options: Caddy's internal issuer needs automatic HTTPS, which the tests' usual global
 // block turns off, and its storage stays in the test's directory.
 const hardH2Config = `{
 	admin {{.Admin}}

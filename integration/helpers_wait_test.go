@@ -87,6 +87,20 @@ func goroutinesIn(frame string) int {
 // pollers counts the running store pollers.
 func pollers() int { return goroutinesIn("consumers.(*Store).poll(") }
 
+// pollersOnTimer counts the pollers waiting for their next check (in a
+// select on a timer and the store's end). The poller of a store that never
+// checks (refresh 0) waits on the store's end alone, a channel receive.
+func pollersOnTimer() int {
+	n := 0
+	for _, g := range bytes.Split(stacks(), []byte("\n\n")) {
+		head, _, _ := bytes.Cut(g, []byte("\n"))
+		if bytes.Contains(g, []byte("consumers.(*Store).poll(")) && bytes.Contains(head, []byte("[select")) {
+			n++
+		}
+	}
+	return n
+}
+
 // openFiles counts this process's open file descriptors.
 func openFiles(t testing.TB) int {
 	t.Helper()

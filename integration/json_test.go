@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A JSON config posted to /load, with key_auth in a subroute of a matched
@@ -147,7 +146,10 @@ func TestJSONConfigEnvPath(t *testing.T) {
 		t.Errorf("%d stores for %s", n, e.consumers)
 	}
 	e.writeConsumers(doc("carol", "carol-key-1"))
-	time.Sleep(300 * time.Millisecond)
+	// Nothing will read it: with refresh 0 no poller waits for a next check.
+	if n := pollersOnTimer(); n != 0 {
+		t.Errorf("%d pollers wait for a next check with refresh 0", n)
+	}
 	if !works(t, site, keyAlice) || works(t, site, "carol-key-1") {
 		t.Error("the file was read again with refresh 0")
 	}

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // works reports whether key gets through, failing the test on anything but
@@ -91,7 +94,9 @@ func TestRefusedFileWhileRunning(t *testing.T) {
 	broken := strings.Replace(doc("carol", "carol-key-1", "carol-key-2"), "carol-key-1", "carol-key-2", 1)
 	e.writeConsumers(broken) // the same key twice
 	eventually(t, "the refusal to be logged", func() bool { return len(refusals()) > 0 })
-	time.Sleep(500 * time.Millisecond) // five more checks of the file
+	// Each check of the refused file counts a failure: five more checks.
+	checks := waitStatus(t, e.consumers, "a failed check", func(st consumers.Status) bool { return st.Failures > 0 }).Failures
+	waitStatus(t, e.consumers, "five more checks of the file", func(st consumers.Status) bool { return st.Failures >= checks+5 })
 	if r := refusals(); len(r) != 1 {
 		t.Errorf("%d refusals logged, want 1:\n%s", len(r), strings.Join(r, "\n"))
 	} else if !strings.Contains(r[0], e.consumers) || !strings.Contains(r[0], `"level":"error"`) {
@@ -148,7 +153,7 @@ func TestExpiryWithoutReload(t *testing.T) {
 	if !works(t, site, "dave-key-soon") {
 		t.Fatal("dave-key-soon does not work before it expires")
 	}
-	time.Sleep(time.Until(expiry))
+	time.Sleep(time.Until(expiry)) // the clock reaching expires_at is what is tested
 	want401(t, get(t, site+"/", "apikey", "dave-key-soon"), msgInvalid)
 	wantIdentity(t, get(t, site+"/", "apikey", "dave-key-later"), identity{"dave", "dave", absent, "later", absent})
 	if st := stores[0].Status(); !st.LastLoad.Equal(loaded) {
@@ -190,12 +195,22 @@ func TestSwapIsAtomic(t *testing.T) {
 			}
 		}
 	}()
+	// The readers go on until both versions were seen and at least 240
+	// requests were made, so a test that saw one version cannot pass; a
+	// bound on the count, not on time, ends a run that never sees both.
+	const enough, most = 240, 20000
 	seen := map[identity]int{}
 	var mu sync.Mutex
+	var sent atomic.Int64
+	done := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[erin] > 0 && seen[frank] > 0 && sent.Load() >= enough
+	}
 	var readers sync.WaitGroup
 	for range 4 {
 		readers.Go(func() {
-			for range 60 {
+			for !done() && sent.Add(1) <= most {
 				res, err := client.Do(req(http.MethodGet, site+"/", nil, "apikey", "shared-key"))
 				if err != nil {
 					t.Error(err)
@@ -223,7 +238,7 @@ func TestSwapIsAtomic(t *testing.T) {
 		}
 	}
 	if seen[erin] == 0 || seen[frank] == 0 {
-		t.Logf("only one version was seen (erin %d, frank %d): the file changed too slowly", seen[erin], seen[frank])
+		t.Errorf("after %d requests only one version was seen (erin %d, frank %d): the swap was not tested", min(sent.Load(), most), seen[erin], seen[frank])
 	}
 }
 

@@ -108,7 +108,11 @@ func TestReloadHTTPSource(t *testing.T) {
 	if storeAt(t, url) != first {
 		t.Error("an unchanged source got a new store")
 	}
-	time.Sleep(200 * time.Millisecond) // time for a fetch that must not come
+	// Nor will one come: the kept store's poller, the only one, waits an
+	// hour.
+	if n := pollers(); n != 1 {
+		t.Errorf("%d pollers, want the kept store's", n)
+	}
 	if n := srv.Count(); n != 1 {
 		t.Errorf("%d fetches after a reload that keeps the source, want 1", n)
 	}
@@ -140,12 +144,11 @@ func TestReloadHTTPSource(t *testing.T) {
 		t.Errorf("%d pollers after the source was removed", n)
 	}
 	n := srv.Count()
-	time.Sleep(400 * time.Millisecond) // four refresh periods
-	if got := srv.Count(); got != n {
-		t.Errorf("the removed source was fetched %d more times", got-n)
-	}
 	if g := settleGoroutines(baseline + 2); g > baseline+2 {
 		t.Errorf("goroutines: %d, baseline %d", g, baseline)
+	}
+	if got := srv.Count(); got != n {
+		t.Errorf("the removed source was fetched %d more times", got-n)
 	}
 }
 
