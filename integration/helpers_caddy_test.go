@@ -218,6 +218,7 @@ func loadConfig(cfg, adapter string) (int, string, error) {
 		var res *http.Response
 		res, err = adminClient.Post(adminURL+"/load", ct, strings.NewReader(cfg))
 		if err != nil {
+			time.Sleep(50 * time.Millisecond) // pacing: the new admin server is coming up
 			continue
 		}
 		b, _ := io.ReadAll(res.Body)
