@@ -524,7 +524,7 @@ func TestHardeningHostileMemory(t *testing.T) {
 		t.Fatalf("wrong answers: %q", bad)
 	}
 	cl.CloseIdleConnections()
-	g0 := settleGoroutines(0)
+	g0 := goroutines()
 	h0 := heapInUse()
 
 	const rounds = 15

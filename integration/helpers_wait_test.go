@@ -18,7 +18,7 @@ import (
 // patience is how long a wait lasts before the test fails.
 const patience = time.Minute
 
-// eventually waits until cond holds, checking it every 10ms, and fails the
+// eventually waits until cond holds, checking it every 20ms, and fails the
 // test if it still does not after patience.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -27,7 +27,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up after %s waiting for %s", patience, what)
 		}
-		time.Sleep(10 * time.Millisecond) // polling pace, not a barrier
+		time.Sleep(20 * time.Millisecond) // polling pace, not a barrier
 	}
 }
 
