@@ -85,7 +85,7 @@ func (c caller) do(t *testing.T, url string, extra ...string) *response {
 	if c.name == "nobody" {
 		method = http.MethodOptions
 	}
-	return do(t, req(t, method, url, nil, append(slices.Clone(c.hdr), extra...)...))
+	return do(t, req(method, url, nil, append(slices.Clone(c.hdr), extra...)...))
 }
 
 // matcherForm is one matcher in each of the three syntaxes ("" where a
@@ -176,17 +176,17 @@ func matcherConfig(syntax string, forms []matcherForm) (cfg, adapter string) {
 		}
 		routes = append(routes, `{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}]}`)
 		return `{
-	"admin": {"listen": "localhost:2999", "config": {"persist": false}},
+	"admin": {"listen": "{{.Admin}}", "config": {"persist": false}},
 	"logging": {"logs": {"default": {"level": "DEBUG", "encoder": {"format": "json"},
 		"writer": {"output": "file", "filename": "{{.Dir}}/caddy.log"}}}},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"srv0": {
-		"listen": [":9081"], "automatic_https": {"disable": true},
+	"apps": {"http": {"http_port": {{.HTTPPort}}, "https_port": {{.HTTPSPort}}, "servers": {"srv0": {
+		"listen": [":{{.Port}}"], "automatic_https": {"disable": true},
 		"routes": [` + strings.Join(routes, ",\n") + `]
 	}}}}
 }`, "json"
 	}
 	var b strings.Builder
-	b.WriteString("{{.Global}}\n:9081 {\n\tkey_auth {\n\t\tanonymous guest\n\t\trun_on_preflight false\n\t\tconsumers file {{.Consumers}}\n\t}\n")
+	b.WriteString("{{.Global}}\n:{{.Port}} {\n\tkey_auth {\n\t\tanonymous guest\n\t\trun_on_preflight false\n\t\tconsumers file {{.Consumers}}\n\t}\n")
 	for _, f := range forms {
 		fmt.Fprintf(&b, "\t@m_%s {\n", f.name)
 		if syntax == "cel" {
@@ -206,24 +206,24 @@ func matcherConfig(syntax string, forms []matcherForm) (cfg, adapter string) {
 // line; so is one in JSON and in CEL.
 func TestConsumerMatcherRefused(t *testing.T) {
 	e, _ := newMatcherEnv(t)
-	const bad = "{{.Global}}\n:9081 {\n\tkey_auth {\n\t\tconsumers file {{.Consumers}}\n\t}\n\t@m consumer group gold,silver\n\trespond @m 403\n}\n"
+	const bad = "{{.Global}}\n:{{.Port}} {\n\tkey_auth {\n\t\tconsumers file {{.Consumers}}\n\t}\n\t@m consumer group gold,silver\n\trespond @m 403\n}\n"
 	before, _, _ := strings.Cut(e.render(bad), "@m consumer")
 	line := fmt.Sprintf("Caddyfile:%d", strings.Count(before, "\n")+1)
 	msg := e.loadError(bad, "caddyfile")
 	if !strings.Contains(msg, `group name "gold,silver" holds white space, a comma`) || !strings.Contains(msg, line) {
 		t.Errorf("error %q, want the group and %s", msg, line)
 	}
-	msg = e.loadError(`{"apps": {"http": {"servers": {"s": {"listen": [":9081"], "routes": [
+	msg = e.loadError(`{"admin": {"listen": "{{.Admin}}", "config": {"persist": false}}, "apps": {"http": {"servers": {"s": {"listen": [":{{.Port}}"], "routes": [
 		{"match": [{"consumer": {"groups": ["gold"]}}], "handle": [{"handler": "static_response"}]}]}}}}}`, "json")
 	if !strings.Contains(msg, `unknown field "groups"`) {
 		t.Errorf("error %q, want the unknown field", msg)
 	}
-	msg = e.loadError(`{"apps": {"http": {"servers": {"s": {"listen": [":9081"], "routes": [
+	msg = e.loadError(`{"admin": {"listen": "{{.Admin}}", "config": {"persist": false}}, "apps": {"http": {"servers": {"s": {"listen": [":{{.Port}}"], "routes": [
 		{"match": [{"consumer": {"label": {"plan": []}}}], "handle": [{"handler": "static_response"}]}]}}}}}`, "json")
 	if !strings.Contains(msg, `label "plan" lists no value`) {
 		t.Errorf("error %q, want the empty label", msg)
 	}
-	msg = e.loadError("{{.Global}}\n:9081 {\n\t@m expression `consumer({'anonymous': 'maybe'})`\n\trespond @m 403\n}\n", "caddyfile")
+	msg = e.loadError("{{.Global}}\n:{{.Port}} {\n\t@m expression `consumer({'anonymous': 'maybe'})`\n\trespond @m 403\n}\n", "caddyfile")
 	if !strings.Contains(msg, "anonymous takes 'true' or 'false'") {
 		t.Errorf("error %q, want the anonymous value", msg)
 	}
@@ -276,7 +276,7 @@ func readmeRecipe(t *testing.T, e *env, marker string, replace ...string) string
 		recipe = rest
 	}
 	r := strings.NewReplacer(append([]string{
-		":8080 {", ":9081 {",
+		":8080 {", ":{{.Port}} {",
 		"consumers file consumers.json", "consumers file {{.Consumers}}",
 		"localhost:9000", "{{.Up}}",
 		"localhost:9001", "{{.Up2}}",
@@ -308,7 +308,7 @@ func TestReadmeMatcherSnippets(t *testing.T) {
 		for _, m := range regexp.MustCompile(`(?m)^@(\w+)`).FindAllStringSubmatch(s, -1) {
 			fmt.Fprintf(&marks, "\trequest_header @%s X-M-%s 1\n", m[1], m[1])
 		}
-		e.load(fmt.Sprintf("{{.Global}}\n:9081 {\n\tkey_auth {\n\t\tanonymous guest\n\t\tconsumers file {{.Consumers}}\n\t}\n%s\n%s\treverse_proxy {{.Up}}\n}\n# %d\n",
+		e.load(fmt.Sprintf("{{.Global}}\n:{{.Port}} {\n\tkey_auth {\n\t\tanonymous guest\n\t\tconsumers file {{.Consumers}}\n\t}\n%s\n%s\treverse_proxy {{.Up}}\n}\n# %d\n",
 			s, marks.String(), i), "caddyfile")
 		ec := wantConsumer(t, get(t, site+"/", "apikey", keyAlice), "alice")
 		if i == 0 {
@@ -374,7 +374,7 @@ func TestReadmePerMethodRecipe(t *testing.T) {
 	e, up2 := newMatcherEnv(t)
 	e.load(readmeRecipe(t, e, "@readonly_write {"), "caddyfile")
 	post := func(key string) *response {
-		return do(t, req(t, http.MethodPost, site+"/items", strings.NewReader("{}"), "apikey", key))
+		return do(t, req(http.MethodPost, site+"/items", strings.NewReader("{}"), "apikey", key))
 	}
 	// Readers read; bob and alice are staff, who go to the second upstream.
 	for _, c := range []struct {
@@ -401,7 +401,7 @@ func TestReadmePerMethodRecipe(t *testing.T) {
 			t.Errorf("a POST of a non-writer: %s", r)
 		}
 	}
-	if r := do(t, req(t, http.MethodDelete, site+"/items/1", nil, "apikey", keyDave)); r.status != http.StatusForbidden {
+	if r := do(t, req(http.MethodDelete, site+"/items/1", nil, "apikey", keyDave)); r.status != http.StatusForbidden {
 		t.Errorf("a DELETE of a non-writer: %s", r)
 	}
 	if got := e.up.hits.Load() + up2.hits.Load(); got != hits {
@@ -415,7 +415,7 @@ func TestReadmePerMethodRecipe(t *testing.T) {
 // before every directive that serves, and header (ordered before it) never
 // sees a consumer while request_header and handle do.
 func TestMatcherDirectiveOrder(t *testing.T) {
-	const cfg = `:9081 {
+	const cfg = `:{{.Port}} {
 	reverse_proxy localhost:9000
 	reverse_proxy @staff localhost:9001
 	respond @readonly_write 403
@@ -435,7 +435,8 @@ func TestMatcherDirectiveOrder(t *testing.T) {
 	}
 }
 `
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	e, up2 := newMatcherEnv(t)
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(e.render(cfg)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +469,6 @@ func TestMatcherDirectiveOrder(t *testing.T) {
 
 	// Run: header @gold never matches; request_header @gold and handle
 	// @gold do.
-	e, up2 := newMatcherEnv(t)
 	e.load("{{.Global}}\n"+strings.NewReplacer("consumers.json", "{{.Consumers}}", "localhost:9000", "{{.Up}}",
 		"localhost:9001", "{{.Up}}", "localhost:9002", "{{.Up2}}").Replace(cfg), "caddyfile")
 	r := get(t, site+"/", "apikey", keyAlice)
