@@ -8,9 +8,9 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
@@ -64,7 +64,7 @@ func TestAuthzACLMatrix(t *testing.T) {
 		routes += authzRoute("/allow-anon/"+anon, "\t\t\tallow gold staff\n\t\t\tanonymous "+anon+"\n")
 		routes += authzRoute("/deny-anon/"+anon, "\t\t\tdeny free blocked\n\t\t\tanonymous "+anon+"\n")
 	}
-	e.load("{{.Global}}\nhttp://localhost:9081 {\n"+routes+"}\n", "caddyfile")
+	e.load("{{.Global}}\n{{.Site}} {\n"+routes+"}\n", "caddyfile")
 
 	const pass, forbidden, unauthorized = 200, 403, 401
 	for _, tc := range []struct {
@@ -122,11 +122,11 @@ func TestAuthzGroupsHeaderSpoofing(t *testing.T) {
 	e, _ := newAuthzEnv(t)
 	// Site 2 keeps underscored names (and so drops their dash spellings
 	// itself); site 1 keeps dash spellings only.
-	e.vars["GlobalExtra"] = "\tservers :9082 {\n\t\texpected_underscore_headers X_*\n\t}\n"
+	e.vars["GlobalExtra"] = "\tservers :" + strconv.Itoa(sitePort[1]) + " {\n\t\texpected_underscore_headers X_*\n\t}\n"
 	routes := authzRoute("/shown", "\t\t\tanonymous guest\n") +
 		authzRoute("/hidden", "\t\t\thide_groups_header\n\t\t\tanonymous vip-guest\n") +
 		authzRoute("/preflight", "\t\t\trun_on_preflight false\n")
-	e.load("{{.Global}}\nhttp://localhost:9081 {\n"+routes+"}\nhttp://localhost:9082 {\n"+routes+"}\n", "caddyfile")
+	e.load("{{.Global}}\n{{.Site}} {\n"+routes+"}\n{{.Site2}} {\n"+routes+"}\n", "caddyfile")
 	sites := []struct {
 		base, probe string
 		spoofs      []string
@@ -156,7 +156,7 @@ func TestAuthzGroupsHeaderSpoofing(t *testing.T) {
 				if tc.method == http.MethodOptions {
 					hdr = append(hdr, "Origin", "https://app.example", "Access-Control-Request-Method", "GET")
 				}
-				got := do(t, req(t, tc.method, st.base+tc.path+"/x", nil, hdr...)).echo(t)
+				got := do(t, req(tc.method, st.base+tc.path+"/x", nil, hdr...)).echo(t)
 				var seen []string
 				probed := false
 				for name, v := range got.Header {
@@ -195,7 +195,7 @@ func TestAuthzPlaceholders(t *testing.T) {
 	e, _ := newAuthzEnv(t)
 	const show = "groups=[{http.auth.user.groups}] tags=[{http.auth.user.tags}] plan=[{http.auth.user.labels.plan}] none=[{http.auth.user.labels.none}]"
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	handle /up/* {
 		key_auth {
 			consumers file {{.Consumers}}
@@ -253,7 +253,7 @@ http://localhost:9081 {
 	}
 	// respond replaces only known placeholders: a literal name would show.
 	const empty = "groups=[] tags=[] plan=[] none=[]"
-	r := do(t, req(t, http.MethodOptions, site+"/preflight/x", nil, "apikey", keyGold, "Origin", "https://app.example", "Access-Control-Request-Method", "GET"))
+	r := do(t, req(http.MethodOptions, site+"/preflight/x", nil, "apikey", keyGold, "Origin", "https://app.example", "Access-Control-Request-Method", "GET"))
 	if r.status != http.StatusOK || string(r.body) != empty {
 		t.Errorf("preflight let through: %d %q, want %q", r.status, r.body, empty)
 	}
@@ -268,7 +268,7 @@ http://localhost:9081 {
 func TestAuthzLabelsRouteUpstreams(t *testing.T) {
 	e, up2 := newAuthzEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}
@@ -309,7 +309,7 @@ http://localhost:9081 {
 // anonymous consumer; a disabled anonymous consumer is a 500.
 func TestAuthzDisabled(t *testing.T) {
 	e, _ := newAuthzEnv(t)
-	e.load("{{.Global}}\nhttp://localhost:9081 {\n"+
+	e.load("{{.Global}}\n{{.Site}} {\n"+
 		authzRoute("/plain", "")+
 		authzRoute("/anon", "\t\t\tanonymous guest\n")+
 		authzRoute("/off-anon", "\t\t\tanonymous off-guest\n")+
@@ -334,18 +334,18 @@ func TestAuthzDisabled(t *testing.T) {
 // allow and deny together are refused at load, naming both.
 func TestAuthzRefused(t *testing.T) {
 	e, _ := newAuthzEnv(t)
-	msg := e.loadError("{{.Global}}\nhttp://localhost:9081 {\n"+authzRoute("/x", "\t\t\tallow gold\n\t\t\tdeny free\n")+"}\n", "caddyfile")
+	msg := e.loadError("{{.Global}}\n{{.Site}} {\n"+authzRoute("/x", "\t\t\tallow gold\n\t\t\tdeny free\n")+"}\n", "caddyfile")
 	if !strings.Contains(msg, "allow and deny cannot be used together") || !strings.Contains(msg, "Caddyfile:") {
 		t.Errorf("refused with %q", msg)
 	}
-	msg = e.loadError(`{"apps": {"http": {"servers": {"s": {"listen": [":9081"], "routes": [{"handle": [
+	msg = e.loadError(`{"apps": {"http": {"servers": {"s": {"listen": [":{{.Port}}"], "routes": [{"handle": [
 		{"handler": "key_auth", "allow": ["gold"], "deny": ["free"], "consumers": {"source": "file", "path": "{{.Consumers}}"}}]}]}}}}}`, "json")
 	if !strings.Contains(msg, "allow and deny cannot be used together") {
 		t.Errorf("refused with %q", msg)
 	}
 	// The JSON names load too.
-	e.load(`{"admin": {"listen": "localhost:2999", "config": {"persist": false}},
-	"apps": {"http": {"servers": {"s": {"listen": [":9081"], "routes": [{"handle": [
+	e.load(`{"admin": {"listen": "{{.Admin}}", "config": {"persist": false}},
+	"apps": {"http": {"servers": {"s": {"listen": [":{{.Port}}"], "routes": [{"handle": [
 		{"handler": "key_auth", "allow": ["gold"], "hide_groups_header": true, "consumers": {"source": "file", "path": "{{.Consumers}}"}},
 		{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}]}]}}}}}`, "json")
 	if got := get(t, site+"/x", "apikey", keyGold).echo(t); got.has("X-Consumer-Groups") || got.Header.Get("X-Consumer-Username") != "gold" {
@@ -363,7 +363,7 @@ func TestAuthzGroupsReload(t *testing.T) {
 	}
 	e.writeConsumers(moverIn("free"))
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		allow gold
 		consumers file {{.Consumers}} {
@@ -382,7 +382,7 @@ http://localhost:9081 {
 		old := theSet(t, e)
 		e.writeConsumers(moverIn(step.group))
 		// The poller swaps in the new set; the next request sees it.
-		eventually(t, 10*time.Second, "the consumers file to be loaded again", func() bool { return theSet(t, e) != old })
+		eventually(t, "the consumers file to be loaded again", func() bool { return theSet(t, e) != old })
 		r := get(t, site+"/x", "apikey", "mover-key-0006")
 		if step.in {
 			if g := r.echo(t).Header.Get("X-Consumer-Groups"); g != "gold" {
@@ -397,9 +397,9 @@ http://localhost:9081 {
 // theSet is the consumers set the test's file source serves.
 func theSet(t *testing.T, e *env) *model.Set {
 	t.Helper()
-	stores := storesFor(e.consumers)
-	if len(stores) != 1 {
-		t.Fatalf("%d stores for the consumers file, want 1", len(stores))
+	st := storeAt(t, e.consumers)
+	if st == nil {
+		t.Fatal("no store for the consumers file")
 	}
-	return stores[0].Set()
+	return st.Set()
 }
