@@ -295,3 +295,69 @@ func BenchmarkRejectTiming(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIdentityPrimitives compares two ways of finding a request's
+// earlier identity, against a request shaped like the server's: asking the
+// replacer (what identify does: Caddy's HTTP provider is walked before any
+// module's, so a miss costs its whole walk, but the same Get also tells
+// whether another auth handler set a static user), and the alternative
+// measured and left: the request's vars map (a lookup and an insert) plus
+// a sweep of the static placeholders for another auth handler's.
+func BenchmarkIdentityPrimitives(b *testing.B) {
+	const identityVar = "key_auth identity"
+	newReq := func() *http.Request { return serverRequest(httptest.NewRequest(http.MethodGet, "/v1/things", nil)) }
+	b.Run("replacer_get_miss", func(b *testing.B) {
+		repl := newReq().Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		for b.Loop() {
+			_, _ = repl.Get(userIDPlaceholder)
+		}
+	})
+	b.Run("getvar_miss", func(b *testing.B) {
+		ctx := newReq().Context()
+		for b.Loop() {
+			_ = caddyhttp.GetVar(ctx, identityVar)
+		}
+	})
+	b.Run("delete_by_prefix_empty", func(b *testing.B) {
+		repl := newReq().Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		for b.Loop() {
+			repl.DeleteByPrefix(placeholderPrefix)
+		}
+	})
+	b.Run("setvar_insert_delete", func(b *testing.B) {
+		b.ReportAllocs()
+		ctx := newReq().Context()
+		vars := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any)
+		id := new(identity)
+		for b.Loop() {
+			caddyhttp.SetVar(ctx, identityVar, id)
+			delete(vars, identityVar)
+		}
+	})
+}
+
+// BenchmarkIdentify measures identify alone, on fresh server-shaped
+// requests made in batches with the timer stopped: finding (or giving) the
+// request's identity, and the identity headers.
+func BenchmarkIdentify(b *testing.B) {
+	store := loadBenchStore(b, 1_000)
+	h := newBenchHandler(b, &Handler{}, store.set)
+	c := store.set.ConsumerAt(7)
+	r := httptest.NewRequest(http.MethodGet, "/v1/things", nil)
+	r.Header.Set("User-Agent", "bench")
+	r.Header.Set("Accept", "*/*")
+	r.Header.Set("Apikey", "k")
+	newCopies := copier(r)
+	const batch = 256
+	var reqs []*http.Request
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%batch == 0 {
+			b.StopTimer()
+			reqs = newCopies(batch)
+			b.StartTimer()
+		}
+		h.identify(reqs[i%batch], c, "cred", false)
+	}
+}

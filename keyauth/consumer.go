@@ -3,7 +3,7 @@ package keyauth
 import (
 	"net/http"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
@@ -17,9 +17,15 @@ import (
 // ran, the last one that identified the request; when another auth handler
 // (basic_auth) identified it after key_auth, there is no consumer.
 func ConsumerOf(r *http.Request) (c model.Consumer, anonymous bool, ok bool) {
-	id, found := caddyhttp.GetVar(r.Context(), identityVar).(*identity)
-	if !found || !id.hasConsumer || id.supersededBy() {
+	repl, found := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !found {
 		return model.Consumer{}, false, false
 	}
-	return id.consumer, id.anonymous, true
+	// {http.auth.user.id} is the request's last identity: another auth
+	// handler's static value comes before key_auth's provider.
+	v, _ := repl.Get(userIDPlaceholder)
+	if u, mine := v.(*user); mine && u.id().hasConsumer {
+		return u.id().consumer, u.id().anonymous, true
+	}
+	return model.Consumer{}, false, false
 }

@@ -237,7 +237,7 @@ func checkGroupName(name string) error {
 		return fmt.Errorf("a group name must be 1 to %d characters, got %d", model.MaxGroupNameChars, n)
 	}
 	for _, r := range name {
-		if r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+		if r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return fmt.Errorf("group %q holds white space, a comma or a control character", name)
 		}
 	}
