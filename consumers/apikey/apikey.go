@@ -1,15 +1,15 @@
 // Package apikey mints API keys of a fixed, documented shape that people and
 // secret scanners recognise, and checks that shape without any lookup:
 //
-//	<prefix>_<random><checksum>
+//		<prefix>_<random><checksum>
 //
-//   - prefix: 1 to 32 characters, a letter first, then letters, digits and
-//     '_', not ending in '_' (default "ka"). It says whose key it is.
-//   - random: the 32 bytes of entropy (crypto/rand) as one big-endian
-//     number in base 62, left-padded with '0' to 43 characters, the most
-//     32 bytes can take.
-//   - checksum: the CRC-32 (IEEE) of everything before it (prefix, '_'
-//     and random) in base 62, left-padded with '0' to 6 characters.
+//	  - prefix: 1 to 32 characters, a letter first, then letters, digits and
+//	    '_', not ending in '_' (default "ka"). It says whose key it is.
+//	  - random: the 32 bytes of entropy (crypto/rand) as one big-endian
+//	    number in base 62, left-padded with '0' to 43 characters, the most
+//	    32 bytes can take.
+//	  - checksum: the CRC-32 (IEEE) of everything before it (prefix, '_'
+//	    and random) in base 62, left-padded with '0' to 6 characters.
 //
 // The base-62 digits are 0-9, a-z, A-Z in that order (math/big's). The
 // scheme is GitHub's for its tokens: a scanner tells a real key from a typo
