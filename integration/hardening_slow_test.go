@@ -159,14 +159,14 @@ func TestHardeningSlowBody(t *testing.T) {
 
 	wg.Wait()
 	for i, r := range results {
-		// The read timeout ends the wait; the answer is the module's 400
-		// (the body could not be read, so the request cannot go on
+		// The read timeout ends the wait; the answer is the module's 408
+		// (the body did not arrive in time, so the request cannot go on
 		// intact), or the connection closes.
 		t.Logf("slow body %d: %d %q %v after %s", i, r.status, r.body, r.err, r.took.Round(time.Millisecond))
 		if r.took < readBody-200*time.Millisecond || r.took > readBody+3*time.Second {
 			t.Errorf("slow body %d ended after %s; read_body is %s", i, r.took, readBody)
 		}
-		if r.err == nil && (r.status != http.StatusBadRequest || !strings.Contains(r.body, "Could not read request body")) {
+		if r.err == nil && (r.status != http.StatusRequestTimeout || !strings.Contains(r.body, `{"message":"Request timeout"}`)) {
 			t.Errorf("slow body %d: %d %q", i, r.status, r.body)
 		}
 		if r.status >= 500 {

@@ -475,7 +475,7 @@ func post(t *testing.T, url, contentType string, body []byte, hdr ...string) *re
 const (
 	msgNoKey     = "No API key found in request"
 	msgDuplicate = "Duplicate API key found"
-	msgInvalid   = "Invalid authentication credentials"
+	msgInvalid   = "Unauthorized" // Kong 3.7+
 )
 
 // wantFailure checks an answer of key_auth itself: the status, a JSON body

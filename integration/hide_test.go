@@ -11,8 +11,9 @@ import (
 	"testing"
 )
 
-// Rule 9: hide_credentials removes the key from where it was found, and
-// only from there; the rest of the request reaches the upstream untouched.
+// Rule 9: hide_credentials removes every value of every key name from every
+// location searched (issue 8); the rest of the request reaches the upstream
+// untouched.
 func TestHideCredentials(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
@@ -49,8 +50,8 @@ http://localhost:9082 {
 		{name: "header", call: call{path: "/h", hdr: []string{"apikey", k, "X-Other", "kept"}}, uri: "/h", gone: "Apikey"},
 		{name: "dashed header", call: call{path: "/h", hdr: []string{"Api-Key", k}}, uri: "/h", gone: "Api-Key"},
 		{name: "bearer", call: call{path: "/h", hdr: []string{"Authorization", "Bearer " + k}}, uri: "/h", gone: "Authorization"},
-		{name: "header, the query's apikey is not where it was found",
-			call: call{path: "/h?apikey=other&x=1", hdr: []string{"apikey", k}}, uri: "/h?apikey=other&x=1", gone: "Apikey"},
+		{name: "header, and every other copy, the query's too",
+			call: call{path: "/h?apikey=other&x=1", hdr: []string{"apikey", k}}, uri: "/h?x=1", gone: "Apikey"},
 		{name: "query, the rest byte for byte and in order",
 			call: call{path: "/q/a%2Fb?z=1&a=%2F&apikey=" + k + "&m=a+b&e=&n&z=2&u=%C3%A9"}, uri: "/q/a%2Fb?z=1&a=%2F&m=a+b&e=&n&z=2&u=%C3%A9"},
 		{name: "query, encoded name", call: call{path: "/q?api%6B%65%79=" + k + "&x=1"}, uri: "/q?x=1"},

@@ -65,7 +65,7 @@ func TestSourceHTTPFirstLoadChangeAndNotModified(t *testing.T) {
 		return code == http.StatusOK
 	})
 	srcExpect(t, site, "alice-key-1", 200, "ok alice")
-	srcExpect(t, site, "wrong", 401, `{"message":"Invalid authentication credentials"}`)
+	srcExpect(t, site, "wrong", 401, `{"message":"Unauthorized"}`)
 	first := srv.Requests()[0]
 	if first.Header.Get("If-None-Match") != "" || first.Header.Get("If-Modified-Since") != "" {
 		t.Errorf("the first fetch is conditional: %v", first.Header)

@@ -7,8 +7,11 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"syscall"
 	"unsafe"
 )
 
@@ -100,10 +103,7 @@ func (q *request) readBody(h *Handler) (*body, *failure) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
 	if err != nil {
 		// What was read is gone, so the request cannot go on intact.
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, errBodyTooLarge
-		}
-		return nil, errBodyRead
+		return nil, bodyReadFailure(r, err)
 	}
 	if int64(len(data)) > h.maxBody {
 		r.Body = &replayBody{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
@@ -113,6 +113,24 @@ func (q *request) readBody(h *Handler) (*body, *failure) {
 	b.kind, b.boundary, b.data = kind, boundary, data
 	b.valid = kind != bodyJSON || json.Valid(data)
 	return b, nil
+}
+
+// bodyReadFailure tells why a body could not be read: a limit (413), the
+// server's read timeout (408: read_body, or read_body_idle through Caddy's
+// idle reader, both end in a deadline error), a client that went away
+// (499, which nobody reads), or a body that is malformed (400).
+func bodyReadFailure(r *http.Request, err error) *failure {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return errBodyTooLarge
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+		return errBodyTimeout
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || r.Context().Err() != nil {
+		return errClientGone
+	}
+	return errBodyRead
 }
 
 // lookup finds name in the body. It returns the first value and how many
@@ -149,12 +167,18 @@ func (b *body) remove(r *http.Request, name string) error {
 		out = []byte(s)
 	case bodyJSON:
 		var ok bool
+		if !jsonHas(b.data, name) {
+			return nil // the usual case, for all names but the one used
+		}
 		if out, ok = jsonRemove(b.data, name); !ok {
 			return nil
 		}
 	case bodyMultipart:
 		var err error
 		var ok bool
+		if _, n := multipartLookup(b.data, b.boundary, name); n == 0 {
+			return nil // saves re-encoding a body that holds no such field
+		}
 		if out, ok, err = multipartRemove(b.data, b.boundary, name); err != nil || !ok {
 			return err
 		}
@@ -231,6 +255,16 @@ func jsonLookup(data []byte, name string) (string, int) {
 		return true
 	})
 	return v, n
+}
+
+// jsonHas reports whether a member is named name, whatever its value.
+func jsonHas(data []byte, name string) bool {
+	found := false
+	jsonMembers(data, func(m jsonMember) bool {
+		found = jsonNameIs(m.name, name)
+		return !found
+	})
+	return found
 }
 
 // jsonRemove drops the members named name, keeping every other byte.

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -59,6 +63,10 @@ func (b *trackedBody) Close() error { b.closed = true; return nil }
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 func TestBodyKindOf(t *testing.T) {
 	tests := []struct {
@@ -444,6 +452,29 @@ func TestReadBodyFailures(t *testing.T) {
 		t.Errorf("MaxBytesReader: got %v, want %v", f, errBodyTooLarge)
 	}
 
+	// Why the read failed decides the answer: the server's read timeout
+	// (a deadline error, as net/http's conn gives it, wrapped or not) is a
+	// 408, a client gone mid-body a 499, anything else a 400.
+	for _, tc := range []struct {
+		name string
+		err  error
+		want *failure
+	}{
+		{"read_body deadline", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, errBodyTimeout},
+		{"deadline wrapped", fmt.Errorf("reading: %w", os.ErrDeadlineExceeded), errBodyTimeout},
+		{"client gone, declared length", io.ErrUnexpectedEOF, errClientGone},
+		{"client gone, reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, errClientGone},
+		{"malformed chunking", errors.New("malformed chunked encoding"), errBodyRead},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header.Set("Content-Type", ctForm)
+		r.ContentLength = -1
+		r.Body = io.NopCloser(io.MultiReader(strings.NewReader("apikey=k"), failingReader{tc.err}))
+		if _, f := (&request{r: r}).readBody(h); f != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, f, tc.want)
+		}
+	}
+
 	// A broken connection is a 400: what was read is gone.
 	r = httptest.NewRequest(http.MethodPost, "/", nil)
 	r.Header.Set("Content-Type", ctJSON)
@@ -504,7 +535,7 @@ func TestBodyRemove(t *testing.T) {
 				if key != "k" || f != nil || q.found.loc != locBody {
 					t.Fatalf("find = %q, %v in %s", key, f, q.found.loc)
 				}
-				if err := q.hide(q.found); err != nil {
+				if err := q.hideAll(h); err != nil {
 					t.Fatalf("hide: %v", err)
 				}
 				got, err := io.ReadAll(r.Body)
@@ -576,7 +607,7 @@ func TestMultipartBoundaryRoundTrip(t *testing.T) {
 			t.Errorf("boundary %q: find = %q, %v", boundary, key, f)
 			continue
 		}
-		if err := q.hide(q.found); err != nil {
+		if err := q.hideAll(h); err != nil {
 			t.Errorf("boundary %q: hide: %v", boundary, err)
 			continue
 		}

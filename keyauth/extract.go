@@ -138,15 +138,18 @@ func lookupParam(raw, name string) (string, int) {
 }
 
 // removeParam removes every pair named name, keeping the rest byte for byte
-// and in order.
+// and in order. It allocates only when there is a pair to remove.
 func removeParam(raw, name string) (string, bool) {
+	if !hasParam(raw, name) {
+		return raw, false
+	}
 	var b strings.Builder
-	removed, first := false, true
+	b.Grow(len(raw))
+	first := true
 	for rest, more := raw, true; more; {
 		var seg string
 		seg, rest, more = strings.Cut(rest, "&")
 		if k, _, ok := strings.Cut(seg, "="); ok && paramNameIs(k, name) {
-			removed = true
 			continue
 		}
 		if !first {
@@ -155,10 +158,19 @@ func removeParam(raw, name string) (string, bool) {
 		b.WriteString(seg)
 		first = false
 	}
-	if !removed {
-		return raw, false
-	}
 	return b.String(), true
+}
+
+// hasParam reports whether a pair named name, with a '=', is in raw.
+func hasParam(raw, name string) bool {
+	for raw != "" {
+		var seg string
+		seg, raw, _ = strings.Cut(raw, "&")
+		if k, _, ok := strings.Cut(seg, "="); ok && paramNameIs(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // paramNameIs compares a raw parameter name with a key name after
@@ -194,38 +206,28 @@ func setQuery(r *http.Request, raw string) {
 	}
 }
 
-// hide removes the key from where it was found.
-func (q *request) hide(f found) error {
-	switch f.loc {
-	case locHeader:
-		delete(q.r.Header, f.name.header)
-		if f.name.dashHeader != "" {
-			delete(q.r.Header, f.name.dashHeader)
-		}
-	case locQuery:
-		if raw, ok := removeParam(q.r.URL.RawQuery, f.name.name); ok {
-			setQuery(q.r, raw)
-		}
-	case locBody:
-		return q.body.remove(q.r, f.name.name)
-	}
-	return nil
-}
-
-// hideAll removes a rejected key before the request goes on as the
-// anonymous consumer: every key name, from every location searched. The
-// body is only scrubbed when it was read.
+// hideAll removes every value of every key name from every location
+// searched, whichever of them decided the request: a client may send the
+// key twice, in the header and the query say, and only one is used. The
+// body is only scrubbed when it was read. Header names with '_' or '.'
+// that fold to a key name are removed by scrub, on the servers that keep
+// them.
 func (q *request) hideAll(h *Handler) error {
 	for i := range h.names {
 		kn := &h.names[i]
 		if h.inHeader {
-			_ = q.hide(found{kn, locHeader})
+			delete(q.r.Header, kn.header)
+			if kn.dashHeader != "" {
+				delete(q.r.Header, kn.dashHeader)
+			}
 		}
-		if h.inQuery {
-			_ = q.hide(found{kn, locQuery})
+		if h.inQuery && q.r.URL.RawQuery != "" {
+			if raw, ok := removeParam(q.r.URL.RawQuery, kn.name); ok {
+				setQuery(q.r, raw)
+			}
 		}
 		if h.inBody && q.body != nil {
-			if err := q.hide(found{kn, locBody}); err != nil {
+			if err := q.body.remove(q.r, kn.name); err != nil {
 				return err
 			}
 		}

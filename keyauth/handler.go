@@ -50,8 +50,14 @@ type Handler struct {
 	// searched and goes to the upstream untouched. Default: 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	// HideCredentials removes the key from the request before it goes on,
-	// from wherever it was found. Default: false.
+	// HideCredentials removes every value of every key name from each
+	// enabled location before the request goes on, whichever way it goes
+	// on (authenticated, anonymous, a preflight let through, a failure
+	// handed to handle_errors): both header spellings (and, where the
+	// server keeps names with '_' or '.', every spelling that folds to a
+	// key name), the query parameter in any percent-encoded spelling, and
+	// the body field when the body was read. The rest of the query and the
+	// body stay byte for byte. Default: false.
 	HideCredentials bool `json:"hide_credentials,omitempty"`
 
 	// Anonymous is the username (or else the id) of the consumer a request
@@ -98,6 +104,7 @@ type keyName struct {
 	header        string // canonical header name
 	dashHeader    string // with '_' as '-', when that differs
 	authorization bool   // "Authorization: Bearer <key>" is accepted
+	folded        string // the header name folded, see fold
 }
 
 // CaddyModule returns the Caddy module information.
@@ -171,6 +178,7 @@ func (h *Handler) configure(logger *zap.Logger) {
 			kn.dashHeader = dash
 		}
 		kn.authorization = kn.header == "Authorization"
+		kn.folded = fold(n)
 		h.names = append(h.names, kn)
 	}
 	h.inHeader = h.KeyInHeader == nil || *h.KeyInHeader

@@ -33,20 +33,61 @@ const (
 // never get to forge.
 var identityHeaders = [...]string{headerConsumerID, headerCustomID, headerUsername, headerCredentialID, headerAnonymous}
 
+// foldedIdentityHeaders are identityHeaders folded (see sameFolded).
+var foldedIdentityHeaders = func() (f [len(identityHeaders)]string) {
+	for i, h := range identityHeaders {
+		f[i] = fold(h)
+	}
+	return f
+}()
+
+// fold spells a header name the way CGI-style upstreams (CGI, WSGI, Rack,
+// PHP) see it, up to their case and separator: lower case, with '_' and
+// '.' as '-'. Two names that fold alike are one header to such an upstream.
+func fold(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, c := range b {
+		if c == '_' || c == '.' {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// sameFolded reports whether name folds to folded, without allocating.
+func sameFolded(name, folded string) bool {
+	if len(name) != len(folded) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_' || c == '.':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != folded[i] {
+			return false
+		}
+	}
+	return true
+}
+
 func isIdentityHeader(name string) bool {
-	for _, h := range identityHeaders {
-		if strings.EqualFold(name, h) {
+	for _, h := range foldedIdentityHeaders {
+		if sameFolded(name, h) {
 			return true
 		}
 	}
 	return false
 }
 
-// scrubConnection drops the identity headers from the Connection header.
-// A proxy after this handler removes the headers named there as hop-by-hop,
-// so a client could otherwise have the ones set here taken away:
-// "Connection: X-Anonymous-Consumer" would make an anonymous request look
-// authenticated to the upstream.
+// scrubConnection drops the identity headers, in any spelling, from the
+// Connection header. A proxy after this handler removes the headers named
+// there as hop-by-hop, so a client could otherwise have the ones set here
+// taken away: "Connection: X-Anonymous-Consumer" would make an anonymous
+// request look authenticated to the upstream.
 func scrubConnection(hdr http.Header) {
 	var kept []string
 	scrubbed := false
@@ -72,6 +113,38 @@ func scrubConnection(hdr http.Header) {
 	}
 }
 
+// serverKeepsOddNames reports whether the request's server lets header
+// names with '_' or '.' through (expected_underscore_headers,
+// expected_dot_headers). By default Caddy drops them before any handler
+// runs, so only such a server needs its requests' names scanned.
+func serverKeepsOddNames(r *http.Request) bool {
+	s, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return ok && (len(s.ExpectedUnderscoreHeaders) > 0 || len(s.ExpectedDotHeaders) > 0)
+}
+
+// scrubOddSpellings removes the headers whose names have a '_' or a '.' and
+// fold to an identity header, or, with hide_credentials, to a key name's
+// header: an upstream that folds names would take them for the real ones.
+func (h *Handler) scrubOddSpellings(hdr http.Header) {
+	for name := range hdr {
+		if strings.IndexByte(name, '_') < 0 && strings.IndexByte(name, '.') < 0 {
+			continue
+		}
+		if isIdentityHeader(name) {
+			delete(hdr, name)
+			continue
+		}
+		if h.HideCredentials && h.inHeader {
+			for i := range h.names {
+				if sameFolded(name, h.names[i].folded) {
+					delete(hdr, name)
+					break
+				}
+			}
+		}
+	}
+}
+
 // failure is a way a request can fail, with its answer written once.
 type failure struct {
 	status  int
@@ -93,26 +166,44 @@ func jsonMessage(m string) ([]byte, error) {
 }
 
 var (
-	errNoKey        = newFailure(http.StatusUnauthorized, "No API key found in request", outcomeMissing)
-	errDuplicate    = newFailure(http.StatusUnauthorized, "Duplicate API key found", outcomeDuplicate)
-	errInvalid      = newFailure(http.StatusUnauthorized, "Invalid authentication credentials", outcomeInvalid)
+	errNoKey     = newFailure(http.StatusUnauthorized, "No API key found in request", outcomeMissing)
+	errDuplicate = newFailure(http.StatusUnauthorized, "Duplicate API key found", outcomeDuplicate)
+	// errInvalid is Kong 3.7+'s answer to an unknown or expired key
+	// (ERR_INVALID_AUTH_CRED in kong/plugins/key-auth/handler.lua); 3.6 and
+	// earlier said "Invalid authentication credentials".
+	errInvalid      = newFailure(http.StatusUnauthorized, "Unauthorized", outcomeInvalid)
 	errNotLoaded    = newFailure(http.StatusServiceUnavailable, "consumers are not loaded yet", outcomeError)
 	errUnexpected   = newFailure(http.StatusInternalServerError, "An unexpected error occurred", outcomeError)
 	errBodyTooLarge = newFailure(http.StatusRequestEntityTooLarge, "Request body too large", outcomeError)
 	errBodyRead     = newFailure(http.StatusBadRequest, "Could not read request body", outcomeError)
+	errBodyTimeout  = newFailure(http.StatusRequestTimeout, "Request timeout", outcomeError)
+	// errClientGone is a client that went away mid-body: nobody reads the
+	// answer, and the access log shows 499 (client closed request), as
+	// reverse_proxy records a client that leaves.
+	errClientGone = newFailure(statusClientClosedRequest, "Client closed request", outcomeError)
 )
+
+const statusClientClosedRequest = 499
 
 var jsonContentType = []string{"application/json"}
 
 // ServeHTTP authenticates the request. The work per request is a SHA-256 of
 // the key, a lookup in the digest index and a few headers.
+//
+// A request goes on by one of four ways: authenticated, as the anonymous
+// consumer, as a preflight let through, or as a failure handed to the
+// error routes. Each of them goes through identify or identifyNobody,
+// which set or remove every identity header, and, with hide_credentials,
+// through hideAll first.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	// A client must never get to forge the identity headers. A request that
-	// goes on has them set or removed by identify; the others are answered
-	// here, so rejecting costs no header work.
+	var req request
+	req.r = r
 	hdr := r.Header
 	if !h.runPreflight && r.Method == http.MethodOptions &&
 		len(hdr["Origin"]) > 0 && len(hdr["Access-Control-Request-Method"]) > 0 {
+		if err := h.hide(&req); err != nil {
+			return h.fail(w, &req, errUnexpected)
+		}
 		h.identifyNobody(r)
 		return next.ServeHTTP(w, r)
 	}
@@ -120,11 +211,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	set := h.store.Set()
 	if set == nil {
 		// Fail closed: without consumers not even the anonymous one is known.
-		return h.fail(w, r, errNotLoaded)
+		return h.fail(w, &req, errNotLoaded)
 	}
 
-	var req request
-	req.r = r
 	key, f := h.find(&req)
 	if f == nil {
 		if len(key) > model.MaxKeyLength {
@@ -141,10 +230,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				}
 				f = errInvalid
 			default:
-				if h.HideCredentials {
-					if err := req.hide(req.found); err != nil {
-						return h.fail(w, r, errUnexpected)
-					}
+				if err := h.hide(&req); err != nil {
+					return h.fail(w, &req, errUnexpected)
 				}
 				h.identify(r, cred.Consumer(), cred.ID(), false)
 				outcomes[outcomeAuthenticated].Inc()
@@ -153,7 +240,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if f.status != http.StatusUnauthorized {
-		return h.fail(w, r, f)
+		return h.fail(w, &req, f)
 	}
 	if ce := h.logger.Check(zapcore.DebugLevel, "request rejected"); ce != nil {
 		fields := []zap.Field{zap.String("reason", f.message)}
@@ -163,37 +250,102 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		ce.Write(fields...)
 	}
 	if h.Anonymous == "" {
-		return h.fail(w, r, f)
+		return h.fail(w, &req, f)
 	}
 	anon, ok := h.anonymous(set)
 	if !ok {
-		return h.fail(w, r, &failure{
+		return h.fail(w, &req, &failure{
 			status:  http.StatusInternalServerError,
 			message: "anonymous consumer " + h.Anonymous + " is configured but doesn't exist",
 			outcome: outcomeError,
 		})
 	}
-	if h.HideCredentials {
-		if err := req.hideAll(h); err != nil {
-			return h.fail(w, r, errUnexpected)
-		}
+	if err := h.hide(&req); err != nil {
+		return h.fail(w, &req, errUnexpected)
 	}
-	h.identify(r, anon, "", true)
+	switch authenticatedBefore(r) {
+	case byKeyAuth:
+		// Kong's logical OR of auth methods: a handler with an anonymous
+		// consumer leaves a request an earlier one authenticated as it is
+		// (its headers are set already).
+	case byOther:
+		// Another auth handler's user stays the request's; the identity
+		// headers, which it does not set, must not be a client's, and the
+		// consumer placeholders are nobody's (its static user id comes
+		// first).
+		h.identifyNobodyHeaders(r)
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Map(nobodyPlaceholders)
+		}
+	default:
+		h.identify(r, anon, "", true)
+	}
 	outcomes[outcomeAnonymous].Inc()
 	return next.ServeHTTP(w, r)
 }
 
+// authenticatedBefore tells whether an earlier handler authenticated the
+// request: a key_auth handler (an identity that is neither nobody nor
+// anonymous), or another auth handler (basic_auth sets a static
+// {http.auth.user.id}).
+func authenticatedBefore(r *http.Request) authBefore {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return notBefore
+	}
+	v, ok := repl.Get(userIDPlaceholder)
+	if !ok {
+		return notBefore
+	}
+	if u, mine := v.(*user); mine {
+		if u.id.vals[0] != "" && u.id.vals[4] != "true" {
+			return byKeyAuth
+		}
+		return notBefore
+	}
+	if caddy.ToString(v) != "" {
+		return byOther
+	}
+	return notBefore
+}
+
+type authBefore uint8
+
+const (
+	notBefore authBefore = iota
+	byKeyAuth
+	byOther
+)
+
+// hide applies hide_credentials to a request that goes on.
+func (h *Handler) hide(q *request) error {
+	if !h.HideCredentials {
+		return nil
+	}
+	return q.hideAll(h)
+}
+
 // fail answers a failed request: JSON by default, or through the server's
 // error routes with handle_errors.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, f *failure) error {
+func (h *Handler) fail(w http.ResponseWriter, q *request, f *failure) error {
 	outcomes[f.outcome].Inc()
 	wh := w.Header()
 	if f.status == http.StatusUnauthorized {
 		wh["Www-Authenticate"] = h.challenge
 	}
 	if h.HandleErrors {
-		// The error routes may pass the request on, to an upstream even.
-		h.identifyNobody(r)
+		// The error routes may pass the request on, to an upstream even,
+		// so it goes on as any other: no key and no identity.
+		if err := h.hide(q); err != nil {
+			// The body could not be re-encoded without its key: the
+			// error routes get none.
+			q.r.Body, q.r.ContentLength = http.NoBody, 0
+			delete(q.r.Header, "Content-Length")
+		}
+		if h.HideCredentials && h.inQuery {
+			hideOriginalQuery(h, q.r)
+		}
+		h.identifyNobody(q.r)
 		return caddyhttp.Error(f.status, errors.New(f.message))
 	}
 	body := f.body
@@ -206,6 +358,24 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, f *failure) error
 	return nil
 }
 
+// hideOriginalQuery removes the key names from the query of the original
+// request Caddy keeps: before the error routes run, the server puts the
+// original URL back (caddyhttp.OriginalRequestCtxKey, issue caddy#3717),
+// which would hand them the key hide_credentials removed. Its
+// {http.request.orig_uri*} placeholders lose the key too, which they
+// should; the access log has its own copy.
+func hideOriginalQuery(h *Handler, r *http.Request) {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil {
+		return
+	}
+	for i := range h.names {
+		if raw, ok := removeParam(orig.URL.RawQuery, h.names[i].name); ok {
+			orig.URL.RawQuery = raw
+		}
+	}
+}
+
 // identity holds the values of one request's identity headers and
 // placeholders. The headers' values point into it and its placeholder
 // method serves the placeholders, so a request's identity costs two small
@@ -213,8 +383,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, f *failure) error
 // Replacer.Set calls would cost a lock and a map insert each, and the
 // growth of the request's empty placeholder map: measured, three times
 // the time and four times the bytes.)
+//
+// A request has at most one: a key_auth handler after the first finds it
+// through the replacer ({http.auth.user.id} is its user) and overwrites
+// it, so whichever handler identifies a request last is its identity in
+// every header, placeholder and the access log's user_id.
 type identity struct {
 	vals [5]string // username, consumer id, custom id, credential id, anonymous
+	user user      // serves {http.auth.user.id}, and leads back here
+	repl *caddy.Replacer
 }
 
 // placeholder makes a string in identity a placeholder value without
@@ -223,7 +400,20 @@ type placeholder string
 
 func (p *placeholder) String() string { return string(*p) }
 
-const placeholderPrefix = "http.auth.user."
+// user is the value of {http.auth.user.id}: the username, and the way a
+// later key_auth handler finds the request's identity.
+type user struct{ id *identity }
+
+func (u *user) String() string { return u.id.vals[0] }
+
+const (
+	placeholderPrefix = "http.auth.user."
+	userIDPlaceholder = placeholderPrefix + "id"
+)
+
+// placeholderNames are the placeholders an identity serves, after
+// placeholderPrefix, in the order of identity.vals.
+var placeholderNames = [...]string{"id", "consumer_id", "custom_id", "credential_id", "anonymous"}
 
 // placeholder serves {http.auth.user.*}.
 func (id *identity) placeholder(key string) (any, bool) {
@@ -233,7 +423,10 @@ func (id *identity) placeholder(key string) (any, bool) {
 	var i int
 	switch key[len(placeholderPrefix):] {
 	case "id":
-		i = 0
+		// Static values (Replacer.Set) come before every provider, so
+		// when another auth handler (basic_auth) identified the request
+		// after this one, its user is the one served.
+		return &id.user, true
 	case "consumer_id":
 		i = 1
 	case "custom_id":
@@ -245,14 +438,77 @@ func (id *identity) placeholder(key string) (any, bool) {
 	default:
 		return nil, false
 	}
+	if id.supersededBy() {
+		// The request's user is another auth handler's, which has no
+		// consumer: these placeholders are nobody's, not a stale one's.
+		return (*placeholder)(&nobodyIdentity.vals[i]), true
+	}
 	return (*placeholder)(&id.vals[i]), true
+}
+
+// supersededBy reports whether another auth handler set
+// {http.auth.user.id} after this identity was given: a static value, which
+// comes before this provider.
+func (id *identity) supersededBy() bool {
+	if id.repl == nil {
+		return false
+	}
+	v, ok := id.repl.Get(userIDPlaceholder)
+	u, mine := v.(*user)
+	return ok && (!mine || u.id != id)
+}
+
+// requestIdentity returns the identity the request's replacer serves,
+// giving it one if none does; nil when the shared nobody serves it and
+// nobody is what is wanted. An earlier key_auth handler's identity is
+// reused; another auth handler's placeholders (basic_auth's static
+// http.auth.user.*) are removed, so they do not outlive the identity that
+// replaces them.
+func requestIdentity(repl *caddy.Replacer, nobody bool) *identity {
+	v, ok := repl.Get(userIDPlaceholder)
+	if ok {
+		if _, mine := v.(*user); !mine {
+			repl.DeleteByPrefix(placeholderPrefix)
+			v, ok = repl.Get(userIDPlaceholder)
+		}
+	}
+	u, mine := v.(*user)
+	switch {
+	case !ok && nobody:
+		repl.Map(nobodyPlaceholders)
+		return nil
+	case !ok:
+		id := &identity{repl: repl}
+		id.user.id = id
+		repl.Map(id.placeholder)
+		return id
+	case mine && u.id != nobodyIdentity:
+		return u.id
+	case mine && nobody:
+		return nil // the shared nobody already answers
+	}
+	// A provider that cannot be removed answers first: the shared nobody,
+	// or another module's. Static values come before every provider.
+	id := &identity{repl: repl}
+	id.user.id = id
+	repl.Set(userIDPlaceholder, &id.user)
+	for i := 1; i < len(placeholderNames); i++ {
+		repl.Set(placeholderPrefix+placeholderNames[i], (*placeholder)(&id.vals[i]))
+	}
+	return id
 }
 
 // identify tells the upstream, the logs and later handlers who called. It
 // sets every identity header that applies and removes the others, which a
-// client may have sent.
+// client may have sent, in any spelling.
 func (h *Handler) identify(r *http.Request, c model.Consumer, credentialID string, anonymous bool) {
-	id := &identity{vals: [5]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false"}}
+	var id *identity
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		id = requestIdentity(repl, false)
+	} else {
+		id = new(identity)
+	}
+	id.vals = [5]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false"}
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
 	hdr[headerConsumerID] = id.vals[1:2:2]
@@ -269,33 +525,54 @@ func (h *Handler) identify(r *http.Request, c model.Consumer, credentialID strin
 		hdr[headerCredentialID] = id.vals[3:4:4]
 		delete(hdr, headerAnonymous)
 	}
+	h.scrub(r)
+}
+
+// scrub removes what identify and identifyNobody do not set: identity
+// headers named in Connection, and, on a server that keeps names with '_'
+// or '.', the other spellings of identity headers and key names.
+func (h *Handler) scrub(r *http.Request) {
+	hdr := r.Header
 	if _, ok := hdr["Connection"]; ok {
 		scrubConnection(hdr)
 	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(id.placeholder)
+	if serverKeepsOddNames(r) {
+		h.scrubOddSpellings(hdr)
 	}
 }
 
 // identifyNobody readies a request that goes on without a consumer (a
 // preflight, or a failure handed to the error routes): no identity headers,
-// and empty placeholders rather than their literal names.
+// and empty placeholders rather than their literal names. It replaces an
+// identity an earlier handler gave the request: the request goes on as
+// nobody.
 func (h *Handler) identifyNobody(r *http.Request) {
+	h.identifyNobodyHeaders(r)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id := requestIdentity(repl, true); id != nil {
+			id.vals = nobodyIdentity.vals
+		}
+	}
+}
+
+// identifyNobodyHeaders removes every identity header, in any spelling.
+func (h *Handler) identifyNobodyHeaders(r *http.Request) {
 	hdr := r.Header
 	for _, name := range identityHeaders {
 		delete(hdr, name)
 	}
-	if _, ok := hdr["Connection"]; ok {
-		scrubConnection(hdr)
-	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(nobodyPlaceholders)
-	}
+	h.scrub(r)
 }
 
-// nobodyPlaceholders serves the empty identity of a request without a
-// consumer; made once, it costs such a request nothing.
-var nobodyPlaceholders = caddy.ReplacerFunc((&identity{vals: [5]string{4: "false"}}).placeholder)
+// nobodyIdentity is the empty identity of a request without a consumer;
+// made once, it costs such a request nothing. It is never written to.
+var nobodyIdentity = func() *identity {
+	id := &identity{vals: [5]string{4: "false"}}
+	id.user.id = id
+	return id
+}()
+
+var nobodyPlaceholders = caddy.ReplacerFunc(nobodyIdentity.placeholder)
 
 // weakSet refers to a set without keeping it alive.
 type weakSet = weak.Pointer[model.Set]

@@ -342,7 +342,7 @@ func expected(q *request, set int) want {
 	case q.ref.kind == refNone:
 		return reject("No API key found in request")
 	case q.ref.kind == refUnknown || q.ref.kind == refRot && q.ref.set != set:
-		return reject("Invalid authentication credentials")
+		return reject("Unauthorized")
 	case q.ref.kind == refStable:
 		return want{status: 200, user: u, cred: fmt.Sprintf("%scred-%d", srcPrefix[q.ref.src], q.ref.i), description: u}
 	}
