@@ -581,7 +581,7 @@ func TestImport(t *testing.T) {
 		{[]string{"import", "--from", "kong"}, "accepts 1 arg"},
 		{[]string{"import", "--from", "kong", "--as-of", "yesterday", kong}, "--as-of"},
 		{[]string{"import", "--from", "kong", kong + ".missing"}, "no such file"},
-		{[]string{"import", "--from", "apisix", kong}, "not an APISIX consumers file"},
+		{[]string{"import", "--from", "apisix", kong}, "reading YAML"},
 	} {
 		out, _, err := run(t, "", tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || out != "" {
@@ -614,4 +614,58 @@ func TestParseExpires(t *testing.T) {
 			t.Errorf("%q: %s", in, got)
 		}
 	}
+}
+
+func TestRevokeConsumerAndCanary(t *testing.T) {
+	path := writeFile(t, sample)
+	out, errOut, err := run(t, "", "new", "--consumer", "guest", "--file", path, "--id", "planted", "--canary")
+	if err != nil {
+		t.Fatalf("%v %s", err, errOut)
+	}
+	canary := strings.TrimSpace(out)
+	if !strings.Contains(errOut, `canary key "planted"`) {
+		t.Errorf("stderr %q", errOut)
+	}
+	f, err := docfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, i, ok := f.Doc.Credential("planted"); !ok || !c.Keys[i].Canary || c.Keys[i].Hash != docfile.HashKey(canary) {
+		t.Fatalf("the canary is not in the file: %+v", c)
+	}
+
+	_, errOut, err = run(t, "", "revoke", "--file", path, "--consumer", "bob")
+	if err != nil || !strings.Contains(errOut, `Disabled consumer "bob" (3 keys)`) {
+		t.Fatalf("revoke --consumer: %v %q", err, errOut)
+	}
+	set, err := model.ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := set.Len(); c != 3 {
+		t.Errorf("%d consumers: revoke --consumer deleted something", c)
+	}
+	f, _ = docfile.Open(path)
+	if bob, _ := f.Doc.Consumer("bob"); !bob.Disabled || len(bob.Keys) != 3 {
+		t.Errorf("bob: %+v", bob)
+	}
+	before := readFile(t, path)
+	_, errOut, err = run(t, "", "revoke", "--file", path, "--consumer", "bob")
+	if err != nil || !strings.Contains(errOut, "disabled already") || readFile(t, path) != before {
+		t.Errorf("a second revoke: %v %q", err, errOut)
+	}
+
+	out, _, err = run(t, canary, "whois", "--file", path)
+	if err != nil || !strings.Contains(out, `credential "planted"`) || !strings.Contains(out, "canary") {
+		t.Errorf("whois of the canary: %v %q", err, out)
+	}
+	out, _, err = run(t, keyBob, "whois", "--file", path)
+	if err != nil || !strings.Contains(out, "The consumer is disabled") {
+		t.Errorf("whois of a disabled consumer's key: %v %q", err, out)
+	}
+	out, _, _ = run(t, "", "check", path)
+	if !strings.Contains(out, "1 canaries, 1 consumers disabled") {
+		t.Errorf("check:\n%s", out)
+	}
+	noSecret(t, []string{canary}, out, readFile(t, path))
 }
