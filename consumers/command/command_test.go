@@ -597,6 +597,27 @@ func TestImport(t *testing.T) {
 	}
 }
 
+// Without --as-of, Kong's ttl counts from the file's modification time.
+func TestImportAsOfMtime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kong.json")
+	if err := os.WriteFile(path, []byte(`{"_format_version": "3.0", "consumers": [
+  {"username": "a", "keyauth_credentials": [{"id": "k1", "key": "ttl-key-1", "ttl": 7200}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := os.Chtimes(path, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "", "import", "--from", "kong", path)
+	if err != nil || !strings.Contains(out, `"expires_at": "2026-02-03T06:05:06Z"`) {
+		t.Errorf("%v\n%s", err, out)
+	}
+	out, _, err = run(t, "", "import", "--from", "kong", "--plain", "--as-of", "2026-01-01T00:00:00+01:00", path)
+	if err != nil || !strings.Contains(out, `"expires_at": "2026-01-01T01:00:00Z"`) || !strings.Contains(out, `"key": "ttl-key-1"`) {
+		t.Errorf("%v\n%s", err, out)
+	}
+}
+
 func TestParseExpires(t *testing.T) {
 	setNow(t, time.Date(2026, 5, 1, 10, 30, 15, 500, time.UTC))
 	for in, want := range map[string]string{
