@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"math/big"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -159,6 +160,34 @@ func TestValidatePrefix(t *testing.T) {
 		}
 		if _, err := Generate(p); p != "" && err == nil {
 			t.Errorf("Generate(%q) mints a key", p)
+		}
+	}
+}
+
+// The README's scanner patterns find generated keys, and only whole ones.
+func TestReadmePatterns(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	github := regexp.MustCompile("(?m)^```\\n(ka_.*)\\n```$").FindStringSubmatch(text)
+	gitleaks := regexp.MustCompile(`(?m)^regex = '''(.*)'''$`).FindStringSubmatch(text)
+	if github == nil || gitleaks == nil {
+		t.Fatal("the README's patterns are not where this test looks")
+	}
+	if gitleaks[1] != ScanPattern("ka") {
+		t.Errorf("the README's gitleaks pattern %q is not ScanPattern's %q", gitleaks[1], ScanPattern("ka"))
+	}
+	key, _ := Generate("ka")
+	other, _ := Generate("acme")
+	for _, p := range []string{github[1], gitleaks[1]} {
+		re := regexp.MustCompile(p)
+		if re.FindString("export API_KEY="+key+"\n") != key {
+			t.Errorf("%s does not find a key", p)
+		}
+		if re.MatchString(key[:len(key)-1]) || re.MatchString(other) {
+			t.Errorf("%s finds a cut key or another prefix's", p)
 		}
 	}
 }
