@@ -19,10 +19,11 @@ import (
 )
 
 // The keys of the hardening consumer "odd", added to the standard file by
-// hardConsumers: one with control bytes (NUL included), one of exactly
+// hardConsumers: one of the bytes that need escaping in every location (a
+// control byte would be refused at load, issue 8), one of exactly
 // model.MaxKeyLength bytes and one of multi-byte UTF-8.
 var (
-	hardCtlKey  = "ctl\x00\x01\x1f\x7f-key"
+	hardCtlKey  = "ctl \"\\%00+&=;#?<>'`-key"
 	hardLongKey = hardLong(4096)
 	hardUTF8Key = "ütf-8 ключ 🔑"
 

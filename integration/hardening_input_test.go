@@ -182,7 +182,9 @@ func hardBytesCases() []hardCase {
 		hardPost("form raw bytes", "/", formType, []byte("apikey=\xff\x00\x01"), false, hardReject(msgInvalid)),
 		hardPost("form control key", "/", formType, []byte("apikey="+escapeAll(hardCtlKey)), false, hardPass(idOddCtl)),
 		hardPost("JSON NUL", "/", jsonType, []byte(`{"apikey": "\u0000"}`), false, hardReject(msgInvalid)),
-		hardPost("JSON control key", "/", jsonType, []byte(`{"apikey": "ctl\u0000\u0001\u001f\u007f-key"}`), false, hardPass(idOddCtl)),
+		// No key with control bytes can be loaded (issue 8): never a match.
+		hardPost("JSON control key", "/", jsonType, []byte(`{"apikey": "ctl\u0000\u0001\u001f\u007f-key"}`), false, hardReject(msgInvalid)),
+		hardPost("JSON escaped key", "/", jsonType, []byte(`{"apikey": "ctl \"\\%00+&=;#?<>'\u0060-key"}`), false, hardPass(idOddCtl)),
 		hardPost("JSON raw invalid UTF-8", "/", jsonType, []byte("{\"apikey\": \""+keyAlice+"\xff\"}"), false, hardReject(msgInvalid)),
 		hardPost("JSON lone surrogate", "/", jsonType, []byte(`{"apikey": "\ud800"}`), false, hardReject(msgInvalid)),
 		// A raw control byte in a JSON string is not JSON: no key.

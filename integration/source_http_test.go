@@ -243,22 +243,9 @@ func TestSourceHTTPFailureStreakLoggedOnce(t *testing.T) {
 	for i, fail := range []func(){func() { srv.SetMode(srcFail) }, srv.Refuse} {
 		fail()
 		srcWaitStatus(t, url, 5*time.Second, "four failed polls", func(st consumers.Status) bool { return st.Failures >= 4 })
-		if i == 0 {
-			// Retries back off: at refresh 100ms, the gaps between failed
-			// polls are about 100ms, 200ms, 400ms.
-			var at []time.Time
-			for _, r := range srv.Requests() {
-				if r.Status == http.StatusInternalServerError {
-					at = append(at, r.At)
-				}
-			}
-			if len(at) < 4 {
-				t.Fatalf("%d failed polls seen", len(at))
-			}
-			if g1, g2 := at[2].Sub(at[1]), at[3].Sub(at[2]); g1 < 180*time.Millisecond || g2 < 360*time.Millisecond {
-				t.Errorf("no back-off: gaps %s, %s between failed polls", g1, g2)
-			}
-		} else {
+		// The back-off itself is unit-tested on a fake clock
+		// (consumers.TestPollSchedule): wall-clock gaps flake under -race.
+		if i == 1 {
 			srv.Accept()
 		}
 		srv.SetMode(srcOK)
