@@ -162,7 +162,9 @@ func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string
 				r.note("%s: key-auth option %s not migrated", where, k)
 			}
 		}
-		addKey(c, id, key, "", o.Plain)
+		if err := addKey(c, id, key, "", where, o.Plain); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // Options tune an import.
@@ -73,8 +74,13 @@ func decode(data []byte, v any) error {
 	return nil
 }
 
-// addKey adds a key to a consumer, hashed unless plain.
-func addKey(c *docfile.Consumer, id, key, expires string, plain bool) {
+// addKey adds a key to a consumer, hashed unless plain. A key that could
+// never be sent as stored is refused here, as a load refuses it in plain
+// text: once hashed, no load could tell.
+func addKey(c *docfile.Consumer, id, key, expires, where string, plain bool) error {
+	if err := model.ValidateKey(key); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	cred := docfile.Credential{ID: id, ExpiresAt: expires}
 	if plain {
 		cred.Key = key
@@ -82,6 +88,7 @@ func addKey(c *docfile.Consumer, id, key, expires string, plain bool) {
 		cred.Hash = docfile.HashKey(key)
 	}
 	c.Keys = append(c.Keys, cred)
+	return nil
 }
 
 func addGroup(c *docfile.Consumer, g string) {

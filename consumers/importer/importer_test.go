@@ -144,6 +144,7 @@ consumers:
 		{`{"_format_version": "3.0", "consumers": [{"username": "a", "keyauth_credentials": [{"key": "k-secret", "ttl": -5}]}]}`, "ttl"},
 		{`{"_format_version": "3.0", "consumers": [{"username": "a", "keyauth_credentials": [{"key": "k-secret", "ttl": 60}]}]}`, "no time it counts from"},
 		{"_format_version: '3.0'\nconsumers: [\n", "YAML"},
+		{`{"_format_version": "3.0", "consumers": [{"username": "a", "keyauth_credentials": [{"key": "k-secret "}]}]}`, "ends with whitespace"},
 	} {
 		opt := Options{AsOf: asOf}
 		if strings.Contains(tc.want, "counts from") {
@@ -221,9 +222,10 @@ func TestAPISIXRefuses(t *testing.T) {
 		{"consumers:\n  - username: a\n    plugins:\n      key-auth:\n        key: $env://JSON/field\n", "not a plain variable name"},
 		{"consumers:\n  - username: a\n    plugins:\n      key-auth:\n        key: 0123\n", "not a string"},
 		{"consumers:\n  - username: a\n    plugins:\n      key-auth: {}\n", "has no key"},
+		{"consumers:\n  - username: a\n    plugins:\n      key-auth:\n        key: $env://TAB_KEY\n", "control character"},
 		{"consumers:\n  - id: b/credentials/c\n    plugins:\n      key-auth:\n        key: k-secret\n", `no consumer "b"`},
 	} {
-		_, err := APISIX([]byte(tc.doc), Options{LookupEnv: env(map[string]string{"EMPTY": ""})})
+		_, err := APISIX([]byte(tc.doc), Options{LookupEnv: env(map[string]string{"EMPTY": "", "TAB_KEY": "k-secret\tx"})})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.doc, err, tc.want)
 		}

@@ -268,8 +268,7 @@ func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Opt
 	if len(ka.Tags) > 0 {
 		r.note("%s: tags %s not migrated (credentials have no tags)", where, strings.Join(ka.Tags, ","))
 	}
-	addKey(c, str(ka.ID), key, expires, o.Plain)
-	return nil
+	return addKey(c, str(ka.ID), key, expires, where, o.Plain)
 }
 
 func kongOthers(r *Result, where string, items []map[string]any, kind string) {
