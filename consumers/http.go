@@ -159,7 +159,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 
 	logger := ctx.Logger()
 	s.store, err = acquire(key, func() (*Store, error) {
-		client, err := s.client(ctx, timeout)
+		client, err := s.client(ctx, resolvedURL, timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +197,7 @@ func (s *HTTPSource) Cleanup() error {
 	return nil
 }
 
-func (s *HTTPSource) client(ctx caddy.Context, timeout time.Duration) (*http.Client, error) {
+func (s *HTTPSource) client(ctx caddy.Context, resolvedURL string, timeout time.Duration) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 1
 	if t := s.TLS; t != nil {
@@ -231,7 +231,7 @@ func (s *HTTPSource) client(ctx caddy.Context, timeout time.Duration) (*http.Cli
 		}
 		transport.TLSClientConfig = cfg
 	}
-	origin, err := originOf(s.URL)
+	origin, err := originOf(resolvedURL)
 	if err != nil {
 		return nil, err
 	}

@@ -122,30 +122,29 @@ func TestFieldBadKeyRefusedFromFile(t *testing.T) {
 func TestFieldBadKeyRefusedFromHTTPSource(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy-log.json")
 	logOpt := fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel DEBUG\n\t}", logFile)
-	srv := srcNewServer(t, []byte(fieldDocWithKey(" ")))
+	srv := newSourceServer(t, fieldDocWithKey(" "))
 	url := srv.URL("/consumers.json")
-	srcStart(t, fmt.Sprintf(srcGlobal, logOpt)+srcHTTPSite(9411, url, "refresh 100ms", "", "ok"), "caddyfile")
-	srcUnloadAtEnd(t)
-	site := "http://127.0.0.1:9411"
+	startCaddy(t, globalOptions(logOpt)+httpSourceSite(sitePort[0], url, "refresh 100ms", "", "ok"), "caddyfile")
+	site := siteURL(0)
 
 	// Nothing loaded yet: 503, whatever is sent, and the log says so.
-	srcWaitStatus(t, url, 5*time.Second, "a refused first fetch", func(st consumers.Status) bool { return st.Failures > 0 })
+	waitStatus(t, url, "a refused first fetch", func(st consumers.Status) bool { return st.Failures > 0 })
 	for _, q := range append([]string{"/"}, fieldSendsAsBadKey...) {
-		if code, _ := srcGet(t, site+q, ""); code != http.StatusServiceUnavailable {
+		if code, _ := getKey(t, site+q, ""); code != http.StatusServiceUnavailable {
 			t.Errorf("before a first load, GET %s: %d, want 503", q, code)
 		}
 	}
-	srcEventually(t, 5*time.Second, "the failure logged", func() bool {
-		return srcLogLines(t, logFile, "consumers not loaded; requests get 503 until a load succeeds", `credential \"alice-cred\"`) == 1
+	eventually(t, "the failure logged", func() bool {
+		return countLines(t, logFile, "consumers not loaded; requests get 503 until a load succeeds", `credential \"alice-cred\"`) == 1
 	})
 
-	srv.SetDoc([]byte(fieldDocWithKey("alice-key-1")))
-	srcWaitStatus(t, url, 5*time.Second, "the first load", func(st consumers.Status) bool { return st.Loaded && st.Failures == 0 })
-	srcExpect(t, site+"/", "alice-key-1", 200, "ok alice")
-	good := srcStoreAt(url).Set()
+	srv.SetDoc(fieldDocWithKey("alice-key-1"))
+	waitStatus(t, url, "the first load", func(st consumers.Status) bool { return st.Loaded && st.Failures == 0 })
+	expect(t, site+"/", "alice-key-1", 200, "ok alice")
+	good := storeAt(t, url).Set()
 
 	for _, bk := range fieldBadKeys {
-		srv.SetDoc([]byte(fieldDocWithKey(bk.key)))
+		srv.SetDoc(fieldDocWithKey(bk.key))
 		// An admin refresh fetches now, whatever the back-off.
 		refreshed := fieldRefresh(t, url)
 		last := fieldSource(t, url)
@@ -158,12 +157,12 @@ func TestFieldBadKeyRefusedFromHTTPSource(t *testing.T) {
 		if last.Failures == 0 || last.Consumers != 2 {
 			t.Errorf("%s: source status %+v", bk.name, last)
 		}
-		if srcStoreAt(url).Set() != good {
+		if storeAt(t, url).Set() != good {
 			t.Errorf("%s: the set changed", bk.name)
 		}
-		srcExpect(t, site+"/", "alice-key-1", 200, "ok alice")
+		expect(t, site+"/", "alice-key-1", 200, "ok alice")
 		for _, q := range fieldSendsAsBadKey {
-			if code, _ := srcGet(t, site+q, ""); code != http.StatusUnauthorized {
+			if code, _ := getKey(t, site+q, ""); code != http.StatusUnauthorized {
 				t.Errorf("%s: GET %s: %d, want 401", bk.name, q, code)
 			}
 		}
@@ -264,9 +263,9 @@ func TestFieldSourceRedirects(t *testing.T) {
 			dir := t.TempDir()
 			logFile := filepath.Join(dir, "caddy-log.json")
 			logOpt := fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel DEBUG\n\t}", logFile)
-			a := newFieldRecorder(t, withTLS, fieldServe(srcDoc("alice", "alice-key-1")))
-			b := newFieldRecorder(t, false, fieldServe(srcDoc("mallory", "mallory-key-1")))
-			c := newFieldRecorder(t, true, fieldServe(srcDoc("mallory", "mallory-key-1")))
+			a := newFieldRecorder(t, withTLS, fieldServe([]byte(consumersDoc("alice", "alice-key-1"))))
+			b := newFieldRecorder(t, false, fieldServe([]byte(consumersDoc("mallory", "mallory-key-1"))))
+			c := newFieldRecorder(t, true, fieldServe([]byte(consumersDoc("mallory", "mallory-key-1"))))
 
 			au, _ := url.Parse(a.srv.URL)
 			au.User = url.UserPassword("src", pass)
@@ -280,16 +279,15 @@ func TestFieldSourceRedirects(t *testing.T) {
 				}
 				block += fmt.Sprintf("\n\t\t\ttls {\n\t\t\t\tclient_certificate %s %s\n\t\t\t\troot_ca %s\n\t\t\t}", cert, key, root)
 			}
-			port := 9412
+			port := sitePort[0]
 			if withTLS {
-				port = 9413
+				port = sitePort[1]
 			}
 			site := fmt.Sprintf("http://127.0.0.1:%d/", port)
-			srcStart(t, fmt.Sprintf(srcGlobal, logOpt)+srcHTTPSite(port, au.String(), block, "", "ok"), "caddyfile")
-			srcUnloadAtEnd(t)
+			startCaddy(t, globalOptions(logOpt)+httpSourceSite(port, au.String(), block, "", "ok"), "caddyfile")
 			loc := a.origin("127.0.0.1")
-			srcWaitStatus(t, loc, 5*time.Second, "the first load", func(st consumers.Status) bool { return st.Loaded })
-			srcExpect(t, site, "alice-key-1", 200, "ok alice")
+			waitStatus(t, loc, "the first load", func(st consumers.Status) bool { return st.Loaded })
+			expect(t, site, "alice-key-1", 200, "ok alice")
 			// What the configured origin receives: the header, the user
 			// info and, over TLS, the client certificate.
 			r := a.last()
@@ -299,7 +297,7 @@ func TestFieldSourceRedirects(t *testing.T) {
 			if _, _, certs := a.seen(); withTLS && certs == 0 {
 				t.Fatal("the source got no client certificate")
 			}
-			good := srcStoreAt(loc).Set()
+			good := storeAt(t, loc).Set()
 
 			targets := []struct {
 				name, to, origin string
@@ -331,11 +329,11 @@ func TestFieldSourceRedirects(t *testing.T) {
 				if st.Failures == 0 {
 					t.Errorf("%s: no failure counted: %+v", tg.name, st)
 				}
-				if srcStoreAt(loc).Set() != good {
+				if storeAt(t, loc).Set() != good {
 					t.Errorf("%s: the set changed", tg.name)
 				}
-				srcExpect(t, site, "alice-key-1", 200, "ok alice")
-				srcExpect(t, site, "mallory-key-1", 401, "")
+				expect(t, site, "alice-key-1", 200, "ok alice")
+				expect(t, site, "mallory-key-1", 401, "")
 			}
 			// No other origin saw as much as a connection, so no header,
 			// user info or certificate either.
@@ -348,20 +346,20 @@ func TestFieldSourceRedirects(t *testing.T) {
 			// Within the origin, a redirect is followed with everything.
 			a.set(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/v2/consumers.json" {
-					fieldServe(srcDoc("alice", "alice-key-2"))(w, r)
+					fieldServe([]byte(consumersDoc("alice", "alice-key-2")))(w, r)
 					return
 				}
 				http.Redirect(w, r, "/v2/consumers.json", http.StatusMovedPermanently)
 			})
-			srcEventually(t, 5*time.Second, "the redirected document", func() bool {
-				code, _ := srcGet(t, site, "alice-key-2")
+			eventually(t, "the redirected document", func() bool {
+				code, _ := getKey(t, site, "alice-key-2")
 				return code == http.StatusOK
 			})
 			r = a.last()
 			if user, pw, ok := r.BasicAuth(); r.URL.Path != "/v2/consumers.json" || !ok || user != "src" || pw != pass || r.Header.Get("X-Source-Token") != token {
 				t.Errorf("the redirected request: %s %v", r.URL, r.Header)
 			}
-			srcExpect(t, site, "alice-key-1", 401, "")
+			expect(t, site, "alice-key-1", 401, "")
 
 			logs, err := os.ReadFile(logFile)
 			if err != nil {
@@ -383,7 +381,7 @@ func TestFieldSourceRedirects(t *testing.T) {
 // what it says of the one at loc.
 func fieldRefresh(t *testing.T, loc string) consumers.SourceStatus {
 	t.Helper()
-	code, body := srcAdminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	code, body := adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
 	var out []consumers.SourceStatus
 	if err := json.Unmarshal(body, &out); code != http.StatusOK || err != nil {
 		t.Fatalf("POST /key_auth/sources/refresh: %d %s %v", code, body, err)
@@ -400,7 +398,7 @@ func fieldRefresh(t *testing.T, loc string) consumers.SourceStatus {
 // fieldSource is what GET /key_auth/sources says of the source at loc.
 func fieldSource(t *testing.T, loc string) consumers.SourceStatus {
 	t.Helper()
-	for _, s := range srcSources(t) {
+	for _, s := range sources(t) {
 		if s.Location == loc {
 			return s
 		}

@@ -672,6 +672,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"consumers": [{"username": "a"}, {"username": "b", "id": "a"}]}`))
 	f.Add([]byte(`{"consumers": null}`))
 	f.Add(realisticDocument(3))
+	f.Add([]byte(authzDoc))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		s, err := Parse(doc)
 		if err != nil {
@@ -699,6 +700,20 @@ func FuzzParse(f *testing.F) {
 			}
 			if f, ok := s.FindConsumer(c.Username()); !ok || f.Index() != i {
 				t.Fatalf("FindConsumer(username of #%d) = #%d, %v", i+1, f.Index()+1, ok)
+			}
+			// The joined strings agree with the lists they join.
+			if c.GroupsHeader() != strings.Join(c.Groups(), ", ") || c.TagsJoined() != strings.Join(c.Tags(), ", ") {
+				t.Fatalf("consumer #%d: a joined list differs from its items", i+1)
+			}
+			for _, g := range c.Groups() {
+				if !c.InGroup(g) {
+					t.Fatalf("consumer #%d: InGroup of one of its groups is false", i+1)
+				}
+			}
+			for name, v := range c.Labels() {
+				if got, ok := c.Label(name); !ok || got != v {
+					t.Fatalf("consumer #%d: Label of one of its labels is wrong", i+1)
+				}
 			}
 		}
 	})
