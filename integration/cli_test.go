@@ -42,7 +42,7 @@ func mustCLI(t *testing.T, dir, stdin string, env []string, args ...string) (std
 // cliSite serves the consumers file of the env through key_auth, with the
 // key names of every fixture.
 const cliSite = `{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_names apikey x-api-key
 		consumers file {{.Consumers}} {
