@@ -115,6 +115,9 @@ func benchCases() []benchCase {
 		{name: "no_key", request: get("/v1/things"), status: 401},
 		{name: "anonymous", handler: Handler{Anonymous: "anon"}, request: get("/v1/things", "Apikey", "not-a-key-of-anybody-at-all-000")},
 		{name: "hide_query", handler: Handler{HideCredentials: true}, request: get("/v1/things?page=2&apikey=KEY&sort=asc")},
+		{name: "header_cookies_off", request: get("/v1/things", "Apikey", "KEY", "Cookie", "session=0123456789abcdef; theme=dark; apikey=x")},
+		{name: "cookie", handler: Handler{KeyInCookie: true}, request: get("/v1/things", "Cookie", "session=0123456789abcdef; theme=dark; apikey=KEY")},
+		{name: "hide_cookie", handler: Handler{KeyInCookie: true, HideCredentials: true}, request: get("/v1/things", "Cookie", "session=0123456789abcdef; apikey=KEY; theme=dark")},
 	}
 }
 
@@ -199,7 +202,8 @@ const hotPathAllocs = 2
 // count is deterministic, unlike a time.
 func TestHotPathAllocs(t *testing.T) {
 	store := loadBenchStore(t, 1_000)
-	budget := map[string]uint64{"header": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs}
+	budget := map[string]uint64{"header": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs,
+		"header_cookies_off": hotPathAllocs, "cookie": hotPathAllocs}
 	for _, bc := range benchCases() {
 		want, ok := budget[bc.name]
 		if !ok {
