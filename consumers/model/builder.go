@@ -87,6 +87,9 @@ func (b *builder) add(d *consumerDraft) error {
 		for _, t := range d.tags {
 			b.nArena += t.end - t.start
 		}
+		for _, g := range d.groups {
+			b.nArena += g.end - g.start
+		}
 		b.nArena += joinedLen(d.tags) + joinedLen(d.groups)
 		if d.hasExtra() {
 			b.nExtras++
