@@ -45,25 +45,25 @@ const ccConfig = `{{.Global}}
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	log {
 		output file {{.Dir}}/access.log
 	}
 	import auth
 }
-http://localhost:9082 {
+http://localhost:{{.Port2}} {
 	import auth anonymous guest
 }
-http://localhost:9083 {
+http://localhost:{{.Port3}} {
 	import auth run_on_preflight false
 }
-http://localhost:9084 {
+http://localhost:{{.Port4}} {
 	import auth handle_errors
 	handle_errors {
 		reverse_proxy {{.Up}}
 	}
 }
-http://localhost:9085 {
+http://localhost:{{.Port5}} {
 	key_auth {
 		key_in_cookie true
 		consumers file {{.Consumers}}
@@ -72,12 +72,13 @@ http://localhost:9085 {
 }
 `
 
-const (
+// The sites of ccConfig.
+var (
 	ccSite          = site
 	ccSiteAnon      = site2
 	ccSitePreflight = site3
-	ccSiteErrors    = "http://localhost:9084"
-	ccSiteKeep      = "http://localhost:9085"
+	ccSiteErrors    = site4
+	ccSiteKeep      = site5
 )
 
 func newCookieCanaryEnv(t *testing.T) *env {
@@ -195,7 +196,7 @@ func TestCookieHideEveryPath(t *testing.T) {
 			if method == "" {
 				method = http.MethodGet
 			}
-			got := wantIdentity(t, do(t, req(t, method, tc.base+"/p?x=1&apikey="+ccAliceKey, nil, tc.hdr...)), tc.who)
+			got := wantIdentity(t, do(t, req(method, tc.base+"/p?x=1&apikey="+ccAliceKey, nil, tc.hdr...)), tc.who)
 			if c := cookies(got); strings.Join(c, "\n") != strings.Join(tc.cookie, "\n") {
 				t.Errorf("upstream got Cookie %q, want %q", c, tc.cookie)
 			}
@@ -216,8 +217,8 @@ func TestCookieHideEveryPath(t *testing.T) {
 // or the query, and counted as canary.
 func TestCanaryKey(t *testing.T) {
 	e := newCookieCanaryEnv(t)
-	outcome := func(o string) string { return srcMetricKey("caddy_key_auth_requests_total", "outcome", o) }
-	before, _ := srcMetrics(t)
+	outcome := func(o string) string { return metricKey("caddy_key_auth_requests_total", "outcome", o) }
+	before, _ := metrics(t)
 
 	type sent struct {
 		base, path, location string
@@ -294,7 +295,7 @@ func TestCanaryKey(t *testing.T) {
 	}
 
 	// Counted as canary, and as nothing else.
-	after, body := srcMetrics(t)
+	after, body := metrics(t)
 	if d := after[outcome("canary")] - before[outcome("canary")]; d != float64(len(canaries)) {
 		t.Errorf("canary outcome went up by %v, want %d\n%s", d, len(canaries), body)
 	}
