@@ -192,6 +192,10 @@ var (
 	errAnonymousNoGroups = newFailure(http.StatusUnauthorized, "Unauthorized", outcomeForbidden)
 )
 
+// errCanary answers a canary key exactly as errInvalid an unknown one, so
+// its holder cannot tell it tripped a wire; only the count differs.
+var errCanary = &failure{status: errInvalid.status, message: errInvalid.message, outcome: outcomeCanary, body: errInvalid.body}
+
 const statusClientClosedRequest = 499
 
 var jsonContentType = []string{"application/json"}
@@ -233,6 +237,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			switch {
 			case !ok:
 				f = errInvalid
+			case cred.Canary():
+				h.logCanary(r, &req, cred)
+				f = errCanary
 			case cred.Expires() && cred.ExpiredAt(time.Now()):
 				if ce := h.logger.Check(zapcore.DebugLevel, "credential expired"); ce != nil {
 					ce.Write(zap.String("credential_id", cred.ID()))
@@ -325,7 +332,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		h.identify(r, anon, "", true)
 	}
-	outcomes[outcomeAnonymous].Inc()
+	o := outcomeAnonymous
+	if f.outcome == outcomeCanary {
+		o = outcomeCanary // counted as what it is, whatever it goes on as
+	}
+	outcomes[o].Inc()
 	return next.ServeHTTP(w, r)
 }
 
@@ -356,6 +367,31 @@ func (h *Handler) refuse(c model.Consumer, anonymous bool) *failure {
 		}
 	}
 	return nil
+}
+
+// logCanary reports a canary key at WARN: a key issued to nobody, so
+// whoever sends it found it where it was planted. The line says who sent
+// it from where, never the key, nor the query, which may hold it.
+func (h *Handler) logCanary(r *http.Request, q *request, cred model.Credential) {
+	fields := make([]zap.Field, 0, 9)
+	fields = append(fields,
+		zap.String("credential_id", cred.ID()),
+		zap.String("consumer", cred.Consumer().Username()),
+		zap.String("remote_addr", r.RemoteAddr),
+	)
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		// The client's address through trusted proxies, as in the
+		// access log.
+		fields = append(fields, zap.String("client_ip", ip))
+	}
+	fields = append(fields,
+		zap.String("method", r.Method),
+		zap.String("host", r.Host),
+		zap.String("path", r.URL.Path),
+		zap.String("key_name", q.found.name.name),
+		zap.String("location", q.found.loc.String()),
+	)
+	h.logger.Warn("canary key used", fields...)
 }
 
 // authenticatedBefore tells whether an earlier handler authenticated the
