@@ -18,6 +18,7 @@ import (
 type builder struct {
 	filling                                 bool
 	nConsumers, nCredentials, nTags, nArena int
+	nLabels, nExtras                        int
 
 	set   *Set
 	arena []byte
@@ -29,7 +30,8 @@ type builder struct {
 
 func (b *builder) startFill() error {
 	// Records address the arena and each other with 32-bit offsets.
-	if b.nArena > math.MaxUint32 || b.nCredentials >= math.MaxUint32 || b.nTags > math.MaxUint32 {
+	if b.nArena > math.MaxUint32 || b.nCredentials >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
+		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32 {
 		return fmt.Errorf("document too large: %d consumers, %d keys and %d bytes of names and ids; at most 4 GiB of them",
 			b.nConsumers, b.nCredentials, b.nArena)
 	}
@@ -38,6 +40,12 @@ func (b *builder) startFill() error {
 		consumers:   make([]consumerRec, 0, b.nConsumers),
 		credentials: make([]credentialRec, 0, b.nCredentials),
 		tags:        make([]strRef, 0, b.nTags),
+	}
+	if b.nExtras > 0 {
+		b.set.extras = make([]extraRec, 0, b.nExtras)
+	}
+	if b.nLabels > 0 {
+		b.set.labels = make([]labelRec, 0, b.nLabels)
 	}
 	b.arena = make([]byte, 0, b.nArena)
 	b.seed = maphash.MakeSeed()
@@ -79,6 +87,17 @@ func (b *builder) add(d *consumerDraft) error {
 		for _, t := range d.tags {
 			b.nArena += t.end - t.start
 		}
+		for _, g := range d.groups {
+			b.nArena += g.end - g.start
+		}
+		b.nArena += joinedLen(d.tags) + joinedLen(d.groups)
+		if d.hasExtra() {
+			b.nExtras++
+		}
+		b.nLabels += len(d.labels)
+		for _, l := range d.labels {
+			b.nArena += l.name.end - l.name.start + l.value.end - l.value.start
+		}
 		for i, c := range d.credentials {
 			if c.hasID {
 				b.nArena += c.id.end - c.id.start
@@ -98,8 +117,30 @@ func (b *builder) add(d *consumerDraft) error {
 	}
 	rec.customID = b.put(d.s(d.customID))
 	rec.tags = strRef{uint32(len(s.tags)), uint32(len(d.tags))}
-	for _, t := range d.tags {
+	for i, t := range d.tags {
+		if i > 0 {
+			b.arena = append(b.arena, groupSeparator...)
+		}
 		s.tags = append(s.tags, b.put(d.s(t)))
+	}
+	if d.hasExtra() {
+		x := extraRec{labels: strRef{uint32(len(s.labels)), uint32(len(d.labels))}}
+		start := len(b.arena)
+		for i, g := range d.groups {
+			if i > 0 {
+				b.arena = append(b.arena, groupSeparator...)
+			}
+			b.arena = append(b.arena, d.s(g)...)
+		}
+		x.groups = strRef{uint32(start), uint32(len(b.arena) - start)}
+		for _, l := range d.labels {
+			s.labels = append(s.labels, labelRec{b.put(d.s(l.name)), b.put(d.s(l.value))})
+		}
+		if d.disabled {
+			x.flags |= flagDisabled
+		}
+		s.extras = append(s.extras, x)
+		rec.extra = uint32(len(s.extras))
 	}
 	s.consumers = append(s.consumers, rec)
 
@@ -120,6 +161,12 @@ func (b *builder) add(d *consumerDraft) error {
 			consumer: ci,
 			expires:  d.expires(c),
 		}
+		if c.disabled {
+			cr.flags |= flagDisabled
+		}
+		if c.canary {
+			cr.flags |= flagCanary
+		}
 		k := uint32(len(s.credentials))
 		s.credentials = append(s.credentials, cr)
 		if other, dup := b.credentialIDs.insert(b, cr.id, k, credentialID); dup {
@@ -131,6 +178,9 @@ func (b *builder) add(d *consumerDraft) error {
 	}
 	return nil
 }
+
+// joinedLen is what joining the strings with groupSeparator adds to them.
+func joinedLen(s []span) int { return max(len(s)-1, 0) * len(groupSeparator) }
 
 func (b *builder) put(v []byte) strRef {
 	start := len(b.arena)

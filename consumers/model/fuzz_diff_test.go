@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
@@ -20,8 +23,9 @@ import (
 // well-kept JSON decoder (encoding/json/v2's mirror) followed by the rules of
 // a consumers document written out plainly. Parse must accept exactly the
 // documents that decoder and those rules accept, and build the same
-// consumers: usernames, ids, custom ids, tags, and per credential its id,
-// key digest, consumer and expiry.
+// consumers: usernames, ids, custom ids, tags, groups, labels, whether it is
+// disabled, and per credential its id, key digest, consumer, expiry and
+// flags.
 //
 // The decoder refuses unknown and duplicate member names (after unescaping;
 // names match case-sensitively), invalid UTF-8, anything but white space
@@ -46,6 +50,31 @@ func FuzzParseDiff(f *testing.F) {
 		`{"consumers": [{"username": "a", "keys": [{"key": "k", "expires_at": "1500-01-01T00:00:00Z"}]}]}`,
 		`{"consumers": [{"username": "a"}, {"username": "b", "id": "a"}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "k1"}, {"id": "a#1", "key": "k2"}]}]}`,
+		// Groups, labels and flags.
+		`{"consumers": [{"username": "a", "groups": ["g", "h\u00e9", "` + strings.Repeat("é", MaxGroupNameChars) + `"],
+			"labels": {"plan": "gold", "b.-_9": "", "x": "\u00e9 v"}, "disabled": true,
+			"keys": [{"key": "k", "disabled": true, "canary": true}, {"key": "k2", "disabled": false, "canary": null}]},
+			{"username": "b", "groups": null, "labels": null, "disabled": null}, {"username": "c", "groups": [], "labels": {}}]}`,
+		`{"consumers": [{"username": "a", "groups": ["` + strings.Repeat("é", MaxGroupNameChars+1) + `"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g", "\u0067"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "a"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g h"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g,h"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g\u0085"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g\u00a0"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g\u007f"]}]}`,
+		`{"consumers": [{"username": "a", "groups": [""]}]}`,
+		`{"consumers": [{"username": "a", "labels": {"` + strings.Repeat("n", MaxLabelNameLength) + `": "` + strings.Repeat("v", MaxLabelValueBytes) + `"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"` + strings.Repeat("n", MaxLabelNameLength+1) + `": "v"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"n": "` + strings.Repeat("v", MaxLabelValueBytes+1) + `"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"p": "a", "\u0070": "b"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"": "a"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a b": "a"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a": "\u009f"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a": "\t"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a": null}}]}`,
+		`{"consumers": [{"username": "a", "disabled": "true"}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "canary": 1}]}]}`,
 	} {
 		f.Add([]byte(doc))
 	}
@@ -71,11 +100,14 @@ type refDocument struct {
 }
 
 type refConsumer struct {
-	Username *string          `json:"username"`
-	ID       *string          `json:"id"`
-	CustomID *string          `json:"custom_id"`
-	Tags     []*string        `json:"tags"`
-	Keys     []*refCredential `json:"keys"`
+	Username *string            `json:"username"`
+	ID       *string            `json:"id"`
+	CustomID *string            `json:"custom_id"`
+	Tags     []*string          `json:"tags"`
+	Keys     []*refCredential   `json:"keys"`
+	Groups   []*string          `json:"groups"`
+	Labels   map[string]*string `json:"labels"` // the decoder refuses a name given twice
+	Disabled *bool              `json:"disabled"`
 }
 
 type refCredential struct {
@@ -83,19 +115,61 @@ type refCredential struct {
 	Key       *string `json:"key"`
 	Hash      *string `json:"hash"`
 	ExpiresAt *string `json:"expires_at"`
+	Disabled  *bool   `json:"disabled"`
+	Canary    *bool   `json:"canary"`
 }
 
 // refWant is what a Set must hold for a consumer.
 type refWant struct {
 	username, id, customID string
-	tags                   []string
+	tags, groups           []string
+	labels                 map[string]string
+	disabled               bool
 	credentials            []refWantCredential
 }
 
 type refWantCredential struct {
-	id      string
-	digest  Digest
-	expires *time.Time
+	id               string
+	digest           Digest
+	expires          *time.Time
+	disabled, canary bool
+}
+
+var refLabelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// refGroupsAndLabels applies the rules of groups and labels, plainly.
+func refGroupsAndLabels(c *refConsumer, w *refWant) string {
+	seen := map[string]bool{}
+	for _, g := range c.Groups {
+		switch {
+		case g == nil:
+			return "a null group"
+		case *g == "" || utf8.RuneCountInString(*g) > 128:
+			return "a group name empty or over 128 characters"
+		case strings.ContainsFunc(*g, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || unicode.IsControl(r) }):
+			return "white space, a comma or a control character in a group name"
+		case seen[*g]:
+			return "a group listed twice"
+		}
+		seen[*g] = true
+		w.groups = append(w.groups, *g)
+	}
+	for name, v := range c.Labels {
+		switch {
+		case !refLabelName.MatchString(name):
+			return "a bad label name"
+		case v == nil:
+			return "a null label value"
+		case len(*v) > 1024 || strings.ContainsFunc(*v, unicode.IsControl):
+			return "a label value too long or with a control character"
+		}
+		if w.labels == nil {
+			w.labels = map[string]string{}
+		}
+		w.labels[name] = *v
+	}
+	w.disabled = c.Disabled != nil && *c.Disabled
+	return ""
 }
 
 // refParse decodes a document with the strict decoder and applies the rules
@@ -146,6 +220,9 @@ func refParse(doc []byte) ([]refWant, string) {
 			}
 			w.tags = append(w.tags, *tag)
 		}
+		if why := refGroupsAndLabels(c, &w); why != "" {
+			return nil, fmt.Sprintf("consumer #%d: %s", ci+1, why)
+		}
 		for ki, k := range c.Keys {
 			if k == nil {
 				return nil, fmt.Sprintf("key #%d of consumer #%d is null", ki+1, ci+1)
@@ -195,6 +272,8 @@ func refCredentialOf(k *refCredential, consumerID string, i int) (refWantCredent
 		}
 		w.expires = &t
 	}
+	w.disabled = k.Disabled != nil && *k.Disabled
+	w.canary = k.Canary != nil && *k.Canary
 	return w, ""
 }
 
@@ -222,6 +301,7 @@ func compareSet(t *testing.T, s *Set, want []refWant) {
 			t.Fatalf("consumer #%d: username, id, custom id, tags = %q %q %q %q, the reference %q %q %q %q", i+1,
 				c.Username(), c.ID(), c.CustomID(), c.Tags(), w.username, w.id, w.customID, w.tags)
 		}
+		compareAuthz(t, c, w, i)
 		for j, wc := range w.credentials {
 			cr, ok := s.Lookup(&wc.digest)
 			switch {
@@ -230,12 +310,52 @@ func compareSet(t *testing.T, s *Set, want []refWant) {
 			case cr.Consumer().Index() != i || cr.ID() != wc.id:
 				t.Fatalf("consumer #%d, key #%d: found as credential %q of consumer #%d, the reference says %q",
 					i+1, j+1, cr.ID(), cr.Consumer().Index()+1, wc.id)
+			case cr.Disabled() != wc.disabled || cr.Canary() != wc.canary:
+				t.Fatalf("consumer #%d, key #%d: Disabled(), Canary() = %v, %v, the reference %v, %v",
+					i+1, j+1, cr.Disabled(), cr.Canary(), wc.disabled, wc.canary)
 			case cr.Expires() != (wc.expires != nil):
 				t.Fatalf("consumer #%d, key #%d: Expires() = %v", i+1, j+1, cr.Expires())
 			case wc.expires != nil:
 				checkExpiry(t, cr, *wc.expires, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
 			}
 		}
+	}
+}
+
+// compareAuthz checks a consumer's groups, labels, joined tags and flag
+// through every accessor.
+func compareAuthz(t *testing.T, c Consumer, w refWant, i int) {
+	t.Helper()
+	if !slices.Equal(c.Groups(), w.groups) || c.GroupsHeader() != strings.Join(w.groups, ", ") || c.HasGroups() != (len(w.groups) > 0) {
+		t.Fatalf("consumer #%d: groups %q, header %q, the reference %q", i+1, c.Groups(), c.GroupsHeader(), w.groups)
+	}
+	for _, g := range w.groups {
+		if !c.InGroup(g) {
+			t.Fatalf("consumer #%d: InGroup(%q) = false", i+1, g)
+		}
+	}
+	if c.InGroup(c.GroupsHeader()) && len(w.groups) > 1 {
+		t.Fatalf("consumer #%d: the joined header counts as a group", i+1)
+	}
+	if got := c.Labels(); !maps.Equal(got, w.labels) {
+		t.Fatalf("consumer #%d: labels %q, the reference %q", i+1, got, w.labels)
+	}
+	names := slices.Sorted(maps.Keys(w.labels))
+	var order []string
+	for name, v := range c.AllLabels() {
+		order = append(order, name)
+		if got, ok := c.Label(name); !ok || got != v || v != w.labels[name] {
+			t.Fatalf("consumer #%d: Label(%q) = %q, %v, the reference %q", i+1, name, got, ok, w.labels[name])
+		}
+	}
+	if !slices.Equal(order, names) {
+		t.Fatalf("consumer #%d: labels in the order %q, want %q", i+1, order, names)
+	}
+	if c.TagsJoined() != strings.Join(w.tags, ", ") {
+		t.Fatalf("consumer #%d: TagsJoined() = %q, the reference %q", i+1, c.TagsJoined(), strings.Join(w.tags, ", "))
+	}
+	if c.Disabled() != w.disabled {
+		t.Fatalf("consumer #%d: Disabled() = %v, the reference %v", i+1, c.Disabled(), w.disabled)
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -63,19 +65,33 @@ type credentialDraft struct {
 	id, key, hash, expiry  span
 	hasID, hasKey, hasHash bool
 	hasExpiry              bool
+	disabled, canary       bool
 }
+
+type labelDraft struct{ name, value span }
 
 type consumerDraft struct {
 	index, at              int // at: where the consumer starts in the document
 	username, id, customID span
 	hasUsername, hasID     bool
+	disabled               bool
 	tags                   []span
+	groups                 []span
+	labels                 []labelDraft // sorted by name once checked
 	credentials            []credentialDraft
 	buf                    []byte // the decoded strings the spans point into
+	order                  []span // scratch: the groups sorted, to find a duplicate
 }
 
 func (d *consumerDraft) reset(index, at int) {
-	*d = consumerDraft{index: index, at: at, tags: d.tags[:0], credentials: d.credentials[:0], buf: d.buf[:0]}
+	*d = consumerDraft{index: index, at: at, tags: d.tags[:0], groups: d.groups[:0], labels: d.labels[:0],
+		credentials: d.credentials[:0], buf: d.buf[:0], order: d.order[:0]}
+}
+
+// hasExtra reports whether the consumer needs a record in the side table of
+// groups, labels and flags.
+func (d *consumerDraft) hasExtra() bool {
+	return len(d.groups) > 0 || len(d.labels) > 0 || d.disabled
 }
 
 func (d *consumerDraft) s(sp span) []byte { return d.buf[sp.start:sp.end] }
@@ -358,6 +374,22 @@ func (p *parser) hex4(i int) (rune, bool) {
 	return r, true
 }
 
+// optBool reads true, false or null (false) into dst.
+func (p *parser) optBool(what string, dst *bool) error {
+	p.ws()
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if bytes.HasPrefix(p.data[p.pos:], []byte(lit)) {
+			p.pos += len(lit)
+			*dst = lit == "true"
+			return nil
+		}
+	}
+	if p.pos >= len(p.data) {
+		return p.errAt(p.pos, "unexpected end of document, expected %s (true or false)", what)
+	}
+	return p.errAt(p.pos, "expected %s (true or false)", what)
+}
+
 // optStr reads a string or null into the draft; it reports whether a string
 // was there.
 func (p *parser) optStr(what label, dst *span) (bool, error) {
@@ -428,6 +460,18 @@ func (p *parser) consumer(index int) error {
 			})
 		case 4:
 			err = p.array(fixed("keys"), p.credential)
+		case 5:
+			err = p.array(fixed("groups"), func(int) error {
+				s, err := p.str(fixed("a group"))
+				if err == nil {
+					d.groups = append(d.groups, p.keep(s))
+				}
+				return err
+			})
+		case 6:
+			err = p.labels()
+		case 7:
+			err = p.optBool("disabled", &d.disabled)
 		}
 		return err
 	})
@@ -463,22 +507,46 @@ func (p *parser) credential(int) error {
 			c.hasHash, err = p.optStr(fixed("hash"), &c.hash)
 		case 3:
 			c.hasExpiry, err = p.optStr(fixed("expires_at"), &c.expiry)
+		case 4:
+			err = p.optBool("disabled", &c.disabled)
+		case 5:
+			err = p.optBool("canary", &c.canary)
 		}
 		return err
+	})
+}
+
+// labels reads a consumer's labels: an object of strings, or null for none.
+// Their names and values are checked with the consumer, so that the error
+// names it.
+func (p *parser) labels() error {
+	if p.null() {
+		return nil
+	}
+	d := &p.draft
+	return p.object(fixed("labels"), func(name []byte, _ int) error {
+		l := labelDraft{name: p.keep(name)} // kept before str reuses its buffer
+		v, err := p.str(fixed("a label value"))
+		if err != nil {
+			return err
+		}
+		l.value = p.keep(v)
+		d.labels = append(d.labels, l)
+		return nil
 	})
 }
 
 // The fields of a consumer and of a credential, in the order their parse
 // functions number them.
 var (
-	consumerFields   = []string{"username", "id", "custom_id", "tags", "keys"}
-	credentialFields = []string{"id", "key", "hash", "expires_at"}
+	consumerFields   = []string{"username", "id", "custom_id", "tags", "keys", "groups", "labels", "disabled"}
+	credentialFields = []string{"id", "key", "hash", "expires_at", "disabled", "canary"}
 )
 
 // fields walks an object whose members must be among names, each at most
 // once, and has parse read the value of each, by its index in names.
 func (p *parser) fields(what label, names []string, parse func(field int) error) error {
-	var seen [8]bool
+	var seen [16]bool
 	return p.object(what, func(name []byte, at int) error {
 		field := -1
 		for i, n := range names {
@@ -531,7 +599,141 @@ func (p *parser) check() error {
 			}
 		}
 	}
+	if err := d.checkGroups(); err != nil {
+		return err
+	}
+	return d.checkLabels()
+}
+
+// Limits of groups and labels, as the authorization rules of APISIX and Kong
+// need them: a group name travels in a comma-separated header, a label value
+// in a header or an upstream address.
+const (
+	MaxGroupNameChars  = 128  // characters (Unicode code points) of a group name
+	MaxLabelNameLength = 64   // bytes (all ASCII) of a label name
+	MaxLabelValueBytes = 1024 // bytes of a label value's UTF-8
+)
+
+func (d *consumerDraft) checkGroups() error {
+	for i, g := range d.groups {
+		name := d.s(g)
+		switch n := utf8.RuneCount(name); {
+		case n == 0:
+			return fmt.Errorf("%s: group #%d is empty", d.name(), i+1)
+		case n > MaxGroupNameChars:
+			return fmt.Errorf("%s: group #%d is longer than %d characters", d.name(), i+1, MaxGroupNameChars)
+		}
+		if !validGroupName(name) {
+			return fmt.Errorf("%s: group %q holds white space, a comma or a control character", d.name(), name)
+		}
+	}
+	if len(d.groups) <= 8 { // the usual few: compared pairwise, cheaper than sorting
+		for i := 1; i < len(d.groups); i++ {
+			for _, o := range d.groups[:i] {
+				if bytes.Equal(d.s(o), d.s(d.groups[i])) {
+					return fmt.Errorf("%s lists group %q twice", d.name(), d.s(o))
+				}
+			}
+		}
+		return nil
+	}
+	// Sorted, a duplicate is next to its twin: no quadratic scan of a long
+	// list, and no allocation once the scratch slice has grown.
+	d.order = append(d.order[:0], d.groups...)
+	slices.SortFunc(d.order, func(a, b span) int { return bytes.Compare(d.s(a), d.s(b)) })
+	for i := 1; i < len(d.order); i++ {
+		if bytes.Equal(d.s(d.order[i-1]), d.s(d.order[i])) {
+			return fmt.Errorf("%s lists group %q twice", d.name(), d.s(d.order[i]))
+		}
+	}
 	return nil
+}
+
+// validGroupName reports whether a group name holds no white space, comma or
+// control character (Unicode's categories, so no NEL or no-break space
+// either).
+func validGroupName(name []byte) bool {
+	for i := 0; i < len(name); {
+		c := name[i]
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == ',' || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(name[i:])
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+func (d *consumerDraft) checkLabels() error {
+	for i, l := range d.labels {
+		name := d.s(l.name)
+		if !validLabelName(name) {
+			if len(name) == 0 || len(name) > MaxLabelNameLength {
+				return fmt.Errorf("%s: the name of label #%d is not 1 to %d letters, digits, '_', '-' or '.'",
+					d.name(), i+1, MaxLabelNameLength)
+			}
+			return fmt.Errorf("%s: label name %q is not 1 to %d letters, digits, '_', '-' or '.'",
+				d.name(), name, MaxLabelNameLength)
+		}
+		// A value is not quoted: it may be an address or a token.
+		v := d.s(l.value)
+		if len(v) > MaxLabelValueBytes {
+			return fmt.Errorf("%s: label %q has a value longer than %d bytes", d.name(), name, MaxLabelValueBytes)
+		}
+		if hasControl(v) {
+			return fmt.Errorf("%s: label %q has a control character in its value", d.name(), name)
+		}
+	}
+	if len(d.labels) < 2 {
+		return nil
+	}
+	// Sorted by name, as the Set keeps them for its binary search.
+	slices.SortFunc(d.labels, func(a, b labelDraft) int { return bytes.Compare(d.s(a.name), d.s(b.name)) })
+	for i := 1; i < len(d.labels); i++ {
+		if bytes.Equal(d.s(d.labels[i-1].name), d.s(d.labels[i].name)) {
+			return fmt.Errorf("%s has label %q twice", d.name(), d.s(d.labels[i].name))
+		}
+	}
+	return nil
+}
+
+func validLabelName(name []byte) bool {
+	if len(name) == 0 || len(name) > MaxLabelNameLength {
+		return false
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// hasControl reports whether v holds a control character: C0, DEL or C1.
+func hasControl(v []byte) bool {
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			if c < ' ' || c == 0x7f {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		if unicode.IsControl(r) {
+			return true
+		}
+		i += size
+	}
+	return false
 }
 
 const hashPrefix = "sha256:"

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -671,6 +672,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"consumers": [{"username": "a"}, {"username": "b", "id": "a"}]}`))
 	f.Add([]byte(`{"consumers": null}`))
 	f.Add(realisticDocument(3))
+	f.Add([]byte(authzDoc))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		s, err := Parse(doc)
 		if err != nil {
@@ -699,6 +701,20 @@ func FuzzParse(f *testing.F) {
 			if f, ok := s.FindConsumer(c.Username()); !ok || f.Index() != i {
 				t.Fatalf("FindConsumer(username of #%d) = #%d, %v", i+1, f.Index()+1, ok)
 			}
+			// The joined strings agree with the lists they join.
+			if c.GroupsHeader() != strings.Join(c.Groups(), ", ") || c.TagsJoined() != strings.Join(c.Tags(), ", ") {
+				t.Fatalf("consumer #%d: a joined list differs from its items", i+1)
+			}
+			for _, g := range c.Groups() {
+				if !c.InGroup(g) {
+					t.Fatalf("consumer #%d: InGroup of one of its groups is false", i+1)
+				}
+			}
+			for name, v := range c.Labels() {
+				if got, ok := c.Label(name); !ok || got != v {
+					t.Fatalf("consumer #%d: Label of one of its labels is wrong", i+1)
+				}
+			}
 		}
 	})
 }
@@ -723,5 +739,59 @@ func fuzzKeyValues(doc []byte) []string {
 			end = len(v) - 1
 		}
 		keys = append(keys, v[1:1+end])
+	}
+}
+
+// benchDocument is n consumers shaped like bench/cmd/benchtool's; with
+// authz, each also has two groups and two labels, as a tiered API would.
+func benchDocument(n int, authz bool) []byte {
+	var buf bytes.Buffer
+	buf.WriteString("{\"consumers\": [\n")
+	for i := range n {
+		if i > 0 {
+			buf.WriteString(",\n")
+		}
+		fmt.Fprintf(&buf, `{"username": "user-%d", "custom_id": "c-%d", `, i, i)
+		if authz {
+			buf.WriteString(`"groups": ["gold", "partner"], "labels": {"plan": "gold", "backend": "10.0.0.7:8080"}, `)
+		}
+		d := sha256.Sum256(fmt.Appendf(nil, "bench-%d", i))
+		fmt.Fprintf(&buf, `"keys": [{"key": "%x"}]}`, d[:16])
+	}
+	buf.WriteString("\n]}\n")
+	return buf.Bytes()
+}
+
+// BenchmarkParseShape parses 100,000 consumers without and with groups and
+// labels, and reports the live heap of the Set per consumer (B/consumer),
+// measured as bench/cmd/benchtool does: GC, parse, GC, with the document
+// alive on both sides.
+func BenchmarkParseShape(b *testing.B) {
+	const n = 100000
+	for _, authz := range []bool{false, true} {
+		b.Run(fmt.Sprintf("groups_and_labels=%v", authz), func(b *testing.B) {
+			doc := benchDocument(n, authz)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			s, err := Parse(doc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			live := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+			runtime.KeepAlive(s)
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := Parse(doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(live, "B/consumer")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/consumer")
+		})
 	}
 }
