@@ -1,0 +1,164 @@
+// Package redistest starts real redis-server processes for tests: a
+// standalone server or a three-master cluster on free 127.0.0.1 ports, in a
+// temporary directory, stopped when the test ends.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Require skips the test when redis-server is missing, except in CI
+// (CI set), where the Redis tests must run: there it fails.
+func Require(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redis-server is required in CI: %v", err)
+		}
+		t.Skip("redis-server is not installed (apt-get install redis-server); the Redis tests run in CI")
+	}
+}
+
+// Server is one redis-server process.
+type Server struct {
+	t    testing.TB
+	Port int
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// FreePort finds a port no one listens on, and whose port+10000 (a cluster
+// node's bus port) is free too.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port+10000 > 65535 {
+			continue
+		}
+		if b, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
+			b.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port pair found")
+	return 0
+}
+
+// Start starts a redis-server with no persistence on a free port.
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	Require(t)
+	s := &Server{t: t, Port: FreePort(t), dir: t.TempDir()}
+	s.args = append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--protected-mode", "no"}, extra...)
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Restart starts the server again, empty, on the same port.
+func (s *Server) Restart() {
+	s.t.Helper()
+	args := append([]string{"--port", strconv.Itoa(s.Port)}, s.args...)
+	s.cmd = exec.Command("redis-server", args...)
+	s.cmd.Dir = s.dir
+	log, err := os.Create(fmt.Sprintf("%s/redis-%d.log", s.dir, time.Now().UnixNano()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		_ = cmd.Wait()
+		log.Close()
+		close(done)
+	}(s.cmd, s.done)
+	// Ready when it answers PING.
+	for {
+		select {
+		case <-s.done:
+			b, _ := os.ReadFile(log.Name())
+			s.t.Fatalf("redis-server exited at start: %s", b)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+			_, _ = c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop stops the server (a frozen one too) and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Freeze stops the process without closing its connections (SIGSTOP):
+// a silent partition.
+func (s *Server) Freeze() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server.
+func (s *Server) Thaw() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Client is a plain client (no client-side caching) for the test's own
+// writes.
+func Client(t testing.TB, addrs ...string) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+	if err != nil {
+		t.Fatalf("connecting to redis: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Do runs one command and fails the test on an error.
+func Do(t testing.TB, c rueidis.Client, args ...string) rueidis.RedisResult {
+	t.Helper()
+	r := c.Do(context.Background(), c.B().Arbitrary(args[0]).Args(args[1:]...).Build())
+	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		t.Fatalf("redis %s: %v", args[0], err)
+	}
+	return r
+}
