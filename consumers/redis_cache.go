@@ -44,8 +44,8 @@ const (
 	known       = 0
 	unknown     = 1
 	// The memory an entry costs besides its set's own (Set.Bytes): the
-	// set's headers, the entry, its map slot and its reverse index slot,
-	// measured by TestLookupCacheEntryBytes.
+	// set's headers and slices, the entry, its map slot and its reverse
+	// index slot, estimated from their sizes and rounded up.
 	knownOverhead   = 600
 	unknownOverhead = 160
 )

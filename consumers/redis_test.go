@@ -24,7 +24,7 @@ type testLooker struct {
 
 // newTestLooker connects a Redis source's looker, as a running Caddy does,
 // and waits until it is connected.
-func newTestLooker(t *testing.T, cfg RedisSource) testLooker {
+func newTestLooker(t testing.TB, cfg RedisSource) testLooker {
 	t.Helper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultRedisPrefix

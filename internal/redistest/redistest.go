@@ -97,8 +97,11 @@ func (s *Server) Restart() {
 		log.Close()
 		close(done)
 	}(s.cmd, s.done)
-	// Ready when it answers PING.
-	for {
+	// Ready when it answers PING (NOAUTH too: it answers).
+	for start := time.Now(); ; {
+		if time.Since(start) > 30*time.Second {
+			s.t.Fatalf("redis-server on %s does not answer", s.Addr())
+		}
 		select {
 		case <-s.done:
 			b, _ := os.ReadFile(log.Name())
@@ -111,7 +114,7 @@ func (s *Server) Restart() {
 			_ = c.SetReadDeadline(time.Now().Add(time.Second))
 			n, _ := c.Read(buf)
 			c.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
+			if r := string(buf[:n]); r == "+PONG\r\n" || r == "-NOAUTH" {
 				return
 			}
 		}
