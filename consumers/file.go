@@ -26,7 +26,8 @@ const DefaultFileRefresh = 5 * time.Second
 // The file is read when the config loads, and a file that is refused fails
 // the config. While Caddy runs, the file is checked every `refresh`; a
 // changed file is swapped in atomically, and a refused one is logged once
-// while the last good set keeps serving. Write the file atomically (write a
+// (then every FailureReminderEvery while it stays) while the last good set
+// keeps serving. Write the file atomically (write a
 // temporary file, then rename it over the old one).
 type FileSource struct {
 	// Path is the consumers file. It may use {env.*} placeholders.
@@ -158,6 +159,10 @@ func (f *fileFetcher) retryAfter(int) time.Duration { return f.refresh }
 
 // fetchAtStart: the file was read when the config loaded.
 func (f *fileFetcher) fetchAtStart() bool { return false }
+
+// logsEachError: each refused version of the file is read once, so each
+// new error is someone's edit, worth a line at once.
+func (f *fileFetcher) logsEachError() bool { return true }
 
 func (f *fileFetcher) info() SourceInfo { return SourceInfo{Kind: "file", Location: f.path} }
 

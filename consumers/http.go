@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,13 @@ const (
 // almost nothing. Any failure keeps the last good set serving; retries back
 // off. Until a first set has loaded (from the source or the cache),
 // requests get 503. `caddy validate` and `caddy adapt` never fetch.
+//
+// Redirects are followed only within the URL's origin (the same scheme, host
+// and port), at most MaxHTTPRedirects of them; a redirect anywhere else, an
+// https source sent to plain http included, is a failed fetch whose error
+// names the status and the other origin. So the headers, the URL's user info
+// and the client certificate never reach an origin other than the one
+// configured.
 type HTTPSource struct {
 	// URL of the consumers document, http or https. It may use {env.*}
 	// placeholders, filled in when the config loads. Logs and the admin API
@@ -150,7 +159,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 
 	logger := ctx.Logger()
 	s.store, err = acquire(key, func() (*Store, error) {
-		client, err := s.client(ctx, timeout)
+		client, err := s.client(ctx, resolvedURL, timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +197,7 @@ func (s *HTTPSource) Cleanup() error {
 	return nil
 }
 
-func (s *HTTPSource) client(ctx caddy.Context, timeout time.Duration) (*http.Client, error) {
+func (s *HTTPSource) client(ctx caddy.Context, resolvedURL string, timeout time.Duration) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 1
 	if s.TLS != nil {
@@ -198,7 +207,59 @@ func (s *HTTPSource) client(ctx caddy.Context, timeout time.Duration) (*http.Cli
 		}
 		transport.TLSClientConfig = cfg
 	}
-	return &http.Client{Transport: transport, Timeout: timeout}, nil
+	origin, err := originOf(resolvedURL)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: transport, Timeout: timeout, CheckRedirect: sameOrigin(origin)}, nil
+}
+
+// MaxHTTPRedirects is how many redirects one fetch of an HTTP source follows.
+const MaxHTTPRedirects = 5
+
+// sameOrigin follows a redirect only within the source's origin (scheme,
+// host and port). Go's client forwards every header but Authorization and
+// cookies to another host, and a client certificate to any host that asks:
+// refusing every other origin before the request is made keeps the
+// configured headers, the URL's user info and the client certificate with
+// the origin the operator configured. An https source sent to plain http is
+// another origin too.
+func sameOrigin(origin string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		status := 0
+		if req.Response != nil {
+			status = req.Response.StatusCode
+		}
+		if to, _ := originOf(req.URL.String()); to != origin {
+			if to == "" {
+				to = "(invalid URL)"
+			}
+			return fmt.Errorf("redirect refused: status %d to %s, another origin (redirects are followed only within %s)", status, to, origin)
+		}
+		if len(via) > MaxHTTPRedirects {
+			return fmt.Errorf("redirect refused: status %d, more than %d redirects", status, MaxHTTPRedirects)
+		}
+		return nil
+	}
+}
+
+// originOf is the scheme://host:port of an absolute URL, the port always
+// written: never its user info, path or query.
+func originOf(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("url %s has no origin", redactURL(raw))
+	}
+	port := u.Port()
+	if port == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port), nil
 }
 
 // config builds the TLS configuration to reach a source with.
@@ -425,6 +486,10 @@ func (f *httpFetcher) retryAfter(failures int) time.Duration {
 // fetchAtStart: a running Caddy fetches the source at once, even with a
 // cached copy serving.
 func (f *httpFetcher) fetchAtStart() bool { return true }
+
+// logsEachError: a server's errors may change on every poll; a streak is
+// logged when it starts, then as a reminder.
+func (f *httpFetcher) logsEachError() bool { return false }
 
 func (f *httpFetcher) info() SourceInfo {
 	f.mu.Lock()

@@ -33,6 +33,11 @@ type fetcher interface {
 	retryAfter(failures int) time.Duration
 	// fetchAtStart reports whether polling begins with a fetch.
 	fetchAtStart() bool
+	// logsEachError reports whether every new error of a failure streak is
+	// logged, not only its first: so for a file, whose errors change only
+	// when someone writes it, and who wants to see what is wrong with each
+	// version. A polled server's errors may change on every poll.
+	logsEachError() bool
 	// info describes the source for operators, without secrets.
 	info() SourceInfo
 	close()
@@ -101,10 +106,17 @@ type Store struct {
 	// outlives the config that made it, whose logs close with it.
 	logger atomic.Pointer[zap.Logger]
 
-	refreshMu sync.Mutex // one fetch at a time
+	refreshMu sync.Mutex // one fetch at a time; guards the streak fields
 	statusMu  sync.Mutex
 	status    Status
-	lastErr   string // the last error logged, so a repeat is not logged again
+	// The failure streak, for its log lines: when it began, when a line
+	// about it was last logged, and the error then logged.
+	streakStart, streakLogged time.Time
+	lastErr                   string
+
+	clock clock
+	// jitter is a random duration in [0, n): rand.Int64N but in tests.
+	jitter func(n int64) int64
 
 	// The poller runs from start until Destruct cancels ctx.
 	ctx       context.Context
@@ -116,7 +128,8 @@ type Store struct {
 
 func newStore(key string, f fetcher, logger *zap.Logger) *Store {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{key: key, fetcher: f, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	s := &Store{key: key, fetcher: f, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		clock: wallClock{}, jitter: rand.Int64N}
 	s.logger.Store(logger)
 	s.status.SourceInfo = f.info()
 	return s
@@ -135,6 +148,7 @@ type staticFetcher struct{}
 func (staticFetcher) fetch(context.Context, bool) (*model.Set, error) { return nil, nil }
 func (staticFetcher) retryAfter(int) time.Duration                    { return 0 }
 func (staticFetcher) fetchAtStart() bool                              { return false }
+func (staticFetcher) logsEachError() bool                             { return false }
 func (staticFetcher) info() SourceInfo                                { return SourceInfo{Kind: "static"} }
 func (staticFetcher) close()                                          {}
 
@@ -170,7 +184,7 @@ func (s *Store) swap(set *model.Set) {
 		// collecting now is cheap.
 		debug.FreeOSMemory()
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	c, k := set.Len()
 	s.statusMu.Lock()
 	s.status.Consumers, s.status.Keys, s.status.Loaded = c, k, true
@@ -208,7 +222,7 @@ func (s *Store) refresh(ctx context.Context, force bool) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	set, err := s.fetcher.fetch(ctx, force)
-	now := time.Now()
+	now := s.clock.Now()
 	s.statusMu.Lock()
 	failures := s.status.Failures
 	if err != nil {
@@ -223,18 +237,12 @@ func (s *Store) refresh(ctx context.Context, force bool) error {
 
 	if err != nil {
 		storeMetrics.failed(s)
-		// A failure streak is logged when it starts and when its error
-		// changes, not on every poll.
-		if failures == 0 || err.Error() != s.lastErr {
-			s.log().Error("consumers not reloaded; the last good set keeps serving",
-				zap.String("source", s.Name()), zap.Error(err))
-			s.lastErr = err.Error()
-		}
+		s.logFailure(err, failures+1, now)
 		return err
 	}
 	if failures > 0 {
-		s.log().Info("consumers source recovered",
-			zap.String("source", s.Name()), zap.Int("failed_attempts", failures))
+		s.log().Info("consumers source recovered", zap.String("source", s.Name()),
+			zap.Int("failed_attempts", failures), zap.Duration("failing_for", now.Sub(s.streakStart)))
 		s.lastErr = ""
 	}
 	if set != nil {
@@ -244,6 +252,35 @@ func (s *Store) refresh(ctx context.Context, force bool) error {
 			zap.Int("consumers", c), zap.Int("keys", k))
 	}
 	return nil
+}
+
+// FailureReminderEvery is how often a failure streak is logged again while
+// it lasts.
+const FailureReminderEvery = 5 * time.Minute
+
+// logFailure logs a failure streak when it starts, then at most once every
+// FailureReminderEvery, with the count of failed fetches and the latest
+// error, however often the error changes; the recovery is logged by
+// refresh. A source that logs each error logs also every new one at once.
+// Called with refreshMu held.
+func (s *Store) logFailure(err error, failures int, now time.Time) {
+	// Before a first load there is no last good set to speak of.
+	what, serving := "consumers not reloaded", "the last good set keeps serving"
+	if s.Set() == nil {
+		what, serving = "consumers not loaded", "requests get 503 until a load succeeds"
+	}
+	switch {
+	case failures == 1:
+		s.streakStart = now
+	case s.fetcher.logsEachError() && err.Error() != s.lastErr:
+	case now.Sub(s.streakLogged) >= FailureReminderEvery:
+		what = "consumers source still failing"
+	default:
+		return
+	}
+	s.streakLogged, s.lastErr = now, err.Error()
+	s.log().Error(what+"; "+serving, zap.String("source", s.Name()), zap.Error(err),
+		zap.Int("failed_attempts", failures), zap.Duration("failing_for", now.Sub(s.streakStart)))
 }
 
 // start begins polling, once; only a running Caddy starts it (see App).
@@ -273,13 +310,13 @@ func (s *Store) poll() {
 			return
 		}
 		// Jitter keeps a fleet of instances from polling in step.
-		wait += time.Duration(rand.Int64N(int64(wait)/10 + 1))
-		t := time.NewTimer(wait)
+		wait += time.Duration(s.jitter(int64(wait)/10 + 1))
+		c, stop := s.clock.Timer(wait)
 		select {
 		case <-s.ctx.Done():
-			t.Stop()
+			stop()
 			return
-		case <-t.C:
+		case <-c:
 		}
 		_ = s.refresh(s.ctx, false)
 	}
@@ -324,4 +361,21 @@ func Stores() []*Store {
 		return true
 	})
 	return out
+}
+
+// clock is the store's time: the wall clock, or a fake one in tests, which
+// so drive the poll schedule and the log lines without waiting.
+type clock interface {
+	Now() time.Time
+	// Timer sends on c once d has passed; stop gives it up.
+	Timer(d time.Duration) (c <-chan time.Time, stop func() bool)
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+func (wallClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }

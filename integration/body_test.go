@@ -16,7 +16,7 @@ import (
 func TestBodyKinds(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		consumers file {{.Consumers}}
@@ -66,7 +66,7 @@ http://localhost:9081 {
 			c := tc.call
 			if c.ctype == "" {
 				// A body without a Content-Type.
-				r := req(t, http.MethodPost, site+"/b", strings.NewReader(c.body))
+				r := req(http.MethodPost, site+"/b", strings.NewReader(c.body))
 				tc.want.check(t, do(t, r), "Key")
 				return
 			}
@@ -88,7 +88,7 @@ http://localhost:9081 {
 func TestBodyLimit(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		max_body_size 1KiB
@@ -96,7 +96,7 @@ http://localhost:9081 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	request_body {
 		max_size 100
 	}

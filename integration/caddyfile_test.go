@@ -13,7 +13,7 @@ import (
 func TestCaddyfileMatchersAndOrder(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	@writes method POST PUT DELETE
 	key_auth @writes {
 		key_in_body true
@@ -33,8 +33,8 @@ http://localhost:9081 {
 	want401(t, get(t, site+"/admin/x", "apikey", keyAlice), msgNoKey)
 	wantIdentity(t, get(t, site+"/admin/x", "token", keyBob), idBob)
 	// respond comes after key_auth, and sees its placeholders.
-	want401(t, do(t, req(t, http.MethodPut, site+"/hello", nil)), msgNoKey)
-	r := do(t, req(t, http.MethodPut, site+"/hello?apikey="+keyBob, nil))
+	want401(t, do(t, req(http.MethodPut, site+"/hello", nil)), msgNoKey)
+	r := do(t, req(http.MethodPut, site+"/hello?apikey="+keyBob, nil))
 	if r.status != http.StatusOK || string(r.body) != "hello bob" {
 		t.Errorf("got %s, want hello bob", r)
 	}
@@ -67,7 +67,7 @@ func TestCaddyfileRefused(t *testing.T) {
 			if strings.HasPrefix(tc.opts, "consumers") {
 				consumersLine = ""
 			}
-			cfg := global + "http://localhost:9081 {\n\tkey_auth {\n" + tc.opts + "\n" + consumersLine + "\t}\n\treverse_proxy {{.Up}}\n}\n"
+			cfg := global + "{{.Site}} {\n\tkey_auth {\n" + tc.opts + "\n" + consumersLine + "\t}\n\treverse_proxy {{.Up}}\n}\n"
 			msg := e.loadError(cfg, "caddyfile")
 			if loc := fmt.Sprintf("Caddyfile:%d", strings.Count(global, "\n")+tc.line); !strings.Contains(msg, loc) {
 				t.Errorf("the error does not name %s: %s", loc, msg)

@@ -102,7 +102,7 @@ var (
 func TestExtraSourceFromCaddyfile(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	key_auth {
 		key_names x-api-key
 		consumers static_test {
@@ -127,14 +127,14 @@ func TestNotASourceRefused(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct{ cfg, adapter string }{
 		{`{{.Global}}
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	key_auth {
 		consumers not_a_source_test
 	}
 }
 `, "caddyfile"},
-		{`{"admin": {"listen": "localhost:2999", "config": {"persist": false}}, "apps": {"http": {"servers": {"s": {
-	"listen": ["127.0.0.1:9081"], "routes": [{"handle": [{"handler": "key_auth", "consumers": {"source": "not_a_source_test"}}]}]}}}}}`, "json"},
+		{`{"admin": {"listen": "{{.Admin}}", "config": {"persist": false}}, "apps": {"http": {"servers": {"s": {
+	"listen": ["127.0.0.1:{{.Port}}"], "routes": [{"handle": [{"handler": "key_auth", "consumers": {"source": "not_a_source_test"}}]}]}}}}}`, "json"},
 	} {
 		msg := e.loadError(tc.cfg, tc.adapter)
 		if want := "module key_auth.sources.not_a_source_test is not a consumers source"; !strings.Contains(msg, want) {

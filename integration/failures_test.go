@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // failing are requests that fail each way key_auth can fail a request with
@@ -31,20 +30,20 @@ var failing = []struct {
 func TestFailureResponses(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	key_auth {
 		realm x
 		consumers file {{.Consumers}}
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9083 {
+{{.Site3}} {
 	key_auth {
 		realm "my \"API\""
 		consumers file {{.Consumers}}
@@ -86,13 +85,13 @@ func TestAnonymous(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+{{.Site}} {
 	import anon guest
 }
-http://localhost:9082 {
+{{.Site2}} {
 	import anon anon-1
 }
-http://localhost:9083 {
+{{.Site3}} {
 	import anon nobody
 }
 `, "caddyfile")
@@ -117,7 +116,7 @@ http://localhost:9083 {
 		{"username": "nobody", "id": "n0", "custom_id": "c-n"}
 	]}`
 	e.writeConsumers(doc)
-	eventually(t, 5*time.Second, "nobody to exist", func() bool {
+	eventually(t, "nobody to exist", func() bool {
 		return get(t, site3+"/").status == http.StatusOK
 	})
 	wantIdentity(t, get(t, site3+"/", "apikey", keyWrong), identity{"nobody", "n0", "c-n", absent, "true"})
@@ -131,7 +130,7 @@ http://localhost:9083 {
 func TestHandleErrors(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		handle_errors
 		realm r
@@ -142,7 +141,7 @@ http://localhost:9081 {
 		respond "handled {http.error.status_code}: {http.error.message}" {http.error.status_code}
 	}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	key_auth {
 		handle_errors true
 		anonymous nobody
@@ -153,7 +152,7 @@ http://localhost:9082 {
 		respond "handled {http.error.status_code}: {http.error.message}"
 	}
 }
-http://localhost:9083 {
+{{.Site3}} {
 	key_auth {
 		handle_errors
 		consumers file {{.Consumers}}

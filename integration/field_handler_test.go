@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,16 +87,16 @@ func TestFieldHideEveryCopy(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	import auth
 }
-http://localhost:9082 {
+http://localhost:{{.Port2}} {
 	import auth anonymous guest
 }
-http://localhost:9083 {
+http://localhost:{{.Port3}} {
 	import auth run_on_preflight false
 }
-http://localhost:9084 {
+http://localhost:{{.Port4}} {
 	import auth handle_errors
 	handle_errors {
 		reverse_proxy {{.Up}}
@@ -130,13 +131,13 @@ http://localhost:9084 {
 		{name: "preflight let through", base: site3, method: http.MethodOptions,
 			call: call{path: "/orders?apikey=" + fieldKey + "&page=2", hdr: []string{"apikey", fieldKey, "Origin", "https://app.example", "Access-Control-Request-Method", "GET"}},
 			uri:  "/orders?page=2", who: fieldNobody},
-		{name: "rejected, handed to handle_errors", base: "http://localhost:9084",
+		{name: "rejected, handed to handle_errors", base: siteURL(3),
 			call: call{path: "/orders?apikey=wrong&page=2", hdr: []string{"Authorization", "Bearer " + fieldKey}}, uri: "/orders?page=2", who: fieldNobody},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var res *response
 			if tc.method != "" {
-				res = do(t, req(t, tc.method, tc.base+tc.call.path, nil, tc.call.hdr...))
+				res = do(t, req(tc.method, tc.base+tc.call.path, nil, tc.call.hdr...))
 			} else {
 				res = tc.call.send(t, tc.base)
 			}
@@ -182,16 +183,16 @@ func TestFieldIdentitySpellings(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	import auth
 }
-http://localhost:9082 {
+http://localhost:{{.Port2}} {
 	import auth anonymous guest
 }
-http://localhost:9083 {
+http://localhost:{{.Port3}} {
 	import auth run_on_preflight false
 }
-http://localhost:9084 {
+http://localhost:{{.Port4}} {
 	import auth handle_errors
 	handle_errors {
 		reverse_proxy {{.Up}}
@@ -208,10 +209,10 @@ http://localhost:9084 {
 		{"authenticated", site, http.MethodGet, []string{"apikey", fieldKey}, fieldAlice},
 		{"anonymous", site2, http.MethodGet, nil, fieldGuest},
 		{"preflight let through", site3, http.MethodOptions, []string{"Origin", "https://app.example", "Access-Control-Request-Method", "GET"}, fieldNobody},
-		{"rejected, handed to handle_errors", "http://localhost:9084", http.MethodGet, []string{"apikey", "wrong"}, fieldNobody},
+		{"rejected, handed to handle_errors", siteURL(3), http.MethodGet, []string{"apikey", "wrong"}, fieldNobody},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := wantIdentity(t, do(t, req(t, tc.method, tc.base+"/", nil, append(tc.hdr, forgedSpellings...)...)), tc.who)
+			got := wantIdentity(t, do(t, req(tc.method, tc.base+"/", nil, append(tc.hdr, forgedSpellings...)...)), tc.who)
 			for name, v := range got.Header {
 				folded := strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name))
 				switch folded {
@@ -271,32 +272,32 @@ func TestFieldStackedIdentity(t *testing.T) {
 		format json
 	}
 }
-http://localhost:9081 {
-	import logged 9081
+http://localhost:{{.Port}} {
+	import logged {{.Port}}
 	route {
 		import apikey anonymous guest
 		import token
 		import out
 	}
 }
-http://localhost:9082 {
-	import logged 9082
+http://localhost:{{.Port2}} {
+	import logged {{.Port2}}
 	route {
 		import token
 		import apikey anonymous guest
 		import out
 	}
 }
-http://localhost:9083 {
-	import logged 9083
+http://localhost:{{.Port3}} {
+	import logged {{.Port3}}
 	route {
 		import token anonymous guest
 		import apikey anonymous guest
 		import out
 	}
 }
-http://localhost:9086 {
-	import logged 9086
+http://localhost:{{.Port6}} {
+	import logged {{.Port6}}
 	route {
 		import token anonymous guest
 		import apikey anonymous guest
@@ -305,16 +306,16 @@ http://localhost:9086 {
 		import out
 	}
 }
-http://localhost:9084 {
-	import logged 9084
+http://localhost:{{.Port4}} {
+	import logged {{.Port4}}
 	route {
 		import basic
 		import token anonymous guest
 		import out
 	}
 }
-http://localhost:9085 {
-	import logged 9085
+http://localhost:{{.Port5}} {
+	import logged {{.Port5}}
 	route {
 		import token anonymous guest
 		import basic
@@ -336,27 +337,27 @@ http://localhost:9085 {
 		seen   string
 		userID string
 	}{
-		{"anonymous apikey, then token: the key in token", 9081, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"anonymous apikey, then token: no key is a 401", 9081, nil, identity{}, "", ""},
-		{"token, then anonymous apikey: the key in token stays", 9082, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"token, then anonymous apikey: the key in apikey is refused by token", 9082, []string{"apikey", fieldKey}, identity{}, "", ""},
-		{"both anonymous: no key is the guest", 9083, nil, fieldGuest, seenGuest, "guest"},
-		{"both anonymous: the key in apikey, last", 9083, []string{"apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"both anonymous: the key in token, first", 9083, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"both anonymous: wrong token, key in apikey", 9083, []string{"token", "wrong", "apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"either key required: apikey", 9086, []string{"apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"either key required: token", 9086, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"either key required: none", 9086, []string{"token", "wrong"}, identity{}, "", ""},
-		{"basic_auth, then key_auth: the consumer", 9084, []string{"Authorization", basicBob, "token", fieldKey}, fieldAlice, seenAlice, "alice"},
-		{"basic_auth, then anonymous key_auth: bob stays, no forged headers", 9084,
+		{"anonymous apikey, then token: the key in token", 0, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"anonymous apikey, then token: no key is a 401", 0, nil, identity{}, "", ""},
+		{"token, then anonymous apikey: the key in token stays", 1, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"token, then anonymous apikey: the key in apikey is refused by token", 1, []string{"apikey", fieldKey}, identity{}, "", ""},
+		{"both anonymous: no key is the guest", 2, nil, fieldGuest, seenGuest, "guest"},
+		{"both anonymous: the key in apikey, last", 2, []string{"apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"both anonymous: the key in token, first", 2, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"both anonymous: wrong token, key in apikey", 2, []string{"token", "wrong", "apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"either key required: apikey", 5, []string{"apikey", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"either key required: token", 5, []string{"token", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"either key required: none", 5, []string{"token", "wrong"}, identity{}, "", ""},
+		{"basic_auth, then key_auth: the consumer", 3, []string{"Authorization", basicBob, "token", fieldKey}, fieldAlice, seenAlice, "alice"},
+		{"basic_auth, then anonymous key_auth: bob stays, no forged headers", 3,
 			[]string{"Authorization", basicBob, "X-Consumer-Username", "forged"}, fieldNobody, seenBob, "bob"},
-		{"anonymous key_auth, then basic_auth: bob in placeholders and log", 9085,
+		{"anonymous key_auth, then basic_auth: bob in placeholders and log", 4,
 			[]string{"Authorization", basicBob}, fieldGuest, seenBob, "bob"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := fmt.Sprintf("/stacked/%d", i)
-			res := get(t, fmt.Sprintf("http://localhost:%d%s", tc.port, path), tc.hdr...)
-			if tc.seen == "" && tc.port == 9086 {
+			res := get(t, siteURL(tc.port)+path, tc.hdr...)
+			if tc.seen == "" && tc.port == 5 {
 				if res.status != http.StatusUnauthorized || string(res.body) != "key required" || res.fromUpstream() {
 					t.Errorf("want the route's 401, got %s", res)
 				}
@@ -370,7 +371,7 @@ http://localhost:9085 {
 			if s := got.Header.Get("X-Seen"); s != tc.seen {
 				t.Errorf("placeholders at the upstream:\n got %s\nwant %s", s, tc.seen)
 			}
-			le := e.waitLog(fmt.Sprintf("access-%d.log", tc.port), func(le logEntry) bool {
+			le := e.waitLog(fmt.Sprintf("access-%d.log", sitePort[tc.port]), func(le logEntry) bool {
 				r, _ := le["request"].(map[string]any)
 				return r != nil && r["uri"] == path
 			})
@@ -386,7 +387,7 @@ http://localhost:9085 {
 // hangUp it closes the connection halfway instead.
 func fieldRaw(t *testing.T, head, body string, n int, pause time.Duration, hangUp bool) (int, string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", "localhost:9081")
+	conn, err := net.Dial("tcp", "localhost:"+strconv.Itoa(sitePort[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +436,7 @@ func TestFieldBodyTimeout(t *testing.T) {
 	e := newFieldEnv(t)
 	e.vars["GlobalExtra"] = "\tservers {\n\t\ttimeouts {\n\t\t\tread_body 1s\n\t\t}\n\t}\n"
 	e.load(`{{.Global}}
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	log {
 		output file {{.Dir}}/access.log
 		format json
@@ -449,7 +450,7 @@ http://localhost:9081 {
 `, "caddyfile")
 	form := "apikey=" + fieldKey + "&pad=" + strings.Repeat("x", 200)
 	head := func(path string, length int) string {
-		h := "POST " + path + " HTTP/1.1\r\nHost: localhost:9081\r\nContent-Type: " + formType + "\r\n"
+		h := "POST " + path + " HTTP/1.1\r\nHost: localhost:" + strconv.Itoa(sitePort[0]) + "\r\nContent-Type: " + formType + "\r\n"
 		if length < 0 {
 			return h + "Transfer-Encoding: chunked\r\n\r\n"
 		}
@@ -505,7 +506,7 @@ http://localhost:9081 {
 func TestFieldUnauthorizedMessage(t *testing.T) {
 	e := newFieldEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -13,14 +14,14 @@ import (
 func TestPreflight(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		run_on_preflight false
 		consumers file {{.Consumers}}
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}
@@ -29,7 +30,7 @@ http://localhost:9082 {
 `, "caddyfile")
 	preflight := []string{"Origin", "http://example.com", "Access-Control-Request-Method", "POST"}
 	options := func(base string, hdr ...string) *response {
-		return do(t, req(t, http.MethodOptions, base+"/cors", nil, hdr...))
+		return do(t, req(http.MethodOptions, base+"/cors", nil, hdr...))
 	}
 
 	// run_on_preflight false.
@@ -58,7 +59,7 @@ http://localhost:9082 {
 func TestKeyNameOrderAndLocations(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_names apikey token
 		key_in_body true
@@ -122,7 +123,7 @@ http://localhost:9081 {
 // unless the server expects them, and then drops the dashed spelling.
 func TestHeaderNames(t *testing.T) {
 	e := newEnv(t)
-	e.vars["GlobalExtra"] = "\tservers :9082 {\n\t\texpected_underscore_headers api_key\n\t}\n"
+	e.vars["GlobalExtra"] = "\tservers :" + strconv.Itoa(sitePort[1]) + " {\n\t\texpected_underscore_headers api_key\n\t}\n"
 	e.load(`{{.Global}}
 (auth) {
 	key_auth {
@@ -131,10 +132,10 @@ func TestHeaderNames(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+{{.Site}} {
 	import auth
 }
-http://localhost:9082 {
+{{.Site2}} {
 	import auth
 }
 `, "caddyfile")
@@ -176,7 +177,7 @@ http://localhost:9082 {
 func TestQueryDecoding(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}}
 	}
@@ -212,7 +213,7 @@ http://localhost:9081 {
 func TestDuplicates(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		consumers file {{.Consumers}}
@@ -248,7 +249,7 @@ http://localhost:9081 {
 func TestEmptyValues(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_in_body true
 		consumers file {{.Consumers}}
@@ -283,7 +284,7 @@ http://localhost:9081 {
 func TestAuthorization(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_names authorization apikey
 		consumers file {{.Consumers}}

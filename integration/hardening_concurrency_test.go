@@ -54,7 +54,7 @@ func (a hardFlipAnswer) String() string {
 }
 
 const hardFlipConfig = `{{.Global}}
-http://localhost:9351 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}} {
 			refresh 50ms
@@ -62,7 +62,7 @@ http://localhost:9351 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9352 {
+{{.Site2}} {
 	key_auth {
 		key_in_body true
 		hide_credentials
@@ -102,16 +102,16 @@ func TestHardeningConsumersFlip(t *testing.T) {
 	}
 	keyList := []string{"flip-shared-key", "flip-a-only-key", "flip-b-only-key", "flip-wrong-key", ""}
 
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
 	// send sends key from a location to a site and reports what came of it
 	// and whether it is one of the two answers the sets allow.
 	send := func(rng *rand.Rand) (string, error) {
 		key := keyList[rng.IntN(len(keyList))]
 		anon := rng.IntN(2) == 1
-		base := "http://localhost:9351"
+		base := site
 		if anon {
-			base = "http://localhost:9352"
+			base = site2
 		}
 		loc := rng.IntN(3)
 		if !anon && loc == 2 {
@@ -120,15 +120,15 @@ func TestHardeningConsumersFlip(t *testing.T) {
 		var r *http.Request
 		switch {
 		case key == "":
-			r = hardNewReq(http.MethodGet, base+"/", nil)
+			r = req(http.MethodGet, base+"/", nil)
 		case loc == 0:
-			r = hardNewReq(http.MethodGet, base+"/", nil, "apikey", key)
+			r = req(http.MethodGet, base+"/", nil, "apikey", key)
 		case loc == 1:
-			r = hardNewReq(http.MethodGet, base+"/?apikey="+url.QueryEscape(key), nil)
+			r = req(http.MethodGet, base+"/?apikey="+url.QueryEscape(key), nil)
 		default:
-			r = hardNewReq(http.MethodPost, base+"/", strings.NewReader(`{"apikey": "`+key+`", "n": 1}`), "Content-Type", jsonType)
+			r = req(http.MethodPost, base+"/", strings.NewReader(`{"apikey": "`+key+`", "n": 1}`), "Content-Type", jsonType)
 		}
-		res, err := hardSend(cl, r)
+		res, err := send(cl, r)
 		if err != nil {
 			return "", err
 		}
@@ -230,7 +230,7 @@ func TestHardeningConsumersFlip(t *testing.T) {
 		if err != nil || res.StatusCode != http.StatusOK || len(st) != 1 || st[0].RefreshError != "" {
 			t.Fatalf("admin refresh %d: %d %+v %v", i, res.StatusCode, st, err)
 		}
-		time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+		time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond) // pacing: flips at uneven moments
 	}
 	close(stop)
 	wg.Wait()
@@ -255,7 +255,7 @@ func TestHardeningConsumersFlip(t *testing.T) {
 func TestHardeningReloadUnderTraffic(t *testing.T) {
 	e := newEnv(t)
 	const tmpl = `{{.Global}}
-http://localhost:9361 {
+{{.Site}} {
 	handle /anon/* {
 		key_auth {
 			key_in_body true
@@ -287,7 +287,7 @@ http://localhost:9361 {
 }
 `
 	const plain = `{{.Global}}
-http://localhost:9361 {
+{{.Site}} {
 	reverse_proxy {{.Up}} {
 		transport http {
 			keepalive off
@@ -302,14 +302,14 @@ http://localhost:9361 {
 	}
 	e.load(plain, "caddyfile")
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	g0 := srcSettle(0, 500*time.Millisecond)
-	f0 := srcOpenFiles(t)
+	g0 := goroutines()
+	f0 := openFiles(t)
 
 	type call struct {
 		url, key, body string
 		want           []hardFlipAnswer // any of these
 	}
-	const base = "http://localhost:9361"
+	base := site
 	calls := []call{
 		{base + "/", keyAlice, "", []hardFlipAnswer{{status: 200, who: idAlice}}},
 		{base + "/?apikey=" + url.QueryEscape(keyBob), "", "", []hardFlipAnswer{{status: 200, who: idBob}}},
@@ -320,7 +320,7 @@ http://localhost:9361 {
 		{base + "/anon/", "", `{"apikey": 1}`, []hardFlipAnswer{{status: 200, who: idGuest}}},
 	}
 	// The clients start once the first config with key_auth runs.
-	if status, body, err := postLoad(variant(0), "caddyfile"); err != nil || status != http.StatusOK {
+	if status, body, err := loadConfig(variant(0), "caddyfile"); err != nil || status != http.StatusOK {
 		t.Fatalf("load: %d %s %v", status, body, err)
 	}
 	noKeepAlive := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -340,19 +340,19 @@ http://localhost:9361 {
 				c := calls[i%len(calls)]
 				var r *http.Request
 				if c.body != "" {
-					r = hardNewReq(http.MethodPost, c.url, strings.NewReader(c.body), "Content-Type", jsonType)
+					r = req(http.MethodPost, c.url, strings.NewReader(c.body), "Content-Type", jsonType)
 				} else {
-					r = hardNewReq(http.MethodGet, c.url, nil)
+					r = req(http.MethodGet, c.url, nil)
 				}
 				if c.key != "" {
 					r.Header.Set("Apikey", c.key)
 				}
-				res, err := hardSend(noKeepAlive, r)
+				res, err := send(noKeepAlive, r)
 				requests.Add(1)
 				if err != nil {
 					// Caddy may drop a connection the stopping server
 					// accepted during a reload (not key_auth's doing; see
-					// srcHammer): only answers count. A timeout is a hang.
+					// hammer): only answers count. A timeout is a hang.
 					if dropped.Add(1) == 1 {
 						t.Logf("first dropped connection: %v", err)
 					}
@@ -396,7 +396,7 @@ http://localhost:9361 {
 	start := time.Now()
 	for i := 1; i < loads; i++ {
 		cfg := variant(i)
-		status, body, err := postLoad(cfg, "caddyfile")
+		status, body, err := loadConfig(cfg, "caddyfile")
 		if err != nil || status != http.StatusOK {
 			close(stop)
 			wg.Wait()
@@ -418,19 +418,19 @@ http://localhost:9361 {
 	}
 	// One store kept across the loads, one replaced by each (its refresh
 	// differs).
-	if n := len(storesFor(e.consumers)); n != 2 {
+	if n := len(storesAt(e.consumers)); n != 2 {
 		t.Errorf("%d stores for the file's two sources after the loads", n)
 	}
 
 	e.load(plain, "caddyfile")
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if n := len(storesFor(e.consumers)); n != 0 {
+	if n := len(storesAt(e.consumers)); n != 0 {
 		t.Errorf("%d stores left once no config names the file", n)
 	}
-	g := srcSettle(g0+3, 10*time.Second)
+	g := settleGoroutines(g0 + 3)
 	var f int
-	srcEventually(t, 5*time.Second, "open files back", func() bool {
-		f = srcOpenFiles(t)
+	eventually(t, "open files back", func() bool {
+		f = openFiles(t)
 		return f <= f0+3
 	})
 	t.Logf("goroutines %d → %d, open files %d → %d", g0, g, f0, f)

@@ -16,15 +16,15 @@ import (
 	"time"
 )
 
-// hardH2Config serves the same routes over TLS (h1, h2) on 9343 and in
-// clear text (h1, h2c) on 9344. It has its own global options: Caddy's
-// internal issuer needs automatic HTTPS, which the tests' usual global
+// hardH2Config serves the same routes over TLS (h1, h2) on the first site
+// port and in clear text (h1, h2c) on the second. It has its own global
+// options: Caddy's internal issuer needs automatic HTTPS, which the tests' usual global
 // block turns off, and its storage stays in the test's directory.
 const hardH2Config = `{
-	admin localhost:2999
+	admin {{.Admin}}
 	persist_config off
-	http_port 9380
-	https_port 9343
+	http_port {{.HTTPPort}}
+	https_port {{.Port}}
 	auto_https disable_redirects
 	skip_install_trust
 	storage file_system {{.Dir}}/storage
@@ -33,11 +33,11 @@ const hardH2Config = `{
 		format json
 		level DEBUG
 	}
-	servers :9343 {
+	servers :{{.Port}} {
 		protocols h1 h2
 		max_header_size 1MB
 	}
-	servers :9344 {
+	servers :{{.Port2}} {
 		protocols h1 h2c
 		max_header_size 1MB
 	}
@@ -62,11 +62,11 @@ const hardH2Config = `{
 		reverse_proxy {{.Up}}
 	}
 }
-https://localhost:9343 {
+https://localhost:{{.Port}} {
 	tls internal
 	import auth
 }
-http://localhost:9344 {
+{{.Site2}} {
 	import auth
 }
 `
@@ -158,11 +158,12 @@ func hardRepeat(n int, name, value string) []string {
 func TestHardeningHTTP2(t *testing.T) {
 	e := newEnv(t)
 	e.load(hardH2Config, "caddyfile")
+	tlsSite := strings.Replace(site, "http://", "https://", 1)
 
 	// The root of Caddy's internal CA, which signed the site's certificate.
 	root := filepath.Join(e.dir, "storage", "pki", "authorities", "local", "root.crt")
 	var pem []byte
-	eventually(t, 10*time.Second, "the internal CA's root", func() bool {
+	eventually(t, "the internal CA's root", func() bool {
 		var err error
 		pem, err = os.ReadFile(root)
 		return err == nil && len(pem) > 0
@@ -179,8 +180,8 @@ func TestHardeningHTTP2(t *testing.T) {
 	defer tlsTransport.CloseIdleConnections()
 	h2 := &http.Client{Transport: hardProto{tlsTransport, 2}, Timeout: 20 * time.Second}
 	// The certificate is issued in the background: wait for a handshake.
-	eventually(t, 10*time.Second, "a TLS handshake with a certificate of the internal CA", func() bool {
-		_, err := hardSend(h2, hardNewReq(http.MethodGet, "https://localhost:9343/", nil))
+	eventually(t, "a TLS handshake with a certificate of the internal CA", func() bool {
+		_, err := send(h2, req(http.MethodGet, tlsSite+"/", nil))
 		return err == nil
 	})
 
@@ -191,9 +192,9 @@ func TestHardeningHTTP2(t *testing.T) {
 	defer h2cTransport.CloseIdleConnections()
 	h2c := &http.Client{Transport: hardProto{h2cTransport, 2}, Timeout: 20 * time.Second}
 
-	t.Run("TLS", func(t *testing.T) { hardRun(t, h2, "https://localhost:9343", hardH2Cases()) })
-	t.Run("h2c", func(t *testing.T) { hardRun(t, h2c, "http://localhost:9344", hardH2Cases()) })
+	t.Run("TLS", func(t *testing.T) { hardRun(t, h2, tlsSite, hardH2Cases()) })
+	t.Run("h2c", func(t *testing.T) { hardRun(t, h2c, site2, hardH2Cases()) })
 	// And HTTP/1.1 on the same servers gets the same answers.
 	h1 := &http.Client{Transport: hardProto{&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableCompression: true}, 1}, Timeout: 20 * time.Second}
-	t.Run("TLS HTTP/1.1", func(t *testing.T) { hardRun(t, h1, "https://localhost:9343", hardH2Cases()) })
+	t.Run("TLS HTTP/1.1", func(t *testing.T) { hardRun(t, h1, tlsSite, hardH2Cases()) })
 }

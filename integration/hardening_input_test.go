@@ -17,14 +17,14 @@ import (
 	"time"
 )
 
-// hardInputConfig has three sites: 9301 searches every location with a
-// body limit; 9302 also hides the key and falls back to the anonymous
-// consumer; 9303 has a request_body limit before key_auth; 9304 is 9301
+// hardInputConfig has four sites: site searches every location with a
+// body limit; site2 also hides the key and falls back to the anonymous
+// consumer; site3 has a request_body limit before key_auth; site4 is site
 // answering by itself, for the loops that measure the module rather than
 // the upstream. The header limit
 // is raised to 1MB so that 100 KB keys reach the module.
 const hardInputConfig = `{{.Global}}
-http://localhost:9301 {
+{{.Site}} {
 	key_auth {
 		key_names apikey authorization
 		key_in_body true
@@ -33,7 +33,7 @@ http://localhost:9301 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9302 {
+{{.Site2}} {
 	key_auth {
 		key_in_body true
 		max_body_size 512KiB
@@ -43,7 +43,7 @@ http://localhost:9302 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9303 {
+{{.Site3}} {
 	request_body {
 		max_size 64KiB
 	}
@@ -53,7 +53,7 @@ http://localhost:9303 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9304 {
+{{.Site4}} {
 	route {
 		key_auth {
 			key_names apikey authorization
@@ -67,11 +67,11 @@ http://localhost:9304 {
 }
 `
 
-const (
-	hardSite     = "http://localhost:9301"
-	hardHideSite = "http://localhost:9302"
-	hardCapSite  = "http://localhost:9303"
-	hardBareSite = "http://localhost:9304"
+var (
+	hardSite     = site
+	hardHideSite = site2
+	hardCapSite  = site3
+	hardBareSite = site4
 )
 
 // hardServers raises the header limit (and bounds a slow body) for every
@@ -182,7 +182,9 @@ func hardBytesCases() []hardCase {
 		hardPost("form raw bytes", "/", formType, []byte("apikey=\xff\x00\x01"), false, hardReject(msgInvalid)),
 		hardPost("form control key", "/", formType, []byte("apikey="+escapeAll(hardCtlKey)), false, hardPass(idOddCtl)),
 		hardPost("JSON NUL", "/", jsonType, []byte(`{"apikey": "\u0000"}`), false, hardReject(msgInvalid)),
-		hardPost("JSON control key", "/", jsonType, []byte(`{"apikey": "ctl\u0000\u0001\u001f\u007f-key"}`), false, hardPass(idOddCtl)),
+		// No key with control bytes can be loaded (issue 8): never a match.
+		hardPost("JSON control key", "/", jsonType, []byte(`{"apikey": "ctl\u0000\u0001\u001f\u007f-key"}`), false, hardReject(msgInvalid)),
+		hardPost("JSON escaped key", "/", jsonType, []byte(`{"apikey": "ctl \"\\%00+&=;#?<>'\u0060-key"}`), false, hardPass(idOddCtl)),
 		hardPost("JSON raw invalid UTF-8", "/", jsonType, []byte("{\"apikey\": \""+keyAlice+"\xff\"}"), false, hardReject(msgInvalid)),
 		hardPost("JSON lone surrogate", "/", jsonType, []byte(`{"apikey": "\ud800"}`), false, hardReject(msgInvalid)),
 		// A raw control byte in a JSON string is not JSON: no key.
@@ -382,7 +384,7 @@ func TestHardeningHostileRequests(t *testing.T) {
 	// it would be here.
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
 	start := time.Now()
 	t.Run("bytes", func(t *testing.T) { hardRun(t, cl, hardSite, hardBytesCases()) })
@@ -401,7 +403,7 @@ func TestHardeningHostileRequests(t *testing.T) {
 // body limit before key_auth answers 413.
 func TestHardeningHostileHidden(t *testing.T) {
 	hardInputEnv(t)
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
 	many := hardParams(10000)
 	enc := escapeAll(keyAlice)
@@ -489,7 +491,7 @@ func TestHardeningHostileHidden(t *testing.T) {
 	})
 	// request_body itself refuses a declared length over its limit, before
 	// key_auth runs: Caddy's own empty 413.
-	r, err := hardSend(cl, hardNewReq(http.MethodPost, hardCapSite+"/", bytes.NewReader(over), "Content-Type", multipartType))
+	r, err := send(cl, req(http.MethodPost, hardCapSite+"/", bytes.NewReader(over), "Content-Type", multipartType))
 	if err != nil || r.status != http.StatusRequestEntityTooLarge {
 		t.Errorf("a declared length over request_body: %v %v", r, err)
 	}
@@ -503,7 +505,7 @@ func TestHardeningHostileMemory(t *testing.T) {
 		t.Skip("sends thousands of requests")
 	}
 	hardInputEnv(t)
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
 	cases := hardAllCases()
 	var sent int64 // per round, roughly: bodies, queries and header values
@@ -524,8 +526,8 @@ func TestHardeningHostileMemory(t *testing.T) {
 		t.Fatalf("wrong answers: %q", bad)
 	}
 	cl.CloseIdleConnections()
-	g0 := hardGoroutines(0, 200*time.Millisecond)
-	h0 := hardHeap()
+	g0 := goroutines()
+	h0 := heapInUse()
 
 	const rounds = 15
 	start := time.Now()
@@ -535,8 +537,8 @@ func TestHardeningHostileMemory(t *testing.T) {
 		t.Errorf("wrong answers: %q", bad)
 	}
 	cl.CloseIdleConnections()
-	g1 := hardGoroutines(g0+2, 5*time.Second)
-	h1 := hardHeap()
+	g1 := settleGoroutines(g0 + 2)
+	h1 := heapInUse()
 	runtime.KeepAlive(cases) // the requests' own bytes count in both
 	t.Logf("%d hostile requests (%d MB sent) in %s; heap in use %d → %d KB; goroutines %d → %d",
 		n, int64(rounds)*sent>>20, time.Since(start).Round(time.Millisecond), h0>>10, h1>>10, g0, g1)

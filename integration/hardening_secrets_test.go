@@ -138,7 +138,8 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 				{"id": "alice-plain", "key": kPlain},
 				{"id": "alice-hashed", "hash": "sha256:" + hashHex},
 				{"id": "alice-expired", "key": kExpired, "expires_at": "2001-01-01T00:00:00Z"},
-				{"id": "alice-ctl", "key": kCtl},
+				// kCtl is not one of them: a key with control bytes is
+				// refused at load (issue 8); it is still sent, unknown.
 				{"id": "alice-long", "key": kLong},
 			}},
 			{"username": "guest", "id": "anon-1"},
@@ -149,7 +150,7 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 		return string(b)
 	}
 	e.writeConsumers(fileDoc())
-	srv := srcNewServer(t, srcDoc("carol", kHTTP, "guest", ""))
+	srv := newSourceServer(t, consumersDoc("carol", kHTTP, "guest", ""))
 	t.Setenv("HARD_SRC_TOKEN", envToken)
 	e.vars["Src"] = srv.URL("/consumers")
 	e.vars["LitToken"] = litToken
@@ -176,7 +177,7 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 	realm {{.Realm}}
 	run_on_preflight false
 }
-http://localhost:9371 {
+{{.Site}} {
 	key_auth {
 		import opts
 		anonymous guest
@@ -184,7 +185,7 @@ http://localhost:9371 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9372 {
+{{.Site2}} {
 	key_auth {
 		import opts
 		hide_credentials
@@ -193,7 +194,7 @@ http://localhost:9372 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9373 {
+{{.Site3}} {
 	key_auth {
 		import opts
 		hide_credentials
@@ -205,7 +206,7 @@ http://localhost:9373 {
 		respond "{http.error.message}" {http.error.status_code}
 	}
 }
-http://localhost:9374 {
+{{.Site4}} {
 	key_auth {
 		import opts
 		anonymous guest
@@ -213,7 +214,7 @@ http://localhost:9374 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9375 {
+{{.Site5}} {
 	key_auth {
 		import opts
 		hide_credentials
@@ -224,39 +225,39 @@ http://localhost:9375 {
 }
 `
 	e.load(tmpl, "caddyfile")
-	srcWaitStatus(t, srv.URL("/consumers"), 5*time.Second, "the HTTP source loads", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, srv.URL("/consumers"), "the HTTP source loads", func(st consumers.Status) bool { return st.Loaded })
 
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
-	sites := []string{"http://localhost:9371", "http://localhost:9372", "http://localhost:9373", "http://localhost:9374", "http://localhost:9375"}
+	sites := []string{site, site2, site3, site4, site5}
 	traffic := func(keys ...string) {
 		t.Helper()
 		for _, base := range sites {
 			for _, k := range keys {
 				qk := url.QueryEscape(k)
 				reqs := []*http.Request{
-					hardNewReq(http.MethodGet, base+"/?x=1&apikey="+qk, nil),
-					hardNewReq(http.MethodGet, base+"/?api%6Bey="+qk, nil),
-					hardNewReq(http.MethodGet, base+"/?apikey="+qk+"&apikey="+qk, nil),
-					hardNewReq(http.MethodPost, base+"/", strings.NewReader("apikey="+qk), "Content-Type", formType),
-					hardNewReq(http.MethodPost, base+"/", strings.NewReader(`{"apikey": `+string(must(json.Marshal(k)))+`}`), "Content-Type", jsonType),
-					hardNewReq(http.MethodPost, base+"/", strings.NewReader(`{"apikey": [`+string(must(json.Marshal(k)))+`]}`), "Content-Type", jsonType),
-					hardNewReq(http.MethodPost, base+"/", strings.NewReader(string(hardMultipart(false, part{name: "apikey", value: k}))), "Content-Type", multipartType),
-					hardNewReq(http.MethodPost, base+"/", strings.NewReader(string(hardMultipart(true, part{name: "apikey", value: k}))), "Content-Type", multipartType),
+					req(http.MethodGet, base+"/?x=1&apikey="+qk, nil),
+					req(http.MethodGet, base+"/?api%6Bey="+qk, nil),
+					req(http.MethodGet, base+"/?apikey="+qk+"&apikey="+qk, nil),
+					req(http.MethodPost, base+"/", strings.NewReader("apikey="+qk), "Content-Type", formType),
+					req(http.MethodPost, base+"/", strings.NewReader(`{"apikey": `+string(must(json.Marshal(k)))+`}`), "Content-Type", jsonType),
+					req(http.MethodPost, base+"/", strings.NewReader(`{"apikey": [`+string(must(json.Marshal(k)))+`]}`), "Content-Type", jsonType),
+					req(http.MethodPost, base+"/", strings.NewReader(string(hardMultipart(false, part{name: "apikey", value: k}))), "Content-Type", multipartType),
+					req(http.MethodPost, base+"/", strings.NewReader(string(hardMultipart(true, part{name: "apikey", value: k}))), "Content-Type", multipartType),
 				}
 				if !strings.ContainsAny(k, "\x00\x01\x7f") {
 					reqs = append(reqs,
-						hardNewReq(http.MethodGet, base+"/", nil, "Apikey", k),
-						hardNewReq(http.MethodGet, base+"/", nil, "Api-Key", k),
-						hardNewReq(http.MethodGet, base+"/", nil, "Authorization", "Bearer "+k),
-						hardNewReq(http.MethodGet, base+"/", nil, "Authorization", k),
-						hardNewReq(http.MethodGet, base+"/", nil, "Apikey", k, "Apikey", k),
-						hardNewReq(http.MethodOptions, base+"/", nil, "Apikey", k, "Origin", "http://x", "Access-Control-Request-Method", "GET"),
-						hardNewReq(http.MethodGet, base+"/", nil, "Apikey", k+"\xff"),
+						req(http.MethodGet, base+"/", nil, "Apikey", k),
+						req(http.MethodGet, base+"/", nil, "Api-Key", k),
+						req(http.MethodGet, base+"/", nil, "Authorization", "Bearer "+k),
+						req(http.MethodGet, base+"/", nil, "Authorization", k),
+						req(http.MethodGet, base+"/", nil, "Apikey", k, "Apikey", k),
+						req(http.MethodOptions, base+"/", nil, "Apikey", k, "Origin", "http://x", "Access-Control-Request-Method", "GET"),
+						req(http.MethodGet, base+"/", nil, "Apikey", k+"\xff"),
 					)
 				}
 				for _, r := range reqs {
-					res, err := hardSend(cl, r)
+					res, err := send(cl, r)
 					if err != nil {
 						t.Fatalf("%s %s: %v", r.Method, r.URL, err)
 					}
@@ -265,7 +266,7 @@ http://localhost:9375 {
 					}
 				}
 			}
-			hardSend(cl, hardNewReq(http.MethodGet, base+"/", nil))
+			send(cl, req(http.MethodGet, base+"/", nil))
 		}
 	}
 	traffic(kPlain, kHashed, kExpired, kCtl, kLong, kHTTP, kWrong, kLong+"x", hardLong(100<<10))
@@ -285,19 +286,19 @@ http://localhost:9375 {
 
 	// The source fails, answers what is not JSON, is refused, recovers with
 	// a new document.
-	for _, m := range []srcMode{srcFail, srcInvalid} {
+	for _, m := range []sourceMode{sourceFail, sourceInvalid} {
 		srv.SetMode(m)
-		srcWaitStatus(t, srv.URL("/consumers"), 5*time.Second, "a failed fetch", func(st consumers.Status) bool { return st.Failures >= 1 })
-		srv.SetMode(srcOK)
-		srcWaitStatus(t, srv.URL("/consumers"), 5*time.Second, "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
+		waitStatus(t, srv.URL("/consumers"), "a failed fetch", func(st consumers.Status) bool { return st.Failures >= 1 })
+		srv.SetMode(sourceOK)
+		waitStatus(t, srv.URL("/consumers"), "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
 	}
-	srv.SetDoc(srcDoc("dup", kSrcDup, "dup2", kSrcDup))
-	srcWaitStatus(t, srv.URL("/consumers"), 5*time.Second, "a refused answer", func(st consumers.Status) bool { return st.Failures >= 1 })
+	srv.SetDoc(consumersDoc("dup", kSrcDup, "dup2", kSrcDup))
+	waitStatus(t, srv.URL("/consumers"), "a refused answer", func(st consumers.Status) bool { return st.Failures >= 1 })
 	if status, body := adminRefresh(t); status != http.StatusOK || hardContainsAny(body, secrets) {
 		t.Errorf("admin refresh of a refused source: %d, with a secret: %v", status, hardContainsAny(body, secrets))
 	}
-	srv.SetDoc(srcDoc("carol", kHTTP2, "guest", ""))
-	srcWaitStatus(t, srv.URL("/consumers"), 5*time.Second, "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
+	srv.SetDoc(consumersDoc("carol", kHTTP2, "guest", ""))
+	waitStatus(t, srv.URL("/consumers"), "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
 	traffic(kPlain, kHTTP2, kHTTP)
 
 	// A reload (the realm changes, the stores stay), then the admin API's
@@ -306,7 +307,7 @@ http://localhost:9375 {
 	e.load(tmpl, "caddyfile")
 	traffic(kPlain, kHTTP2)
 	for _, p := range []string{"/key_auth/sources", "/metrics"} {
-		code, body := srcAdminDo(t, http.MethodGet, p, nil)
+		code, body := adminDo(t, http.MethodGet, p, nil)
 		if code != http.StatusOK || hardContainsAny(string(body), secrets) {
 			t.Errorf("GET %s: %d, with a secret: %v", p, code, hardContainsAny(string(body), secrets))
 		}
@@ -399,11 +400,11 @@ func TestHardeningAccessLogFilter(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9381 {
+{{.Site}} {
 	{{.AccessLog}}
 	import auth
 }
-http://localhost:9382 {
+{{.Site2}} {
 	log {
 		output file {{.Dir}}/access-plain.log
 		format json
@@ -417,14 +418,14 @@ http://localhost:9382 {
 	for _, k := range keys {
 		all = append(all, k)
 	}
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	h2cTransport := &http.Transport{Protocols: &protos}
 	defer h2cTransport.CloseIdleConnections()
 	h2c := &http.Client{Transport: hardProto{h2cTransport, 2}, Timeout: 20 * time.Second}
-	for _, base := range []string{"http://localhost:9381", "http://localhost:9382"} {
+	for _, base := range []string{site, site2} {
 		// The keys are nobody's: the access log records rejected
 		// requests as well, and what it records does not depend on the
 		// answer (a valid key is checked below).
@@ -432,16 +433,16 @@ http://localhost:9382 {
 			c *http.Client
 			r *http.Request
 		}{
-			{cl, hardNewReq(http.MethodGet, base+"/h?x=1", nil, "Apikey", keys["header"], "X-Kept", "yes")},
-			{cl, hardNewReq(http.MethodGet, base+"/q?x=1&apikey="+keys["query"]+"&y=2", nil)},
-			{cl, hardNewReq(http.MethodGet, base+"/b", nil, "Authorization", "Bearer "+keys["bearer"])},
-			{cl, hardNewReq(http.MethodGet, base+"/e?api%6Bey="+keys["encoded"]+"&%61%70%69%6b%65%79="+keys["encoded"]+"&x=%zz&z=1;2", nil)},
-			{cl, hardNewReq(http.MethodGet, base+"/m?"+hardParams(10000)+"&apikey="+keys["many"], nil)},
-			{h2c, hardNewReq(http.MethodGet, base+"/2?apikey="+keys["h2c"], nil, "apikey", keys["h2c"])},
-			{cl, hardNewReq(http.MethodGet, base+"/ok?apikey="+url.QueryEscape(keyAlice), nil)},
-			{cl, hardNewReq(http.MethodGet, base+"/ok", nil, "Apikey", keyAlice)},
+			{cl, req(http.MethodGet, base+"/h?x=1", nil, "Apikey", keys["header"], "X-Kept", "yes")},
+			{cl, req(http.MethodGet, base+"/q?x=1&apikey="+keys["query"]+"&y=2", nil)},
+			{cl, req(http.MethodGet, base+"/b", nil, "Authorization", "Bearer "+keys["bearer"])},
+			{cl, req(http.MethodGet, base+"/e?api%6Bey="+keys["encoded"]+"&%61%70%69%6b%65%79="+keys["encoded"]+"&x=%zz&z=1;2", nil)},
+			{cl, req(http.MethodGet, base+"/m?"+hardParams(10000)+"&apikey="+keys["many"], nil)},
+			{h2c, req(http.MethodGet, base+"/2?apikey="+keys["h2c"], nil, "apikey", keys["h2c"])},
+			{cl, req(http.MethodGet, base+"/ok?apikey="+url.QueryEscape(keyAlice), nil)},
+			{cl, req(http.MethodGet, base+"/ok", nil, "Apikey", keyAlice)},
 		} {
-			res, err := hardSend(r.c, r.r)
+			res, err := send(r.c, r.r)
 			if err != nil {
 				t.Fatalf("%s: %v", r.r.URL.Path, err)
 			}
@@ -455,7 +456,7 @@ http://localhost:9382 {
 	// Everything is logged once both answers are out: wait for the last.
 	read := func(name string) []string {
 		var lines []string
-		eventually(t, 5*time.Second, "8 lines in "+name, func() bool {
+		eventually(t, "8 lines in "+name, func() bool {
 			lines = e.logLines(name)
 			return len(lines) >= 8
 		})
@@ -540,9 +541,9 @@ http://localhost:9382 {
 func TestHardeningDefaultLogFilter(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{
-	admin localhost:2999
+	admin {{.Admin}}
 	persist_config off
-	http_port 9080
+	http_port {{.HTTPPort}}
 	auto_https off
 	log {
 		output file {{.Dir}}/default.log
@@ -561,7 +562,7 @@ func TestHardeningDefaultLogFilter(t *testing.T) {
 		level DEBUG
 	}
 }
-http://localhost:9391 {
+{{.Site}} {
 	key_auth {
 		handle_errors
 		consumers file {{.Consumers}}
@@ -569,22 +570,22 @@ http://localhost:9391 {
 	reverse_proxy {{.Up}}
 }
 `, "caddyfile")
-	cl := hardClient()
+	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
 	wrong := hardSecret()
 	for _, r := range []*http.Request{
-		hardNewReq(http.MethodGet, "http://localhost:9391/?apikey="+wrong, nil),
-		hardNewReq(http.MethodGet, "http://localhost:9391/", nil, "Apikey", wrong),
-		hardNewReq(http.MethodGet, "http://localhost:9391/?apikey="+keyAlice, nil),
-		hardNewReq(http.MethodGet, "http://localhost:9391/", nil, "Apikey", keyAlice),
+		req(http.MethodGet, site+"/?apikey="+wrong, nil),
+		req(http.MethodGet, site+"/", nil, "Apikey", wrong),
+		req(http.MethodGet, site+"/?apikey="+keyAlice, nil),
+		req(http.MethodGet, site+"/", nil, "Apikey", keyAlice),
 	} {
-		if _, err := hardSend(cl, r); err != nil {
+		if _, err := send(cl, r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	secrets := []string{wrong, keyAlice}
 	var unfiltered []string
-	eventually(t, 5*time.Second, "the unfiltered lines hold both keys", func() bool {
+	eventually(t, "the unfiltered lines hold both keys", func() bool {
 		unfiltered = hardLeaks(e.logLines("unfiltered.log"), secrets)
 		j := strings.Join(unfiltered, "\n")
 		return strings.Contains(j, "http.log.error: ") && strings.Contains(j, "http.handlers.reverse_proxy: ")

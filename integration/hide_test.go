@@ -26,10 +26,10 @@ func TestHideCredentials(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+{{.Site}} {
 	import auth true
 }
-http://localhost:9082 {
+{{.Site2}} {
 	import auth false
 }
 `, "caddyfile")
@@ -164,7 +164,7 @@ func wantJSONEqual(t *testing.T, got []byte, want string) {
 func TestHideCredentialsAnonymous(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		key_names apikey token
 		key_in_body true

@@ -22,20 +22,20 @@ func TestIdentityAndPlaceholders(t *testing.T) {
 		header_up X-Placeholders "id={http.auth.user.id};consumer={http.auth.user.consumer_id};custom={http.auth.user.custom_id};credential={http.auth.user.credential_id};anonymous={http.auth.user.anonymous}"
 	}
 }
-http://localhost:9081 {
+{{.Site}} {
 	import site access1
 	key_auth {
 		consumers file {{.Consumers}}
 	}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	import site access2
 	key_auth {
 		anonymous guest
 		consumers file {{.Consumers}}
 	}
 }
-http://localhost:9083 {
+{{.Site3}} {
 	import site access3
 	key_auth {
 		run_on_preflight false
@@ -70,7 +70,7 @@ http://localhost:9083 {
 		t.Run(tc.name, func(t *testing.T) {
 			hdr := append(append([]string{}, tc.hdr...), forged...)
 			hdr = append(hdr, "X-Consumer-Username", "forged-again") // a second value
-			r := do(t, req(t, tc.method, tc.url, nil, hdr...))
+			r := do(t, req(tc.method, tc.url, nil, hdr...))
 			got := wantIdentity(t, r, tc.who)
 			if tc.placeholders != "" {
 				if ph := got.Header.Get("X-Placeholders"); ph != tc.placeholders {
@@ -114,7 +114,7 @@ http://localhost:9083 {
 func TestConnectionCannotDropIdentity(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		anonymous guest
 		consumers file {{.Consumers}}

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A JSON config posted to /load, with key_auth in a subroute of a matched
@@ -13,12 +12,12 @@ import (
 func TestJSONConfig(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{
-	"admin": {"listen": "localhost:2999", "config": {"persist": false}},
+	"admin": {"listen": "{{.Admin}}", "config": {"persist": false}},
 	"logging": {"logs": {"default": {"level": "DEBUG", "encoder": {"format": "json"},
 		"writer": {"output": "file", "filename": "{{.Dir}}/caddy.log"}}}},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {
+	"apps": {"http": {"http_port": {{.HTTPPort}}, "https_port": {{.HTTPSPort}}, "servers": {
 		"api": {
-			"listen": ["127.0.0.1:9081"], "automatic_https": {"disable": true},
+			"listen": ["127.0.0.1:{{.Port}}"], "automatic_https": {"disable": true},
 			"expected_underscore_headers": ["x_token"],
 			"routes": [
 				{"match": [{"path": ["/public/*"]}], "handle": [
@@ -40,7 +39,7 @@ func TestJSONConfig(t *testing.T) {
 			]
 		},
 		"errs": {
-			"listen": ["127.0.0.1:9082"], "automatic_https": {"disable": true},
+			"listen": ["127.0.0.1:{{.Port2}}"], "automatic_https": {"disable": true},
 			"routes": [{"handle": [
 				{"handler": "key_auth", "handle_errors": true, "key_names": ["authorization"], "max_body_size": 2048,
 					"consumers": {"source": "file", "path": "{{.Consumers}}", "refresh": "100ms"}},
@@ -77,7 +76,7 @@ func TestJSONConfig(t *testing.T) {
 	big := "apikey=" + keyBob + "&pad=" + strings.Repeat("x", 1000)
 	got = wantIdentity(t, post(t, site+"/top", formType, []byte(big)), idGuest)
 	wantBody(t, got, []byte(big))
-	wantIdentity(t, do(t, req(t, http.MethodOptions, site+"/top", nil, "Origin", "http://x", "Access-Control-Request-Method", "PUT")), idNobody)
+	wantIdentity(t, do(t, req(http.MethodOptions, site+"/top", nil, "Origin", "http://x", "Access-Control-Request-Method", "PUT")), idNobody)
 
 	// handle_errors on another server.
 	r = get(t, site2+"/", "Authorization", "Bearer "+keyWrong)
@@ -87,14 +86,14 @@ func TestJSONConfig(t *testing.T) {
 	wantIdentity(t, get(t, site2+"/", "Authorization", "bearer "+keyAlice), idAlice)
 
 	// One store for the four handlers, and a change reaches all of them.
-	if n := len(storesFor(e.consumers)); n != 1 {
+	if n := len(storesAt(e.consumers)); n != 1 {
 		t.Errorf("%d stores, want 1", n)
 	}
 	e.writeConsumers(doc("carol", "carol-key-1"))
-	eventually(t, 5*time.Second, "the change to reach the subroute", func() bool {
+	eventually(t, "the change to reach the subroute", func() bool {
 		return get(t, site+"/nested/x", "apikey", "carol-key-1").status == http.StatusOK
 	})
-	eventually(t, 5*time.Second, "the change to reach the other server", func() bool {
+	eventually(t, "the change to reach the other server", func() bool {
 		return get(t, site2+"/", "Authorization", "carol-key-1").status == http.StatusOK
 	})
 	wantIdentity(t, get(t, site+"/top?apikey=carol-key-1"), identity{"carol", "carol", absent, "carol-1", absent})
@@ -119,8 +118,8 @@ func TestJSONConfigRefused(t *testing.T) {
 		{`{"handler": "key_auth", "key_names": [""], "consumers": {"source": "file", "path": "{{.Consumers}}"}}`, "empty"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			msg := e.loadError(`{"admin": {"listen": "localhost:2999", "config": {"persist": false}}, "apps": {"http": {"servers": {"s": {
-				"listen": ["127.0.0.1:9081"], "routes": [{"handle": [`+tc.handler+`]}]}}}}}`, "json")
+			msg := e.loadError(`{"admin": {"listen": "{{.Admin}}", "config": {"persist": false}}, "apps": {"http": {"servers": {"s": {
+				"listen": ["127.0.0.1:{{.Port}}"], "routes": [{"handle": [`+tc.handler+`]}]}}}}}`, "json")
 			if !strings.Contains(msg, tc.want) {
 				t.Errorf("error %q does not say %q", msg, tc.want)
 			}
@@ -134,9 +133,9 @@ func TestJSONConfigEnvPath(t *testing.T) {
 	e := newEnv(t)
 	t.Setenv("KEYAUTH_IT_DIR", e.dir)
 	e.load(`{
-	"admin": {"listen": "localhost:2999", "config": {"persist": false}},
+	"admin": {"listen": "{{.Admin}}", "config": {"persist": false}},
 	"apps": {"http": {"servers": {"s": {
-		"listen": ["127.0.0.1:9081"], "automatic_https": {"disable": true},
+		"listen": ["127.0.0.1:{{.Port}}"], "automatic_https": {"disable": true},
 		"routes": [{"handle": [
 			{"handler": "key_auth", "consumers": {"source": "file", "path": "{env.KEYAUTH_IT_DIR}/consumers.json", "refresh": 0}},
 			{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}
@@ -144,11 +143,14 @@ func TestJSONConfigEnvPath(t *testing.T) {
 	}}}}
 }`, "json")
 	wantIdentity(t, get(t, site+"/", "apikey", keyAlice), idAlice)
-	if n := len(storesFor(e.consumers)); n != 1 {
+	if n := len(storesAt(e.consumers)); n != 1 {
 		t.Errorf("%d stores for %s", n, e.consumers)
 	}
 	e.writeConsumers(doc("carol", "carol-key-1"))
-	time.Sleep(300 * time.Millisecond)
+	// Nothing will read it: with refresh 0 no poller waits for a next check.
+	if n := pollersOnTimer(); n != 0 {
+		t.Errorf("%d pollers wait for a next check with refresh 0", n)
+	}
 	if !works(t, site, keyAlice) || works(t, site, "carol-key-1") {
 		t.Error("the file was read again with refresh 0")
 	}

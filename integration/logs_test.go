@@ -26,13 +26,13 @@ func TestNoKeyInLogsOrMetrics(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9081 {
+{{.Site}} {
 	import auth realm x
 }
-http://localhost:9082 {
+{{.Site2}} {
 	import auth anonymous guest
 }
-http://localhost:9083 {
+{{.Site3}} {
 	import auth handle_errors
 	handle_errors {
 		respond "{http.error.message}"

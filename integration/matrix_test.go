@@ -32,7 +32,7 @@ func TestLocationMatrix(t *testing.T) {
 	}
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 `+routes.String()+`}
 `, "caddyfile")
 	// All three off is allowed, with a warning.

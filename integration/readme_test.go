@@ -13,7 +13,7 @@ import (
 )
 
 // The README's curl examples, run against Caddyfile.example with its ports
-// moved into the test range: each answer must be the one the README shows,
+// moved to this process's free ports: each answer must be the one the README shows,
 // where "..." stands for anything.
 func TestReadmeExamples(t *testing.T) {
 	root := repoRoot(t)
@@ -21,11 +21,12 @@ func TestReadmeExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := strings.NewReplacer("localhost:2019", "localhost:2999", ":8080", ":9180", ":8081", ":9181", ":8082", ":9182")
+	port := func(i int) string { return ":" + strconv.Itoa(sitePort[i]) }
+	ports := strings.NewReplacer("localhost:2019", adminAddr, ":8080", port(0), ":8081", port(1), ":8082", port(2))
 	cfg := ports.Replace(string(example))
-	cfg = strings.Replace(cfg, "admin localhost:2999", "admin localhost:2999\n\tpersist_config off", 1)
+	cfg = strings.Replace(cfg, "admin "+adminAddr, "admin "+adminAddr+"\n\tpersist_config off", 1)
 	cfg = strings.ReplaceAll(cfg, "examples/consumers.json", filepath.Join(root, "examples", "consumers.json"))
-	if !strings.Contains(cfg, "localhost:9180") || strings.Contains(cfg, "2019") {
+	if !strings.Contains(cfg, "localhost"+port(0)) || strings.Contains(cfg, "localhost:2019") {
 		t.Fatalf("Caddyfile.example is not the one this test knows:\n%s", cfg)
 	}
 	e := newEnv(t)
@@ -135,7 +136,7 @@ func (ex curlExample) run(t *testing.T, ports *strings.Replacer) *response {
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
-	return do(t, req(t, http.MethodGet, ports.Replace(url), nil, hdr...))
+	return do(t, req(http.MethodGet, ports.Replace(url), nil, hdr...))
 }
 
 // shellWords splits a command line as a POSIX shell would for the simple

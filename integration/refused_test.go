@@ -129,11 +129,11 @@ func TestMissingFileAtLoad(t *testing.T) {
 
 // jsonSite is refreshSite in JSON, with the handler inside a subroute.
 const jsonSite = `{
-	"admin": {"listen": "localhost:2999", "config": {"persist": false}},
+	"admin": {"listen": "{{.Admin}}", "config": {"persist": false}},
 	"logging": {"logs": {"default": {"level": "DEBUG", "encoder": {"format": "json"},
 		"writer": {"output": "file", "filename": "{{.Dir}}/caddy.log"}}}},
-	"apps": {"http": {"http_port": 9080, "https_port": 9443, "servers": {"s": {
-		"listen": ["127.0.0.1:9081"], "automatic_https": {"disable": true},
+	"apps": {"http": {"http_port": {{.HTTPPort}}, "https_port": {{.HTTPSPort}}, "servers": {"s": {
+		"listen": ["127.0.0.1:{{.Port}}"], "automatic_https": {"disable": true},
 		"routes": [{"handle": [{"handler": "subroute", "routes": [{"handle": [
 			{"handler": "key_auth", "consumers": {"source": "file", "path": "{{.Consumers}}", "refresh": "100ms"}},
 			{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}

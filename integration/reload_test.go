@@ -3,24 +3,17 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// doc is a consumers file with one consumer and its keys.
-func doc(username string, keys ...string) string {
-	var ks []string
-	for i, k := range keys {
-		ks = append(ks, fmt.Sprintf(`{"id": "%s-%d", "key": %q}`, username, i+1, k))
-	}
-	return fmt.Sprintf(`{"consumers": [{"username": %q, "keys": [%s]}]}`, username, strings.Join(ks, ", "))
-}
+	"github.com/keyauth/caddy-keyauth/consumers"
+)
 
 // works reports whether key gets through, failing the test on anything but
 // a pass or a 401.
@@ -38,7 +31,7 @@ func works(t *testing.T, base, key string) bool {
 }
 
 const refreshSite = `{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}} {
 			refresh 100ms
@@ -62,24 +55,24 @@ func TestFileChange(t *testing.T) {
 	if err := os.WriteFile(e.consumers, []byte(doc("carol", "carol-key-2")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "carol-key-2 to work", func() bool { return works(t, site, "carol-key-2") })
+	eventually(t, "carol-key-2 to work", func() bool { return works(t, site, "carol-key-2") })
 	if works(t, site, "carol-key-1") {
 		t.Error("carol-key-1 still works")
 	}
 
 	// Rotation: both keys for a while, then only the new one.
 	e.writeConsumers(doc("carol", "carol-key-2", "carol-key-3"))
-	eventually(t, 5*time.Second, "carol-key-3 to work", func() bool { return works(t, site, "carol-key-3") })
+	eventually(t, "carol-key-3 to work", func() bool { return works(t, site, "carol-key-3") })
 	if !works(t, site, "carol-key-2") {
 		t.Error("carol-key-2 stopped working during the rotation")
 	}
 	e.writeConsumers(doc("carol", "carol-key-3"))
-	eventually(t, 5*time.Second, "carol-key-2 to stop working", func() bool { return !works(t, site, "carol-key-2") })
+	eventually(t, "carol-key-2 to stop working", func() bool { return !works(t, site, "carol-key-2") })
 	wantIdentity(t, get(t, site+"/", "apikey", "carol-key-3"), identity{"carol", "carol", absent, "carol-1", absent})
 
 	// Same size, same second: a rename is still seen (the inode changes).
 	e.writeConsumers(doc("carol", "carol-key-4"))
-	eventually(t, 5*time.Second, "carol-key-4 to work", func() bool { return works(t, site, "carol-key-4") })
+	eventually(t, "carol-key-4 to work", func() bool { return works(t, site, "carol-key-4") })
 }
 
 // A file refused while Caddy runs is logged once, and the last good set
@@ -100,8 +93,10 @@ func TestRefusedFileWhileRunning(t *testing.T) {
 
 	broken := strings.Replace(doc("carol", "carol-key-1", "carol-key-2"), "carol-key-1", "carol-key-2", 1)
 	e.writeConsumers(broken) // the same key twice
-	eventually(t, 5*time.Second, "the refusal to be logged", func() bool { return len(refusals()) > 0 })
-	time.Sleep(500 * time.Millisecond) // five more checks of the file
+	eventually(t, "the refusal to be logged", func() bool { return len(refusals()) > 0 })
+	// Each check of the refused file counts a failure: five more checks.
+	checks := waitStatus(t, e.consumers, "a failed check", func(st consumers.Status) bool { return st.Failures > 0 }).Failures
+	waitStatus(t, e.consumers, "five more checks of the file", func(st consumers.Status) bool { return st.Failures >= checks+5 })
 	if r := refusals(); len(r) != 1 {
 		t.Errorf("%d refusals logged, want 1:\n%s", len(r), strings.Join(r, "\n"))
 	} else if !strings.Contains(r[0], e.consumers) || !strings.Contains(r[0], `"level":"error"`) {
@@ -116,14 +111,14 @@ func TestRefusedFileWhileRunning(t *testing.T) {
 
 	// Another refusal, another error: logged again.
 	e.writeConsumers(`{"consumers": [`)
-	eventually(t, 5*time.Second, "the second refusal to be logged", func() bool { return len(refusals()) == 2 })
+	eventually(t, "the second refusal to be logged", func() bool { return len(refusals()) == 2 })
 	if !works(t, site, "carol-key-1") {
 		t.Error("the last good set does not serve")
 	}
 
 	// Fixed.
 	e.writeConsumers(doc("carol", "carol-key-2"))
-	eventually(t, 5*time.Second, "carol-key-2 to work", func() bool { return works(t, site, "carol-key-2") })
+	eventually(t, "carol-key-2 to work", func() bool { return works(t, site, "carol-key-2") })
 	e.waitLog("caddy.log", func(l logEntry) bool { return l.str("msg") == "consumers source recovered" })
 	if works(t, site, "carol-key-1") {
 		t.Error("carol-key-1 still works")
@@ -140,7 +135,7 @@ func TestExpiryWithoutReload(t *testing.T) {
 		{"id": "later", "key": "dave-key-later", "expires_at": %q}]}]}`,
 		expiry.UTC().Format(time.RFC3339), expiry.Add(time.Hour).Format(time.RFC3339)))
 	e.load(`{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}} {
 			refresh 0
@@ -149,7 +144,7 @@ http://localhost:9081 {
 	reverse_proxy {{.Up}}
 }
 `, "caddyfile")
-	stores := storesFor(e.consumers)
+	stores := storesAt(e.consumers)
 	if len(stores) != 1 {
 		t.Fatalf("%d stores for the file", len(stores))
 	}
@@ -158,7 +153,7 @@ http://localhost:9081 {
 	if !works(t, site, "dave-key-soon") {
 		t.Fatal("dave-key-soon does not work before it expires")
 	}
-	time.Sleep(time.Until(expiry))
+	time.Sleep(time.Until(expiry)) // the clock reaching expires_at is what is tested
 	want401(t, get(t, site+"/", "apikey", "dave-key-soon"), msgInvalid)
 	wantIdentity(t, get(t, site+"/", "apikey", "dave-key-later"), identity{"dave", "dave", absent, "later", absent})
 	if st := stores[0].Status(); !st.LastLoad.Equal(loaded) {
@@ -200,13 +195,23 @@ func TestSwapIsAtomic(t *testing.T) {
 			}
 		}
 	}()
+	// The readers go on until both versions were seen and at least 240
+	// requests were made, so a test that saw one version cannot pass; a
+	// bound on the count, not on time, ends a run that never sees both.
+	const enough, most = 240, 20000
 	seen := map[identity]int{}
 	var mu sync.Mutex
+	var sent atomic.Int64
+	done := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[erin] > 0 && seen[frank] > 0 && sent.Load() >= enough
+	}
 	var readers sync.WaitGroup
 	for range 4 {
 		readers.Go(func() {
-			for range 60 {
-				res, err := client.Do(req(t, http.MethodGet, site+"/", nil, "apikey", "shared-key"))
+			for !done() && sent.Add(1) <= most {
+				res, err := client.Do(req(http.MethodGet, site+"/", nil, "apikey", "shared-key"))
 				if err != nil {
 					t.Error(err)
 					return
@@ -233,7 +238,7 @@ func TestSwapIsAtomic(t *testing.T) {
 		}
 	}
 	if seen[erin] == 0 || seen[frank] == 0 {
-		t.Logf("only one version was seen (erin %d, frank %d): the file changed too slowly", seen[erin], seen[frank])
+		t.Errorf("after %d requests only one version was seen (erin %d, frank %d): the swap was not tested", min(sent.Load(), most), seen[erin], seen[frank])
 	}
 }
 
@@ -246,7 +251,7 @@ func TestSharedStore(t *testing.T) {
 	// The same file, also spelled with "/./" and "//".
 	e.vars["Other"] = filepath.Dir(e.consumers) + "/./" + "/" + filepath.Base(e.consumers)
 	tmpl := `{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		consumers file {{.Consumers}} {
 			refresh 100ms
@@ -254,7 +259,7 @@ http://localhost:9081 {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:9082 {
+{{.Site2}} {
 	handle /a/* {
 		key_auth {
 			consumers file {{.Other}} {
@@ -276,7 +281,7 @@ http://localhost:9082 {
 }
 `
 	e.load(tmpl, "caddyfile")
-	stores := storesFor(e.consumers)
+	stores := storesAt(e.consumers)
 	if len(stores) != 1 {
 		t.Fatalf("%d stores for one file, want 1", len(stores))
 	}
@@ -289,7 +294,7 @@ http://localhost:9082 {
 
 	e.writeConsumers(doc("carol", "carol-key-2"))
 	for _, base := range []string{site, site2 + "/a"} {
-		eventually(t, 5*time.Second, base+" to see the change", func() bool { return works(t, base, "carol-key-2") })
+		eventually(t, base+" to see the change", func() bool { return works(t, base, "carol-key-2") })
 		if works(t, base, "carol-key-1") {
 			t.Errorf("%s: carol-key-1 still works", base)
 		}
@@ -298,18 +303,18 @@ http://localhost:9082 {
 
 	// A reload with a change elsewhere keeps the store.
 	e.load(strings.Replace(tmpl, "key_names token", "key_names token2", 1), "caddyfile")
-	if s := storesFor(e.consumers); len(s) != 1 || s[0] != store {
+	if s := storesAt(e.consumers); len(s) != 1 || s[0] != store {
 		t.Errorf("after a reload: %d stores, the same one: %v", len(s), len(s) == 1 && s[0] == store)
 	}
 	if !works(t, site, "carol-key-2") {
 		t.Error("carol-key-2 does not work after the reload")
 	}
 	e.writeConsumers(doc("carol", "carol-key-3"))
-	eventually(t, 5*time.Second, "the change after the reload", func() bool { return works(t, site2+"/a", "carol-key-3") })
+	eventually(t, "the change after the reload", func() bool { return works(t, site2+"/a", "carol-key-3") })
 
 	// Once no config names the file, its store is gone.
 	unload(t)
-	if s := storesFor(e.consumers); len(s) != 0 {
+	if s := storesAt(e.consumers); len(s) != 0 {
 		t.Errorf("%d stores left after the config went", len(s))
 	}
 }
@@ -324,7 +329,7 @@ func TestReloadKeepsFileStore(t *testing.T) {
 	e := newEnv(t)
 	e.writeConsumers(doc("carol", "carol-key-1"))
 	tmpl := `{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		realm {{.Realm}}
 		consumers file {{.Consumers}} {
@@ -357,15 +362,4 @@ http://localhost:9081 {
 	if !works(t, site, "carol-key-3") || works(t, site, "carol-key-1") {
 		t.Error("the admin refresh did not swap in the changed file")
 	}
-}
-
-func adminRefresh(t *testing.T) (int, string) {
-	t.Helper()
-	resp, err := http.Post("http://localhost:2999/key_auth/sources/refresh", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
 }

@@ -18,19 +18,18 @@ import (
 func TestAdminSources(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "consumers.json")
-	srcWriteDoc(t, file, srcDoc("alice", "alice-key-1", "guest", ""))
-	srv := srcNewServer(t, srcDoc("bob", "bob-key-1"))
+	writeAtomic(t, file, consumersDoc("alice", "alice-key-1", "guest", ""))
+	srv := newSourceServer(t, consumersDoc("bob", "bob-key-1"))
 	// Credentials in the URL: user info and a query token.
 	const user, pass, token = "src-user", "src-pass-Zq9", "src-query-token-Xw7"
 	url := strings.Replace(srv.URL("/consumers"), "http://", "http://"+user+":"+pass+"@", 1) + "?token=" + token
-	srcStart(t, srcJSONConfig(9230,
-		srcRoute("/file/*", srcFileSource(file, "1h"), "f"),
-		srcRoute("/http/*", srcHTTPSource(url, "1h", "2s"), "h"),
+	startCaddy(t, jsonConfig(sitePort[0],
+		jsonRoute("/file/*", fileSourceJSON(file, "1h"), "f"),
+		jsonRoute("/http/*", httpSourceJSON(url, "1h", "2s"), "h"),
 	), "json")
-	srcUnloadAtEnd(t)
-	site := "http://127.0.0.1:9230"
-	srcEventually(t, 3*time.Second, "the HTTP source loads", func() bool {
-		code, _ := srcGet(t, site+"/http/", "bob-key-1")
+	site := site
+	eventually(t, "the HTTP source loads", func() bool {
+		code, _ := getKey(t, site+"/http/", "bob-key-1")
 		return code == 200
 	})
 	if got, want := srv.Requests()[0].Header.Get("Authorization"), "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)); got != want {
@@ -41,7 +40,7 @@ func TestAdminSources(t *testing.T) {
 	}
 
 	// GET /key_auth/sources: each source, sorted by kind, with its fields.
-	code, raw := srcAdminDo(t, http.MethodGet, "/key_auth/sources", nil)
+	code, raw := adminDo(t, http.MethodGet, "/key_auth/sources", nil)
 	if code != 200 {
 		t.Fatalf("GET /key_auth/sources: %d %s", code, raw)
 	}
@@ -64,7 +63,7 @@ func TestAdminSources(t *testing.T) {
 	if _, ok := fields[1]["etag"]; !ok {
 		t.Errorf("the HTTP source has no etag: %s", raw)
 	}
-	sources := srcSources(t)
+	sources := sources(t)
 	fs, hs := sources[0], sources[1]
 	if fs.Kind != "file" || fs.Location != file || fs.Consumers != 2 || fs.Keys != 1 || !fs.Loaded ||
 		fs.LastLoad == nil || fs.LastError != "" || fs.Handlers != 1 || fs.ETag != "" {
@@ -78,23 +77,23 @@ func TestAdminSources(t *testing.T) {
 
 	// POST /key_auth/sources/refresh picks up a change at once, refresh
 	// being an hour.
-	srv.SetDoc(srcDoc("bob", "bob-key-2"))
-	srcWriteDoc(t, file, srcDoc("alice", "alice-key-2"))
-	code, raw = srcAdminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	srv.SetDoc(consumersDoc("bob", "bob-key-2"))
+	writeAtomic(t, file, consumersDoc("alice", "alice-key-2"))
+	code, raw = adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
 	if code != 200 {
 		t.Fatalf("POST /key_auth/sources/refresh: %d %s", code, raw)
 	}
-	srcExpect(t, site+"/http/", "bob-key-2", 200, "h bob")
-	srcExpect(t, site+"/http/", "bob-key-1", 401, "")
-	srcExpect(t, site+"/file/", "alice-key-2", 200, "f alice")
+	expect(t, site+"/http/", "bob-key-2", 200, "h bob")
+	expect(t, site+"/http/", "bob-key-1", 401, "")
+	expect(t, site+"/file/", "alice-key-2", 200, "f alice")
 	var refreshed []consumers.SourceStatus
 	if err := json.Unmarshal(raw, &refreshed); err != nil || len(refreshed) != 2 || refreshed[1].ETag != srv.ETag() || refreshed[1].RefreshError != "" {
 		t.Errorf("refresh answer: %v %s", err, raw)
 	}
 
 	// A failing refresh reports its error, without credentials.
-	srv.SetMode(srcFail)
-	code, raw = srcAdminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	srv.SetMode(sourceFail)
+	code, raw = adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
 	if err := json.Unmarshal(raw, &refreshed); code != 200 || err != nil || !strings.Contains(refreshed[1].RefreshError, "status 500") ||
 		!strings.Contains(refreshed[1].LastError, "status 500") || refreshed[1].Failures != 1 {
 		t.Errorf("failing refresh: %d %s", code, raw)
@@ -104,7 +103,7 @@ func TestAdminSources(t *testing.T) {
 			t.Errorf("POST /key_auth/sources/refresh shows %q: %s", secret, raw)
 		}
 	}
-	srcExpect(t, site+"/http/", "bob-key-2", 200, "h bob")
+	expect(t, site+"/http/", "bob-key-2", 200, "h bob")
 
 	// Wrong methods.
 	for _, c := range []struct{ method, path string }{
@@ -113,14 +112,14 @@ func TestAdminSources(t *testing.T) {
 		{http.MethodGet, "/key_auth/sources/refresh"},
 		{http.MethodPut, "/key_auth/sources/refresh"},
 	} {
-		if code, body := srcAdminDo(t, c.method, c.path, nil); code != http.StatusMethodNotAllowed {
+		if code, body := adminDo(t, c.method, c.path, nil); code != http.StatusMethodNotAllowed {
 			t.Errorf("%s %s: %d %s, want 405", c.method, c.path, code, body)
 		}
 	}
 }
 
-// srcMetricKey is a metric's name and labels as /metrics shows them.
-func srcMetricKey(name string, labels ...string) string {
+// metricKey is a metric's name and labels as /metrics shows them.
+func metricKey(name string, labels ...string) string {
 	if len(labels) == 0 {
 		return name
 	}
@@ -137,58 +136,57 @@ func srcMetricKey(name string, labels ...string) string {
 func TestMetricsSurviveReload(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "consumers.json")
-	srcWriteDoc(t, file, srcDoc("alice", "alice-key-1", "guest", ""))
-	srv := srcNewServer(t, srcDoc("bob", "bob-key-1", "carol", "carol-key-1"))
+	writeAtomic(t, file, consumersDoc("alice", "alice-key-1", "guest", ""))
+	srv := newSourceServer(t, consumersDoc("bob", "bob-key-1", "carol", "carol-key-1"))
 	url := srv.URL("/metrics-source")
 	cfg := func(fileRefresh, body string) string {
-		return srcJSONConfig(9231,
-			srcRoute("/file/*", srcFileSource(file, fileRefresh), body),
-			srcRoute("/http/*", srcHTTPSource(url, "1h", "2s"), body),
-			srcRoute("/anon/*", `{"source": "file", "path": "`+file+`", "refresh": "30m"}, "anonymous": "guest"`, body),
+		return jsonConfig(sitePort[0],
+			jsonRoute("/file/*", fileSourceJSON(file, fileRefresh), body),
+			jsonRoute("/http/*", httpSourceJSON(url, "1h", "2s"), body),
+			jsonRoute("/anon/*", `{"source": "file", "path": "`+file+`", "refresh": "30m"}, "anonymous": "guest"`, body),
 		)
 	}
-	srcStart(t, cfg("1h", "one"), "json")
-	srcUnloadAtEnd(t)
-	site := "http://127.0.0.1:9231"
-	srcEventually(t, 3*time.Second, "the HTTP source loads", func() bool {
-		code, _ := srcGet(t, site+"/http/", "bob-key-1")
+	startCaddy(t, cfg("1h", "one"), "json")
+	site := site
+	eventually(t, "the HTTP source loads", func() bool {
+		code, _ := getKey(t, site+"/http/", "bob-key-1")
 		return code == 200
 	})
 
 	req := func(n int, path, key string) {
 		for range n {
-			srcGet(t, site+path, key)
+			getKey(t, site+path, key)
 		}
 	}
-	outcome := func(o string) string { return srcMetricKey("caddy_key_auth_requests_total", "outcome", o) }
+	outcome := func(o string) string { return metricKey("caddy_key_auth_requests_total", "outcome", o) }
 	httpSrc, fileSrc := "http "+url, "file "+file
-	m0, _ := srcMetrics(t)
+	m0, _ := metrics(t)
 	req(3, "/http/", "bob-key-1")
 	req(1, "/file/", "alice-key-1")
 	req(2, "/file/", "")
 	req(1, "/http/", "wrong")
 	req(1, "/http/?apikey=a&apikey=b", "")
 	req(2, "/anon/", "")
-	m1, text1 := srcMetrics(t)
+	m1, text1 := metrics(t)
 	for o, want := range map[string]float64{"authenticated": 4, "missing": 2, "invalid": 1, "duplicate": 1, "anonymous": 2, "error": 0} {
 		if got := m1[outcome(o)] - m0[outcome(o)]; got != want {
 			t.Errorf("requests %s: %v, want %v", o, got, want)
 		}
 	}
 	gauges := map[string]float64{
-		srcMetricKey("caddy_key_auth_consumers", "source", httpSrc): 2,
-		srcMetricKey("caddy_key_auth_keys", "source", httpSrc):      2,
-		srcMetricKey("caddy_key_auth_consumers", "source", fileSrc): 2,
-		srcMetricKey("caddy_key_auth_keys", "source", fileSrc):      1,
+		metricKey("caddy_key_auth_consumers", "source", httpSrc): 2,
+		metricKey("caddy_key_auth_keys", "source", httpSrc):      2,
+		metricKey("caddy_key_auth_consumers", "source", fileSrc): 2,
+		metricKey("caddy_key_auth_keys", "source", fileSrc):      1,
 	}
 	for k, want := range gauges {
 		if got, ok := m1[k]; !ok || got != want {
 			t.Errorf("%s: %v (present %v), want %v", k, got, ok, want)
 		}
 	}
-	loads := srcMetricKey("caddy_key_auth_source_loads_total", "source", httpSrc)
-	failures := srcMetricKey("caddy_key_auth_source_load_failures_total", "source", httpSrc)
-	lastLoad := srcMetricKey("caddy_key_auth_source_last_load_timestamp_seconds", "source", httpSrc)
+	loads := metricKey("caddy_key_auth_source_loads_total", "source", httpSrc)
+	failures := metricKey("caddy_key_auth_source_load_failures_total", "source", httpSrc)
+	lastLoad := metricKey("caddy_key_auth_source_last_load_timestamp_seconds", "source", httpSrc)
 	if m1[loads] < 1 {
 		t.Errorf("%s: %v", loads, m1[loads])
 	}
@@ -197,10 +195,10 @@ func TestMetricsSurviveReload(t *testing.T) {
 	}
 
 	// A failed load counts.
-	srv.SetMode(srcFail)
-	srcAdminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
-	srv.SetMode(srcOK)
-	m2, _ := srcMetrics(t)
+	srv.SetMode(sourceFail)
+	adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	srv.SetMode(sourceOK)
+	m2, _ := metrics(t)
 	if got := m2[failures] - m1[failures]; got != 1 {
 		t.Errorf("%s grew by %v, want 1", failures, got)
 	}
@@ -210,9 +208,9 @@ func TestMetricsSurviveReload(t *testing.T) {
 
 	// A reload that keeps the sources keeps every count and gauge, and
 	// reloads nothing.
-	srcStart(t, cfg("1h", "two"), "json")
-	srcExpect(t, site+"/http/", "bob-key-1", 200, "two bob")
-	m3, text3 := srcMetrics(t)
+	startCaddy(t, cfg("1h", "two"), "json")
+	expect(t, site+"/http/", "bob-key-1", 200, "two bob")
+	m3, text3 := metrics(t)
 	for k, v := range m2 {
 		if strings.HasPrefix(k, "caddy_key_auth_") && k != outcome("authenticated") && m3[k] != v {
 			t.Errorf("after a reload, %s is %v, was %v", k, m3[k], v)
@@ -224,15 +222,15 @@ func TestMetricsSurviveReload(t *testing.T) {
 
 	// A reload that changes a source replaces its store: the new store's
 	// gauges are there, under the same source name.
-	srcStart(t, cfg("2h", "three"), "json")
-	srcExpect(t, site+"/file/", "alice-key-1", 200, "three alice")
-	m4, text4 := srcMetrics(t)
+	startCaddy(t, cfg("2h", "three"), "json")
+	expect(t, site+"/file/", "alice-key-1", 200, "three alice")
+	m4, text4 := metrics(t)
 	for k, want := range gauges {
 		if got, ok := m4[k]; !ok || got != want {
 			t.Errorf("after a reload that changes the source, %s: %v (present %v), want %v", k, got, ok, want)
 		}
 	}
-	if m4[srcMetricKey("caddy_key_auth_source_loads_total", "source", fileSrc)] <= m3[srcMetricKey("caddy_key_auth_source_loads_total", "source", fileSrc)] {
+	if m4[metricKey("caddy_key_auth_source_loads_total", "source", fileSrc)] <= m3[metricKey("caddy_key_auth_source_loads_total", "source", fileSrc)] {
 		t.Error("the new file store's load was not counted")
 	}
 

@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// srcWriteConsumers writes a consumers file of n consumers with one random
+// writeManyConsumers writes a consumers file of n consumers with one random
 // key each, and returns the first key.
-func srcWriteConsumers(b testing.TB, path string, n int) string {
+func writeManyConsumers(b testing.TB, path string, n int) string {
 	b.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -28,7 +28,7 @@ func srcWriteConsumers(b testing.TB, path string, n int) string {
 		if i > 0 {
 			w.WriteString(",\n")
 		}
-		key := srcRandomKey()
+		key := randomKey()
 		if i == 0 {
 			first = key
 		}
@@ -57,14 +57,14 @@ func BenchmarkReload(b *testing.B) {
 	}
 	for i := range files {
 		files[i].path = filepath.Join(dir, "consumers-"+files[i].name+".json")
-		files[i].key = srcWriteConsumers(b, files[i].path, files[i].n)
+		files[i].key = writeManyConsumers(b, files[i].path, files[i].n)
 	}
 	cfg := func(path string, i int) string {
-		return srcJSONConfig(9240, srcRoute("/*", srcFileSource(path, "1h"), fmt.Sprintf("reload %d", i)))
+		return jsonConfig(sitePort[0], jsonRoute("/*", fileSourceJSON(path, "1h"), fmt.Sprintf("reload %d", i)))
 	}
 	// A Caddyfile start, as caddytest logs JSON configs in full.
-	srcStart(b, fmt.Sprintf(srcGlobal, "")+"http://:9240 {\n\trespond plain\n}\n", "caddyfile")
-	b.Cleanup(func() { _, _, _ = srcLoad(srcIdle, "application/json") })
+	startCaddy(b, globalOptions("")+fmt.Sprintf("http://:%d {\n\trespond plain\n}\n", sitePort[0]), "caddyfile")
+	b.Cleanup(func() { _, _, _ = loadConfig(idleConfig, "json") })
 
 	msPerReload := make([]float64, len(files))
 	b.ResetTimer()
@@ -72,11 +72,11 @@ func BenchmarkReload(b *testing.B) {
 		b.StopTimer()
 		// The first load reads the file; then a few warm-up reloads.
 		start := time.Now()
-		srcMustLoad(b, cfg(f.path, -1), "application/json")
+		mustLoad(b, cfg(f.path, -1), "json")
 		b.Logf("%s consumers: first load %s", f.name, time.Since(start))
-		srcExpect(b, "http://127.0.0.1:9240/", f.key, 200, "reload -1 user0000000")
+		expect(b, site+"/", f.key, 200, "reload -1 user0000000")
 		for i := range 3 {
-			srcMustLoad(b, cfg(f.path, -2-i), "application/json")
+			mustLoad(b, cfg(f.path, -2-i), "json")
 		}
 		runtime.GC()
 		b.StartTimer()
@@ -84,11 +84,11 @@ func BenchmarkReload(b *testing.B) {
 		var total time.Duration
 		for i := range b.N {
 			start := time.Now()
-			srcMustLoad(b, cfg(f.path, i), "application/json")
+			mustLoad(b, cfg(f.path, i), "json")
 			total += time.Since(start)
 		}
 		b.StopTimer()
-		srcExpect(b, "http://127.0.0.1:9240/", f.key, 200, fmt.Sprintf("reload %d user0000000", b.N-1))
+		expect(b, site+"/", f.key, 200, fmt.Sprintf("reload %d user0000000", b.N-1))
 		msPerReload[fi] = float64(total) / float64(b.N) / float64(time.Millisecond)
 		b.StartTimer()
 	}

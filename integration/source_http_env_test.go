@@ -31,7 +31,7 @@ func TestSourceHTTPURLPlaceholders(t *testing.T) {
 
 	e := newEnv(t)
 	e.load(`{{.Global}}
-http://localhost:9081 {
+http://localhost:{{.Port}} {
 	key_auth {
 		consumers http "http://{env.KEYAUTH_IT_SRC_HOST}/c.json?token={env.KEYAUTH_IT_SRC_TOKEN}"
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -590,6 +591,8 @@ func (p *parser) check() error {
 			return fmt.Errorf("%s has an empty key", d.credName(i))
 		case c.hasKey && c.key.end-c.key.start > MaxKeyLength:
 			return fmt.Errorf("%s has a key longer than %d bytes", d.credName(i), MaxKeyLength)
+		case c.hasKey && keyFault(d.s(c.key)) != nil:
+			return fmt.Errorf("%s: %w", d.keyName(i), keyFault(d.s(c.key)))
 		case c.hasHash && !validHash(d.s(c.hash)):
 			return fmt.Errorf(`%s has a malformed hash (want "sha256:" and 64 hex digits)`, d.credName(i))
 		}
@@ -645,6 +648,60 @@ func (d *consumerDraft) checkGroups() error {
 		if bytes.Equal(d.s(d.order[i-1]), d.s(d.order[i])) {
 			return fmt.Errorf("%s lists group %q twice", d.name(), d.s(d.order[i]))
 		}
+	}
+	return nil
+}
+
+// keyName is how a key's errors refer to its credential: by its id, or by
+// its position and the id derived from it, so an operator can find it
+// without the error quoting the key.
+func (d *consumerDraft) keyName(i int) string {
+	if d.credentials[i].hasID {
+		return d.credName(i)
+	}
+	return fmt.Sprintf("%s (credential %q)", d.credName(i), d.credentialID(nil, i))
+}
+
+// ValidateKey checks that a key can be sent as it is stored: not empty, not
+// blank, no whitespace at either end and no control character anywhere.
+// Header values are trimmed and a "+" in a query is a space, so a key with
+// an edge of whitespace could only ever match by accident. Whitespace is
+// Unicode's (unicode.IsSpace: also NBSP and the other Unicode spaces, which
+// look like nothing in a terminal and which copy and paste tends to add or
+// drop); control characters are C0, DEL and C1 (unicode.IsControl), which
+// HTTP cannot carry in a header. Its errors never quote the key. Consumers
+// documents are checked with it, and so should be any tool that writes keys.
+func ValidateKey(key string) error { return keyFault([]byte(key)) }
+
+func keyFault(k []byte) error {
+	if len(k) == 0 {
+		return errors.New("the key is empty")
+	}
+	first, _ := utf8.DecodeRune(k)
+	last, _ := utf8.DecodeLastRune(k)
+	switch {
+	case unicode.IsSpace(first) && bytes.IndexFunc(k, func(r rune) bool { return !unicode.IsSpace(r) }) < 0:
+		return errors.New("the key is blank (only whitespace)")
+	case unicode.IsSpace(first):
+		return errors.New("the key begins with whitespace")
+	case unicode.IsSpace(last):
+		return errors.New("the key ends with whitespace")
+	}
+	// Every key of a large document passes here, twice: ASCII is checked
+	// byte by byte, without decoding.
+	for i := 0; i < len(k); {
+		if c := k[i]; c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return errors.New("the key contains a control character")
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(k[i:])
+		if unicode.IsControl(r) {
+			return errors.New("the key contains a control character")
+		}
+		i += n
 	}
 	return nil
 }

@@ -170,14 +170,14 @@ func TestParseValid(t *testing.T) {
 			name: "unicode and escapes",
 			doc: `{"consumers": [{"username": "José 日本", "id": "caf\u00e9\u65e5", "custom_id": "\ud83d\ude00x",
 				"tags": ["\"\\\/\b\f\n\r\t", "lone \ud800 high", "lone \udc00 low", "high then bmp \ud800\u0041"],
-				"keys": [{"id": "😀", "key": "` + keyMark + `\"\\\/\b\f\n\r\t\u0000\u00e9\uD83D\uDE00"},
+				"keys": [{"id": "😀", "key": "` + keyMark + `\"\\\/ \u0041\u00e9\uD83D\uDE00"},
 				         {"key": "` + keyMark + `-ünïcödé-日本-😀"}]}]}`,
 			consumers: []wantConsumer{{
 				username: "José 日本", id: "café日", customID: "😀x",
 				tags: []string{"\"\\/\b\f\n\r\t", "lone \uFFFD high", "lone \uFFFD low", "high then bmp \uFFFDA"},
 			}},
 			creds: []wantCred{
-				{key: keyMark + "\"\\/\b\f\n\r\t\x00é😀", id: "😀", consumer: "José 日本"},
+				{key: keyMark + "\"\\/ Aé😀", id: "😀", consumer: "José 日本"},
 				{key: keyMark + "-ünïcödé-日本-😀", id: "café日#2", consumer: "José 日本"},
 			},
 			keys: 2,
@@ -793,5 +793,81 @@ func BenchmarkParseShape(b *testing.B) {
 			b.ReportMetric(live, "B/consumer")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/consumer")
 		})
+	}
+}
+
+// TestParseRefusesUnsendableKeys: a key that is blank, has whitespace at an
+// edge or holds a control character can never be sent as stored (header
+// values are trimmed, "+" in a query is a space), so it is refused at load
+// with an error naming the consumer and the credential, never the key.
+func TestParseRefusesUnsendableKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, key, fault string
+	}{
+		{"a space", " ", "is blank"},
+		{"a tab", "\t", "is blank"},
+		{"spaces and a newline", "  \n ", "is blank"},
+		{"NBSP only", "\u00a0", "is blank"},
+		{"leading space", " edged-key-" + keyMark, "begins with whitespace"},
+		{"trailing tab", "edged-key-" + keyMark + "\t", "ends with whitespace"},
+		{"trailing CR LF", keyMark + "-edged\r\n", "ends with whitespace"},
+		{"leading NBSP", "\u00a0" + keyMark + "-nbsp", "begins with whitespace"},
+		{"trailing ideographic space", keyMark + "-wide\u3000", "ends with whitespace"},
+		{"NUL inside", keyMark + "-nul\x00inside", "contains a control character"},
+		{"DEL inside", keyMark + "-del\x7finside", "contains a control character"},
+		{"tab inside", keyMark + "-tab\tinside", "contains a control character"},
+		{"C1 control inside", keyMark + "-c1\u0085inside", "contains a control character"},
+		{"ESC inside", keyMark + "-esc\x1b[0m", "contains a control character"},
+	} {
+		quoted, _ := json.Marshal(tc.key)
+		for _, cred := range []struct {
+			field, want string
+		}{
+			{`"id": "cred-7", `, `consumer "alice", credential "cred-7": the key ` + tc.fault},
+			{``, `consumer "alice", key #2 (credential "alice-id#2"): the key ` + tc.fault},
+		} {
+			doc := `{"consumers": [{"username": "alice", "id": "alice-id", "keys": [{"key": "` + keyMark + `-ok"}, {` +
+				cred.field + `"key": ` + string(quoted) + `}]}]}`
+			_, err := Parse([]byte(doc))
+			if err == nil {
+				t.Fatalf("%s: a document with the key %q was accepted", tc.name, tc.key)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, cred.want) {
+				t.Errorf("%s: error %q does not contain %q", tc.name, msg, cred.want)
+			}
+			if strings.Contains(msg, string(quoted)) || strings.Contains(msg, tc.key) && strings.TrimSpace(tc.key) != "" {
+				t.Errorf("%s: error quotes the key: %q", tc.name, msg)
+			}
+			assertNoKeyMaterial(t, msg, doc)
+		}
+	}
+}
+
+func TestValidateKey(t *testing.T) {
+	for _, key := range []string{"k", "alice-key-1", "sp ace+plus/slash=eq&amp%25", "caf\u00e9-\U0001f600", "a\u00a0b", strings.Repeat("x", MaxKeyLength)} {
+		if err := ValidateKey(key); err != nil {
+			t.Errorf("ValidateKey(%q): %v", key, err)
+		}
+	}
+	for key, want := range map[string]string{
+		"":               "the key is empty",
+		" ":              "the key is blank (only whitespace)",
+		"\t":             "the key is blank (only whitespace)",
+		" edged-key":     "the key begins with whitespace",
+		"edged-key\t":    "the key ends with whitespace",
+		"edged-key\v":    "the key ends with whitespace",
+		"in\x00side":     "the key contains a control character",
+		"in\x7fside":     "the key contains a control character",
+		"in\u009fside":   "the key contains a control character",
+		"\x00edged":      "the key contains a control character",
+		"\u2028edged":    "the key begins with whitespace",
+		"edged\u202f":    "the key ends with whitespace",
+		"in\nside-lines": "the key contains a control character",
+	} {
+		err := ValidateKey(key)
+		if err == nil || err.Error() != want {
+			t.Errorf("ValidateKey(%q) = %v, want %q", key, err, want)
+		}
 	}
 }

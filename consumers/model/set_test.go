@@ -294,8 +294,10 @@ func genDocument(r *rand.Rand, n int) ([]byte, []genConsumer, []genCred) {
 			if j > 0 {
 				buf.WriteString(", ")
 			}
+			// A key is one that can be sent (ValidateKey); names and tags
+			// still take every rune.
 			key := randString(r, 1, 48)
-			for keys[key] {
+			for keys[key] || ValidateKey(key) != nil {
 				key = randString(r, 1, 48)
 			}
 			keys[key] = true
