@@ -71,7 +71,7 @@ func redirectSource(t *testing.T, tlsServer bool, status int, location func(self
 
 func redirectFetcher(t *testing.T, url string, roots *x509.Certificate) *httpFetcher {
 	t.Helper()
-	client, err := (&HTTPSource{URL: url}).client(caddy.Context{Context: context.Background()}, 5*time.Second)
+	client, err := (&HTTPSource{URL: url}).client(caddy.Context{Context: context.Background()}, url, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -617,3 +617,7 @@ func buildSet(username string, cons map[string]string, hexDigest string, cred ma
 	}
 	return model.Parse(doc)
 }
+
+// logsEachError: a Looker's store never fetches; connection errors are
+// logged by the looker itself.
+func (l *redisLooker) logsEachError() bool { return false }

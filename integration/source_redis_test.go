@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -53,7 +52,7 @@ func redisConnections(t *testing.T, c rueidis.Client) int {
 }
 
 const redisSite = `{{.Global}}
-http://localhost:9081 {
+{{.Site}} {
 	key_auth {
 		anonymous guest
 		consumers redis {{.Redis}} {
@@ -92,13 +91,13 @@ func TestSourceRedis(t *testing.T) {
 	// One DEL revokes: the next requests go on as anonymous, without any
 	// TTL to wait for.
 	redistest.Do(t, rc, "DEL", redisCred("t:", redisKeyBob))
-	eventually(t, 10*time.Second, "bob's key revoked", func() bool {
+	eventually(t, "bob's key revoked", func() bool {
 		return identityOf(get(t, site+"/", "apikey", redisKeyBob).echo(t)) == idGuest
 	})
 
 	// The admin view: addresses, connection, cache; never the password.
 	var st *consumers.SourceStatus
-	code, body := srcAdminDo(t, http.MethodGet, "/key_auth/sources", nil)
+	code, body := adminDo(t, http.MethodGet, "/key_auth/sources", nil)
 	if code != http.StatusOK || strings.Contains(string(body), redisPassword) {
 		t.Fatalf("GET /key_auth/sources: %d %s", code, body)
 	}
@@ -115,7 +114,7 @@ func TestSourceRedis(t *testing.T) {
 		st.Lookups.CacheEntries == 0 || st.Location != srv.Addr() {
 		t.Errorf("admin view of the Redis source: %s", body)
 	}
-	m, _ := srcMetrics(t)
+	m, _ := metrics(t)
 	if m[`caddy_key_auth_source_lookups_total{result="cache_hit",source="redis `+srv.Addr()+`"}`] == 0 ||
 		m[`caddy_key_auth_source_lookups_total{result="redis_hit",source="redis `+srv.Addr()+`"}`] == 0 {
 		t.Errorf("lookup metrics missing")
@@ -134,7 +133,7 @@ func TestSourceRedis(t *testing.T) {
 	// Redis stopped: 503 at once, never 401, for known and unknown keys
 	// and for requests without a key (the anonymous consumer is in Redis).
 	srv.Stop()
-	eventually(t, 10*time.Second, "503 with Redis stopped", func() bool {
+	eventually(t, "503 with Redis stopped", func() bool {
 		return get(t, site+"/", "apikey", redisKeyAlice).status == http.StatusServiceUnavailable
 	})
 	for _, k := range []string{redisKeyAlice, "nobody's", ""} {
@@ -153,13 +152,13 @@ func TestSourceRedis(t *testing.T) {
 	}
 	defer rc2.Close()
 	redistest.Do(t, rc2, "HSET", "t:consumer:guest", "id", "anon-1")
-	eventually(t, 10*time.Second, "service resumed", func() bool {
+	eventually(t, "service resumed", func() bool {
 		return get(t, site+"/", "apikey", redisKeyAlice).status != http.StatusServiceUnavailable
 	})
 	wantIdentity(t, get(t, site+"/", "apikey", redisKeyAlice), idGuest) // deleted meanwhile
 
 	unload(t)
-	eventually(t, 10*time.Second, "no connection left after the last config", func() bool { return redisConnections(t, rc2) == 0 })
+	eventually(t, "no connection left after the last config", func() bool { return redisConnections(t, rc2) == 0 })
 }
 
 // caddy validate and caddy adapt connect to nothing; a running Caddy does.
@@ -198,6 +197,6 @@ func TestSourceRedisValidateConnectsToNothing(t *testing.T) {
 	}
 	// A running Caddy connects (the listener is no Redis: 503s).
 	e.load(redisSite, "caddyfile")
-	eventually(t, 10*time.Second, "a running Caddy connects", func() bool { return accepted.Load() > 0 })
+	eventually(t, "a running Caddy connects", func() bool { return accepted.Load() > 0 })
 	wantFailure(t, get(t, site+"/", "apikey", redisKeyAlice), http.StatusServiceUnavailable, "consumers source unavailable", "")
 }
