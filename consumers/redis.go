@@ -340,7 +340,8 @@ func (l *redisLooker) lookupStatus() *LookupStatus {
 
 // Lookup finds the credential of digest d: from the local cache, or from
 // Redis in at most two round trips, under the lookup's deadline.
-func (l *redisLooker) Lookup(ctx context.Context, d *model.Digest) (model.Credential, bool, error) {
+func (l *redisLooker) Lookup(ctx context.Context, digest model.Digest) (model.Credential, bool, error) {
+	d := &digest
 	if e := l.cache.get(d); e != nil {
 		l.hits.Add(1)
 		l.metrics.cacheHit.Inc()

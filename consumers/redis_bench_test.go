@@ -63,13 +63,13 @@ func BenchmarkLookup(b *testing.B) {
 	l := newTestLooker(b, RedisSource{Addresses: []string{srv.Addr()}})
 	ctx := context.Background()
 	for i := range ds {
-		if _, ok, err := l.Lookup(ctx, &ds[i]); !ok || err != nil {
+		if _, ok, err := l.Lookup(ctx, ds[i]); !ok || err != nil {
 			b.Fatalf("warming key %d: %v %v", i, ok, err)
 		}
 	}
 	b.Run("redis-cached", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
-			if _, ok, _ := l.Lookup(ctx, &ds[i%benchKeys]); !ok {
+			if _, ok, _ := l.Lookup(ctx, ds[i%benchKeys]); !ok {
 				b.Fatal("not found")
 			}
 		}
@@ -77,7 +77,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.Run("redis-cached-parallel", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for i := 0; pb.Next(); i++ {
-				if _, ok, _ := l.Lookup(ctx, &ds[i%benchKeys]); !ok {
+				if _, ok, _ := l.Lookup(ctx, ds[i%benchKeys]); !ok {
 					b.Fatal("not found")
 				}
 			}
@@ -112,7 +112,7 @@ func BenchmarkRedisUnknownFlood(b *testing.B) {
 		var d model.Digest
 		for pb.Next() {
 			_, _ = rand.Read(d[:])
-			if _, ok, err := l.Lookup(ctx, &d); ok || err != nil {
+			if _, ok, err := l.Lookup(ctx, d); ok || err != nil {
 				b.Fatalf("a random key: found %v, %v", ok, err)
 			}
 		}

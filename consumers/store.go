@@ -77,8 +77,8 @@ type Status struct {
 type Looker interface {
 	// Lookup finds the credential whose key has the digest d. An error
 	// means the source could not answer (ErrUnavailable): not that the key
-	// is unknown.
-	Lookup(ctx context.Context, d *model.Digest) (model.Credential, bool, error)
+	// is unknown. d is a value, so the caller's digest stays on its stack.
+	Lookup(ctx context.Context, d model.Digest) (model.Credential, bool, error)
 	// Consumer finds a consumer by username, for the anonymous consumer.
 	Consumer(ctx context.Context, username string) (model.Consumer, bool, error)
 }

@@ -227,7 +227,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			cred, ok := set.Lookup(&digest)
 			if h.looker != nil {
 				var err error
-				if cred, ok, err = h.looker.Lookup(r.Context(), &digest); err != nil {
+				if cred, ok, err = h.looker.Lookup(r.Context(), digest); err != nil {
 					return h.fail(w, &req, errUnavailable)
 				}
 			}
