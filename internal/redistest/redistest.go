@@ -83,6 +83,9 @@ func (s *Server) Restart() {
 	args := append([]string{"--port", strconv.Itoa(s.Port)}, s.args...)
 	s.cmd = exec.Command("redis-server", args...)
 	s.cmd.Dir = s.dir
+	// A test binary killed by its timeout must not leave a server behind
+	// (holding, among others, any lock file descriptor it inherited).
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	log, err := os.Create(fmt.Sprintf("%s/redis-%d.log", s.dir, time.Now().UnixNano()))
 	if err != nil {
 		s.t.Fatal(err)
