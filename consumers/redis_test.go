@@ -347,3 +347,61 @@ func TestRedisSourceValidate(t *testing.T) {
 		}
 	}
 }
+
+// A three-master cluster with one master killed: keys whose hashes live on
+// the other masters go on working; keys that need the dead one are
+// unavailable, never unknown.
+func TestRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	c := redistest.Client(t, cl.Addrs()...)
+	ctx := context.Background()
+	const n = 60
+	for i := range n {
+		name := fmt.Sprint("user-", i)
+		for _, cmd := range [][]string{
+			{"HSET", "keyauth:consumer:" + name, "id", name},
+			{"HSET", credKey("keyauth:", fmt.Sprint(keyMark, "cl-", i)), "consumer", name, "id", fmt.Sprint("k", i)},
+		} {
+			if err := c.Do(ctx, c.B().Arbitrary(cmd[0]).Keys(cmd[1]).Args(cmd[2:]...).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l := newTestLooker(t, RedisSource{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
+	nodes := map[int]bool{}
+	needs := make([][2]int, n) // the nodes of each key's credential and consumer hashes
+	for i := range n {
+		if _, ok := mustLookup(t, l, fmt.Sprint("cl-", i)); !ok {
+			t.Fatalf("key %d not found", i)
+		}
+		needs[i] = [2]int{cl.KeyNode(t, credKey("keyauth:", fmt.Sprint(keyMark, "cl-", i))), cl.KeyNode(t, fmt.Sprint("keyauth:consumer:user-", i))}
+		nodes[needs[i][0]], nodes[needs[i][1]] = true, true
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("the keys use %d masters, want all 3", len(nodes))
+	}
+
+	const dead = 1
+	cl.Nodes[dead].Stop()
+	var working, unavailable int
+	for i := range n {
+		key := fmt.Sprint(keyMark, "cl-", i)
+		if needs[i][0] == dead || needs[i][1] == dead {
+			waitFor(t, fmt.Sprintf("key %d unavailable", i), func() bool {
+				_, _, err := l.Lookup(ctx, *digestOf(key))
+				return errors.Is(err, ErrUnavailable)
+			})
+			unavailable++
+			continue
+		}
+		waitFor(t, fmt.Sprintf("key %d found", i), func() bool {
+			_, ok, err := l.Lookup(ctx, *digestOf(key))
+			return ok && err == nil
+		})
+		working++
+	}
+	t.Logf("with a master down: %d keys work, %d are unavailable", working, unavailable)
+	if working == 0 || unavailable == 0 {
+		t.Errorf("%d working and %d unavailable keys; want some of each", working, unavailable)
+	}
+}

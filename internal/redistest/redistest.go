@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -167,4 +168,81 @@ func Do(t testing.TB, c rueidis.Client, args ...string) rueidis.RedisResult {
 		t.Fatalf("redis %s: %v", args[0], err)
 	}
 	return r
+}
+
+// Cluster is a Redis Cluster of three masters without replicas. Its nodes
+// keep serving their own slots when another master is down
+// (cluster-require-full-coverage no), as a deployment that wants live
+// masters to go on answering must configure.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Addrs are the nodes' addresses.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Addr())
+	}
+	return out
+}
+
+// StartCluster starts three cluster-enabled servers and joins them with
+// redis-cli --cluster create; a node's bus port is its port + 10000.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	Require(t)
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redis-cli is required in CI: %v", err)
+		}
+		t.Skip("redis-cli is not installed (apt-get install redis-tools)")
+	}
+	c := &Cluster{}
+	for range 3 {
+		c.Nodes = append(c.Nodes, Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"))
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Ready when every node sees the whole cluster up.
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		ok := true
+		for _, n := range c.Nodes {
+			out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(n.Port), "cluster", "info").Output()
+			if !strings.Contains(string(out), "cluster_state:ok") {
+				ok = false
+			}
+		}
+		if ok {
+			return c
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatal("the cluster never came up")
+		}
+	}
+}
+
+// KeyNode is the index of the node that holds key, which must exist.
+func (c *Cluster) KeyNode(t testing.TB, key string) int {
+	t.Helper()
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(c.Nodes[0].Port), "cluster", "keyslot", key).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := strings.TrimSpace(string(out))
+	for i, n := range c.Nodes {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(n.Port), "cluster", "countkeysinslot", slot).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(out)) != "0" {
+			return i
+		}
+	}
+	t.Fatalf("no node holds %s", key)
+	return -1
 }
