@@ -88,7 +88,7 @@ func redisDo(t *testing.T, addr string) func(...string) rueidisResult {
 
 func mustLookup(t *testing.T, l testLooker, key string) (model.Credential, bool) {
 	t.Helper()
-	cred, ok, err := l.Lookup(context.Background(), *digestOf(keyMark+key))
+	cred, ok, err := l.Lookup(context.Background(), *digestOf(keyMark + key))
 	if err != nil {
 		t.Fatalf("lookup of %s: %v", key, err)
 	}
@@ -246,7 +246,7 @@ func TestRedisOutages(t *testing.T) {
 		t.Fatal("alice not found")
 	}
 	unavailable := func(key string) bool {
-		_, _, err := l.Lookup(context.Background(), *digestOf(keyMark+key))
+		_, _, err := l.Lookup(context.Background(), *digestOf(keyMark + key))
 		return errors.Is(err, ErrUnavailable)
 	}
 
