@@ -10,5 +10,7 @@ import (
 	// The handler, its Caddyfile directive and the consumer sources.
 	_ "github.com/keyauth/caddy-keyauth/caddyfile"
 	_ "github.com/keyauth/caddy-keyauth/consumers"
+	// caddy key-auth-push: a consumers file into Redis.
+	_ "github.com/keyauth/caddy-keyauth/consumers/redispush"
 	_ "github.com/keyauth/caddy-keyauth/keyauth"
 )
