@@ -31,15 +31,27 @@ type benchStore struct {
 
 var (
 	benchStoresMu sync.Mutex
-	benchStores   = map[int]*benchStore{}
+	benchStores   = map[benchStoreKind]*benchStore{}
 )
 
-func loadBenchStore(tb testing.TB, n int) *benchStore {
+type benchStoreKind struct {
+	n    int
+	rich bool // every consumer has groups, labels and tags
+}
+
+func loadBenchStore(tb testing.TB, n int) *benchStore { return loadBenchStoreOf(tb, n, false) }
+
+func loadBenchStoreOf(tb testing.TB, n int, rich bool) *benchStore {
 	tb.Helper()
 	benchStoresMu.Lock()
 	defer benchStoresMu.Unlock()
-	if s := benchStores[n]; s != nil {
+	kind := benchStoreKind{n, rich}
+	if s := benchStores[kind]; s != nil {
 		return s
+	}
+	extra := ""
+	if rich {
+		extra = `, "tags": ["t1", "t2"], "groups": ["silver", "gold", "partner"], "labels": {"plan": "gold", "backend": "10.0.0.7:8080", "region": "eu"}`
 	}
 	var doc bytes.Buffer
 	keys := make([]string, n)
@@ -48,7 +60,7 @@ func loadBenchStore(tb testing.TB, n int) *benchStore {
 	for i := range n {
 		_, _ = rand.Read(raw)
 		keys[i] = hex.EncodeToString(raw)
-		fmt.Fprintf(&doc, `,{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": %q}]}`, i, i, keys[i])
+		fmt.Fprintf(&doc, `,{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": %q}]%s}`, i, i, keys[i], extra)
 	}
 	doc.WriteString("]}")
 	set, err := model.Parse(doc.Bytes())
@@ -56,7 +68,7 @@ func loadBenchStore(tb testing.TB, n int) *benchStore {
 		tb.Fatal(err)
 	}
 	s := &benchStore{set: set, keys: keys}
-	benchStores[n] = s
+	benchStores[kind] = s
 	return s
 }
 
@@ -88,7 +100,8 @@ type benchCase struct {
 	name    string
 	handler Handler
 	request func(key string) *http.Request
-	status  int // what the writer must have seen; 0 for passed on
+	status  int  // what the writer must have seen; 0 for passed on
+	rich    bool // consumers with groups, labels and tags
 }
 
 func benchCases() []benchCase {
@@ -115,6 +128,11 @@ func benchCases() []benchCase {
 		{name: "no_key", request: get("/v1/things"), status: 401},
 		{name: "anonymous", handler: Handler{Anonymous: "anon"}, request: get("/v1/things", "Apikey", "not-a-key-of-anybody-at-all-000")},
 		{name: "hide_query", handler: Handler{HideCredentials: true}, request: get("/v1/things?page=2&apikey=KEY&sort=asc")},
+		// A consumer with groups, labels and tags through an allow list
+		// that matches its last group, and X-Consumer-Groups sent.
+		{name: "groups_labels_allow", rich: true, handler: Handler{Allow: []string{"platinum", "partner"}}, request: get("/v1/things", "Apikey", "KEY")},
+		{name: "groups_labels_deny", rich: true, handler: Handler{Deny: []string{"blocked", "banned"}}, request: get("/v1/things", "Apikey", "KEY")},
+		{name: "groups_labels_forbidden", rich: true, handler: Handler{Allow: []string{"platinum"}}, request: get("/v1/things", "Apikey", "KEY"), status: 403},
 	}
 }
 
@@ -125,7 +143,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	for _, n := range []int{1_000, 1_000_000} {
 		for _, bc := range benchCases() {
 			b.Run(fmt.Sprintf("%s/consumers=%d", bc.name, n), func(b *testing.B) {
-				store := loadBenchStore(b, n)
+				store := loadBenchStoreOf(b, n, bc.rich)
 				h := newBenchHandler(b, &bc.handler, store.set)
 				b.ResetTimer() // the store's making is not the handler's work
 				serveBench(b, h, bc.request(store.keys[n/2]), bc.status)
@@ -160,8 +178,9 @@ func serveBench(b *testing.B, h *Handler, r *http.Request, status int) {
 }
 
 // copier returns a function making n copies of r, each with its own header
-// map, URL, body reader and a fresh replacer shaped like the one the server
-// gives every request (its HTTP placeholder provider mapped).
+// map, URL, body reader, and the context the server gives every request:
+// its vars (client_ip, trusted_proxy, start_time) and a replacer with
+// Caddy's own HTTP placeholder provider mapped.
 func copier(r *http.Request) func(n int) []*http.Request {
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
@@ -170,9 +189,7 @@ func copier(r *http.Request) func(n int) []*http.Request {
 	return func(n int) []*http.Request {
 		reqs := make([]*http.Request, n)
 		for i := range reqs {
-			repl := caddy.NewReplacer()
-			repl.Map(serverProvider)
-			c := r.WithContext(context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl))
+			c := serverRequest(r)
 			c.Header = r.Header.Clone()
 			u := *r.URL
 			c.URL = &u
@@ -185,9 +202,18 @@ func copier(r *http.Request) func(n int) []*http.Request {
 	}
 }
 
-// serverProvider stands in for the HTTP placeholders the server maps into
-// every request's replacer.
-func serverProvider(string) (any, bool) { return nil, false }
+// serverRequest is r in a context shaped like the one Caddy's server
+// gives a request (modules/caddyhttp/server.go): a vars map holding the
+// client's address, and a replacer with the HTTP placeholders.
+func serverRequest(r *http.Request) *http.Request {
+	ctx := context.WithValue(context.Background(), caddyhttp.VarsCtxKey, map[string]any{
+		caddyhttp.TrustedProxyVarKey: false,
+		caddyhttp.ClientIPVarKey:     "192.0.2.1",
+	})
+	c := r.WithContext(ctx)
+	caddyhttp.NewTestReplacer(c)
+	return c
+}
 
 // hotPathAllocs is what a served request allocates: one identity (the
 // values its headers and placeholders point into) and the placeholder
@@ -198,14 +224,15 @@ const hotPathAllocs = 2
 // served request allocates hotPathAllocs, a rejected one nothing. The
 // count is deterministic, unlike a time.
 func TestHotPathAllocs(t *testing.T) {
-	store := loadBenchStore(t, 1_000)
-	budget := map[string]uint64{"header": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs}
+	budget := map[string]uint64{"header": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs,
+		"groups_labels_allow": hotPathAllocs, "groups_labels_deny": hotPathAllocs, "groups_labels_forbidden": 0}
 	for _, bc := range benchCases() {
 		want, ok := budget[bc.name]
 		if !ok {
 			continue
 		}
 		t.Run(bc.name, func(t *testing.T) {
+			store := loadBenchStoreOf(t, 1_000, bc.rich)
 			h := newBenchHandler(t, &bc.handler, store.set)
 			const n = 1000
 			reqs := copier(bc.request(store.keys[7]))(n)
@@ -266,5 +293,71 @@ func BenchmarkRejectTiming(b *testing.B) {
 				b.Fatalf("status %d", w.status)
 			}
 		})
+	}
+}
+
+// BenchmarkIdentityPrimitives compares two ways of finding a request's
+// earlier identity, against a request shaped like the server's: asking the
+// replacer (what identify does: Caddy's HTTP provider is walked before any
+// module's, so a miss costs its whole walk, but the same Get also tells
+// whether another auth handler set a static user), and the alternative
+// measured and left: the request's vars map (a lookup and an insert) plus
+// a sweep of the static placeholders for another auth handler's.
+func BenchmarkIdentityPrimitives(b *testing.B) {
+	const identityVar = "key_auth identity"
+	newReq := func() *http.Request { return serverRequest(httptest.NewRequest(http.MethodGet, "/v1/things", nil)) }
+	b.Run("replacer_get_miss", func(b *testing.B) {
+		repl := newReq().Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		for b.Loop() {
+			_, _ = repl.Get(userIDPlaceholder)
+		}
+	})
+	b.Run("getvar_miss", func(b *testing.B) {
+		ctx := newReq().Context()
+		for b.Loop() {
+			_ = caddyhttp.GetVar(ctx, identityVar)
+		}
+	})
+	b.Run("delete_by_prefix_empty", func(b *testing.B) {
+		repl := newReq().Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		for b.Loop() {
+			repl.DeleteByPrefix(placeholderPrefix)
+		}
+	})
+	b.Run("setvar_insert_delete", func(b *testing.B) {
+		b.ReportAllocs()
+		ctx := newReq().Context()
+		vars := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any)
+		id := new(identity)
+		for b.Loop() {
+			caddyhttp.SetVar(ctx, identityVar, id)
+			delete(vars, identityVar)
+		}
+	})
+}
+
+// BenchmarkIdentify measures identify alone, on fresh server-shaped
+// requests made in batches with the timer stopped: finding (or giving) the
+// request's identity, and the identity headers.
+func BenchmarkIdentify(b *testing.B) {
+	store := loadBenchStore(b, 1_000)
+	h := newBenchHandler(b, &Handler{}, store.set)
+	c := store.set.ConsumerAt(7)
+	r := httptest.NewRequest(http.MethodGet, "/v1/things", nil)
+	r.Header.Set("User-Agent", "bench")
+	r.Header.Set("Accept", "*/*")
+	r.Header.Set("Apikey", "k")
+	newCopies := copier(r)
+	const batch = 256
+	var reqs []*http.Request
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%batch == 0 {
+			b.StopTimer()
+			reqs = newCopies(batch)
+			b.StartTimer()
+		}
+		h.identify(reqs[i%batch], c, "cred", false)
 	}
 }

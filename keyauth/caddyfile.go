@@ -27,6 +27,9 @@ const sourcesNamespace = "key_auth.sources"
 //		realm <realm>
 //		run_on_preflight <bool>
 //		handle_errors [<bool>]
+//		allow <group...>
+//		deny <group...>
+//		hide_groups_header [<bool>]
 //		consumers <source> ...
 //	}
 //
@@ -80,6 +83,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Anonymous, err = caddyfilearg.One(d)
 		case "realm":
 			h.Realm, err = caddyfilearg.One(d)
+		case "allow":
+			h.Allow, err = groupList(d, opt, h.Deny != nil, "deny")
+		case "deny":
+			h.Deny, err = groupList(d, opt, h.Allow != nil, "allow")
+		case "hide_groups_header":
+			h.HideGroupsHeader, err = caddyfilearg.Bool(d, true)
 		case "consumers":
 			err = h.unmarshalSource(d)
 		default:
@@ -124,6 +133,22 @@ func sourceNames() string {
 		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// groupList reads `allow <group...>` or `deny <group...>`; other is the
+// list that excludes it, already given when otherGiven.
+func groupList(d *caddyfile.Dispenser, opt string, otherGiven bool, other string) ([]string, error) {
+	if otherGiven {
+		return nil, d.Errf("%s and %s cannot be used together: list the groups to let on (allow) or those to refuse (deny)", other, opt)
+	}
+	groups := d.RemainingArgs()
+	if len(groups) == 0 {
+		return nil, d.ArgErr()
+	}
+	if err := checkGroupList(groups); err != nil {
+		return nil, d.Errf("%s: %v", opt, err)
+	}
+	return groups, caddyfilearg.NoBlock(d, opt)
 }
 
 func boolPtr(d *caddyfile.Dispenser) (*bool, error) {

@@ -58,6 +58,15 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"key_names several", "key_auth {\n\tkey_names apikey api_key Authorization" + file + "}", `{"key_names": ["apikey", "api_key", "Authorization"], ` + fileJSON + `}`},
 
 		{"key_in_header false", "key_auth {\n\tkey_in_header false" + file + "}", `{"key_in_header": false, ` + fileJSON + `}`},
+
+		{"allow one", "key_auth {\n\tallow gold" + file + "}", `{"allow": ["gold"], ` + fileJSON + `}`},
+		{"allow several", "key_auth {\n\tallow gold partner staff.eu" + file + "}", `{"allow": ["gold", "partner", "staff.eu"], ` + fileJSON + `}`},
+		{"deny", "key_auth {\n\tdeny blocked" + file + "}", `{"deny": ["blocked"], ` + fileJSON + `}`},
+		{"deny unicode", "key_auth {\n\tdeny équipe" + file + "}", `{"deny": ["équipe"], ` + fileJSON + `}`},
+		{"hide_groups_header bare", "key_auth {\n\thide_groups_header" + file + "}", `{"hide_groups_header": true, ` + fileJSON + `}`},
+		{"hide_groups_header true", "key_auth {\n\thide_groups_header true" + file + "}", `{"hide_groups_header": true, ` + fileJSON + `}`},
+		{"hide_groups_header false", "key_auth {\n\thide_groups_header false" + file + "}", `{` + fileJSON + `}`},
+		{"allow with hide_groups_header", "key_auth {\n\tallow gold\n\thide_groups_header" + file + "}", `{"allow": ["gold"], "hide_groups_header": true, ` + fileJSON + `}`},
 		{"key_in_header true", "key_auth {\n\tkey_in_header true" + file + "}", `{"key_in_header": true, ` + fileJSON + `}`},
 		{"key_in_query false", "key_auth {\n\tkey_in_query false" + file + "}", `{"key_in_query": false, ` + fileJSON + `}`},
 		{"key_in_query true", "key_auth {\n\tkey_in_query true" + file + "}", `{"key_in_query": true, ` + fileJSON + `}`},
@@ -206,6 +215,23 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"anonymous block", "key_auth {\n\tanonymous a {\n\t\tb\n\t}\n" + file + "}", "anonymous takes no block", 3},
 		{"realm missing", "key_auth {\n\trealm\n" + file + "}", "wrong argument count or unexpected line ending after 'realm'", 2},
 		{"realm extra", "key_auth {\n\trealm a b\n" + file + "}", "wrong argument count", 2},
+
+		// allow, deny, hide_groups_header.
+		{"allow without groups", "key_auth {\n\tallow\n" + file + "}", "wrong argument count or unexpected line ending after 'allow'", 2},
+		{"deny without groups", "key_auth {\n" + file + "\tdeny\n}", "wrong argument count or unexpected line ending after 'deny'", 3},
+		{"allow twice", "key_auth {\n\tallow a\n\tallow b\n" + file + "}", "allow given twice", 3},
+		{"deny twice", "key_auth {\n\tdeny a\n\tdeny b\n" + file + "}", "deny given twice", 3},
+		{"allow then deny", "key_auth {\n\tallow gold\n" + file + "\tdeny blocked\n}", "allow and deny cannot be used together", 4},
+		{"deny then allow", "key_auth {\n\tdeny blocked\n\tallow gold\n" + file + "}", "deny and allow cannot be used together", 3},
+		{"allow repeated group", "key_auth {\n\tallow gold partner gold\n" + file + "}", `allow: group "gold" is listed twice`, 2},
+		{"allow empty group", "key_auth {\n\tallow gold \"\"\n" + file + "}", "allow: a group name must be 1 to 128 characters, got 0", 2},
+		{"allow group with comma", "key_auth {\n\tallow gold,partner\n" + file + "}", `allow: group "gold,partner" holds white space, a comma or a control character`, 2},
+		{"deny group with space", "key_auth {\n\tdeny \"no one\"\n" + file + "}", `deny: group "no one" holds white space`, 2},
+		{"deny group too long", "key_auth {\n\tdeny " + strings.Repeat("g", 129) + "\n" + file + "}", "deny: a group name must be 1 to 128 characters, got 129", 2},
+		{"allow with a block", "key_auth {\n\tallow gold {\n\t\tx\n\t}\n" + file + "}", "allow takes no block", 3},
+		{"hide_groups_header bad", "key_auth {\n\thide_groups_header yes\n" + file + "}", "hide_groups_header: want true or false, got 'yes'", 2},
+		{"hide_groups_header extra", "key_auth {\n\thide_groups_header true false\n" + file + "}", "wrong argument count", 2},
+		{"hide_groups_header twice", "key_auth {\n\thide_groups_header\n\thide_groups_header\n" + file + "}", "hide_groups_header given twice", 3},
 
 		// consumers.
 		{"consumers missing", "key_auth {\n\tconsumers\n}", "wrong argument count or unexpected line ending after 'consumers'", 2},

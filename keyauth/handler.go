@@ -7,15 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 func init() {
@@ -80,6 +84,29 @@ type Handler struct {
 	// Default: false.
 	HandleErrors bool `json:"handle_errors,omitempty"`
 
+	// Allow lets on only the consumers in at least one of these groups, as
+	// Kong 3.x's acl plugin with `allow` does: any other consumer gets 403
+	// {"message":"You cannot consume this service"}, except the anonymous
+	// consumer when it has no groups at all, which gets the 401 of an
+	// unknown key (it never authenticated). It applies to the consumer the
+	// request goes on as. A group name is 1 to 128 characters without white
+	// space or commas. Default: none (every consumer goes on). Refused
+	// together with Deny.
+	Allow []string `json:"allow,omitempty"`
+
+	// Deny refuses the consumers in any of these groups with 403 {"message":
+	// "You cannot consume this service"}, as Kong 3.x's acl plugin with
+	// `deny` does; a consumer without groups goes on. Group names as for
+	// Allow. Default: none. Refused together with Allow.
+	Deny []string `json:"deny,omitempty"`
+
+	// HideGroupsHeader does not send X-Consumer-Groups (Kong's
+	// hide_groups_header). Otherwise a consumer that goes on with groups
+	// has them sent there, joined with ", " as Kong does. A client's own
+	// X-Consumer-Groups, in any spelling, is removed either way.
+	// Default: false.
+	HideGroupsHeader bool `json:"hide_groups_header,omitempty"`
+
 	// Consumers is the source the consumers come from: a module of the
 	// key_auth.sources namespace, named by its "source" key, such as
 	// {"source": "file", "path": "consumers.json"}. Required.
@@ -95,6 +122,8 @@ type Handler struct {
 	looker       consumers.Looker // the store's, when it looks keys up one by one
 	challenge    []string
 	anon         *atomic.Pointer[anonEntry] // a pointer, so the module value may be copied
+	acl          aclMode
+	groups       []string // Allow or Deny, whichever is set
 	logger       *zap.Logger
 }
 
@@ -140,8 +169,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Finding the anonymous consumer scans the set; done now, the answer is
 	// cached for the requests that fall back to it.
 	if set := h.store.Set(); h.Anonymous != "" && set != nil {
-		if _, ok := h.anonymous(set); !ok {
+		if c, ok := h.anonymous(set); !ok {
 			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
+				zap.String("anonymous", h.Anonymous))
+		} else if c.Disabled() {
+			h.logger.Warn("anonymous consumer is disabled; requests that fall back to it get 500",
 				zap.String("anonymous", h.Anonymous))
 		}
 	}
@@ -162,6 +194,54 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
+	}
+	if h.Allow != nil && h.Deny != nil {
+		// Kong's acl plugin takes one list too: which one wins is not a
+		// question a config should leave open.
+		return errors.New("allow and deny cannot be used together: list the groups to let on (allow) or those to refuse (deny)")
+	}
+	for _, l := range []struct {
+		opt    string
+		groups []string
+	}{{"allow", h.Allow}, {"deny", h.Deny}} {
+		if err := checkGroupList(l.groups); err != nil {
+			return fmt.Errorf("%s: %w", l.opt, err)
+		}
+	}
+	return nil
+}
+
+// checkGroupList checks an allow or deny list, when there is one: at least
+// one group, each a valid name listed once.
+func checkGroupList(groups []string) error {
+	if groups == nil {
+		return nil
+	}
+	if len(groups) == 0 {
+		return errors.New("list at least one group")
+	}
+	for i, g := range groups {
+		if err := checkGroupName(g); err != nil {
+			return err
+		}
+		if slices.Contains(groups[:i], g) {
+			return fmt.Errorf("group %q is listed twice", g)
+		}
+	}
+	return nil
+}
+
+// checkGroupName applies the consumers document's rule for a group name (1
+// to 128 characters, no white space, comma or control character): a name
+// no consumer can have would never match.
+func checkGroupName(name string) error {
+	if n := utf8.RuneCountInString(name); n == 0 || n > model.MaxGroupNameChars {
+		return fmt.Errorf("a group name must be 1 to %d characters, got %d", model.MaxGroupNameChars, n)
+	}
+	for _, r := range name {
+		if r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("group %q holds white space, a comma or a control character", name)
+		}
 	}
 	return nil
 }
@@ -194,11 +274,27 @@ func (h *Handler) configure(logger *zap.Logger) {
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodySize
 	}
+	switch {
+	case h.Allow != nil:
+		h.acl, h.groups = aclAllow, h.Allow
+	case h.Deny != nil:
+		h.acl, h.groups = aclDeny, h.Deny
+	}
 	h.challenge = []string{"Key"}
 	if h.Realm != "" {
 		h.challenge = []string{"Key realm=" + strconv.Quote(h.Realm)}
 	}
 }
+
+// aclMode is the kind of group list a handler checks, as Kong's acl plugin
+// has one.
+type aclMode uint8
+
+const (
+	aclNone aclMode = iota
+	aclAllow
+	aclDeny
+)
 
 // anonEntry caches the anonymous consumer's position in one set. It holds
 // the set weakly so a swapped-out set is not kept alive by the cache.

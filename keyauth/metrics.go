@@ -19,10 +19,12 @@ const (
 	outcomeInvalid
 	outcomeDuplicate
 	outcomeError
+	// outcomeForbidden is a consumer the allow or deny list refused.
+	outcomeForbidden
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"authenticated", "anonymous", "missing", "invalid", "duplicate", "error"}
+var outcomeNames = [numOutcomes]string{"authenticated", "anonymous", "missing", "invalid", "duplicate", "error", "forbidden"}
 
 // requestsTotal lives at package level so its counts survive config
 // reloads; each new config's registry gets it registered again.
@@ -30,7 +32,7 @@ var requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "caddy",
 	Subsystem: "key_auth",
 	Name:      "requests_total",
-	Help:      "Requests seen by key_auth, by outcome: authenticated, anonymous, missing, invalid, duplicate, error.",
+	Help:      "Requests seen by key_auth, by outcome: authenticated, anonymous, missing, invalid, duplicate, error, forbidden.",
 }, []string{"outcome"})
 
 // outcomes are the counter's children, resolved once so counting a request

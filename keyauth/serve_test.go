@@ -32,20 +32,19 @@ func fieldHandler(t *testing.T, h *Handler) *Handler {
 	return h
 }
 
-// fieldRequest is a request as Caddy's server hands it to a handler: a
-// replacer with the server's providers and, when srv is set, the server.
+// fieldRequest is a request as Caddy's server hands it to a handler: its
+// vars, a replacer with the server's providers and, when srv is set, the
+// server.
 func fieldRequest(method, target string, srv *caddyhttp.Server, hdr ...string) (*http.Request, *caddy.Replacer) {
 	r := httptest.NewRequest(method, target, nil)
 	for i := 0; i < len(hdr); i += 2 {
 		r.Header[hdr[i]] = append(r.Header[hdr[i]], hdr[i+1])
 	}
-	repl := caddy.NewReplacer()
-	repl.Map(serverProvider)
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	r = serverRequest(r)
 	if srv != nil {
-		ctx = context.WithValue(ctx, caddyhttp.ServerCtxKey, srv)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
 	}
-	return r.WithContext(ctx), repl
+	return r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 }
 
 // placeholders reads every {http.auth.user.*} placeholder; an unknown one
@@ -86,6 +85,19 @@ func (s setter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	return next.ServeHTTP(w, r)
 }
 
+// consumerOf is what ConsumerOf reports: "" for no consumer, else the
+// username, marked when anonymous.
+func consumerOf(r *http.Request) string {
+	c, anonymous, ok := ConsumerOf(r)
+	switch {
+	case !ok:
+		return ""
+	case anonymous:
+		return c.Username() + " (anonymous)"
+	}
+	return c.Username()
+}
+
 // Whatever identifies a request last is its identity in headers and every
 // placeholder, whichever handler came first.
 func TestStackedIdentity(t *testing.T) {
@@ -95,33 +107,37 @@ func TestStackedIdentity(t *testing.T) {
 	const alice = "id=alice consumer_id=alice-id custom_id=cust-a credential_id=alice-cred anonymous=false email=?"
 	const guest = "id=guest consumer_id=guest custom_id= credential_id= anonymous=true email=?"
 	const bob = "id=bob consumer_id= custom_id= credential_id= anonymous=false email=bob@example.com"
+	if r, _ := fieldRequest(http.MethodGet, "/", nil); consumerOf(r) != "" {
+		t.Error("ConsumerOf found a consumer where no key_auth ran")
+	}
 	for _, tc := range []struct {
 		name     string
 		handlers []caddyhttp.MiddlewareHandler
 		hdr      []string
 		want     string // placeholders seen after the chain
 		username string // X-Consumer-Username
+		consumer string // what ConsumerOf reports
 	}{
 		{"anonymous first, then a key in token", []caddyhttp.MiddlewareHandler{first(), second()},
-			[]string{"Token", "alice-key-1"}, alice, "alice"},
+			[]string{"Token", "alice-key-1"}, alice, "alice", "alice"},
 		{"anonymous first, no key for either", []caddyhttp.MiddlewareHandler{first(), fieldHandler(t, &Handler{KeyNames: []string{"token"}, Anonymous: "guest"})},
-			nil, guest, "guest"},
+			nil, guest, "guest", "guest (anonymous)"},
 		// Kong's logical OR: an anonymous fallback leaves an authenticated
 		// request as it is.
 		{"key in token first, then anonymous", []caddyhttp.MiddlewareHandler{second(), first()},
-			[]string{"Token", "alice-key-1"}, alice, "alice"},
+			[]string{"Token", "alice-key-1"}, alice, "alice", "alice"},
 		{"both with keys: the last one", []caddyhttp.MiddlewareHandler{first(), second()},
-			[]string{"Apikey", "alice-key-1", "Token", "alice-key-1"}, alice, "alice"},
+			[]string{"Apikey", "alice-key-1", "Token", "alice-key-1"}, alice, "alice", "alice"},
 		{"basic_auth, then key_auth", []caddyhttp.MiddlewareHandler{basic, second()},
-			[]string{"Token", "alice-key-1"}, alice, "alice"},
+			[]string{"Token", "alice-key-1"}, alice, "alice", "alice"},
 		{"basic_auth, then key_auth falling back to anonymous", []caddyhttp.MiddlewareHandler{basic, first()},
-			[]string{"X-Consumer-Username", "forged"}, bob, ""},
+			[]string{"X-Consumer-Username", "forged"}, bob, "", ""},
 		// basic_auth does not know the X-Consumer-* headers: they name the
 		// consumer, the placeholders basic_auth's user (README).
 		{"key_auth, then basic_auth", []caddyhttp.MiddlewareHandler{second(), basic},
-			[]string{"Token", "alice-key-1"}, bob, "alice"},
+			[]string{"Token", "alice-key-1"}, bob, "alice", ""},
 		{"key_auth, basic_auth, anonymous key_auth", []caddyhttp.MiddlewareHandler{second(), basic, first()},
-			[]string{"Token", "alice-key-1"}, bob, ""},
+			[]string{"Token", "alice-key-1"}, bob, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, repl := fieldRequest(http.MethodGet, "/", nil, tc.hdr...)
@@ -138,6 +154,9 @@ func TestStackedIdentity(t *testing.T) {
 			}
 			if got := seen.Header.Get(headerUsername); got != tc.username {
 				t.Errorf("X-Consumer-Username %q, want %q", got, tc.username)
+			}
+			if got := consumerOf(seen); got != tc.consumer {
+				t.Errorf("ConsumerOf %q, want %q", got, tc.consumer)
 			}
 		})
 	}
@@ -161,6 +180,9 @@ func TestNobodyReplacesIdentity(t *testing.T) {
 	if got := seen.Header.Get(headerUsername); got != "" {
 		t.Errorf("X-Consumer-Username %q after a preflight skip", got)
 	}
+	if got := consumerOf(seen); got != "" {
+		t.Errorf("ConsumerOf %q after a preflight skip", got)
+	}
 
 	// Skipped first: the shared nobody answers, and must not be written.
 	r, repl = fieldRequest(http.MethodOptions, "/", nil, "Apikey", "alice-key-1", "Origin", "https://x", "Access-Control-Request-Method", "GET")
@@ -170,8 +192,11 @@ func TestNobodyReplacesIdentity(t *testing.T) {
 	if got, want := placeholders(repl), "id=alice consumer_id=alice-id custom_id=cust-a credential_id=alice-cred anonymous=false email=?"; got != want {
 		t.Errorf("placeholders %s, want %s", got, want)
 	}
-	if nobodyIdentity.vals != [5]string{4: "false"} {
-		t.Fatalf("the shared nobody identity was written: %q", nobodyIdentity.vals)
+	if got := consumerOf(seen); got != "alice" {
+		t.Errorf("ConsumerOf %q, want alice", got)
+	}
+	if nobodyVals != [6]string{4: "false"} {
+		t.Fatalf("the shared nobody values were written: %q", nobodyVals)
 	}
 }
 

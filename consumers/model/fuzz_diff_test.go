@@ -255,6 +255,8 @@ func refCredentialOf(k *refCredential, consumerID string, i int) (refWantCredent
 		return w, "wants exactly one of key and hash"
 	case k.Key != nil && (*k.Key == "" || len(*k.Key) > MaxKeyLength):
 		return w, "key empty or too long"
+	case k.Key != nil && unsendableKey(*k.Key):
+		return w, "key blank, edged with whitespace or holding a control character"
 	case k.Key != nil:
 		w.digest = sha256.Sum256([]byte(*k.Key))
 	default:
@@ -380,4 +382,13 @@ func checkExpiry(t *testing.T, cr Credential, at time.Time, what string) {
 	if at.After(lo) && cr.ExpiredAt(at.Add(-time.Nanosecond)) {
 		t.Fatalf("%s: expired a nanosecond before its expires_at %s", what, at.Format(time.RFC3339Nano))
 	}
+}
+
+// unsendableKey is issue 8's rule, written out plainly: a key that is blank,
+// begins or ends with white space, or holds a control character could
+// never be sent as stored (header values are trimmed).
+func unsendableKey(k string) bool {
+	first, _ := utf8.DecodeRuneInString(k)
+	last, _ := utf8.DecodeLastRuneInString(k)
+	return unicode.IsSpace(first) || unicode.IsSpace(last) || strings.ContainsFunc(k, unicode.IsControl)
 }

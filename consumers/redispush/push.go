@@ -1,11 +1,8 @@
 // Package redispush makes Redis hold exactly a consumers document's
-// consumers, in the Redis source's layout: `caddy key-auth-push`. It writes
+// consumers, in the Redis source's layout: `caddy key-auth push`. It writes
 // only what changed (so the caches of running instances lose only those
 // entries), never leaves a changed hash missing for a moment, and removes
 // what the document no longer has, in pipelined batches.
-//
-// It is a command of its own because the `caddy key-auth` command tree was
-// not there when it was written; it belongs under it as `push`.
 package redispush
 
 import (
@@ -14,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -22,17 +18,20 @@ import (
 	"strings"
 	"time"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/redis/rueidis"
+	"github.com/spf13/cobra"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/command"
 	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "key-auth-push",
-		Usage: "--redis <address> --file <consumers.json> [--prefix <prefix>] [--username <name>]",
+func init() { command.AddSubcommand(pushCmd) }
+
+// pushCmd is `caddy key-auth push`.
+func pushCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "push --redis <address[,address...]> --file <consumers file> [--prefix <prefix>] [--username <name>]",
 		Short: "Makes Redis hold exactly a consumers file's consumers",
 		Long: `
 Writes the consumers and keys of a consumers file into Redis in the layout
@@ -40,48 +39,44 @@ the key_auth Redis source reads, and removes the consumers and keys under
 the prefix that the file no longer has. Only what changed is written.
 Several --redis addresses are the seeds of a Redis Cluster. The password,
 if any, is read from the REDIS_PASSWORD environment variable.`,
-		Flags: func() *flag.FlagSet {
-			fs := flag.NewFlagSet("key-auth-push", flag.ExitOnError)
-			fs.String("redis", "", "Redis address(es), host:port, comma-separated")
-			fs.String("file", "", "the consumers file")
-			fs.String("prefix", consumers.DefaultRedisPrefix, "key prefix")
-			fs.String("username", "", "Redis ACL user")
-			return fs
-		}(),
-		Func: run,
-	})
+		Args: cobra.NoArgs,
+	}
+	fs := cmd.Flags()
+	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
+	fs.String("file", "", "the consumers file")
+	fs.String("prefix", consumers.DefaultRedisPrefix, "key prefix")
+	fs.String("username", "", "Redis ACL user")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		get := func(n string) string { v, _ := cmd.Flags().GetString(n); return v }
+		addrs, file := get("redis"), get("file")
+		if addrs == "" || file == "" {
+			return errors.New("--redis and --file are required")
+		}
+		doc, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("reading consumers file: %w", err)
+		}
+		c, err := rueidis.NewClient(rueidis.ClientOption{
+			InitAddress:  strings.Split(addrs, ","),
+			Username:     get("username"),
+			Password:     os.Getenv("REDIS_PASSWORD"),
+			DisableCache: true,
+		})
+		if err != nil {
+			return fmt.Errorf("connecting to redis: %w", err)
+		}
+		defer c.Close()
+		start := time.Now()
+		st, err := Push(cmd.Context(), c, doc, get("prefix"))
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%d consumers and %d keys: %d hashes written, %d unchanged, %d removed in %v\n",
+			st.Consumers, st.Keys, st.Written, st.Unchanged, st.Removed, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	return cmd
 }
-
-func run(fl caddycmd.Flags) (int, error) {
-	addrs, file := fl.String("redis"), fl.String("file")
-	if addrs == "" || file == "" {
-		return caddy1, errors.New("--redis and --file are required")
-	}
-	doc, err := os.ReadFile(file)
-	if err != nil {
-		return caddy1, fmt.Errorf("reading consumers file: %w", err)
-	}
-	c, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress:  strings.Split(addrs, ","),
-		Username:     fl.String("username"),
-		Password:     os.Getenv("REDIS_PASSWORD"),
-		DisableCache: true,
-	})
-	if err != nil {
-		return caddy1, fmt.Errorf("connecting to redis: %w", err)
-	}
-	defer c.Close()
-	start := time.Now()
-	st, err := Push(context.Background(), c, doc, fl.String("prefix"))
-	if err != nil {
-		return caddy1, fmt.Errorf("%s: %w", file, err)
-	}
-	fmt.Printf("%d consumers and %d keys: %d hashes written, %d unchanged, %d removed in %v\n",
-		st.Consumers, st.Keys, st.Written, st.Unchanged, st.Removed, time.Since(start).Round(time.Millisecond))
-	return 0, nil
-}
-
-const caddy1 = 1 // caddy's exit code for a failed command
 
 // Stats is what a push did.
 type Stats struct {

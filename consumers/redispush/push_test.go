@@ -1,18 +1,22 @@
 package redispush
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/spf13/cobra"
 
+	"github.com/keyauth/caddy-keyauth/consumers/command"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
 )
 
@@ -129,5 +133,37 @@ func TestPushMillion(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("push of %d consumers and %d keys %s: %v (%+v)", st.Consumers, st.Keys, round, time.Since(start), st)
+	}
+}
+
+// `caddy key-auth push` as the command line runs it.
+func TestPushCommand(t *testing.T) {
+	srv := redistest.Start(t)
+	file := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(file, []byte(`{"consumers":[{"username":"alice","keys":[{"id":"a","key":"alice-secret"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := &cobra.Command{Use: "key-auth"}
+	command.Setup(root)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"push", "--redis", srv.Addr(), "--file", file, "--prefix", "p:"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "1 consumers and 1 keys: 2 hashes written, 0 unchanged, 0 removed in ") {
+		t.Errorf("output %q", out.String())
+	}
+	c := redistest.Client(t, srv.Addr())
+	if got := hgetall(t, c, credKey("alice-secret")); got["consumer"] != "alice" || got["id"] != "a" {
+		t.Errorf("pushed credential %v", got)
+	}
+	root = &cobra.Command{Use: "key-auth"} // flags keep their values between runs
+	command.Setup(root)
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"push", "--file", file})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--redis and --file are required") {
+		t.Errorf("push without --redis: %v", err)
 	}
 }

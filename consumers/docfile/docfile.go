@@ -1,0 +1,264 @@
+// Package docfile is the consumers document as tools edit it: a plain Go
+// value that reads and writes the format of consumers/model, and a consumers
+// file written atomically. Every document it reads or writes has passed
+// model.Parse, the checks a load applies, so a tool never writes a file that
+// Caddy would refuse. It imports nothing of Caddy.
+package docfile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/keyauth/caddy-keyauth/consumers/model"
+)
+
+// Document is a consumers document. Its fields, and their order when
+// written, are those of the format (README, "The consumers file").
+type Document struct {
+	Consumers []Consumer `json:"consumers"`
+}
+
+// Consumer is one consumer of a document.
+type Consumer struct {
+	Username string            `json:"username"`
+	ID       string            `json:"id,omitempty"`
+	CustomID string            `json:"custom_id,omitempty"`
+	Tags     []string          `json:"tags,omitempty"`
+	Groups   []string          `json:"groups,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Disabled bool              `json:"disabled,omitempty"`
+	Keys     []Credential      `json:"keys,omitempty"`
+}
+
+// Credential is one key of a consumer, in plain text or as its hash.
+type Credential struct {
+	ID        string `json:"id,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Hash      string `json:"hash,omitempty"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+	Disabled  bool   `json:"disabled,omitempty"`
+	Canary    bool   `json:"canary,omitempty"`
+}
+
+// HashPrefix starts the hash of a credential.
+const HashPrefix = "sha256:"
+
+// HashKey is the hash a credential stores for key.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return HashPrefix + hex.EncodeToString(sum[:])
+}
+
+// Decode checks a consumers document as a load does, with the same errors,
+// and decodes it.
+func Decode(data []byte) (*Document, error) {
+	if _, err := model.Parse(data); err != nil {
+		return nil, err
+	}
+	var d Document
+	if err := json.Unmarshal(data, &d); err != nil {
+		// model.Parse accepted it: this is a bug, and the error is
+		// encoding/json's, which never quotes a value.
+		return nil, fmt.Errorf("decoding the document: %w", err)
+	}
+	return &d, nil
+}
+
+// Marshal encodes the document, indented, in a stable field order, after
+// checking it as a load would.
+func (d *Document) Marshal() ([]byte, error) {
+	out := *d
+	if out.Consumers == nil {
+		out.Consumers = []Consumer{} // null would be refused
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&out); err != nil {
+		return nil, fmt.Errorf("encoding the document: %w", err)
+	}
+	if _, err := model.Parse(b.Bytes()); err != nil {
+		return nil, fmt.Errorf("the document would be refused: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Consumer finds a consumer by username.
+func (d *Document) Consumer(username string) (*Consumer, bool) {
+	for i := range d.Consumers {
+		if d.Consumers[i].Username == username {
+			return &d.Consumers[i], true
+		}
+	}
+	return nil, false
+}
+
+// Credential finds a credential by its id, explicit or derived.
+func (d *Document) Credential(id string) (c *Consumer, index int, ok bool) {
+	for i := range d.Consumers {
+		c := &d.Consumers[i]
+		for k := range c.Keys {
+			if c.CredentialID(k) == id {
+				return c, k, true
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// ConsumerID is the consumer's id: its own, else its username.
+func (c *Consumer) ConsumerID() string {
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Username
+}
+
+// CredentialID is the id of the consumer's key i: its own, else the one a
+// load derives from the consumer's id and the key's position.
+func (c *Consumer) CredentialID(i int) string {
+	if id := c.Keys[i].ID; id != "" {
+		return id
+	}
+	return c.ConsumerID() + "#" + strconv.Itoa(i+1)
+}
+
+// RemoveKey removes key i. The keys after it that have derived ids get
+// those ids written out, so that no other key's id changes.
+func (c *Consumer) RemoveKey(i int) {
+	for k := i + 1; k < len(c.Keys); k++ {
+		c.Keys[k].ID = c.CredentialID(k)
+	}
+	c.Keys = append(c.Keys[:i], c.Keys[i+1:]...)
+}
+
+// File is a consumers file being edited.
+type File struct {
+	// Path is the file's path as given; the file written is the one it
+	// resolves to, so a symbolic link stays one.
+	Path string
+	Doc  *Document
+
+	target string
+	exists bool
+	mode   fs.FileMode
+	digest [32]byte // of the content read
+}
+
+// Open reads and checks a consumers file, as a load does.
+func Open(path string) (*File, error) {
+	return open(path, false)
+}
+
+// OpenOrNew is Open, but a file that does not exist is an empty document,
+// written as a new file with mode 0600.
+func OpenOrNew(path string) (*File, error) {
+	return open(path, true)
+}
+
+func open(path string, orNew bool) (*File, error) {
+	f := &File{Path: path, target: path, mode: 0o600}
+	if t, err := filepath.EvalSymlinks(path); err == nil {
+		f.target = t
+	}
+	data, err := os.ReadFile(f.target)
+	switch {
+	case orNew && errors.Is(err, fs.ErrNotExist):
+		f.Doc = &Document{Consumers: []Consumer{}}
+		return f, nil
+	case err != nil:
+		return nil, fmt.Errorf("consumers file %s: %w", path, err)
+	}
+	fi, err := os.Stat(f.target)
+	if err != nil {
+		return nil, fmt.Errorf("consumers file %s: %w", path, err)
+	}
+	f.exists, f.mode, f.digest = true, fi.Mode().Perm(), sha256.Sum256(data)
+	if f.Doc, err = Decode(data); err != nil {
+		return nil, fmt.Errorf("consumers file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// testHookBeforeCommit runs after the new content is written to the
+// temporary file and before the original is compared and replaced, so a
+// test can change the file in between.
+var testHookBeforeCommit = func() {}
+
+// Save writes the document back: to a temporary file in the same directory,
+// with the file's mode, then renamed over the file. It refuses a document
+// that a load would refuse, and a file that changed (or appeared) since it
+// was read; then nothing is written.
+func (f *File) Save() error {
+	data, err := f.Doc.Marshal()
+	if err != nil {
+		return fmt.Errorf("consumers file %s: %w", f.Path, err)
+	}
+	dir := filepath.Dir(f.target)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.target)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("consumers file %s: %w", f.Path, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := writeSync(tmp, data, f.mode); err != nil {
+		return fmt.Errorf("consumers file %s: writing %s: %w", f.Path, tmp.Name(), err)
+	}
+	testHookBeforeCommit()
+	if err := f.unchanged(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), f.target); err != nil {
+		return fmt.Errorf("consumers file %s: %w", f.Path, err)
+	}
+	committed = true
+	f.exists, f.digest = true, sha256.Sum256(data)
+	if d, err := os.Open(dir); err == nil { // the rename itself, to disk
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func writeSync(tmp *os.File, data []byte, mode fs.FileMode) error {
+	defer tmp.Close()
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	return tmp.Close()
+}
+
+// unchanged checks that the file still holds what was read.
+func (f *File) unchanged() error {
+	data, err := os.ReadFile(f.target)
+	switch {
+	case !f.exists && errors.Is(err, fs.ErrNotExist):
+		return nil
+	case !f.exists && err == nil:
+		return fmt.Errorf("consumers file %s appeared while it was being written; nothing written (run the command again)", f.Path)
+	case err != nil:
+		return fmt.Errorf("consumers file %s: %w", f.Path, err)
+	case sha256.Sum256(data) != f.digest:
+		return fmt.Errorf("consumers file %s changed while it was being edited; nothing written (run the command again)", f.Path)
+	}
+	return nil
+}

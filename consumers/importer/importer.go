@@ -1,0 +1,159 @@
+// Package importer turns another gateway's consumers into a consumers
+// document: Kong's (decK and DB-less declarative files) and Apache APISIX's
+// (standalone apisix.yaml or apisix.json, and the Admin API's consumer
+// list). What has no equivalent is reported, one line per item, and the
+// key-auth plugin's configurations come back as equivalent key_auth
+// Caddyfile blocks. It imports nothing of Caddy.
+package importer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers/model"
+)
+
+// Options tune an import.
+type Options struct {
+	// Plain keeps keys in plain text; by default they are written as their
+	// sha256: hashes.
+	Plain bool
+	// AsOf is when Kong wrote the file: Kong's ttl (seconds left) counts
+	// from it. Required for a file with a ttl.
+	AsOf time.Time
+	// LookupEnv resolves APISIX's $env:// references; default
+	// os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// Result is an imported document and what the import could not carry over.
+type Result struct {
+	Doc *docfile.Document
+	// Notes lists what was not migrated, one item per line.
+	Notes []string
+	// Blocks are the key-auth plugin configurations found, each as a
+	// Caddyfile key_auth block headed by a comment naming where it was.
+	Blocks []string
+}
+
+func (r *Result) note(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
+
+// decode reads a JSON or YAML file into v: JSON when it starts with '{' or
+// '[' (after white space), else YAML. YAML is turned into JSON first, so one
+// set of json tags and one set of type rules serve both.
+func decode(data []byte, v any) error {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		if err := json.Unmarshal(trimmed, v); err != nil {
+			return fmt.Errorf("reading JSON: %w", err)
+		}
+		return nil
+	}
+	var generic any
+	if err := yaml.Unmarshal(data, &generic); err != nil {
+		return fmt.Errorf("reading YAML: %w", err)
+	}
+	b, err := json.Marshal(generic)
+	if err != nil {
+		return fmt.Errorf("reading YAML: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("reading YAML: %w", err)
+	}
+	return nil
+}
+
+// addKey adds a key to a consumer, hashed unless plain. A key that could
+// never be sent as stored is refused here, as a load refuses it in plain
+// text: once hashed, no load could tell.
+func addKey(c *docfile.Consumer, id, key, expires, where string, plain bool) error {
+	if err := model.ValidateKey(key); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	cred := docfile.Credential{ID: id, ExpiresAt: expires}
+	if plain {
+		cred.Key = key
+	} else {
+		cred.Hash = docfile.HashKey(key)
+	}
+	c.Keys = append(c.Keys, cred)
+	return nil
+}
+
+func addGroup(c *docfile.Consumer, g string) {
+	if !slices.Contains(c.Groups, g) {
+		c.Groups = append(c.Groups, g)
+	}
+}
+
+// str is a scalar of a decoded file as a string, for names and ids that a
+// YAML file may leave unquoted (ids such as 1).
+func str(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strings.TrimSuffix(fmt.Sprintf("%f", v), ".000000")
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// keyString is a key as the file gives it: a string, never a number that a
+// YAML parser may have rewritten (012 and 1e3 are not the keys they look).
+func keyString(v any, where string) (string, error) {
+	switch v := v.(type) {
+	case string:
+		if v == "" {
+			return "", fmt.Errorf("%s has an empty key", where)
+		}
+		return v, nil
+	case nil:
+		return "", fmt.Errorf("%s has no key", where)
+	default:
+		return "", fmt.Errorf("%s has a key that is not a string (quote it in the file)", where)
+	}
+}
+
+// block is a key_auth Caddyfile block with the given lines.
+func block(where string, lines []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# key-auth on %s, as key_auth:\n", where)
+	b.WriteString("key_auth {\n")
+	for _, l := range lines {
+		b.WriteString("\t" + l + "\n")
+	}
+	b.WriteString("\tconsumers file consumers.json # the file this import wrote\n}\n")
+	return b.String()
+}
+
+// caddyfileArg quotes a Caddyfile argument when it needs it.
+func caddyfileArg(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t\n\"'`{}#") {
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	return s
+}
+
+var errNoConsumers = errors.New("the file holds no consumers")
+
+func lookupEnv(o Options) func(string) (string, bool) {
+	if o.LookupEnv != nil {
+		return o.LookupEnv
+	}
+	return os.LookupEnv
+}

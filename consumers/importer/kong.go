@@ -1,0 +1,337 @@
+package importer
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+)
+
+// Kong's declarative format, as decK (`deck gateway dump`) and DB-less
+// Kong (`kong config db_export`, kong.yml) write it: credentials and ACLs
+// nested in their consumer, or at the top level naming their consumer.
+type kongFile struct {
+	FormatVersion any            `json:"_format_version"`
+	Consumers     []kongConsumer `json:"consumers"`
+	KeyAuths      []kongKeyAuth  `json:"keyauth_credentials"`
+	ACLs          []kongACL      `json:"acls"`
+	Plugins       []kongPlugin   `json:"plugins"`
+	Services      []kongService  `json:"services"`
+	Routes        []kongRoute    `json:"routes"`
+	// Other kinds of credentials, listed as not migrated.
+	BasicAuths  []map[string]any `json:"basicauth_credentials"`
+	JWTSecrets  []map[string]any `json:"jwt_secrets"`
+	HMACAuths   []map[string]any `json:"hmacauth_credentials"`
+	OAuth2s     []map[string]any `json:"oauth2_credentials"`
+	MTLSAuths   []map[string]any `json:"mtls_auth_credentials"`
+	ConsumerGrp []map[string]any `json:"consumer_groups"`
+}
+
+type kongConsumer struct {
+	ID       any           `json:"id"`
+	Username string        `json:"username"`
+	CustomID string        `json:"custom_id"`
+	Tags     []string      `json:"tags"`
+	KeyAuths []kongKeyAuth `json:"keyauth_credentials"`
+	ACLs     []kongACL     `json:"acls"`
+	Plugins  []kongPlugin  `json:"plugins"`
+	Groups   []any         `json:"groups"` // consumer group memberships
+
+	BasicAuths []map[string]any `json:"basicauth_credentials"`
+	JWTSecrets []map[string]any `json:"jwt_secrets"`
+	HMACAuths  []map[string]any `json:"hmacauth_credentials"`
+	OAuth2s    []map[string]any `json:"oauth2_credentials"`
+	MTLSAuths  []map[string]any `json:"mtls_auth_credentials"`
+}
+
+type kongKeyAuth struct {
+	ID       any      `json:"id"`
+	Key      any      `json:"key"`
+	TTL      *float64 `json:"ttl"`
+	Tags     []string `json:"tags"`
+	Consumer any      `json:"consumer"`
+}
+
+type kongACL struct {
+	Group    string `json:"group"`
+	Consumer any    `json:"consumer"`
+}
+
+type kongPlugin struct {
+	Name     string         `json:"name"`
+	ID       any            `json:"id"`
+	Enabled  *bool          `json:"enabled"`
+	Config   map[string]any `json:"config"`
+	Consumer any            `json:"consumer"`
+	Service  any            `json:"service"`
+	Route    any            `json:"route"`
+}
+
+type kongService struct {
+	ID      any          `json:"id"`
+	Name    string       `json:"name"`
+	Plugins []kongPlugin `json:"plugins"`
+	Routes  []kongRoute  `json:"routes"`
+}
+
+type kongRoute struct {
+	ID      any          `json:"id"`
+	Name    string       `json:"name"`
+	Plugins []kongPlugin `json:"plugins"`
+}
+
+// ref is a foreign key of Kong's format: an id or endpoint key (a
+// consumer's username), or an object holding one.
+func ref(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		for _, k := range []string{"id", "username", "name"} {
+			if s := str(m[k]); s != "" {
+				return s
+			}
+		}
+		return ""
+	}
+	return str(v)
+}
+
+// Kong imports a Kong declarative file (decK or DB-less, _format_version
+// 3.0 and the 1.1 and 2.1 it grew from), YAML or JSON.
+func Kong(data []byte, o Options) (*Result, error) {
+	var f kongFile
+	if err := decode(data, &f); err != nil {
+		return nil, err
+	}
+	version := str(f.FormatVersion)
+	switch version {
+	case "":
+		return nil, fmt.Errorf("not a Kong declarative file: it has no _format_version")
+	case "1.1", "2.1", "3.0":
+	default:
+		return nil, fmt.Errorf("kong _format_version %q: this import reads 1.1, 2.1 and 3.0", version)
+	}
+	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	// Kong names consumers by id or username; both find the index.
+	index := map[string]int{}
+	for i, kc := range f.Consumers {
+		username := kc.Username
+		where := fmt.Sprintf("consumer #%d", i+1)
+		if username == "" {
+			if kc.CustomID == "" {
+				return nil, fmt.Errorf("%s has neither username nor custom_id", where)
+			}
+			username = kc.CustomID
+			r.note("consumer with custom_id %q has no username: imported with its custom_id as username", kc.CustomID)
+		}
+		where = fmt.Sprintf("consumer %q", username)
+		c := docfile.Consumer{Username: username, ID: str(kc.ID), CustomID: kc.CustomID, Tags: kc.Tags}
+		if c.ID == c.Username {
+			c.ID = ""
+		}
+		for j, ka := range kc.KeyAuths {
+			if err := kongKey(r, &c, ka, fmt.Sprintf("%s, keyauth credential #%d", where, j+1), o); err != nil {
+				return nil, err
+			}
+		}
+		for _, acl := range kc.ACLs {
+			addGroup(&c, acl.Group)
+		}
+		kongOthers(r, where, kc.BasicAuths, "basic-auth credential")
+		kongOthers(r, where, kc.JWTSecrets, "jwt secret")
+		kongOthers(r, where, kc.HMACAuths, "hmac-auth credential")
+		kongOthers(r, where, kc.OAuth2s, "oauth2 credential")
+		kongOthers(r, where, kc.MTLSAuths, "mtls-auth credential")
+		for _, p := range kc.Plugins {
+			r.note("%s: consumer-scoped plugin %s not migrated", where, p.Name)
+		}
+		for _, g := range kc.Groups {
+			r.note("%s: membership of consumer group %q not migrated (consumer groups carry plugin configs; ACL groups become groups)", where, ref(g))
+		}
+		r.Doc.Consumers = append(r.Doc.Consumers, c)
+		for _, k := range []string{str(kc.ID), kc.Username, kc.CustomID} {
+			if _, dup := index[k]; k != "" && !dup {
+				index[k] = len(r.Doc.Consumers) - 1
+			}
+		}
+	}
+	consumerOf := func(v any, where string) (*docfile.Consumer, error) {
+		name := ref(v)
+		i, ok := index[name]
+		if !ok {
+			return nil, fmt.Errorf("%s names consumer %q, which the file does not hold", where, name)
+		}
+		return &r.Doc.Consumers[i], nil
+	}
+	for j, ka := range f.KeyAuths {
+		where := fmt.Sprintf("keyauth_credentials #%d", j+1)
+		c, err := consumerOf(ka.Consumer, where)
+		if err != nil {
+			return nil, err
+		}
+		if err := kongKey(r, c, ka, fmt.Sprintf("consumer %q, %s", c.Username, where), o); err != nil {
+			return nil, err
+		}
+	}
+	for j, acl := range f.ACLs {
+		c, err := consumerOf(acl.Consumer, fmt.Sprintf("acls #%d", j+1))
+		if err != nil {
+			return nil, err
+		}
+		addGroup(c, acl.Group)
+	}
+	kongOthers(r, "top level", f.BasicAuths, "basic-auth credential")
+	kongOthers(r, "top level", f.JWTSecrets, "jwt secret")
+	kongOthers(r, "top level", f.HMACAuths, "hmac-auth credential")
+	kongOthers(r, "top level", f.OAuth2s, "oauth2 credential")
+	kongOthers(r, "top level", f.MTLSAuths, "mtls-auth credential")
+	for _, g := range f.ConsumerGrp {
+		r.note("consumer group %q not migrated (its plugin configs have no equivalent; ACL groups become groups)", ref(g))
+	}
+
+	// The key-auth plugins, wherever they are; consumer-scoped plugins are
+	// listed as not migrated.
+	usernameOf := func(v string) string {
+		if i, ok := index[v]; ok {
+			return r.Doc.Consumers[i].Username
+		}
+		return v
+	}
+	plugin := func(p kongPlugin, where string) {
+		if p.Consumer != nil {
+			r.note("plugin %s scoped to consumer %q not migrated", p.Name, usernameOf(ref(p.Consumer)))
+			return
+		}
+		if p.Name != "key-auth" {
+			return
+		}
+		if p.Service != nil {
+			where = fmt.Sprintf("service %q", ref(p.Service))
+		}
+		if p.Route != nil {
+			where = fmt.Sprintf("route %q", ref(p.Route))
+		}
+		if p.Enabled != nil && !*p.Enabled {
+			where += " (disabled in Kong)"
+		}
+		r.Blocks = append(r.Blocks, block(where, kongKeyAuthLines(r, p.Config, where, usernameOf)))
+	}
+	for _, p := range f.Plugins {
+		plugin(p, "every route (global plugin)")
+	}
+	for _, s := range f.Services {
+		for _, p := range s.Plugins {
+			plugin(p, fmt.Sprintf("service %q", name(s.Name, s.ID)))
+		}
+		for _, rt := range s.Routes {
+			for _, p := range rt.Plugins {
+				plugin(p, fmt.Sprintf("route %q of service %q", name(rt.Name, rt.ID), name(s.Name, s.ID)))
+			}
+		}
+	}
+	for _, rt := range f.Routes {
+		for _, p := range rt.Plugins {
+			plugin(p, fmt.Sprintf("route %q", name(rt.Name, rt.ID)))
+		}
+	}
+	return r, nil
+}
+
+func name(n string, id any) string {
+	if n != "" {
+		return n
+	}
+	return str(id)
+}
+
+func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Options) error {
+	if ka.Key == nil {
+		r.note("%s: no key in the file (Kong generated it): not migrated", where)
+		return nil
+	}
+	key, err := keyString(ka.Key, where)
+	if err != nil {
+		return err
+	}
+	expires := ""
+	if ka.TTL != nil && *ka.TTL != 0 {
+		ttl := *ka.TTL
+		if ttl < 0 || ttl > math.MaxInt32 || ttl != math.Trunc(ttl) {
+			return fmt.Errorf("%s has a ttl that is not a number of seconds", where)
+		}
+		if o.AsOf.IsZero() {
+			return fmt.Errorf("%s has a ttl, and no time it counts from", where)
+		}
+		expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
+	}
+	if len(ka.Tags) > 0 {
+		r.note("%s: tags %s not migrated (credentials have no tags)", where, strings.Join(ka.Tags, ","))
+	}
+	return addKey(c, str(ka.ID), key, expires, where, o.Plain)
+}
+
+func kongOthers(r *Result, where string, items []map[string]any, kind string) {
+	for i, it := range items {
+		id := str(it["id"])
+		if id == "" {
+			id = fmt.Sprintf("#%d", i+1)
+		}
+		w := where
+		if c := ref(it["consumer"]); c != "" {
+			w = fmt.Sprintf("consumer %q", c)
+		}
+		r.note("%s: %s %s not migrated", w, kind, id)
+	}
+}
+
+// kongKeyAuthLines maps the key-auth plugin's config (Kong 3.x schema) to
+// key_auth options; options at Kong's defaults are left out, as they are
+// ours too.
+func kongKeyAuthLines(r *Result, cfg map[string]any, where string, usernameOf func(string) string) []string {
+	var lines []string
+	keys := make([]string, 0, len(cfg))
+	for k := range cfg {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := cfg[k]
+		switch k {
+		case "key_names":
+			list, _ := v.([]any)
+			var names []string
+			for _, n := range list {
+				names = append(names, caddyfileArg(str(n)))
+			}
+			if len(names) > 0 && !(len(names) == 1 && names[0] == "apikey") {
+				lines = append(lines, "key_names "+strings.Join(names, " "))
+			}
+		case "key_in_header", "key_in_query", "run_on_preflight":
+			if b, ok := v.(bool); ok && !b {
+				lines = append(lines, k+" false")
+			}
+		case "key_in_body":
+			if b, ok := v.(bool); ok && b {
+				lines = append(lines, "key_in_body true")
+			}
+		case "hide_credentials":
+			if b, ok := v.(bool); ok && b {
+				lines = append(lines, "hide_credentials")
+			}
+		case "anonymous":
+			if s := str(v); s != "" {
+				lines = append(lines, "anonymous "+caddyfileArg(usernameOf(s)))
+			}
+		case "realm":
+			if s := str(v); s != "" {
+				lines = append(lines, "realm "+caddyfileArg(s))
+			}
+		default:
+			if v != nil {
+				r.note("key-auth on %s: option %s has no key_auth equivalent", where, k)
+			}
+		}
+	}
+	return lines
+}
