@@ -133,6 +133,9 @@ func benchCases() []benchCase {
 		{name: "groups_labels_allow", rich: true, handler: Handler{Allow: []string{"platinum", "partner"}}, request: get("/v1/things", "Apikey", "KEY")},
 		{name: "groups_labels_deny", rich: true, handler: Handler{Deny: []string{"blocked", "banned"}}, request: get("/v1/things", "Apikey", "KEY")},
 		{name: "groups_labels_forbidden", rich: true, handler: Handler{Allow: []string{"platinum"}}, request: get("/v1/things", "Apikey", "KEY"), status: 403},
+		{name: "header_cookies_off", request: get("/v1/things", "Apikey", "KEY", "Cookie", "session=0123456789abcdef; theme=dark; apikey=x")},
+		{name: "cookie", handler: Handler{KeyInCookie: true}, request: get("/v1/things", "Cookie", "session=0123456789abcdef; theme=dark; apikey=KEY")},
+		{name: "hide_cookie", handler: Handler{KeyInCookie: true, HideCredentials: true}, request: get("/v1/things", "Cookie", "session=0123456789abcdef; apikey=KEY; theme=dark")},
 	}
 }
 
@@ -225,7 +228,8 @@ const hotPathAllocs = 2
 // count is deterministic, unlike a time.
 func TestHotPathAllocs(t *testing.T) {
 	budget := map[string]uint64{"header": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs,
-		"groups_labels_allow": hotPathAllocs, "groups_labels_deny": hotPathAllocs, "groups_labels_forbidden": 0}
+		"groups_labels_allow": hotPathAllocs, "groups_labels_deny": hotPathAllocs, "groups_labels_forbidden": 0,
+		"header_cookies_off": hotPathAllocs, "cookie": hotPathAllocs}
 	for _, bc := range benchCases() {
 		want, ok := budget[bc.name]
 		if !ok {

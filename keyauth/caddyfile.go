@@ -19,6 +19,7 @@ const sourcesNamespace = "key_auth.sources"
 //	key_auth [<matcher>] {
 //		key_names <name...>
 //		key_in_header <bool>
+//		key_in_cookie [<bool>]
 //		key_in_query <bool>
 //		key_in_body <bool>
 //		max_body_size <size>
@@ -67,6 +68,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfilearg.NoBlock(d, opt)
 		case "key_in_header":
 			h.KeyInHeader, err = boolPtr(d)
+		case "key_in_cookie":
+			h.KeyInCookie, err = caddyfilearg.Bool(d, true)
 		case "key_in_query":
 			h.KeyInQuery, err = boolPtr(d)
 		case "run_on_preflight":

@@ -24,8 +24,8 @@ func ConsumerOf(r *http.Request) (c model.Consumer, anonymous bool, ok bool) {
 	// {http.auth.user.id} is the request's last identity: another auth
 	// handler's static value comes before key_auth's provider.
 	v, _ := repl.Get(userIDPlaceholder)
-	if u, mine := v.(*user); mine && u.id.hasConsumer {
-		return u.id.consumer, u.id.anonymous, true
+	if u, mine := v.(*user); mine && u.id().hasConsumer {
+		return u.id().consumer, u.id().anonymous, true
 	}
 	return model.Consumer{}, false, false
 }

@@ -2,6 +2,7 @@ package keyauth
 
 import (
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strings"
 )
@@ -12,6 +13,7 @@ type location uint8
 const (
 	locNone location = iota
 	locHeader
+	locCookie
 	locQuery
 	locBody
 )
@@ -20,6 +22,8 @@ func (l location) String() string {
 	switch l {
 	case locHeader:
 		return "header"
+	case locCookie:
+		return "cookie"
 	case locQuery:
 		return "query"
 	case locBody:
@@ -41,15 +45,22 @@ type request struct {
 	body  *body // read at most once, and only when needed
 }
 
-// find looks for the key, trying each name in order in the header, the
-// query and the body. The first location where a name is present decides;
-// the next name is tried only when one is absent everywhere.
+// find looks for the key, trying each name in order in the header, a
+// cookie, the query and the body. The first location where a name is
+// present decides; the next name is tried only when one is absent
+// everywhere.
 func (h *Handler) find(q *request) (string, *failure) {
 	for i := range h.names {
 		kn := &h.names[i]
 		if h.inHeader {
 			if v, n := headerValue(q.r.Header, kn); n > 0 {
 				q.found = found{kn, locHeader}
+				return decide(v, n)
+			}
+		}
+		if h.inCookie {
+			if v, n := cookieValue(q.r.Header["Cookie"], kn.name); n > 0 {
+				q.found = found{kn, locCookie}
 				return decide(v, n)
 			}
 		}
@@ -114,6 +125,103 @@ func stripBearer(v string) string {
 		return strings.TrimLeft(v[len(scheme):], " \t")
 	}
 	return v
+}
+
+// cookieValue finds the cookie named name in the Cookie header lines,
+// without parsing the others (http.Request.Cookies would allocate every
+// cookie of every request). It returns the first value and how many
+// cookies have the name, in one line or several. Names match exactly, as
+// cookie names are case-sensitive (RFC 6265, section 5.4); a pair without
+// '=' has no value and counts as absent. The value is taken as sent but
+// for the double quotes a cookie value may be wrapped in; it is not
+// percent-decoded, as cookies are not.
+func cookieValue(lines []string, name string) (string, int) {
+	var v string
+	n := 0
+	for _, line := range lines {
+		for line != "" {
+			var pair string
+			pair, line, _ = strings.Cut(line, ";")
+			k, val, ok := strings.Cut(textproto.TrimString(pair), "=")
+			if !ok || k != name {
+				continue
+			}
+			if n == 0 {
+				if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+					val = val[1 : len(val)-1]
+				}
+				v = val
+			}
+			n++
+		}
+	}
+	return v, n
+}
+
+// removeCookie removes every cookie named name from the Cookie header
+// lines; the other cookies stay as sent, with their separators, and a line
+// left empty goes. It allocates only when there is a cookie to remove.
+func removeCookie(hdr http.Header, name string) {
+	lines := hdr["Cookie"]
+	var kept []string
+	changed := false
+	for i, line := range lines {
+		nl, ok := removeCookieFromLine(line, name)
+		if ok && !changed {
+			changed = true
+			kept = append(make([]string, 0, len(lines)), lines[:i]...)
+		}
+		if changed && nl != "" {
+			kept = append(kept, nl)
+		}
+	}
+	switch {
+	case !changed:
+	case len(kept) == 0:
+		delete(hdr, "Cookie")
+	default:
+		hdr["Cookie"] = kept
+	}
+}
+
+// removeCookieFromLine removes the cookies named name from one Cookie line.
+func removeCookieFromLine(line, name string) (string, bool) {
+	if !hasCookie(line, name) {
+		return line, false
+	}
+	var b strings.Builder
+	b.Grow(len(line))
+	for rest, more := line, true; more; {
+		var pair string
+		pair, rest, more = strings.Cut(rest, ";")
+		if k, _, ok := strings.Cut(textproto.TrimString(pair), "="); ok && k == name {
+			continue
+		}
+		if b.Len() == 0 {
+			// The first pair kept loses the space that followed the
+			// separator of a pair removed before it.
+			pair = strings.TrimLeft(pair, " \t")
+			if pair == "" {
+				continue
+			}
+		} else {
+			b.WriteByte(';')
+		}
+		b.WriteString(pair)
+	}
+	return b.String(), true
+}
+
+// hasCookie reports whether a cookie named name, with a '=', is in line.
+func hasCookie(line, name string) bool {
+	for line != "" {
+		var pair string
+		pair, line, _ = strings.Cut(line, ";")
+		if k, _, ok := strings.Cut(textproto.TrimString(pair), "="); ok && k == name {
+			return true
+		}
+	}
+	return false
 }
 
 // lookupParam finds name among the pairs of a query string or a form body,
@@ -220,6 +328,9 @@ func (q *request) hideAll(h *Handler) error {
 			if kn.dashHeader != "" {
 				delete(q.r.Header, kn.dashHeader)
 			}
+		}
+		if h.inCookie {
+			removeCookie(q.r.Header, kn.name)
 		}
 		if h.inQuery && q.r.URL.RawQuery != "" {
 			if raw, ok := removeParam(q.r.URL.RawQuery, kn.name); ok {

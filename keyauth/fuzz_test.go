@@ -65,6 +65,8 @@ func FuzzServeHTTP(f *testing.F) {
 		{"POST", "", "", "multipart/form-data; boundary=XX", []byte("--XX\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\n" + fuzzAliceKey), 13},
 		{"OPTIONS", "", "Origin: x\nAccess-Control-Request-Method: GET", "", nil, 14},
 		{"GET", "", "Api-Key: \x00\xff" + fuzzAliceKey, "", nil, 15},
+		{"GET", "apikey=x", "Cookie: a=1; apikey=" + fuzzAliceKey + "; b=\"2\"", "", nil, 32 + 2},
+		{"GET", "", "Cookie: apikey=" + fuzzAliceKey + "\nCookie: apikey=" + fuzzBobKey, "", nil, 32},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.query, s.headers, s.ctype, s.body, s.opts)
@@ -73,13 +75,14 @@ func FuzzServeHTTP(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	handlers := make([]*Handler, 32)
+	handlers := make([]*Handler, 64)
 	for i := range handlers {
 		h := &Handler{
 			KeyNames:        []string{"apikey", "api_key", "authorization"},
 			KeyInBody:       i&1 != 0,
 			HideCredentials: i&2 != 0,
 			MaxBodySize:     64 << (i & 4),
+			KeyInCookie:     i&32 != 0,
 		}
 		if i&8 != 0 {
 			h.Anonymous = "anon"

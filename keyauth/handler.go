@@ -34,13 +34,22 @@ const DefaultMaxBodySize = 1 << 20
 // through the X-Consumer-* headers and the {http.auth.user.*} placeholders.
 type Handler struct {
 	// KeyNames are the names the key may go by, tried in order: the header,
-	// query parameter or body field that carries it. Default: ["apikey"].
-	// In headers the names match case-insensitively and an underscore also
+	// cookie, query parameter or body field that carries it.
+	// Default: ["apikey"]. In headers the names match case-insensitively and an underscore also
 	// matches a dash: "api_key" matches an "Api-Key" header.
 	KeyNames []string `json:"key_names,omitempty"`
 
 	// KeyInHeader looks for the key in request headers. Default: true.
 	KeyInHeader *bool `json:"key_in_header,omitempty"`
+
+	// KeyInCookie looks for the key in a cookie named by one of KeyNames,
+	// after the header and before the query. Cookie names match exactly
+	// (they are case-sensitive); the value is used as sent, without
+	// surrounding double quotes, and is not percent-decoded. Two cookies of
+	// the name, in one Cookie header or several, are a duplicate. As in
+	// Envoy Gateway, Tyk and Traefik; Kong's key-auth has no such option.
+	// Default: false.
+	KeyInCookie bool `json:"key_in_cookie,omitempty"`
 
 	// KeyInQuery looks for the key in the query string. Default: true.
 	KeyInQuery *bool `json:"key_in_query,omitempty"`
@@ -59,7 +68,8 @@ type Handler struct {
 	// on (authenticated, anonymous, a preflight let through, a failure
 	// handed to handle_errors): both header spellings (and, where the
 	// server keeps names with '_' or '.', every spelling that folds to a
-	// key name), the query parameter in any percent-encoded spelling, and
+	// key name), the cookie (the other cookies stay as sent), the query
+	// parameter in any percent-encoded spelling, and
 	// the body field when the body was read. The rest of the query and the
 	// body stay byte for byte. Default: false.
 	HideCredentials bool `json:"hide_credentials,omitempty"`
@@ -114,6 +124,7 @@ type Handler struct {
 
 	names        []keyName
 	inHeader     bool
+	inCookie     bool
 	inQuery      bool
 	inBody       bool
 	maxBody      int64
@@ -264,11 +275,12 @@ func (h *Handler) configure(logger *zap.Logger) {
 		h.names = append(h.names, kn)
 	}
 	h.inHeader = h.KeyInHeader == nil || *h.KeyInHeader
+	h.inCookie = h.KeyInCookie
 	h.inQuery = h.KeyInQuery == nil || *h.KeyInQuery
 	h.inBody = h.KeyInBody
 	h.runPreflight = h.RunOnPreflight == nil || *h.RunOnPreflight
-	if !h.inHeader && !h.inQuery && !h.inBody {
-		h.logger.Warn("key_in_header, key_in_query and key_in_body are all off: every request is rejected or anonymous")
+	if !h.inHeader && !h.inCookie && !h.inQuery && !h.inBody {
+		h.logger.Warn("key_in_header, key_in_cookie, key_in_query and key_in_body are all off: every request is rejected or anonymous")
 	}
 	h.maxBody = h.MaxBodySize
 	if h.maxBody == 0 {

@@ -21,10 +21,13 @@ const (
 	outcomeError
 	// outcomeForbidden is a consumer the allow or deny list refused.
 	outcomeForbidden
+	// outcomeCanary is a canary key, whether rejected or let on as
+	// anonymous.
+	outcomeCanary
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"authenticated", "anonymous", "missing", "invalid", "duplicate", "error", "forbidden"}
+var outcomeNames = [numOutcomes]string{"authenticated", "anonymous", "missing", "invalid", "duplicate", "error", "forbidden", "canary"}
 
 // requestsTotal lives at package level so its counts survive config
 // reloads; each new config's registry gets it registered again.
@@ -32,7 +35,7 @@ var requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "caddy",
 	Subsystem: "key_auth",
 	Name:      "requests_total",
-	Help:      "Requests seen by key_auth, by outcome: authenticated, anonymous, missing, invalid, duplicate, error, forbidden.",
+	Help:      "Requests seen by key_auth, by outcome: authenticated, anonymous, missing, invalid, duplicate, error, forbidden, canary (a canary key, whether rejected or let on as anonymous).",
 }, []string{"outcome"})
 
 // outcomes are the counter's children, resolved once so counting a request

@@ -192,6 +192,10 @@ var (
 	errAnonymousNoGroups = newFailure(http.StatusUnauthorized, "Unauthorized", outcomeForbidden)
 )
 
+// errCanary answers a canary key exactly as errInvalid an unknown one, so
+// its holder cannot tell it tripped a wire; only the count differs.
+var errCanary = &failure{status: errInvalid.status, message: errInvalid.message, outcome: outcomeCanary, body: errInvalid.body}
+
 const statusClientClosedRequest = 499
 
 // errUnavailable is a source that looks keys up (Redis) and cannot answer
@@ -243,6 +247,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			switch {
 			case !ok:
 				f = errInvalid
+			case cred.Canary():
+				h.logCanary(r, &req, cred)
+				f = errCanary
 			case cred.Expires() && cred.ExpiredAt(time.Now()):
 				if ce := h.logger.Check(zapcore.DebugLevel, "credential expired"); ce != nil {
 					ce.Write(zap.String("credential_id", cred.ID()))
@@ -344,7 +351,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		h.identify(r, anon, "", true)
 	}
-	outcomes[outcomeAnonymous].Inc()
+	o := outcomeAnonymous
+	if f.outcome == outcomeCanary {
+		o = outcomeCanary // counted as what it is, whatever it goes on as
+	}
+	outcomes[o].Inc()
 	return next.ServeHTTP(w, r)
 }
 
@@ -377,6 +388,31 @@ func (h *Handler) refuse(c model.Consumer, anonymous bool) *failure {
 	return nil
 }
 
+// logCanary reports a canary key at WARN: a key issued to nobody, so
+// whoever sends it found it where it was planted. The line says who sent
+// it from where, never the key, nor the query, which may hold it.
+func (h *Handler) logCanary(r *http.Request, q *request, cred model.Credential) {
+	fields := make([]zap.Field, 0, 9)
+	fields = append(fields,
+		zap.String("credential_id", cred.ID()),
+		zap.String("consumer", cred.Consumer().Username()),
+		zap.String("remote_addr", r.RemoteAddr),
+	)
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		// The client's address through trusted proxies, as in the
+		// access log.
+		fields = append(fields, zap.String("client_ip", ip))
+	}
+	fields = append(fields,
+		zap.String("method", r.Method),
+		zap.String("host", r.Host),
+		zap.String("path", r.URL.Path),
+		zap.String("key_name", q.found.name.name),
+		zap.String("location", q.found.loc.String()),
+	)
+	h.logger.Warn("canary key used", fields...)
+}
+
 // authenticatedBefore tells whether an earlier handler authenticated the
 // request: a key_auth handler (an identity with a consumer that is not
 // anonymous), whose identity it returns, or another auth handler
@@ -392,8 +428,8 @@ func authenticatedBefore(r *http.Request) (authBefore, *identity) {
 		return notBefore, nil
 	}
 	if u, mine := v.(*user); mine {
-		if u.id.hasConsumer && !u.id.anonymous {
-			return byKeyAuth, u.id
+		if u.id().hasConsumer && !u.id().anonymous {
+			return byKeyAuth, u.id()
 		}
 		return notBefore, nil
 	}
@@ -487,8 +523,10 @@ func hideOriginalQuery(h *Handler, r *http.Request) {
 // static user; the vars map lookup and insert plus a sweep of the static
 // placeholders cost about 95 ns.)
 type identity struct {
-	vals     [6]string // username, consumer id, custom id, credential id, anonymous, groups
-	user     user      // serves {http.auth.user.id}, and leads back here
+	// vals are the username, consumer id, custom id, credential id,
+	// anonymous and groups. They come first: &vals[0] is the user, which
+	// leads back here.
+	vals     [6]string
 	repl     *caddy.Replacer
 	consumer model.Consumer // valid when hasConsumer
 	// hasConsumer is false for nobody: a request let on without a consumer.
@@ -520,10 +558,22 @@ type placeholder string
 func (p *placeholder) String() string { return string(*p) }
 
 // user is the value of {http.auth.user.id}: the username, and the way a
-// later handler finds the request's identity through the replacer.
-type user struct{ id *identity }
+// later handler finds the request's identity through the replacer. A *user
+// is the address of an identity's vals[0], so the identity is at the same
+// address; its kind is string, so CEL (`expression {http.auth.user.id} ==
+// 'alice'`) reads it as the string it is, where it refused a struct.
+type user string
 
-func (u *user) String() string { return u.id.vals[0] }
+func (u *user) String() string { return string(*u) }
+
+// id is the identity whose username u is.
+func (u *user) id() *identity { return (*identity)(unsafe.Pointer(u)) }
+
+// userOf is the value of id's {http.auth.user.id}.
+func userOf(id *identity) *user { return (*user)(&id.vals[0]) }
+
+// user must be the first bytes of an identity.
+var _ [0]struct{} = [unsafe.Offsetof(identity{}.vals)]struct{}{}
 
 const (
 	placeholderPrefix = "http.auth.user."
@@ -547,7 +597,7 @@ func (id *identity) placeholder(key string) (any, bool) {
 		// Static values (Replacer.Set) come before every provider, so
 		// when another auth handler (basic_auth) identified the request
 		// after this one, its user is the one served.
-		return &id.user, true
+		return userOf(id), true
 	case "consumer_id":
 		i = 1
 	case "custom_id":
@@ -591,7 +641,7 @@ func (id *identity) supersededBy() bool {
 	}
 	v, ok := id.repl.Get(userIDPlaceholder)
 	u, mine := v.(*user)
-	return ok && (!mine || u.id != id)
+	return ok && (!mine || u.id() != id)
 }
 
 // requestIdentity returns the identity the request's replacer serves,
@@ -619,11 +669,10 @@ func requestIdentity(r *http.Request, nobody bool) *identity {
 		return nil
 	case !ok:
 		id := &identity{repl: repl}
-		id.user.id = id
 		repl.Map(id.placeholder)
 		return id
-	case mine && u.id != nobodyIdentity:
-		return u.id
+	case mine && u.id() != nobodyIdentity:
+		return u.id()
 	case mine && nobody:
 		return nil // the shared nobody already answers
 	}
@@ -631,7 +680,6 @@ func requestIdentity(r *http.Request, nobody bool) *identity {
 	// or another module's. Static values come before every provider; set
 	// by setStatic once the identity has its values.
 	id := &identity{repl: repl, static: true}
-	id.user.id = id
 	return id
 }
 
@@ -641,7 +689,7 @@ func requestIdentity(r *http.Request, nobody bool) *identity {
 func (id *identity) setStatic() {
 	repl := id.repl
 	repl.DeleteByPrefix(placeholderPrefix)
-	repl.Set(userIDPlaceholder, &id.user)
+	repl.Set(userIDPlaceholder, userOf(id))
 	for i := 1; i < len(placeholderNames); i++ {
 		repl.Set(placeholderPrefix+placeholderNames[i], (*placeholder)(&id.vals[i]))
 	}
@@ -722,7 +770,6 @@ func (h *Handler) identifyNobody(r *http.Request) {
 // made once, it costs such a request nothing. It is never written to.
 var nobodyIdentity = func() *identity {
 	id := &identity{vals: nobodyVals}
-	id.user.id = id
 	return id
 }()
 
