@@ -25,6 +25,8 @@ import (
 const (
 	redisKeyAlice = "redis-alice-secret-1"
 	redisKeyBob   = "redis-bob-secret-2"
+	redisKeyTrap  = "redis-canary-secret-3"
+	redisKeyOff   = "redis-disabled-secret-4"
 	redisPassword = "redis-pass-Zq8"
 )
 
@@ -87,6 +89,16 @@ func TestSourceRedis(t *testing.T) {
 	// Unknown and missing keys go on as the anonymous consumer, from Redis.
 	wantIdentity(t, get(t, site+"/", "apikey", "nobody's"), idGuest)
 	wantIdentity(t, get(t, site+"/"), idGuest)
+
+	// A canary key and a disabled one from Redis are refused like unknown
+	// ones (here: anonymous), and the canary is reported.
+	redistest.Do(t, rc, "HSET", redisCred("t:", redisKeyTrap), "consumer", "alice", "id", "alice-canary", "canary", "true")
+	redistest.Do(t, rc, "HSET", redisCred("t:", redisKeyOff), "consumer", "alice", "id", "alice-off", "disabled", "true")
+	wantIdentity(t, get(t, site+"/", "apikey", redisKeyTrap), idGuest)
+	wantIdentity(t, get(t, site+"/", "apikey", redisKeyOff), idGuest)
+	e.waitLog("caddy.log", func(l logEntry) bool {
+		return l.str("msg") == "canary key used" && l.str("credential_id") == "alice-canary"
+	})
 
 	// One DEL revokes: the next requests go on as anonymous, without any
 	// TTL to wait for.
