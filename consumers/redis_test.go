@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -403,5 +404,46 @@ func TestRedisCluster(t *testing.T) {
 	t.Logf("with a master down: %d keys work, %d are unavailable", working, unavailable)
 	if working == 0 || unavailable == 0 {
 		t.Errorf("%d working and %d unavailable keys; want some of each", working, unavailable)
+	}
+}
+
+// The cache's accounting of an entry is at least what the entry costs on
+// the heap, so the cache stays within its budget; measured on 5,000 known
+// and 5,000 unknown entries as a consumer of a fetch builds them.
+func TestLookupCacheEntryBytes(t *testing.T) {
+	c := newLookupCache(1 << 30)
+	cons := map[string]string{"id": "user-id-0000", "custom_id": "cust-0000", "tags": "a,b", "groups": "gold,partner", "labels": `{"plan":"gold"}`}
+	const n = 5000
+	measure := func(found bool) (heap, accounted float64) {
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		_, _, b0 := c.size()
+		for i := range n {
+			d := digestOf(fmt.Sprint(keyMark, found, i))
+			e := &cacheEntry{}
+			name := ""
+			if found {
+				name = fmt.Sprintf("user-%06d", i)
+				set, err := buildSet(name, cons, hex.EncodeToString(d[:]), map[string]string{"consumer": name, "id": fmt.Sprintf("cred-%06d", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.cred, _ = set.Lookup(d)
+				e.found, e.size = true, int64(set.Bytes())
+			}
+			c.put(d, e, c.ticket("x"), name, c.ticket("y"))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		_, _, b1 := c.size()
+		return float64(m1.HeapAlloc-m0.HeapAlloc) / n, float64(b1-b0) / n
+	}
+	for _, found := range []bool{true, false} {
+		heap, accounted := measure(found)
+		t.Logf("known %v: %.0f heap bytes per entry, %.0f accounted", found, heap, accounted)
+		if heap > accounted {
+			t.Errorf("known %v: an entry costs %.0f bytes, the cache counts %.0f", found, heap, accounted)
+		}
 	}
 }
