@@ -15,4 +15,6 @@ import (
 
 	// caddy key-auth: new, revoke, hash, check, whois, import.
 	_ "github.com/keyauth/caddy-keyauth/consumers/command"
+	// caddy key-auth push: a consumers file into Redis.
+	_ "github.com/keyauth/caddy-keyauth/consumers/redispush"
 )

@@ -200,34 +200,10 @@ func (s *HTTPSource) Cleanup() error {
 func (s *HTTPSource) client(ctx caddy.Context, resolvedURL string, timeout time.Duration) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 1
-	if t := s.TLS; t != nil {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		switch {
-		case t.UseServerIdentity:
-			certs, err := ctx.IdentityCredentials(ctx.Logger())
-			if err != nil {
-				return nil, fmt.Errorf("getting server identity credentials: %w", err)
-			}
-			cfg.Certificates = certs
-		case t.ClientCertificateFile != "" || t.ClientCertificateKeyFile != "":
-			cert, err := tls.LoadX509KeyPair(t.ClientCertificateFile, t.ClientCertificateKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("loading client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		if len(t.RootCAPEMFiles) > 0 {
-			pool := x509.NewCertPool()
-			for _, f := range t.RootCAPEMFiles {
-				pem, err := os.ReadFile(f)
-				if err != nil {
-					return nil, fmt.Errorf("reading CA certificate: %w", err)
-				}
-				if !pool.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("no certificate found in %s", f)
-				}
-			}
-			cfg.RootCAs = pool
+	if s.TLS != nil {
+		cfg, err := s.TLS.config(ctx)
+		if err != nil {
+			return nil, err
 		}
 		transport.TLSClientConfig = cfg
 	}
@@ -284,6 +260,39 @@ func originOf(raw string) (string, error) {
 		}
 	}
 	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port), nil
+}
+
+// config builds the TLS configuration to reach a source with.
+func (t *HTTPSourceTLS) config(ctx caddy.Context) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case t.UseServerIdentity:
+		certs, err := ctx.IdentityCredentials(ctx.Logger())
+		if err != nil {
+			return nil, fmt.Errorf("getting server identity credentials: %w", err)
+		}
+		cfg.Certificates = certs
+	case t.ClientCertificateFile != "" || t.ClientCertificateKeyFile != "":
+		cert, err := tls.LoadX509KeyPair(t.ClientCertificateFile, t.ClientCertificateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if len(t.RootCAPEMFiles) > 0 {
+		pool := x509.NewCertPool()
+		for _, f := range t.RootCAPEMFiles {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("reading CA certificate: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("no certificate found in %s", f)
+			}
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }
 
 // Validate checks the configuration: an absolute http or https URL once

@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -65,7 +66,33 @@ type Status struct {
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
 	Failures      int        `json:"consecutive_failures"`
+	// Lookups is the state of a source that looks keys up one at a time
+	// (see Looker), such as Redis: connection, local cache, counts.
+	Lookups *LookupStatus `json:"lookups,omitempty"`
 }
+
+// Looker is the second shape of a store: a source too large to hold whole,
+// which looks each key up where it lives (with a local cache of its own).
+// A store whose fetcher is a Looker has no Set; its handlers ask it instead.
+type Looker interface {
+	// Lookup finds the credential whose key has the digest d. An error
+	// means the source could not answer (ErrUnavailable): not that the key
+	// is unknown. d is a value, so the caller's digest stays on its stack.
+	Lookup(ctx context.Context, d model.Digest) (model.Credential, bool, error)
+	// Consumer finds a consumer by username, for the anonymous consumer.
+	Consumer(ctx context.Context, username string) (model.Consumer, bool, error)
+}
+
+// ErrUnavailable is a Looker that cannot answer now: its source is down or
+// too slow. Handlers answer 503, never 401: the key may be good.
+var ErrUnavailable = errors.New("consumers source unavailable")
+
+// starter is a fetcher with work to do when a running Caddy starts it,
+// such as connecting.
+type starter interface{ start(ctx context.Context) }
+
+// lookupStatuser is a fetcher that reports a Looker's state.
+type lookupStatuser interface{ lookupStatus() *LookupStatus }
 
 // Store is the live consumer set of one source, shared by every handler that
 // names that source. Its set is swapped atomically: a request sees the old
@@ -129,8 +156,16 @@ func (staticFetcher) close()                                          {}
 // gives memory back to the OS at once.
 const returnMemoryAbove = 32 << 20
 
-// Set is the current consumer set, or nil when none has loaded yet.
+// Set is the current consumer set, or nil when none has loaded yet (and
+// always for a Looker's store).
 func (s *Store) Set() *model.Set { return s.set.Load() }
+
+// Looker is the store's source when it looks keys up one at a time, or nil
+// when the store holds a whole Set.
+func (s *Store) Looker() Looker {
+	l, _ := s.fetcher.(Looker)
+	return l
+}
 
 func (s *Store) log() *zap.Logger { return s.logger.Load() }
 
@@ -161,10 +196,20 @@ func (s *Store) swap(set *model.Set) {
 // Status reports the store's state.
 func (s *Store) Status() Status {
 	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
 	st := s.status
+	s.statusMu.Unlock()
 	st.SourceInfo = s.fetcher.info()
+	if l, ok := s.fetcher.(lookupStatuser); ok {
+		st.Lookups = l.lookupStatus()
+		st.Loaded = st.Lookups.Connected
+	}
 	return st
+}
+
+func (s *Store) failures() int {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	return s.status.Failures
 }
 
 // Refresh fetches the source now and swaps in what it brings. A refused
@@ -245,6 +290,9 @@ func (s *Store) start() {
 			return
 		}
 		s.started.Store(true)
+		if st, ok := s.fetcher.(starter); ok {
+			st.start(s.ctx)
+		}
 		go s.poll()
 	})
 }
@@ -256,7 +304,7 @@ func (s *Store) poll() {
 	}
 	for {
 		// The failures in a row, admin refreshes included, set the wait.
-		wait := s.fetcher.retryAfter(s.Status().Failures)
+		wait := s.fetcher.retryAfter(s.failures())
 		if wait <= 0 {
 			<-s.ctx.Done()
 			return

@@ -245,7 +245,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"consumers missing path", "key_auth {\n\tconsumers file\n}", "wrong argument count or unexpected line ending after 'file'", 2},
 		{"consumers missing path before block", "key_auth {\n\tconsumers file {\n\t\trefresh 1s\n\t}\n}", "wrong argument count or unexpected line ending after 'file'", 2},
 		{"consumers extra", "key_auth {\n\tconsumers file a.json b.json\n}", "wrong argument count", 2},
-		{"consumers unknown kind", "key_auth {\n\tconsumers ldap ldap://x\n}", "unknown consumers source 'ldap' (want file or http)", 2},
+		{"consumers unknown kind", "key_auth {\n\tconsumers ldap ldap://x\n}", "unknown consumers source 'ldap' (want file, http or redis)", 2},
 		{"consumers kind case", "key_auth {\n\tconsumers File c.json\n}", "unknown consumers source 'File'", 2},
 		{"consumers file unknown option", "key_auth {\n\tconsumers file c.json {\n\t\ttimeout 5s\n\t}\n}", "unrecognized consumers file option 'timeout'", 3},
 		{"refresh missing", "key_auth {\n\tconsumers file c.json {\n\t\trefresh\n\t}\n}", "wrong argument count or unexpected line ending after 'refresh'", 3},

@@ -130,6 +130,7 @@ type Handler struct {
 	maxBody      int64
 	runPreflight bool
 	store        *consumers.Store
+	looker       consumers.Looker // the store's, when it looks keys up one by one
 	challenge    []string
 	anon         *atomic.Pointer[anonEntry] // a pointer, so the module value may be copied
 	acl          aclMode
@@ -175,6 +176,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("module %s is not a consumers source: it has no Store method", caddy.GetModuleID(mod))
 	}
 	h.store = src.Store()
+	h.looker = h.store.Looker()
 	// Finding the anonymous consumer scans the set; done now, the answer is
 	// cached for the requests that fall back to it.
 	if set := h.store.Set(); h.Anonymous != "" && set != nil {

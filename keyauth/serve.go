@@ -198,6 +198,10 @@ var errCanary = &failure{status: errInvalid.status, message: errInvalid.message,
 
 const statusClientClosedRequest = 499
 
+// errUnavailable is a source that looks keys up (Redis) and cannot answer
+// now: the key may be good, so never 401.
+var errUnavailable = newFailure(http.StatusServiceUnavailable, "consumers source unavailable", outcomeError)
+
 var jsonContentType = []string{"application/json"}
 
 // ServeHTTP authenticates the request. The work per request is a SHA-256 of
@@ -222,7 +226,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	set := h.store.Set()
-	if set == nil {
+	if set == nil && h.looker == nil {
 		// Fail closed: without consumers not even the anonymous one is known.
 		return h.fail(w, &req, errNotLoaded)
 	}
@@ -234,6 +238,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		} else {
 			digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
 			cred, ok := set.Lookup(&digest)
+			if h.looker != nil {
+				var err error
+				if cred, ok, err = h.looker.Lookup(r.Context(), digest); err != nil {
+					return h.fail(w, &req, errUnavailable)
+				}
+			}
 			switch {
 			case !ok:
 				f = errInvalid
@@ -279,7 +289,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Anonymous == "" {
 		return h.fail(w, &req, f)
 	}
-	anon, ok := h.anonymous(set)
+	var anon model.Consumer
+	var ok bool
+	if h.looker == nil {
+		anon, ok = h.anonymous(set)
+	} else {
+		var err error
+		if anon, ok, err = h.looker.Consumer(r.Context(), h.Anonymous); err != nil {
+			return h.fail(w, &req, errUnavailable)
+		}
+	}
 	if !ok {
 		return h.fail(w, &req, &failure{
 			status:  http.StatusInternalServerError,
