@@ -25,14 +25,18 @@ import (
 
 func checkCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "check (<consumers file>... | --config <Caddyfile or JSON config>) [--warn <duration>] [--strict]",
+		Use:   "check (<consumers file>... | --file <consumers file> | --config <Caddyfile or JSON config>) [--warn <duration>] [--strict]",
 		Short: "Checks consumers files as Caddy would load them",
 		Long: `
 Loads each consumers file exactly as the file source does, and prints its
 counts, its errors (those of a load) and warnings: plain keys at rest, keys
-expiring within --warn (default 30d), expired keys, consumers without keys,
+expiring within --warn (default 30d), expired keys, consumers without keys
+(on a bare file even the anonymous one: only --config knows which it is),
 plain keys that look generated but whose checksum is wrong (a typo), and an
 anonymous consumer that is missing or disabled.
+
+The consumers files are the arguments, or --file (which may be repeated),
+as with the other commands; not both.
 
 With --config, the consumers files are those of every key_auth handler of the
 config (a Caddyfile, adapted, or JSON when the name ends in .json); relative
@@ -43,6 +47,7 @@ Exit status 1 on any error, and with --strict on any warning too, so it fits
 CI and pre-commit hooks.
 `,
 	}
+	cmd.Flags().StringArray("file", nil, "a consumers file to check (as an argument does)")
 	cmd.Flags().String("config", "", "a Caddy config whose consumers files to check")
 	cmd.Flags().String("warn", "30d", "warn of keys expiring within this duration")
 	cmd.Flags().Bool("strict", false, "exit 1 on warnings too")
@@ -65,6 +70,11 @@ func runCheck(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	files, _ := cmd.Flags().GetStringArray("file")
+	if len(files) > 0 && len(args) > 0 {
+		return fmt.Errorf("give the consumers files as arguments or with --file, not both")
+	}
+	args = append(args, files...)
 	if (config == "") == (len(args) == 0) {
 		return fmt.Errorf("give consumers files or --config, one of the two")
 	}
@@ -94,7 +104,7 @@ func runCheck(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(out, "consumers %s: not checked\n", s.kind)
 		}
 	}
-	fmt.Fprintf(out, "%d errors, %d warnings\n", errs, warns)
+	fmt.Fprintf(out, "%s, %s\n", plural(errs, "error", "errors"), plural(warns, "warning", "warnings"))
 	if errs > 0 || (strict && warns > 0) {
 		return silent(cmd)
 	}
@@ -155,7 +165,7 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 				expired++
 				warnf("%s: expired at %s", where, cr.ExpiresAt)
 			case exp.Sub(t) <= warnWithin:
-				warnf("%s: expires at %s, in %s", where, cr.ExpiresAt, exp.Sub(t).Round(time.Minute))
+				warnf("%s: expires at %s, in %s", where, cr.ExpiresAt, within(exp.Sub(t)))
 			}
 		}
 	}
@@ -170,14 +180,15 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 		}
 	}
 	consumers, keys := set.Len()
-	fmt.Fprintf(out, "consumers file %s: %d consumers, %d keys (%d hashed, %d plain)", s.location, consumers, keys, keys-plain, plain)
+	fmt.Fprintf(out, "consumers file %s: %s, %s (%d hashed, %d plain)", s.location,
+		plural(consumers, "consumer", "consumers"), plural(keys, "key", "keys"), keys-plain, plain)
 	var extra []string
 	for _, x := range []struct {
-		n    int
-		what string
-	}{{expired, "expired"}, {disabledKeys, "keys disabled"}, {canaries, "canaries"}, {disabledConsumers, "consumers disabled"}} {
+		n         int
+		one, many string
+	}{{expired, "expired", "expired"}, {disabledKeys, "key disabled", "keys disabled"}, {canaries, "canary", "canaries"}, {disabledConsumers, "consumer disabled", "consumers disabled"}} {
 		if x.n > 0 {
-			extra = append(extra, fmt.Sprintf("%d %s", x.n, x.what))
+			extra = append(extra, plural(x.n, x.one, x.many))
 		}
 	}
 	if len(extra) > 0 {

@@ -122,3 +122,34 @@ func silent(cmd *cobra.Command) error {
 	cmd.SilenceErrors = true
 	return errors.New("failed")
 }
+
+// noArgs refuses arguments to a command that names its consumers file with
+// --file: a file name given as an argument is the usual slip. The argument
+// is not quoted back, as it may be a key.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments: name the consumers file with --file (see caddy key-auth %s --help)", cmd.Name(), cmd.Name())
+	}
+	return nil
+}
+
+// plural is n and the noun, singular for 1.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// within says how far off a time is, in the unit a person reads: days from
+// two days on, hours from one hour, else minutes; rounded down.
+func within(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return plural(int(d/(24*time.Hour)), "day", "days")
+	case d >= time.Hour:
+		return plural(int(d/time.Hour), "hour", "hours")
+	default:
+		return plural(int(d/time.Minute), "minute", "minutes")
+	}
+}

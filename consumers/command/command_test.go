@@ -158,7 +158,7 @@ func TestNewCreate(t *testing.T) {
 	if u, _, ok := lookup(t, path, strings.TrimSpace(out)); !ok || u != "carol" {
 		t.Fatal("the new consumer does not hold the key")
 	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
 		t.Errorf("a new file has mode %v", fi.Mode())
 	}
 	out, _, err = run(t, "", "new", "--consumer", "dan", "--file", path, "--create")
@@ -207,7 +207,7 @@ func TestNewRefusals(t *testing.T) {
 		{"taken id", sample, []string{"new", "--consumer", "bob", "--id", "alice-key"}, `credential id "alice-key" is already used`},
 		{"empty id", sample, []string{"new", "--consumer", "bob", "--id", ""}, "--id must not be empty"},
 		{"unknown flag", sample, []string{"new", "--consumer", "bob", "--key", "x"}, "unknown flag: --key"},
-		{"argument", sample, []string{"new", "--consumer", "bob", "stray"}, "unknown command"},
+		{"argument", sample, []string{"new", "--consumer", "bob", "stray"}, "new takes no arguments: name the consumers file with --file"},
 		{"refused document", refused, []string{"new", "--consumer", "a"}, loadErr.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -385,7 +385,7 @@ func TestWhois(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{keyBob, []string{"whois", "--file", path, keyBob}, "standard input, not from arguments"},
+		{keyBob, []string{"whois", "--file", path, keyBob}, "whois takes no arguments"},
 		{"", []string{"whois", "--file", path}, "no key on standard input"},
 		{"\n", []string{"whois", "--file", path}, "no key on standard input"},
 		{"a\nb\n", []string{"whois", "--file", path}, "several lines"},
@@ -426,7 +426,7 @@ func TestCheckFiles(t *testing.T) {
 	for _, want := range []string{
 		"consumers file " + path + ": 3 consumers, 6 keys (3 hashed, 3 plain); 1 expired\n",
 		`consumer "alice", credential "a-plain": plain key at rest`,
-		`consumer "alice", credential "a-soon": expires at 2026-05-10T00:00:00Z, in 216h0m0s`,
+		`consumer "alice", credential "a-soon": expires at 2026-05-10T00:00:00Z, in 9 days`,
 		`consumer "alice", credential "a-old": expired at 2026-01-01T00:00:00Z`,
 		`consumer "bob", credential "b-typo": the key looks generated but its checksum is wrong`,
 		`consumer "keyless" has no keys`,
@@ -458,7 +458,7 @@ func TestCheckFiles(t *testing.T) {
 	refused := writeFile(t, `{"consumers": [{"username": "a", "keys": [{"key": "dup-key-1"}, {"key": "dup-key-1"}]}]}`)
 	_, loadErr := model.ParseFile(refused)
 	out, _, err = run(t, "", "check", clean, refused)
-	if err == nil || !strings.Contains(out, "error: consumers file "+refused+": "+loadErr.Error()) || !strings.Contains(out, "1 errors, 0 warnings") {
+	if err == nil || !strings.Contains(out, "error: consumers file "+refused+": "+loadErr.Error()) || !strings.Contains(out, "1 error, 0 warnings") {
 		t.Errorf("refused file: %v\n%s", err, out)
 	}
 	noSecret(t, []string{"dup-key-1"}, out)
@@ -509,10 +509,10 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("%v\n%s%s", err, out, errOut)
 	}
 	for _, want := range []string{
-		"consumers file " + dir + "/consumers.json: 2 consumers, 1 keys (1 hashed, 0 plain)\n",
+		"consumers file " + dir + "/consumers.json: 2 consumers, 1 key (1 hashed, 0 plain)\n",
 		`anonymous consumer "nobody" is not in the file`,
 		"consumers http https://keys.example.com/consumers.json: not fetched",
-		"0 errors, 1 warnings",
+		"0 errors, 1 warning",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check --config does not say %q:\n%s", want, out)
@@ -685,8 +685,140 @@ func TestRevokeConsumerAndCanary(t *testing.T) {
 		t.Errorf("whois of a disabled consumer's key: %v %q", err, out)
 	}
 	out, _, _ = run(t, "", "check", path)
-	if !strings.Contains(out, "1 canaries, 1 consumers disabled") {
+	if !strings.Contains(out, "1 canary, 1 consumer disabled") {
 		t.Errorf("check:\n%s", out)
 	}
 	noSecret(t, []string{canary}, out, readFile(t, path))
+}
+
+// A disabled consumer gets no new key: it could never work. Nothing is
+// written, no key printed, and the error says how to enable it.
+func TestNewDisabledConsumer(t *testing.T) {
+	doc := `{"consumers": [{"username": "carol", "disabled": true, "keys": [{"id": "c1", "hash": "` + docfile.HashKey("k") + `"}]}]}`
+	for _, extra := range [][]string{nil, {"--create"}} {
+		path := writeFile(t, doc)
+		out, errOut, err := run(t, "", append([]string{"new", "--consumer", "carol", "--file", path}, extra...)...)
+		if err == nil || !strings.Contains(err.Error(), `consumer "carol" is disabled`) || !strings.Contains(err.Error(), `remove its "disabled": true`) {
+			t.Errorf("%v: error %v", extra, err)
+		}
+		if out != "" || readFile(t, path) != doc {
+			t.Errorf("%v: stdout %q; file changed: %v", extra, out, readFile(t, path) != doc)
+		}
+		noSecret(t, []string{strings.TrimSpace(out)}, errOut)
+	}
+}
+
+// A consumers file given as an argument, where --file is meant, is told so.
+func TestFileAsArgument(t *testing.T) {
+	path := writeFile(t, sample)
+	for _, args := range [][]string{
+		{"hash", path},
+		{"revoke", path, "--consumer", "bob"},
+		{"new", "--consumer", "bob", path},
+	} {
+		out, _, err := run(t, "", args...)
+		if err == nil || !strings.Contains(err.Error(), args[0]+" takes no arguments: name the consumers file with --file") {
+			t.Errorf("%v: error %v", args, err)
+		}
+		if out != "" {
+			t.Errorf("%v: stdout %q", args, out)
+		}
+	}
+	_, _, err := run(t, keyBob, "whois", path)
+	if err == nil || !strings.Contains(err.Error(), "name the consumers file with --file and send the key on standard input") ||
+		!strings.Contains(err.Error(), "shell history") {
+		t.Errorf("whois with a file argument: %v", err)
+	}
+	if readFile(t, path) != sample {
+		t.Error("the file changed")
+	}
+}
+
+// check takes its files with --file as well as as arguments, not both.
+func TestCheckFileFlag(t *testing.T) {
+	path := writeFile(t, sample)
+	other := writeFile(t, `{"consumers": [{"username": "x", "keys": [{"hash": "`+docfile.HashKey("k")+`"}]}]}`)
+	byArg, _, errArg := run(t, "", "check", path)
+	byFlag, _, errFlag := run(t, "", "check", "--file", path)
+	if errArg != nil || errFlag != nil || byArg != byFlag || !strings.Contains(byFlag, "consumers file "+path+": 3 consumers") {
+		t.Errorf("--file: %v %v\n%s\n%s", errArg, errFlag, byArg, byFlag)
+	}
+	out, _, err := run(t, "", "check", "--file", path, "--file", other)
+	if err != nil || !strings.Contains(out, "consumers file "+other+": 1 consumer, 1 key (1 hashed, 0 plain)\n") {
+		t.Errorf("two --file: %v\n%s", err, out)
+	}
+	if _, _, err := run(t, "", "check", "--file", path, other); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("--file and an argument: %v", err)
+	}
+	if _, _, err := run(t, "", "check", "--file", path, "--config", "Caddyfile"); err == nil || !strings.Contains(err.Error(), "one of the two") {
+		t.Errorf("--file and --config: %v", err)
+	}
+}
+
+// Counts of one are singular; expiry is told in days from two days on.
+func TestCheckWording(t *testing.T) {
+	setNow(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	path := writeFile(t, `{"consumers": [
+  {"username": "a", "disabled": true, "keys": [{"id": "far", "hash": "`+docfile.HashKey("k1")+`", "expires_at": "2026-10-29T04:22:00Z"}]},
+  {"username": "b", "keys": [{"id": "near", "hash": "`+docfile.HashKey("k2")+`", "expires_at": "2026-05-02T23:59:00Z"},
+    {"id": "soon", "hash": "`+docfile.HashKey("k3")+`", "expires_at": "2026-05-01T00:25:30Z", "disabled": true}]}
+]}`)
+	out, _, err := run(t, "", "check", "--warn", "200d", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"; 1 key disabled, 1 consumer disabled\n",
+		`credential "far": expires at 2026-10-29T04:22:00Z, in 181 days` + "\n",
+		`credential "near": expires at 2026-05-02T23:59:00Z, in 47 hours` + "\n",
+		`credential "soon": expires at 2026-05-01T00:25:30Z, in 25 minutes` + "\n",
+		"0 errors, 3 warnings\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check does not say %q:\n%s", want, out)
+		}
+	}
+	one := writeFile(t, `{"consumers": [{"username": "x", "keys": [{"key": "plain-1"}]}]}`)
+	out, _, _ = run(t, "", "check", one)
+	if !strings.Contains(out, ": 1 consumer, 1 key (0 hashed, 1 plain)\n") || !strings.Contains(out, "0 errors, 1 warning\n") {
+		t.Errorf("singular:\n%s", out)
+	}
+
+	_, errOut, err := run(t, "", "revoke", "--file", one, "--consumer", "x")
+	if err != nil || !strings.Contains(errOut, `Disabled consumer "x" (1 key) in`) {
+		t.Errorf("revoke: %v %q", err, errOut)
+	}
+	two := writeFile(t, `{"consumers": [{"username": "x", "keys": [{"key": "plain-1"}]}]}`)
+	_, errOut, err = run(t, "", "hash", "--file", two)
+	if err != nil || !strings.Contains(errOut, "Hashed 1 key in") {
+		t.Errorf("hash: %v %q", err, errOut)
+	}
+	_, errOut, err = run(t, `{"_format_version": "3.0", "consumers": [{"username": "a", "keyauth_credentials": [{"key": "one-key-1"}]}]}`,
+		"import", "--from", "kong", "-")
+	if err != nil || !strings.Contains(errOut, "Imported 1 consumer and 1 key (hashed)") {
+		t.Errorf("import: %v %q", err, errOut)
+	}
+}
+
+// A generated document refused by the load checks is reported without the
+// line, which would be one of the generated JSON, not of the user's file.
+func TestImportRefusedWithoutLine(t *testing.T) {
+	for _, tc := range []struct{ from, in string }{
+		{"kong", `{"_format_version": "3.0", "consumers": [
+  {"username": "a", "keyauth_credentials": [{"key": "same-key-1"}]},
+  {"username": "b", "keyauth_credentials": [{"key": "same-key-1"}]}]}`},
+		{"apisix", `{"consumers": [
+  {"username": "a", "plugins": {"key-auth": {"key": "same-key-1"}}},
+  {"username": "b", "plugins": {"key-auth": {"key": "same-key-1"}}}]}`},
+	} {
+		out, errOut, err := run(t, tc.in, "import", "--from", tc.from, "-")
+		if err == nil || !strings.Contains(err.Error(), `consumer "b"`) || !strings.Contains(err.Error(), `consumer "a"`) ||
+			strings.Contains(err.Error(), "line ") {
+			t.Errorf("%s: error %v", tc.from, err)
+		}
+		if out != "" {
+			t.Errorf("%s: stdout %q", tc.from, out)
+		}
+		noSecret(t, []string{"same-key-1"}, out, errOut, err.Error())
+	}
 }

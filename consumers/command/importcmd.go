@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,7 +91,10 @@ Use - as the file to read standard input.
 		}
 		doc, err := res.Doc.Marshal()
 		if err != nil {
-			return fmt.Errorf("%s: importing: %w", path, err)
+			// The line of a load error is one of the generated document,
+			// which the user never sees: it would point into their file
+			// wrongly. The consumer and credential it names are enough.
+			return fmt.Errorf("%s: importing: %s", path, generatedLine.ReplaceAllString(err.Error(), ""))
 		}
 		stderr := cmd.ErrOrStderr()
 		for _, n := range res.Notes {
@@ -107,9 +111,13 @@ Use - as the file to read standard input.
 		if plain {
 			how = "in plain text"
 		}
-		fmt.Fprintf(stderr, "\nImported %d consumers and %d keys (%s) from %s.\n", len(res.Doc.Consumers), keys, how, path)
+		fmt.Fprintf(stderr, "\nImported %s and %s (%s) from %s.\n", plural(len(res.Doc.Consumers), "consumer", "consumers"), plural(keys, "key", "keys"), how, path)
 		_, err = cmd.OutOrStdout().Write(doc)
 		return err
 	}
 	return cmd
 }
+
+// generatedLine is the position a load error gives: "line 11: " or
+// "line 11, column 3: ".
+var generatedLine = regexp.MustCompile(`\bline \d+(, column \d+)?: `)

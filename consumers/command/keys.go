@@ -30,7 +30,7 @@ default <username>-<8 random hex digits>. --expires takes a duration from
 now (2h, 90d) or an RFC 3339 time. --canary marks the key as a canary: a
 key issued to nobody, planted where a leak would expose it.
 `,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	f := cmd.Flags()
 	f.String("consumer", "", "username of the consumer the key is for (required)")
@@ -103,6 +103,9 @@ func runNew(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	c, ok := file.Doc.Consumer(username)
+	if ok && c.Disabled {
+		return fmt.Errorf("consumer %q is disabled in %s, so a new key of it would be refused: enable it first (remove its \"disabled\": true)", username, path)
+	}
 	if !ok {
 		if !create {
 			return fmt.Errorf("consumers file %s has no consumer %q (--create adds it)", path, username)
@@ -152,7 +155,7 @@ have derived ids get those ids written out, so no other key's id changes).
 --consumer disables the consumer ("disabled": true): every key of it is
 refused, and nothing is deleted; remove the field to enable it again.
 `,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	cmd.Flags().String("file", "", "consumers file (required)")
 	cmd.Flags().String("credential", "", "id of the credential to remove")
@@ -197,7 +200,7 @@ refused, and nothing is deleted; remove the field to enable it again.
 		if err := file.Save(); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Disabled consumer %q (%d keys) in %s.\n", username, len(c.Keys), path)
+		fmt.Fprintf(cmd.ErrOrStderr(), "Disabled consumer %q (%s) in %s.\n", username, plural(len(c.Keys), "key", "keys"), path)
 		return nil
 	}
 	return cmd
@@ -212,7 +215,7 @@ Replaces every plain "key" of the consumers file by its "hash"
 (sha256: and the hex SHA-256 of the key). Afterwards the file holds no secret,
 and every key works as before.
 `,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	cmd.Flags().String("file", "", "consumers file (required)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -242,7 +245,7 @@ and every key works as before.
 		if err := file.Save(); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Hashed %d keys in %s; it holds no plain key now.\n", n, path)
+		fmt.Fprintf(cmd.ErrOrStderr(), "Hashed %s in %s; it holds no plain key now.\n", plural(n, "key", "keys"), path)
 		return nil
 	}
 	return cmd

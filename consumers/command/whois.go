@@ -32,7 +32,7 @@ key belongs to no one.
 	cmd.Flags().String("file", "", "consumers file (required)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("whois reads the key from standard input, not from arguments (they end up in shell history)")
+			return fmt.Errorf("whois takes no arguments: name the consumers file with --file and send the key on standard input (an argument ends up in shell history)")
 		}
 		if err := requireFlag(cmd, "file"); err != nil {
 			return err

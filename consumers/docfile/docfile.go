@@ -160,13 +160,14 @@ func Open(path string) (*File, error) {
 }
 
 // OpenOrNew is Open, but a file that does not exist is an empty document,
-// written as a new file with mode 0600.
+// written as a new file with mode 0644: it holds only what Caddy must read
+// (hashes, once `hash` ran), and Caddy often runs as another user.
 func OpenOrNew(path string) (*File, error) {
 	return open(path, true)
 }
 
 func open(path string, orNew bool) (*File, error) {
-	f := &File{Path: path, target: path, mode: 0o600}
+	f := &File{Path: path, target: path, mode: 0o644}
 	if t, err := filepath.EvalSymlinks(path); err == nil {
 		f.target = t
 	}

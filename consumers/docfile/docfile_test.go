@@ -208,7 +208,7 @@ func TestOpenOrNew(t *testing.T) {
 	if err := f.Save(); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("new file: %v %v", fi, err)
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "missing.json")); err == nil {
