@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034 # the variables set here are used by the scripts
-# Shared by bench/load.sh, bench/scale.sh and bench/soak.sh; sourced, not run.
+# Shared by the bench/*.sh scripts; sourced, not run.
 # Expects: set -euo pipefail, ROOT (the repository) and OUT (bench/out).
 
 CADDY_CPU=${CADDY_CPU:-0} # the core Caddy is pinned to
@@ -183,4 +183,45 @@ machine_info() {
 	echo "machine: $(nproc) cores (${model:-unknown cpu}), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr)"
 	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "caddy: $("$CADDY" version | cut -d' ' -f1), $(go version | cut -d' ' -f3); caddy on cpu $CADDY_CPU, load generator on cpu $LOAD_CPU"
+}
+
+# free_port FROM TO: the first port in FROM..TO that nothing on 127.0.0.1
+# listens on.
+free_port() {
+	local p
+	for ((p = $1; p <= $2; p++)); do
+		(: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null || {
+			echo "$p"
+			return 0
+		}
+	done
+	die "no free port in $1-$2"
+}
+
+# start_redis CPU DIR: starts a redis-server pinned to CPU on a free port of
+# 127.0.0.1, its files in DIR, without persistence; sets REDIS_PORT and
+# REDIS_PID.
+start_redis() {
+	local cpu=$1 dir=$2 i
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+		die "redis-server and redis-cli are missing (apt-get install redis-server)"
+	mkdir -p "$dir"
+	REDIS_PORT=$(free_port 18600 18699)
+	taskset -c "$cpu" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" \
+		--save '' --appendonly no --protected-mode yes >"$dir/redis.log" 2>&1 &
+	REDIS_PID=$!
+	PIDS+=("$REDIS_PID")
+	for ((i = 0; i < 200; i++)); do
+		[[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && return 0
+		kill -0 "$REDIS_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	tail -5 "$dir/redis.log" >&2
+	die "redis-server did not start"
+}
+
+# source_field ADMIN_PORT FIELD: a number from GET /key_auth/sources (the
+# first source that has it), e.g. cache_entries or misses.
+source_field() {
+	curl -s "http://127.0.0.1:$1/key_auth/sources" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2
 }

@@ -3,6 +3,8 @@
 //
 //	benchtool gen -n 1000000 -seed 1 -stable 1000 -o consumers.json -keys keys.txt
 //	benchtool parse -f consumers.json -runs 3
+//	benchtool resp -from 0 -to 1000000 -per 10 | redis-cli --pipe
+//	benchtool keys -n 100000
 //
 // gen writes n consumers shaped like
 //
@@ -15,6 +17,10 @@
 //
 // parse reports, as key=value lines, the time model.Parse takes on the
 // file's bytes and the live heap the parsed Set holds.
+//
+// resp writes credentials [from, to) (key i is stable consumer i's key; per
+// credentials to a consumer) as RESP commands in the Redis source's layout;
+// keys writes the keys of credentials [0, n), one a line.
 package main
 
 import (
@@ -42,6 +48,10 @@ func main() {
 		err = gen(os.Args[2:])
 	case "parse":
 		err = parse(os.Args[2:])
+	case "resp":
+		err = resp(os.Args[2:])
+	case "keys":
+		err = keys(os.Args[2:])
 	default:
 		usage()
 	}
@@ -54,6 +64,8 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: benchtool gen -n N [-seed S] [-stable K] -o FILE [-keys FILE]")
 	fmt.Fprintln(os.Stderr, "       benchtool parse -f FILE [-runs R]")
+	fmt.Fprintln(os.Stderr, "       benchtool resp [-from I] -to J [-per P] [-prefix keyauth:] | redis-cli --pipe")
+	fmt.Fprintln(os.Stderr, "       benchtool keys -n N")
 	os.Exit(2)
 }
 
