@@ -28,13 +28,14 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if !d.Args(&s.URL) || d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
+	seen := caddyfilearg.Seen{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && opt != "header" {
-			return d.Errf("%s given twice", opt)
+		if opt != "header" { // header may repeat, one per name
+			if err := seen.Once(d); err != nil {
+				return err
+			}
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "refresh":
@@ -77,13 +78,12 @@ func unmarshalTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
 		return nil, d.ArgErr()
 	}
 	t := new(HTTPSourceTLS)
-	seen := map[string]bool{}
+	seen := caddyfilearg.Seen{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
-			return nil, d.Errf("%s given twice", opt)
+		if err := seen.Once(d); err != nil {
+			return nil, err
 		}
-		seen[opt] = true
 		switch opt {
 		case "client_certificate":
 			if !d.Args(&t.ClientCertificateFile, &t.ClientCertificateKeyFile) || d.NextArg() {

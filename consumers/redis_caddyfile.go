@@ -31,13 +31,12 @@ func (s *RedisSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(s.Addresses) == 0 {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
+	seen := caddyfilearg.Seen{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("%s given twice", opt)
+		if err := seen.Once(d); err != nil {
+			return err
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "username":

@@ -43,13 +43,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
+	seen := caddyfilearg.Seen{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("%s given twice", opt)
+		if err := seen.Once(d); err != nil {
+			return err
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "key_names":

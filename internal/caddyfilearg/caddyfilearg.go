@@ -85,3 +85,18 @@ func Size(d *caddyfile.Dispenser) (int64, error) {
 	}
 	return int64(n), nil
 }
+
+// Seen is the options a block has given so far; Once refuses an option
+// given twice in one block, naming it, with the dispenser's file:line.
+type Seen map[string]bool
+
+// Once records the current option, or refuses it if the block gave it
+// already.
+func (s Seen) Once(d *caddyfile.Dispenser) error {
+	opt := d.Val()
+	if s[opt] {
+		return d.Errf("%s given twice", opt)
+	}
+	s[opt] = true
+	return nil
+}
