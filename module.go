@@ -1,6 +1,7 @@
 // Package caddykeyauth plugs key_auth into Caddy: Kong-compatible API-key
-// authentication, with consumers loaded from a file or an HTTP source, and
-// the `caddy key-auth` command that manages keys and consumers files.
+// authentication, with consumers loaded from a file, an HTTP source or
+// Redis, the consumer matcher, and the `caddy key-auth` command that
+// manages keys and consumers files.
 //
 // Build Caddy with it:
 //
@@ -8,13 +9,14 @@
 package caddykeyauth
 
 import (
-	// The handler, its Caddyfile directive and the consumer sources.
+	// The handler and matcher, and their Caddyfile directive.
 	_ "github.com/keyauth/caddy-keyauth/caddyfile"
-	_ "github.com/keyauth/caddy-keyauth/consumers"
 	_ "github.com/keyauth/caddy-keyauth/keyauth"
 
-	// caddy key-auth: new, revoke, hash, check, whois, import.
-	_ "github.com/keyauth/caddy-keyauth/consumers/command"
-	// caddy key-auth push: a consumers file into Redis.
-	_ "github.com/keyauth/caddy-keyauth/consumers/redispush"
+	// The consumers sources: file, http and redis, the key_auth app and
+	// the admin endpoints.
+	_ "github.com/keyauth/caddy-keyauth/consumers/sources"
+
+	// caddy key-auth: new, revoke, hash, check, whois, import, push.
+	_ "github.com/keyauth/caddy-keyauth/keyauth/command"
 )

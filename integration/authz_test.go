@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // authzDoc is a consumers document with groups, labels, tags and disabled
@@ -395,7 +395,7 @@ func TestAuthzGroupsReload(t *testing.T) {
 }
 
 // theSet is the consumers set the test's file source serves.
-func theSet(t *testing.T, e *env) *model.Set {
+func theSet(t *testing.T, e *env) *consumers.Set {
 	t.Helper()
 	st := storeAt(t, e.consumers)
 	if st == nil {

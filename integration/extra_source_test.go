@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // A consumers source from another module, as a plugin would write one: it
@@ -24,7 +24,7 @@ type staticTestSource struct {
 	// Consumers are username and key pairs.
 	Consumers [][2]string `json:"consumers,omitempty"`
 
-	store *consumers.Store
+	store *sources.Store
 }
 
 // A module of the namespace that is not a source: it has no store.
@@ -72,15 +72,15 @@ func (s *staticTestSource) Provision(caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	set, err := model.Parse(b)
+	set, err := consumers.Parse(b)
 	if err != nil {
 		return fmt.Errorf("static_test consumers: %w", err)
 	}
-	s.store = consumers.StaticStore(set)
+	s.store = sources.StaticStore(set)
 	return nil
 }
 
-func (s *staticTestSource) Store() *consumers.Store { return s.store }
+func (s *staticTestSource) Store() *sources.Store { return s.store }
 
 func (notASourceTest) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "key_auth.sources.not_a_source_test", New: func() caddy.Module { return new(notASourceTest) }}
@@ -92,7 +92,7 @@ func (notASourceTest) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 var (
-	_ consumers.Source      = (*staticTestSource)(nil)
+	_ sources.Source        = (*staticTestSource)(nil)
 	_ caddyfile.Unmarshaler = (*staticTestSource)(nil)
 	_ caddy.Provisioner     = (*staticTestSource)(nil)
 )

@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // fieldBadKeys are keys that can never be sent as stored, with what the
@@ -128,7 +128,7 @@ func TestFieldBadKeyRefusedFromHTTPSource(t *testing.T) {
 	site := siteURL(0)
 
 	// Nothing loaded yet: 503, whatever is sent, and the log says so.
-	waitStatus(t, url, "a refused first fetch", func(st consumers.Status) bool { return st.Failures > 0 })
+	waitStatus(t, url, "a refused first fetch", func(st sources.Status) bool { return st.Failures > 0 })
 	for _, q := range append([]string{"/"}, fieldSendsAsBadKey...) {
 		if code, _ := getKey(t, site+q, ""); code != http.StatusServiceUnavailable {
 			t.Errorf("before a first load, GET %s: %d, want 503", q, code)
@@ -139,7 +139,7 @@ func TestFieldBadKeyRefusedFromHTTPSource(t *testing.T) {
 	})
 
 	srv.SetDoc(fieldDocWithKey("alice-key-1"))
-	waitStatus(t, url, "the first load", func(st consumers.Status) bool { return st.Loaded && st.Failures == 0 })
+	waitStatus(t, url, "the first load", func(st sources.Status) bool { return st.Loaded && st.Failures == 0 })
 	expect(t, site+"/", "alice-key-1", 200, "ok alice")
 	good := storeAt(t, url).Set()
 
@@ -286,7 +286,7 @@ func TestFieldSourceRedirects(t *testing.T) {
 			site := fmt.Sprintf("http://127.0.0.1:%d/", port)
 			startCaddy(t, globalOptions(logOpt)+httpSourceSite(port, au.String(), block, "", "ok"), "caddyfile")
 			loc := a.origin("127.0.0.1")
-			waitStatus(t, loc, "the first load", func(st consumers.Status) bool { return st.Loaded })
+			waitStatus(t, loc, "the first load", func(st sources.Status) bool { return st.Loaded })
 			expect(t, site, "alice-key-1", 200, "ok alice")
 			// What the configured origin receives: the header, the user
 			// info and, over TLS, the client certificate.
@@ -379,10 +379,10 @@ func TestFieldSourceRedirects(t *testing.T) {
 
 // fieldRefresh asks the admin API to refresh every source now and returns
 // what it says of the one at loc.
-func fieldRefresh(t *testing.T, loc string) consumers.SourceStatus {
+func fieldRefresh(t *testing.T, loc string) sources.SourceStatus {
 	t.Helper()
 	code, body := adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
-	var out []consumers.SourceStatus
+	var out []sources.SourceStatus
 	if err := json.Unmarshal(body, &out); code != http.StatusOK || err != nil {
 		t.Fatalf("POST /key_auth/sources/refresh: %d %s %v", code, body, err)
 	}
@@ -392,19 +392,19 @@ func fieldRefresh(t *testing.T, loc string) consumers.SourceStatus {
 		}
 	}
 	t.Fatalf("no source at %s in %s", loc, body)
-	return consumers.SourceStatus{}
+	return sources.SourceStatus{}
 }
 
 // fieldSource is what GET /key_auth/sources says of the source at loc.
-func fieldSource(t *testing.T, loc string) consumers.SourceStatus {
+func fieldSource(t *testing.T, loc string) sources.SourceStatus {
 	t.Helper()
-	for _, s := range sources(t) {
+	for _, s := range adminSources(t) {
 		if s.Location == loc {
 			return s
 		}
 	}
 	t.Fatalf("no source at %s", loc)
-	return consumers.SourceStatus{}
+	return sources.SourceStatus{}
 }
 
 // redactedSourceURL is how the source names u: without its user info.

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // hardSecret is a random secret; its windows are what a log line must not
@@ -118,7 +118,7 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 		kHashed  = hardSecret()
 		kExpired = hardSecret()
 		kCtl     = "\x00\x01" + hardSecret() + "\x7f"
-		kLong    = strings.Repeat(hardSecret(), 200)[:model.MaxKeyLength]
+		kLong    = strings.Repeat(hardSecret(), 200)[:consumers.MaxKeyLength]
 		kHTTP    = hardSecret()
 		kHTTP2   = hardSecret()
 		kWrong   = hardSecret()
@@ -225,7 +225,7 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 }
 `
 	e.load(tmpl, "caddyfile")
-	waitStatus(t, srv.URL("/consumers"), "the HTTP source loads", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, srv.URL("/consumers"), "the HTTP source loads", func(st sources.Status) bool { return st.Loaded })
 
 	cl := keepAliveClient()
 	defer cl.CloseIdleConnections()
@@ -288,17 +288,17 @@ func TestHardeningNoKeyInModuleLogs(t *testing.T) {
 	// a new document.
 	for _, m := range []sourceMode{sourceFail, sourceInvalid} {
 		srv.SetMode(m)
-		waitStatus(t, srv.URL("/consumers"), "a failed fetch", func(st consumers.Status) bool { return st.Failures >= 1 })
+		waitStatus(t, srv.URL("/consumers"), "a failed fetch", func(st sources.Status) bool { return st.Failures >= 1 })
 		srv.SetMode(sourceOK)
-		waitStatus(t, srv.URL("/consumers"), "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
+		waitStatus(t, srv.URL("/consumers"), "recovery", func(st sources.Status) bool { return st.Failures == 0 })
 	}
 	srv.SetDoc(consumersDoc("dup", kSrcDup, "dup2", kSrcDup))
-	waitStatus(t, srv.URL("/consumers"), "a refused answer", func(st consumers.Status) bool { return st.Failures >= 1 })
+	waitStatus(t, srv.URL("/consumers"), "a refused answer", func(st sources.Status) bool { return st.Failures >= 1 })
 	if status, body := adminRefresh(t); status != http.StatusOK || hardContainsAny(body, secrets) {
 		t.Errorf("admin refresh of a refused source: %d, with a secret: %v", status, hardContainsAny(body, secrets))
 	}
 	srv.SetDoc(consumersDoc("carol", kHTTP2, "guest", ""))
-	waitStatus(t, srv.URL("/consumers"), "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
+	waitStatus(t, srv.URL("/consumers"), "recovery", func(st sources.Status) bool { return st.Failures == 0 })
 	traffic(kPlain, kHTTP2, kHTTP)
 
 	// A reload (the realm changes, the stores stay), then the admin API's

@@ -66,7 +66,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // The ports of this test process, free when it started: the admin
@@ -307,14 +307,14 @@ func adminRefresh(t testing.TB) (int, string) {
 	return status, string(body)
 }
 
-// sources is GET /key_auth/sources.
-func sources(t testing.TB) []consumers.SourceStatus {
+// adminSources is GET /key_auth/sources.
+func adminSources(t testing.TB) []sources.SourceStatus {
 	t.Helper()
 	code, body := adminDo(t, http.MethodGet, "/key_auth/sources", nil)
 	if code != http.StatusOK {
 		t.Fatalf("GET /key_auth/sources: %d %s", code, body)
 	}
-	var out []consumers.SourceStatus
+	var out []sources.SourceStatus
 	if err := json.Unmarshal(body, &out); err != nil {
 		t.Fatalf("GET /key_auth/sources: %v in %s", err, body)
 	}
@@ -351,9 +351,9 @@ func metrics(t testing.TB) (map[string]float64, string) {
 
 // storesAt lists the live consumer stores whose location contains loc (a
 // file's path, a source's URL).
-func storesAt(loc string) []*consumers.Store {
-	var out []*consumers.Store
-	for _, s := range consumers.Stores() {
+func storesAt(loc string) []*sources.Store {
+	var out []*sources.Store
+	for _, s := range sources.Stores() {
 		if strings.Contains(s.Status().Location, loc) {
 			out = append(out, s)
 		}
@@ -362,7 +362,7 @@ func storesAt(loc string) []*consumers.Store {
 }
 
 // storeAt is the live store at loc, or nil; two fail the test.
-func storeAt(t testing.TB, loc string) *consumers.Store {
+func storeAt(t testing.TB, loc string) *sources.Store {
 	t.Helper()
 	switch s := storesAt(loc); len(s) {
 	case 0:

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // patience is how long a wait lasts before the test fails.
@@ -33,9 +33,9 @@ func eventually(t testing.TB, what string, cond func() bool) {
 
 // waitStatus waits until a live store at loc has a status for which cond
 // holds, and returns that status.
-func waitStatus(t testing.TB, loc, what string, cond func(consumers.Status) bool) consumers.Status {
+func waitStatus(t testing.TB, loc, what string, cond func(sources.Status) bool) sources.Status {
 	t.Helper()
-	var st consumers.Status
+	var st sources.Status
 	eventually(t, what, func() bool {
 		s := storeAt(t, loc)
 		if s == nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/keyauth"
 )
 
@@ -22,7 +22,7 @@ func TestReadmeJSONExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
-	var handlers, sources int
+	var handlers, nsources int
 	for _, b := range blocks {
 		doc := strings.TrimSpace(b[1])
 		var raw json.RawMessage
@@ -78,12 +78,12 @@ func TestReadmeJSONExamples(t *testing.T) {
 		if err := src.(caddy.Validator).Validate(); err != nil {
 			t.Errorf("source %s example: %v\n%s", name, err, doc)
 		}
-		if _, ok := src.(consumers.Source); !ok {
+		if _, ok := src.(sources.Source); !ok {
 			t.Errorf("%s is not a source", name)
 		}
-		sources++
+		nsources++
 	}
-	if handlers < 1 || sources < 2 {
-		t.Errorf("found %d handler and %d source examples in README.md, want at least 1 and 2", handlers, sources)
+	if handlers < 1 || nsources < 2 {
+		t.Errorf("found %d handler and %d source examples in README.md, want at least 1 and 2", handlers, nsources)
 	}
 }

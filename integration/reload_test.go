@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // works reports whether key gets through, failing the test on anything but
@@ -95,8 +95,8 @@ func TestRefusedFileWhileRunning(t *testing.T) {
 	e.writeConsumers(broken) // the same key twice
 	eventually(t, "the refusal to be logged", func() bool { return len(refusals()) > 0 })
 	// Each check of the refused file counts a failure: five more checks.
-	checks := waitStatus(t, e.consumers, "a failed check", func(st consumers.Status) bool { return st.Failures > 0 }).Failures
-	waitStatus(t, e.consumers, "five more checks of the file", func(st consumers.Status) bool { return st.Failures >= checks+5 })
+	checks := waitStatus(t, e.consumers, "a failed check", func(st sources.Status) bool { return st.Failures > 0 }).Failures
+	waitStatus(t, e.consumers, "five more checks of the file", func(st sources.Status) bool { return st.Failures >= checks+5 })
 	if r := refusals(); len(r) != 1 {
 		t.Errorf("%d refusals logged, want 1:\n%s", len(r), strings.Join(r, "\n"))
 	} else if !strings.Contains(r[0], e.consumers) || !strings.Contains(r[0], `"level":"error"`) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 func TestAdminSources(t *testing.T) {
@@ -63,8 +63,8 @@ func TestAdminSources(t *testing.T) {
 	if _, ok := fields[1]["etag"]; !ok {
 		t.Errorf("the HTTP source has no etag: %s", raw)
 	}
-	sources := sources(t)
-	fs, hs := sources[0], sources[1]
+	srcs := adminSources(t)
+	fs, hs := srcs[0], srcs[1]
 	if fs.Kind != "file" || fs.Location != file || fs.Consumers != 2 || fs.Keys != 1 || !fs.Loaded ||
 		fs.LastLoad == nil || fs.LastError != "" || fs.Handlers != 1 || fs.ETag != "" {
 		t.Errorf("file source: %+v", fs)
@@ -86,7 +86,7 @@ func TestAdminSources(t *testing.T) {
 	expect(t, site+"/http/", "bob-key-2", 200, "h bob")
 	expect(t, site+"/http/", "bob-key-1", 401, "")
 	expect(t, site+"/file/", "alice-key-2", 200, "f alice")
-	var refreshed []consumers.SourceStatus
+	var refreshed []sources.SourceStatus
 	if err := json.Unmarshal(raw, &refreshed); err != nil || len(refreshed) != 2 || refreshed[1].ETag != srv.ETag() || refreshed[1].RefreshError != "" {
 		t.Errorf("refresh answer: %v %s", err, raw)
 	}

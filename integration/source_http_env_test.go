@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // The HTTP source's URL may use {env.*} placeholders, host and query alike:
@@ -41,8 +41,8 @@ http://localhost:{{.Port}} {
 	location := "http://" + host + "/c.json?REDACTED"
 	// The first fetch runs when the app starts; wait for its set.
 	for {
-		var st *consumers.Status
-		for _, s := range consumers.Stores() {
+		var st *sources.Status
+		for _, s := range sources.Stores() {
 			if s.Status().Location == location {
 				v := s.Status()
 				st = &v
@@ -51,9 +51,9 @@ http://localhost:{{.Port}} {
 		if st != nil && st.Loaded {
 			break
 		}
-		if st == nil && len(consumers.Stores()) > 0 {
+		if st == nil && len(sources.Stores()) > 0 {
 			var locs []string
-			for _, s := range consumers.Stores() {
+			for _, s := range sources.Stores() {
 				locs = append(locs, s.Status().Location)
 			}
 			t.Fatalf("no store at %s; stores at %q", location, locs)

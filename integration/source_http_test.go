@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 func TestSourceHTTPFirstLoadChangeAndNotModified(t *testing.T) {
@@ -139,7 +139,7 @@ func TestSourceHTTPFailuresKeepLastGoodSet(t *testing.T) {
 			} else {
 				srv.SetMode(c.mode)
 			}
-			st := waitStatus(t, url, "two failed polls", func(st consumers.Status) bool {
+			st := waitStatus(t, url, "two failed polls", func(st sources.Status) bool {
 				return st.Failures >= n0+2
 			})
 			if !strings.Contains(st.LastError, c.error) || st.LastErrorTime == nil {
@@ -172,7 +172,7 @@ func TestSourceHTTPFailuresKeepLastGoodSet(t *testing.T) {
 				srv.Accept()
 			}
 			srv.SetMode(sourceOK)
-			waitStatus(t, url, "recovery", func(st consumers.Status) bool {
+			waitStatus(t, url, "recovery", func(st sources.Status) bool {
 				return st.Failures == 0 && st.LastError == ""
 			})
 			expect(t, site, "alice-key-1", 200, "ok alice")
@@ -187,7 +187,7 @@ func TestSourceHTTPFailureStreakLoggedOnce(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy-log.json")
 	logOpt := fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel INFO\n\t}", logFile)
 	startCaddy(t, globalOptions(logOpt)+httpSourceSite(sitePort[0], url, "refresh 100ms", "", "ok"), "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 
 	failed := func() int { return countLines(t, logFile, "consumers not reloaded", url) }
 	recovered := func() int { return countLines(t, logFile, "consumers source recovered", url) }
@@ -195,7 +195,7 @@ func TestSourceHTTPFailureStreakLoggedOnce(t *testing.T) {
 	// Two streaks of at least three failures each, of two kinds.
 	for i, fail := range []func(){func() { srv.SetMode(sourceFail) }, srv.Refuse} {
 		fail()
-		waitStatus(t, url, "four failed polls", func(st consumers.Status) bool { return st.Failures >= 4 })
+		waitStatus(t, url, "four failed polls", func(st sources.Status) bool { return st.Failures >= 4 })
 		if i == 0 {
 			// The source answered each failed poll. The back-off between
 			// them is unit-tested, with an injected clock, in consumers/.
@@ -212,7 +212,7 @@ func TestSourceHTTPFailureStreakLoggedOnce(t *testing.T) {
 			srv.Accept()
 		}
 		srv.SetMode(sourceOK)
-		waitStatus(t, url, "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
+		waitStatus(t, url, "recovery", func(st sources.Status) bool { return st.Failures == 0 })
 		eventually(t, "the recovery is logged", func() bool { return recovered() == i+1 })
 		if got := failed(); got != i+1 {
 			t.Errorf("after streak %d: %d failure lines, want %d", i+1, got, i+1)
@@ -236,7 +236,7 @@ func TestSourceHTTPHeaderPlaceholdersAndSecrets(t *testing.T) {
 	url := srv.URL("/consumers")
 	block := fmt.Sprintf("refresh 100ms\nheader Authorization \"Bearer {env.SRC_KEYAUTH_TOKEN}\"\nheader X-Source-Token {file.%s}", secretFile)
 	startCaddy(t, globalOptions(logOpt)+httpSourceSite(sitePort[0], url, block, "", "ok"), "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 	expect(t, site+"/", "alice-key-1", 200, "ok alice")
 
 	for _, r := range srv.Requests() {
@@ -251,13 +251,13 @@ func TestSourceHTTPHeaderPlaceholdersAndSecrets(t *testing.T) {
 	// Failures are logged, with the headers in play; an admin refresh
 	// reports its error.
 	srv.SetMode(sourceFail)
-	waitStatus(t, url, "failures", func(st consumers.Status) bool { return st.Failures >= 2 })
+	waitStatus(t, url, "failures", func(st sources.Status) bool { return st.Failures >= 2 })
 	code, refreshed := adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
 	if code != 200 || !strings.Contains(string(refreshed), "status 500") {
 		t.Errorf("admin refresh: %d %s", code, refreshed)
 	}
 	srv.SetMode(sourceOK)
-	waitStatus(t, url, "recovery", func(st consumers.Status) bool { return st.Failures == 0 })
+	waitStatus(t, url, "recovery", func(st sources.Status) bool { return st.Failures == 0 })
 	eventually(t, "the failure is logged", func() bool {
 		return countLines(t, logFile, "consumers not reloaded") > 0
 	})
@@ -291,7 +291,7 @@ func TestSourceHTTPCacheAcrossRestart(t *testing.T) {
 	cfg := globalOptions("") + httpSourceSite(sitePort[0], url, "refresh 100ms\ncache "+cache, "", "ok")
 	site := site + "/"
 	startCaddy(t, cfg, "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 	expect(t, site, "alice-key-1", 200, "ok alice")
 	data, err := os.ReadFile(cache)
 	if err != nil || !strings.Contains(string(data), "alice-key-1") {
@@ -312,7 +312,7 @@ func TestSourceHTTPCacheAcrossRestart(t *testing.T) {
 	srv.Refuse()
 	startCaddy(t, cfg, "caddyfile")
 	expect(t, site, "alice-key-1", 200, "ok alice")
-	st := waitStatus(t, url, "the source is found down", func(st consumers.Status) bool { return st.Failures > 0 })
+	st := waitStatus(t, url, "the source is found down", func(st sources.Status) bool { return st.Failures > 0 })
 	if !st.Loaded || st.Consumers != 1 || !strings.Contains(st.LastError, "connection refused") {
 		t.Errorf("status with the source down: %+v", st)
 	}
@@ -345,7 +345,7 @@ http://:%d {
 	// Caddy starts normally with the source down.
 	startCaddy(t, cfg, "caddyfile")
 	expect(t, site2+"/", "", 200, "up")
-	waitStatus(t, url, "a failed fetch", func(st consumers.Status) bool { return st.Failures > 0 })
+	waitStatus(t, url, "a failed fetch", func(st sources.Status) bool { return st.Failures > 0 })
 
 	site := site + "/"
 	for _, key := range []string{"", "alice-key-1", "wrong"} {
@@ -401,7 +401,7 @@ http://:%[3]d {
 }
 `, url, block, sitePort[2])
 	startCaddy(t, cfg, "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 	expect(t, site+"/", "alice-key-1", 200, "one alice")
 	expect(t, site2+"/", "alice-key-1", 200, "two alice")
 	expect(t, site3+"/a/", "alice-key-1", 200, "three alice")
@@ -413,7 +413,7 @@ http://:%[3]d {
 	if n := pollers(); n != 1 {
 		t.Errorf("%d pollers, want 1", n)
 	}
-	for _, s := range sources(t) {
+	for _, s := range adminSources(t) {
 		if strings.Contains(s.Location, "/shared") && s.Handlers != 4 {
 			t.Errorf("the source has %d handlers, want 4", s.Handlers)
 		}
@@ -458,14 +458,14 @@ func TestSourceHTTPLogsAfterReload(t *testing.T) {
 		return globalOptions(logOpt) + httpSourceSite(sitePort[0], url, "refresh 100ms", "", "ok")
 	}
 	startCaddy(t, cfg(logA), "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 	store := storeAt(t, url)
 	startCaddy(t, cfg(logB), "caddyfile")
 	if storeAt(t, url) != store {
 		t.Fatal("the store was replaced")
 	}
 	srv.SetMode(sourceFail)
-	waitStatus(t, url, "a failure", func(st consumers.Status) bool { return st.Failures > 0 })
+	waitStatus(t, url, "a failure", func(st sources.Status) bool { return st.Failures > 0 })
 	eventually(t, "the failure is logged in the running config's log", func() bool {
 		return countLines(t, logB, "consumers not reloaded", url) == 1
 	})
@@ -480,7 +480,7 @@ func TestSourceHTTPTokenRotation(t *testing.T) {
 	url := srv.URL("/consumers")
 	block := "refresh 1h\nheader Authorization \"Bearer {env.SRC_KEYAUTH_ROTATING}\""
 	startCaddy(t, globalOptions("")+httpSourceSite(sitePort[0], url, block, "", "one"), "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 
 	t.Setenv("SRC_KEYAUTH_ROTATING", "token-two")
 	mustLoad(t, globalOptions("")+httpSourceSite(sitePort[0], url, block, "", "two"), "caddyfile")

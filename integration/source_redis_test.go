@@ -18,7 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/redis/rueidis"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
 )
 
@@ -108,12 +108,12 @@ func TestSourceRedis(t *testing.T) {
 	})
 
 	// The admin view: addresses, connection, cache; never the password.
-	var st *consumers.SourceStatus
+	var st *sources.SourceStatus
 	code, body := adminDo(t, http.MethodGet, "/key_auth/sources", nil)
 	if code != http.StatusOK || strings.Contains(string(body), redisPassword) {
 		t.Fatalf("GET /key_auth/sources: %d %s", code, body)
 	}
-	var all []consumers.SourceStatus
+	var all []sources.SourceStatus
 	if err := json.Unmarshal(body, &all); err != nil {
 		t.Fatal(err)
 	}

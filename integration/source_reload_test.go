@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // hammer sends requests with key to url until stopped, and reports any
@@ -93,7 +93,7 @@ func TestReloadHTTPSource(t *testing.T) {
 	baseline := goroutines()
 
 	startCaddy(t, cfg("refresh 1h\ntimeout 2s", "one"), "caddyfile")
-	waitStatus(t, url, "first load", func(st consumers.Status) bool { return st.Loaded })
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
 	expect(t, site, "alice-key-1", 200, "one alice")
 	first := storeAt(t, url)
 	if n := srv.Count(); n != 1 {
@@ -125,7 +125,7 @@ func TestReloadHTTPSource(t *testing.T) {
 	}
 	eventually(t, "the new store polls", func() bool { return srv.Count() >= 4 })
 	expect(t, site, "alice-key-1", 200, "three alice")
-	for _, s := range consumers.Stores() {
+	for _, s := range sources.Stores() {
 		if s == first {
 			t.Error("the replaced store is still live")
 		}

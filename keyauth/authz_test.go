@@ -12,7 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // authzConsumers have groups, labels, tags, and disabled parts.
@@ -43,12 +43,12 @@ func authzHandler(t *testing.T, h *Handler) *Handler {
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	set, err := model.Parse([]byte(authzConsumers))
+	set, err := consumers.Parse([]byte(authzConsumers))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h = provisioned(t, h)
-	h.store = consumers.StaticStore(set)
+	h.store = sources.StaticStore(set)
 	return h
 }
 

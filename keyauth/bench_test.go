@@ -19,13 +19,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // benchStore is a parsed set of n consumers with one random key each, plus
 // an anonymous consumer without keys.
 type benchStore struct {
-	set  *model.Set
+	set  *consumers.Set
 	keys []string
 }
 
@@ -63,7 +63,7 @@ func loadBenchStoreOf(tb testing.TB, n int, rich bool) *benchStore {
 		fmt.Fprintf(&doc, `,{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": %q}]%s}`, i, i, keys[i], extra)
 	}
 	doc.WriteString("]}")
-	set, err := model.Parse(doc.Bytes())
+	set, err := consumers.Parse(doc.Bytes())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -74,10 +74,10 @@ func loadBenchStoreOf(tb testing.TB, n int, rich bool) *benchStore {
 
 // newBenchHandler configures a handler against a static store, as
 // Provision does against a source.
-func newBenchHandler(tb testing.TB, h *Handler, set *model.Set) *Handler {
+func newBenchHandler(tb testing.TB, h *Handler, set *consumers.Set) *Handler {
 	tb.Helper()
 	h.configure(zap.NewNop())
-	h.store = consumers.StaticStore(set)
+	h.store = sources.StaticStore(set)
 	return h
 }
 

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 const (
@@ -35,13 +35,13 @@ const canaryConsumers = `{"consumers": [
 // observed.
 func canaryHandler(t *testing.T, h *Handler) (*Handler, *observer.ObservedLogs) {
 	t.Helper()
-	set, err := model.Parse([]byte(canaryConsumers))
+	set, err := consumers.Parse([]byte(canaryConsumers))
 	if err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.configure(zap.New(core))
-	h.store = consumers.StaticStore(set)
+	h.store = sources.StaticStore(set)
 	return h, logs
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // fuzzKeys are the keys of the fuzzing store: alice's, bob's (stored as a
@@ -71,7 +71,7 @@ func FuzzServeHTTP(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.method, s.query, s.headers, s.ctype, s.body, s.opts)
 	}
-	set, err := model.Parse([]byte(fuzzDoc))
+	set, err := consumers.Parse([]byte(fuzzDoc))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"dup_plain_hash": `{"consumers": [{"username": "a", "keys": [{"key": "` + fuzzAliceKey + `"}]}, {"username": "b", "keys": [{"hash": "sha256:` + fuzzDigest(fuzzAliceKey) + `"}]}]}`,
 	}
 	for name, d := range docs {
-		writeCorpus(t, "../consumers/model/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
+		writeCorpus(t, "../consumers/testdata/fuzz/FuzzParse", name, "[]byte("+strconv.Quote(d)+")")
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 func init() {
@@ -129,8 +129,8 @@ type Handler struct {
 	inBody       bool
 	maxBody      int64
 	runPreflight bool
-	store        *consumers.Store
-	looker       consumers.Looker // the store's, when it looks keys up one by one
+	store        *sources.Store
+	looker       sources.Looker // the store's, when it looks keys up one by one
 	challenge    []string
 	anon         *atomic.Pointer[anonEntry] // a pointer, so the module value may be copied
 	acl          aclMode
@@ -171,7 +171,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading consumers source: %w", err)
 	}
-	src, ok := mod.(consumers.Source)
+	src, ok := mod.(sources.Source)
 	if !ok {
 		return fmt.Errorf("module %s is not a consumers source: it has no Store method", caddy.GetModuleID(mod))
 	}
@@ -246,8 +246,8 @@ func checkGroupList(groups []string) error {
 // to 128 characters, no white space, comma or control character): a name
 // no consumer can have would never match.
 func checkGroupName(name string) error {
-	if n := utf8.RuneCountInString(name); n == 0 || n > model.MaxGroupNameChars {
-		return fmt.Errorf("a group name must be 1 to %d characters, got %d", model.MaxGroupNameChars, n)
+	if n := utf8.RuneCountInString(name); n == 0 || n > consumers.MaxGroupNameChars {
+		return fmt.Errorf("a group name must be 1 to %d characters, got %d", consumers.MaxGroupNameChars, n)
 	}
 	for _, r := range name {
 		if r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) {

@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 func init() {
@@ -183,7 +183,7 @@ func checkGroups(groups []string) error {
 		return errors.New("group lists no group")
 	}
 	for _, g := range groups {
-		if err := model.CheckGroupName(g); err != nil {
+		if err := consumers.CheckGroupName(g); err != nil {
 			return err
 		}
 	}
@@ -201,14 +201,14 @@ func checkNames(kind string, vals []string) error {
 }
 
 func checkLabel(name string, vals []string) error {
-	if err := model.CheckLabelName(name); err != nil {
+	if err := consumers.CheckLabelName(name); err != nil {
 		return err
 	}
 	if len(vals) == 0 {
 		return fmt.Errorf("label %q lists no value", name)
 	}
 	for _, v := range vals {
-		if err := model.CheckLabelValue(v); err != nil {
+		if err := consumers.CheckLabelValue(v); err != nil {
 			return fmt.Errorf("label %q: %w", name, err)
 		}
 	}
@@ -237,7 +237,7 @@ func (m MatchConsumer) MatchWithError(r *http.Request) (bool, error) {
 	return true, nil
 }
 
-func (cond *ConsumerCondition) match(c model.Consumer, anonymous bool) bool {
+func (cond *ConsumerCondition) match(c consumers.Consumer, anonymous bool) bool {
 	if cond.Anonymous != nil && *cond.Anonymous != anonymous {
 		return false
 	}
@@ -273,7 +273,7 @@ func oneOf(v string, list []string, set map[string]struct{}) bool {
 // inAnyGroup reports whether c is in one of groups. A long list is looked up
 // per group of the consumer's instead of scanning the consumer's groups per
 // group listed.
-func inAnyGroup(c model.Consumer, groups []string, set map[string]struct{}) bool {
+func inAnyGroup(c consumers.Consumer, groups []string, set map[string]struct{}) bool {
 	if set == nil {
 		for _, g := range groups {
 			if c.InGroup(g) {

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 func TestMatchConsumerCaddyfile(t *testing.T) {
@@ -74,7 +74,7 @@ func TestMatchConsumerCaddyfile(t *testing.T) {
 }
 
 func TestMatchConsumerCaddyfileErrors(t *testing.T) {
-	long := strings.Repeat("g", model.MaxGroupNameChars+1)
+	long := strings.Repeat("g", consumers.MaxGroupNameChars+1)
 	tests := []struct {
 		name, input, want string
 		line              int
@@ -95,7 +95,7 @@ func TestMatchConsumerCaddyfileErrors(t *testing.T) {
 		{"label without name", "consumer label", "label needs a name and at least one value", 1},
 		{"label without value", "consumer label plan", "label plan needs at least one value", 1},
 		{"label bad name", "consumer label pl/an free", `label name "pl/an" is not 1 to 64`, 1},
-		{"label value too long", "consumer label plan " + strings.Repeat("v", model.MaxLabelValueBytes+1), `label "plan": label value is longer than 1024 bytes`, 1},
+		{"label value too long", "consumer label plan " + strings.Repeat("v", consumers.MaxLabelValueBytes+1), `label "plan": label value is longer than 1024 bytes`, 1},
 		{"label value control", "consumer label plan \"a\tb\"", "control character", 1},
 		{"anonymous bad", "consumer anonymous yes", `anonymous takes true or false, not "yes"`, 1},
 		{"anonymous extra", "consumer anonymous true false", "wrong argument count", 1},
@@ -180,13 +180,13 @@ func identified(t testing.TB, h *Handler, key string) *http.Request {
 
 func matchHandler(t testing.TB) *Handler {
 	t.Helper()
-	set, err := model.Parse([]byte(matchConsumers))
+	set, err := consumers.Parse([]byte(matchConsumers))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &Handler{Anonymous: "guest"}
 	h.configure(zap.NewNop())
-	h.store = consumers.StaticStore(set)
+	h.store = sources.StaticStore(set)
 	return h
 }
 

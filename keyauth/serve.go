@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // The identity headers, in canonical form. They are removed from every
@@ -233,7 +233,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	key, f := h.find(&req)
 	if f == nil {
-		if len(key) > model.MaxKeyLength {
+		if len(key) > consumers.MaxKeyLength {
 			f = errInvalid
 		} else {
 			digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
@@ -289,7 +289,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Anonymous == "" {
 		return h.fail(w, &req, f)
 	}
-	var anon model.Consumer
+	var anon consumers.Consumer
 	var ok bool
 	if h.looker == nil {
 		anon, ok = h.anonymous(set)
@@ -363,7 +363,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // on as, the way Kong 3.x's acl plugin does (kong/plugins/acl/handler.lua).
 // The lists are a few names, each tested against the consumer's groups,
 // which were joined at load: nothing is allocated.
-func (h *Handler) refuse(c model.Consumer, anonymous bool) *failure {
+func (h *Handler) refuse(c consumers.Consumer, anonymous bool) *failure {
 	switch h.acl {
 	case aclAllow:
 		if c.HasGroups() {
@@ -391,7 +391,7 @@ func (h *Handler) refuse(c model.Consumer, anonymous bool) *failure {
 // logCanary reports a canary key at WARN: a key issued to nobody, so
 // whoever sends it found it where it was planted. The line says who sent
 // it from where, never the key, nor the query, which may hold it.
-func (h *Handler) logCanary(r *http.Request, q *request, cred model.Credential) {
+func (h *Handler) logCanary(r *http.Request, q *request, cred consumers.Credential) {
 	fields := make([]zap.Field, 0, 9)
 	fields = append(fields,
 		zap.String("credential_id", cred.ID()),
@@ -528,7 +528,7 @@ type identity struct {
 	// leads back here.
 	vals     [6]string
 	repl     *caddy.Replacer
-	consumer model.Consumer // valid when hasConsumer
+	consumer consumers.Consumer // valid when hasConsumer
 	// hasConsumer is false for nobody: a request let on without a consumer.
 	hasConsumer bool
 	anonymous   bool
@@ -541,7 +541,7 @@ type identity struct {
 // consumer has empty placeholders and no consumer.
 func (id *identity) clear() {
 	id.vals = nobodyVals
-	id.consumer, id.hasConsumer, id.anonymous = model.Consumer{}, false, false
+	id.consumer, id.hasConsumer, id.anonymous = consumers.Consumer{}, false, false
 	if id.static {
 		// The shared nobody, mapped before, answers once these are gone.
 		id.repl.DeleteByPrefix(placeholderPrefix)
@@ -707,7 +707,7 @@ var placeholderNames = [...]string{"id", "consumer_id", "custom_id", "credential
 // identify tells the upstream, the logs and later handlers who called. It
 // sets every identity header that applies and removes the others, which a
 // client may have sent, in any spelling.
-func (h *Handler) identify(r *http.Request, c model.Consumer, credentialID string, anonymous bool) {
+func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) {
 	id := requestIdentity(r, false)
 	if id == nil {
 		id = new(identity)
@@ -785,10 +785,10 @@ func (h *Handler) identifyNobodyHeaders(r *http.Request) {
 }
 
 // weakSet refers to a set without keeping it alive.
-type weakSet = weak.Pointer[model.Set]
+type weakSet = weak.Pointer[consumers.Set]
 
 // anonymous finds the anonymous consumer in set, once per set.
-func (h *Handler) anonymous(set *model.Set) (model.Consumer, bool) {
+func (h *Handler) anonymous(set *consumers.Set) (consumers.Consumer, bool) {
 	if e := h.anon.Load(); e != nil && e.set.Value() == set {
 		return set.ConsumerAt(e.index), e.ok
 	}

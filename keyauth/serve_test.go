@@ -11,7 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // fieldConsumers is the consumers document of issue 8.
@@ -23,12 +23,12 @@ const fieldConsumers = `{"consumers": [
 
 func fieldHandler(t *testing.T, h *Handler) *Handler {
 	t.Helper()
-	set, err := model.Parse([]byte(fieldConsumers))
+	set, err := consumers.Parse([]byte(fieldConsumers))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h = provisioned(t, h)
-	h.store = consumers.StaticStore(set)
+	h.store = sources.StaticStore(set)
 	return h
 }
 

@@ -1,7 +1,7 @@
 // Package docfile is the consumers document as tools edit it: a plain Go
-// value that reads and writes the format of consumers/model, and a consumers
+// value that reads and writes the format of package consumers, and a consumers
 // file written atomically. Every document it reads or writes has passed
-// model.Parse, the checks a load applies, so a tool never writes a file that
+// consumers.Parse, the checks a load applies, so a tool never writes a file that
 // Caddy would refuse. It imports nothing of Caddy.
 package docfile
 
@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // Document is a consumers document. Its fields, and their order when
@@ -60,12 +60,12 @@ func HashKey(key string) string {
 // Decode checks a consumers document as a load does, with the same errors,
 // and decodes it.
 func Decode(data []byte) (*Document, error) {
-	if _, err := model.Parse(data); err != nil {
+	if _, err := consumers.Parse(data); err != nil {
 		return nil, err
 	}
 	var d Document
 	if err := json.Unmarshal(data, &d); err != nil {
-		// model.Parse accepted it: this is a bug, and the error is
+		// consumers.Parse accepted it: this is a bug, and the error is
 		// encoding/json's, which never quotes a value.
 		return nil, fmt.Errorf("decoding the document: %w", err)
 	}
@@ -86,7 +86,7 @@ func (d *Document) Marshal() ([]byte, error) {
 	if err := enc.Encode(&out); err != nil {
 		return nil, fmt.Errorf("encoding the document: %w", err)
 	}
-	if _, err := model.Parse(b.Bytes()); err != nil {
+	if _, err := consumers.Parse(b.Bytes()); err != nil {
 		return nil, fmt.Errorf("the document would be refused: %w", err)
 	}
 	return b.Bytes(), nil

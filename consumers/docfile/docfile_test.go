@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 const sample = `{"consumers": [
@@ -40,11 +40,11 @@ func writeFile(t *testing.T, content string, mode os.FileMode) string {
 // sameSet checks that two documents load to the same consumers and keys.
 func sameSet(t *testing.T, a, b []byte) {
 	t.Helper()
-	sa, err := model.Parse(a)
+	sa, err := consumers.Parse(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := model.Parse(b)
+	sb, err := consumers.Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestRefusedAsALoad(t *testing.T) {
 		`{"consumers": [{"username": "a"}, {"username": "a"}]}`,
 		`not json`,
 	} {
-		_, want := model.Parse([]byte(doc))
+		_, want := consumers.Parse([]byte(doc))
 		_, err := Decode([]byte(doc))
 		if want == nil || err == nil || err.Error() != want.Error() {
 			t.Errorf("%s: error %v, want %v", doc, err, want)
@@ -147,7 +147,7 @@ func TestSaveKeepsModeAndLink(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o640 {
 		t.Fatalf("mode %v, want 0640", fi.Mode())
 	}
-	set, err := model.ParseFile(path)
+	set, err := consumers.ParseFile(path)
 	if err != nil || strings.Join(set.ConsumerAt(0).Tags(), ",") != "demo,added" {
 		t.Fatalf("the change is not in the file: %v", err)
 	}

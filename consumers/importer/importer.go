@@ -18,8 +18,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/docfile"
-	"github.com/keyauth/caddy-keyauth/consumers/model"
 )
 
 // Options tune an import.
@@ -78,7 +78,7 @@ func decode(data []byte, v any) error {
 // never be sent as stored is refused here, as a load refuses it in plain
 // text: once hashed, no load could tell.
 func addKey(c *docfile.Consumer, id, key, expires, where string, plain bool) error {
-	if err := model.ValidateKey(key); err != nil {
+	if err := consumers.ValidateKey(key); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	cred := docfile.Credential{ID: id, ExpiresAt: expires}

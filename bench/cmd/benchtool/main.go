@@ -15,7 +15,7 @@
 // reload from one file to the other) and differ in every other key. -keys
 // writes the stable keys, one a line.
 //
-// parse reports, as key=value lines, the time model.Parse takes on the
+// parse reports, as key=value lines, the time consumers.Parse takes on the
 // file's bytes and the live heap the parsed Set holds.
 //
 // resp writes credentials [from, to) (key i is stable consumer i's key; per
@@ -35,7 +35,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers/model"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 func main() {
@@ -170,7 +170,7 @@ func parse(args []string) error {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	set, err := model.Parse(data)
+	set, err := consumers.Parse(data)
 	first := time.Since(start)
 	if err != nil {
 		return err
@@ -189,7 +189,7 @@ func parse(args []string) error {
 	for range *runs {
 		runtime.GC()
 		start := time.Now()
-		s, err := model.Parse(data)
+		s, err := consumers.Parse(data)
 		times = append(times, time.Since(start))
 		if err != nil {
 			return err

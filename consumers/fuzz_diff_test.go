@@ -1,0 +1,394 @@
+package consumers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// FuzzParseDiff holds the hand-written parser to a second opinion: a strict,
+// well-kept JSON decoder (encoding/json/v2's mirror) followed by the rules of
+// a consumers document written out plainly. Parse must accept exactly the
+// documents that decoder and those rules accept, and build the same
+// consumers: usernames, ids, custom ids, tags, groups, labels, whether it is
+// disabled, and per credential its id, key digest, consumer, expiry and
+// flags.
+//
+// The decoder refuses unknown and duplicate member names (after unescaping;
+// names match case-sensitively), invalid UTF-8, anything but white space
+// after the document, and a number or boolean where a string is wanted.
+// One leniency is shared on purpose: an escaped lone UTF-16 surrogate
+// ("\ud800") decodes to U+FFFD, as encoding/json and Parse do; the strict
+// decoder alone would refuse it.
+func FuzzParseDiff(f *testing.F) {
+	f.Add([]byte(`{"consumers": [{"username": "a", "id": "b", "custom_id": null, "tags": ["x", "y"],
+		"keys": [{"key": "k1"}, {"id": "b-ci", "hash": "sha256:` + strings.Repeat("aB", 32) + `", "expires_at": "1970-01-01T00:00:00Z"}]}]}`))
+	f.Add([]byte(`{"consumers": [{"username": "a\ud800", "keys": [{"key": "k", "expires_at": "9999-12-31T23:59:59+01:00"}]}]}`))
+	f.Add([]byte(`{"consumers": [{"username": "a", "keys": null, "tags": null}], "\u0063onsumers": []}`))
+	f.Add(realisticDocument(3))
+	// Edges of the rules: each refused or accepted by both.
+	for _, doc := range []string{
+		`{"Consumers": []}`,
+		`{"consumers": [{"username": "a", "tags": [null]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k"}]}, {"username": "b", "keys": [{"hash": "sha256:` +
+			strings.ToUpper(hex.EncodeToString(func() []byte { d := sha256.Sum256([]byte("k")); return d[:] }())) + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength) + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength+1) + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "expires_at": "1500-01-01T00:00:00Z"}]}]}`,
+		`{"consumers": [{"username": "a"}, {"username": "b", "id": "a"}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k1"}, {"id": "a#1", "key": "k2"}]}]}`,
+		// Groups, labels and flags.
+		`{"consumers": [{"username": "a", "groups": ["g", "h\u00e9", "` + strings.Repeat("é", MaxGroupNameChars) + `"],
+			"labels": {"plan": "gold", "b.-_9": "", "x": "\u00e9 v"}, "disabled": true,
+			"keys": [{"key": "k", "disabled": true, "canary": true}, {"key": "k2", "disabled": false, "canary": null}]},
+			{"username": "b", "groups": null, "labels": null, "disabled": null}, {"username": "c", "groups": [], "labels": {}}]}`,
+		`{"consumers": [{"username": "a", "groups": ["` + strings.Repeat("é", MaxGroupNameChars+1) + `"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g", "\u0067"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "a"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g h"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g,h"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g\u0085"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g\u00a0"]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["g\u007f"]}]}`,
+		`{"consumers": [{"username": "a", "groups": [""]}]}`,
+		`{"consumers": [{"username": "a", "labels": {"` + strings.Repeat("n", MaxLabelNameLength) + `": "` + strings.Repeat("v", MaxLabelValueBytes) + `"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"` + strings.Repeat("n", MaxLabelNameLength+1) + `": "v"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"n": "` + strings.Repeat("v", MaxLabelValueBytes+1) + `"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"p": "a", "\u0070": "b"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"": "a"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a b": "a"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a": "\u009f"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a": "\t"}}]}`,
+		`{"consumers": [{"username": "a", "labels": {"a": null}}]}`,
+		`{"consumers": [{"username": "a", "disabled": "true"}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "canary": 1}]}]}`,
+	} {
+		f.Add([]byte(doc))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		want, whyRefused := refParse(doc)
+		set, err := Parse(doc)
+		switch {
+		case err != nil && whyRefused == "":
+			t.Fatalf("Parse refused a document the reference accepts: %v", err)
+		case err == nil && whyRefused != "":
+			t.Fatalf("Parse accepted a document the reference refuses: %s", whyRefused)
+		case err != nil:
+			return
+		}
+		compareSet(t, set, want)
+	})
+}
+
+// The document as the reference decodes it. Pointers tell null and absence
+// from an empty value; null stands for absence wherever the format allows it.
+type refDocument struct {
+	Consumers *[]*refConsumer `json:"consumers"`
+}
+
+type refConsumer struct {
+	Username *string            `json:"username"`
+	ID       *string            `json:"id"`
+	CustomID *string            `json:"custom_id"`
+	Tags     []*string          `json:"tags"`
+	Keys     []*refCredential   `json:"keys"`
+	Groups   []*string          `json:"groups"`
+	Labels   map[string]*string `json:"labels"` // the decoder refuses a name given twice
+	Disabled *bool              `json:"disabled"`
+}
+
+type refCredential struct {
+	ID        *string `json:"id"`
+	Key       *string `json:"key"`
+	Hash      *string `json:"hash"`
+	ExpiresAt *string `json:"expires_at"`
+	Disabled  *bool   `json:"disabled"`
+	Canary    *bool   `json:"canary"`
+}
+
+// refWant is what a Set must hold for a consumer.
+type refWant struct {
+	username, id, customID string
+	tags, groups           []string
+	labels                 map[string]string
+	disabled               bool
+	credentials            []refWantCredential
+}
+
+type refWantCredential struct {
+	id               string
+	digest           Digest
+	expires          *time.Time
+	disabled, canary bool
+}
+
+var refLabelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// refGroupsAndLabels applies the rules of groups and labels, plainly.
+func refGroupsAndLabels(c *refConsumer, w *refWant) string {
+	seen := map[string]bool{}
+	for _, g := range c.Groups {
+		switch {
+		case g == nil:
+			return "a null group"
+		case *g == "" || utf8.RuneCountInString(*g) > 128:
+			return "a group name empty or over 128 characters"
+		case strings.ContainsFunc(*g, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || unicode.IsControl(r) }):
+			return "white space, a comma or a control character in a group name"
+		case seen[*g]:
+			return "a group listed twice"
+		}
+		seen[*g] = true
+		w.groups = append(w.groups, *g)
+	}
+	for name, v := range c.Labels {
+		switch {
+		case !refLabelName.MatchString(name):
+			return "a bad label name"
+		case v == nil:
+			return "a null label value"
+		case len(*v) > 1024 || strings.ContainsFunc(*v, unicode.IsControl):
+			return "a label value too long or with a control character"
+		}
+		if w.labels == nil {
+			w.labels = map[string]string{}
+		}
+		w.labels[name] = *v
+	}
+	w.disabled = c.Disabled != nil && *c.Disabled
+	return ""
+}
+
+// refParse decodes a document with the strict decoder and applies the rules
+// of the format; it returns why the document is refused, or "".
+func refParse(doc []byte) ([]refWant, string) {
+	var d refDocument
+	if !utf8.Valid(doc) {
+		return nil, "invalid UTF-8"
+	}
+	err := json.Unmarshal(doc, &d, json.RejectUnknownMembers(true))
+	if err != nil && strings.Contains(err.Error(), "surrogate") {
+		// The shared leniency; the raw bytes are valid UTF-8 (checked above).
+		d = refDocument{}
+		err = json.Unmarshal(doc, &d, json.RejectUnknownMembers(true), jsontext.AllowInvalidUTF8(true))
+	}
+	if err != nil {
+		return nil, "decoder: " + err.Error()
+	}
+	if d.Consumers == nil {
+		return nil, `"consumers" missing or null`
+	}
+	var (
+		out                     []refWant
+		usernames, ids, credIDs = map[string]bool{}, map[string]bool{}, map[string]bool{}
+		digests                 = map[Digest]bool{}
+	)
+	for ci, c := range *d.Consumers {
+		if c == nil {
+			return nil, fmt.Sprintf("consumer #%d is null", ci+1)
+		}
+		w := refWant{username: refString(c.Username), id: refString(c.Username), customID: refString(c.CustomID)}
+		if w.username == "" {
+			return nil, fmt.Sprintf("consumer #%d has no username", ci+1)
+		}
+		if c.ID != nil {
+			if *c.ID == "" {
+				return nil, fmt.Sprintf("consumer #%d has an empty id", ci+1)
+			}
+			w.id = *c.ID
+		}
+		if usernames[w.username] || ids[w.id] {
+			return nil, fmt.Sprintf("consumer #%d: username or id taken", ci+1)
+		}
+		usernames[w.username], ids[w.id] = true, true
+		for _, tag := range c.Tags {
+			if tag == nil {
+				return nil, fmt.Sprintf("consumer #%d has a null tag", ci+1)
+			}
+			w.tags = append(w.tags, *tag)
+		}
+		if why := refGroupsAndLabels(c, &w); why != "" {
+			return nil, fmt.Sprintf("consumer #%d: %s", ci+1, why)
+		}
+		for ki, k := range c.Keys {
+			if k == nil {
+				return nil, fmt.Sprintf("key #%d of consumer #%d is null", ki+1, ci+1)
+			}
+			wc, why := refCredentialOf(k, w.id, ki)
+			if why != "" {
+				return nil, fmt.Sprintf("key #%d of consumer #%d: %s", ki+1, ci+1, why)
+			}
+			if credIDs[wc.id] || digests[wc.digest] {
+				return nil, fmt.Sprintf("key #%d of consumer #%d: credential id or key taken", ki+1, ci+1)
+			}
+			credIDs[wc.id], digests[wc.digest] = true, true
+			w.credentials = append(w.credentials, wc)
+		}
+		out = append(out, w)
+	}
+	return out, ""
+}
+
+func refCredentialOf(k *refCredential, consumerID string, i int) (refWantCredential, string) {
+	w := refWantCredential{id: consumerID + "#" + strconv.Itoa(i+1)}
+	if k.ID != nil {
+		if *k.ID == "" {
+			return w, "empty id"
+		}
+		w.id = *k.ID
+	}
+	switch {
+	case (k.Key == nil) == (k.Hash == nil):
+		return w, "wants exactly one of key and hash"
+	case k.Key != nil && (*k.Key == "" || len(*k.Key) > MaxKeyLength):
+		return w, "key empty or too long"
+	case k.Key != nil && unsendableKey(*k.Key):
+		return w, "key blank, edged with whitespace or holding a control character"
+	case k.Key != nil:
+		w.digest = sha256.Sum256([]byte(*k.Key))
+	default:
+		hexDigits, ok := strings.CutPrefix(*k.Hash, "sha256:")
+		raw, err := hex.DecodeString(hexDigits)
+		if !ok || err != nil || len(raw) != len(w.digest) {
+			return w, "malformed hash"
+		}
+		copy(w.digest[:], raw)
+	}
+	if k.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339, *k.ExpiresAt)
+		if err != nil {
+			return w, "expires_at is not RFC 3339"
+		}
+		w.expires = &t
+	}
+	w.disabled = k.Disabled != nil && *k.Disabled
+	w.canary = k.Canary != nil && *k.Canary
+	return w, ""
+}
+
+func refString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// compareSet checks, through the Set's methods alone, that it holds what the
+// reference decoded. Keys are compared by digest, never printed.
+func compareSet(t *testing.T, s *Set, want []refWant) {
+	t.Helper()
+	nKeys := 0
+	for _, w := range want {
+		nKeys += len(w.credentials)
+	}
+	if nc, nk := s.Len(); nc != len(want) || nk != nKeys {
+		t.Fatalf("Set holds %d consumers and %d keys, the reference %d and %d", nc, nk, len(want), nKeys)
+	}
+	for i, w := range want {
+		c := s.ConsumerAt(i)
+		if c.Username() != w.username || c.ID() != w.id || c.CustomID() != w.customID || !slices.Equal(c.Tags(), w.tags) {
+			t.Fatalf("consumer #%d: username, id, custom id, tags = %q %q %q %q, the reference %q %q %q %q", i+1,
+				c.Username(), c.ID(), c.CustomID(), c.Tags(), w.username, w.id, w.customID, w.tags)
+		}
+		compareAuthz(t, c, w, i)
+		for j, wc := range w.credentials {
+			cr, ok := s.Lookup(&wc.digest)
+			switch {
+			case !ok:
+				t.Fatalf("consumer #%d, key #%d: not found by its digest", i+1, j+1)
+			case cr.Consumer().Index() != i || cr.ID() != wc.id:
+				t.Fatalf("consumer #%d, key #%d: found as credential %q of consumer #%d, the reference says %q",
+					i+1, j+1, cr.ID(), cr.Consumer().Index()+1, wc.id)
+			case cr.Disabled() != wc.disabled || cr.Canary() != wc.canary:
+				t.Fatalf("consumer #%d, key #%d: Disabled(), Canary() = %v, %v, the reference %v, %v",
+					i+1, j+1, cr.Disabled(), cr.Canary(), wc.disabled, wc.canary)
+			case cr.Expires() != (wc.expires != nil):
+				t.Fatalf("consumer #%d, key #%d: Expires() = %v", i+1, j+1, cr.Expires())
+			case wc.expires != nil:
+				checkExpiry(t, cr, *wc.expires, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
+			}
+		}
+	}
+}
+
+// compareAuthz checks a consumer's groups, labels, joined tags and flag
+// through every accessor.
+func compareAuthz(t *testing.T, c Consumer, w refWant, i int) {
+	t.Helper()
+	if !slices.Equal(c.Groups(), w.groups) || c.GroupsHeader() != strings.Join(w.groups, ", ") || c.HasGroups() != (len(w.groups) > 0) {
+		t.Fatalf("consumer #%d: groups %q, header %q, the reference %q", i+1, c.Groups(), c.GroupsHeader(), w.groups)
+	}
+	for _, g := range w.groups {
+		if !c.InGroup(g) {
+			t.Fatalf("consumer #%d: InGroup(%q) = false", i+1, g)
+		}
+	}
+	if c.InGroup(c.GroupsHeader()) && len(w.groups) > 1 {
+		t.Fatalf("consumer #%d: the joined header counts as a group", i+1)
+	}
+	if got := c.Labels(); !maps.Equal(got, w.labels) {
+		t.Fatalf("consumer #%d: labels %q, the reference %q", i+1, got, w.labels)
+	}
+	names := slices.Sorted(maps.Keys(w.labels))
+	var order []string
+	for name, v := range c.AllLabels() {
+		order = append(order, name)
+		if got, ok := c.Label(name); !ok || got != v || v != w.labels[name] {
+			t.Fatalf("consumer #%d: Label(%q) = %q, %v, the reference %q", i+1, name, got, ok, w.labels[name])
+		}
+	}
+	if !slices.Equal(order, names) {
+		t.Fatalf("consumer #%d: labels in the order %q, want %q", i+1, order, names)
+	}
+	if c.TagsJoined() != strings.Join(w.tags, ", ") {
+		t.Fatalf("consumer #%d: TagsJoined() = %q, the reference %q", i+1, c.TagsJoined(), strings.Join(w.tags, ", "))
+	}
+	if c.Disabled() != w.disabled {
+		t.Fatalf("consumer #%d: Disabled() = %v, the reference %v", i+1, c.Disabled(), w.disabled)
+	}
+}
+
+// checkExpiry checks that a credential expires at the instant given, to the
+// nanosecond, where a Set can tell: instants outside the years 1678 to 2262
+// are held as the nearest one inside, and the epoch itself as a nanosecond
+// before it (zero means never).
+func checkExpiry(t *testing.T, cr Credential, at time.Time, what string) {
+	t.Helper()
+	lo, hi := time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+	switch {
+	case at.After(hi):
+		at = hi
+	case at.Before(lo):
+		at = lo
+	case at.Equal(time.Unix(0, 0)):
+		at = time.Unix(0, -1)
+	}
+	if !cr.ExpiredAt(at) {
+		t.Fatalf("%s: not expired at its expires_at %s", what, at.Format(time.RFC3339Nano))
+	}
+	if at.After(lo) && cr.ExpiredAt(at.Add(-time.Nanosecond)) {
+		t.Fatalf("%s: expired a nanosecond before its expires_at %s", what, at.Format(time.RFC3339Nano))
+	}
+}
+
+// unsendableKey is issue 8's rule, written out plainly: a key that is blank,
+// begins or ends with white space, or holds a control character could
+// never be sent as stored (header values are trimmed).
+func unsendableKey(k string) bool {
+	first, _ := utf8.DecodeRuneInString(k)
+	last, _ := utf8.DecodeLastRuneInString(k)
+	return unicode.IsSpace(first) || unicode.IsSpace(last) || strings.ContainsFunc(k, unicode.IsControl)
+}

@@ -1,0 +1,112 @@
+package sources
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/keyauth/caddy-keyauth/internal/caddyfilearg"
+)
+
+// UnmarshalCaddyfile reads the source's part of a key_auth block:
+//
+//	consumers http <url> {
+//		refresh <duration>
+//		timeout <duration>
+//		header <name> <value>
+//		max_size <size>
+//		cache <path>
+//		tls {
+//			client_certificate <cert_file> <key_file>
+//			root_ca <pem_file...>
+//			use_server_identity
+//		}
+//	}
+func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the source's name
+	if !d.Args(&s.URL) || d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := caddyfilearg.Seen{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if opt != "header" { // header may repeat, one per name
+			if err := seen.Once(d); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch opt {
+		case "refresh":
+			s.Refresh, err = caddyfilearg.Duration(d)
+		case "timeout":
+			var t *caddy.Duration
+			if t, err = caddyfilearg.Duration(d); err == nil {
+				s.Timeout = *t
+			}
+		case "header":
+			var name, value string
+			if !d.Args(&name, &value) || d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := caddyfilearg.NoBlock(d, opt); err != nil {
+				return err
+			}
+			if s.Header == nil {
+				s.Header = http.Header{}
+			}
+			s.Header.Add(name, value)
+		case "max_size":
+			s.MaxSize, err = caddyfilearg.Size(d)
+		case "cache":
+			s.Cache, err = caddyfilearg.One(d)
+		case "tls":
+			s.TLS, err = unmarshalTLS(d)
+		default:
+			return d.Errf("unrecognized consumers http option '%s'", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unmarshalTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	t := new(HTTPSourceTLS)
+	seen := caddyfilearg.Seen{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if err := seen.Once(d); err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "client_certificate":
+			if !d.Args(&t.ClientCertificateFile, &t.ClientCertificateKeyFile) || d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "root_ca":
+			t.RootCAPEMFiles = d.RemainingArgs()
+			if len(t.RootCAPEMFiles) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "use_server_identity":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			t.UseServerIdentity = true
+		default:
+			return nil, d.Errf("unrecognized consumers http tls option '%s'", opt)
+		}
+		if err := caddyfilearg.NoBlock(d, opt); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+var _ caddyfile.Unmarshaler = (*HTTPSource)(nil)

@@ -1,0 +1,267 @@
+package sources
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
+)
+
+// lookupCache is a Looker's local cache: one entry per key digest that joins
+// the credential and its consumer, so a hit is one map read under a shard's
+// read lock. Entries are dropped when Redis reports either of their hashes
+// changed, and all of them when a connection is lost.
+//
+// Answers for unknown keys live in their own, smaller budget, so a flood of
+// random keys evicts only other unknown keys. Eviction is CLOCK-like: an
+// entry read since the last sweep gets a second chance.
+type lookupCache struct {
+	shards [cacheShards]cacheShard
+	budget [2]int64 // per shard: known, unknown
+
+	// A fetch takes a ticket for each hash before asking Redis, and its
+	// answer is cached only if no invalidation of that hash (and no flush)
+	// came in between: an invalidation may be processed before the answer
+	// it follows on the wire has been cached.
+	gens  [genStripes]atomic.Uint64
+	epoch atomic.Uint64
+	seed  maphash.Seed
+
+	mu         sync.Mutex // serializes writers and guards byConsumer
+	byConsumer map[string]map[consumers.Digest]struct{}
+
+	consMu    sync.RWMutex
+	consumers map[string]*consumerEntry // looked up by username: the anonymous ones
+
+	entries [2]atomic.Int64
+	bytes   atomic.Int64
+}
+
+const (
+	cacheShards = 64
+	genStripes  = 4096
+	known       = 0
+	unknown     = 1
+	// The memory an entry costs besides its set's own (Set.Bytes): the
+	// set's headers and slices, the entry, its map slot and its reverse
+	// index slot, as TestLookupCacheEntryBytes measures them, rounded up.
+	knownOverhead   = 800
+	unknownOverhead = 160
+)
+
+type cacheShard struct {
+	mu    sync.RWMutex
+	m     [2]map[consumers.Digest]*cacheEntry
+	bytes [2]int64
+	_     [64]byte // a shard's lock on a cache line of its own
+}
+
+// cacheEntry is one key's answer.
+type cacheEntry struct {
+	cred     consumers.Credential
+	found    bool
+	size     int64
+	consumer string // the consumer hash the answer depends on, or ""
+	ref      atomic.Bool
+}
+
+type consumerEntry struct {
+	cons  consumers.Consumer
+	found bool
+}
+
+type ticket struct {
+	stripe uint32
+	gen    uint64
+	epoch  uint64
+}
+
+func newLookupCache(budget int64) *lookupCache {
+	c := &lookupCache{seed: maphash.MakeSeed()}
+	c.budget[unknown] = budget / 8 / cacheShards
+	c.budget[known] = budget/cacheShards - c.budget[unknown]
+	c.reset()
+	return c
+}
+
+func (c *lookupCache) reset() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.m[known] = map[consumers.Digest]*cacheEntry{}
+		sh.m[unknown] = map[consumers.Digest]*cacheEntry{}
+		sh.bytes = [2]int64{}
+		sh.mu.Unlock()
+	}
+	c.byConsumer = map[string]map[consumers.Digest]struct{}{}
+	c.consMu.Lock()
+	c.consumers = map[string]*consumerEntry{}
+	c.consMu.Unlock()
+	c.entries[known].Store(0)
+	c.entries[unknown].Store(0)
+	c.bytes.Store(0)
+}
+
+func (c *lookupCache) shard(d *consumers.Digest) *cacheShard {
+	return &c.shards[d[0]%cacheShards]
+}
+
+// get is the hot path: a cached answer, or nil.
+func (c *lookupCache) get(d *consumers.Digest) *cacheEntry {
+	sh := c.shard(d)
+	sh.mu.RLock()
+	e := sh.m[known][*d]
+	if e == nil {
+		e = sh.m[unknown][*d]
+	}
+	sh.mu.RUnlock()
+	if e != nil && !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	return e
+}
+
+func (c *lookupCache) getConsumer(name string) *consumerEntry {
+	c.consMu.RLock()
+	e := c.consumers[name]
+	c.consMu.RUnlock()
+	return e
+}
+
+func (c *lookupCache) stripe(key string) uint32 {
+	return uint32(maphash.String(c.seed, key) % genStripes)
+}
+
+func (c *lookupCache) ticket(key string) ticket {
+	s := c.stripe(key)
+	return ticket{stripe: s, gen: c.gens[s].Load(), epoch: c.epoch.Load()}
+}
+
+func (c *lookupCache) valid(t ticket) bool {
+	return c.gens[t.stripe].Load() == t.gen && c.epoch.Load() == t.epoch
+}
+
+// bump invalidates the tickets of key's stripe.
+func (c *lookupCache) bump(key string) { c.gens[c.stripe(key)].Add(1) }
+
+// put caches e for d unless a hash it depends on changed since its tickets
+// were taken. consumer is the consumer hash it depends on, or "".
+func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer string, t2 ticket) {
+	kind := known
+	e.size += knownOverhead + int64(len(consumer))
+	if !e.found {
+		kind = unknown
+		e.size = unknownOverhead + int64(len(consumer))
+	}
+	e.consumer = consumer
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.valid(t) || (consumer != "" && !c.valid(t2)) || e.size > c.budget[kind] {
+		return
+	}
+	sh := c.shard(d)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c.removeLocked(sh, d)
+	// A sweep clears the marks of entries read since the last one and
+	// evicts the first unmarked; a second pass evicts regardless.
+	for pass := 0; pass < 2 && sh.bytes[kind]+e.size > c.budget[kind]; pass++ {
+		for k, x := range sh.m[kind] {
+			if sh.bytes[kind]+e.size <= c.budget[kind] {
+				break
+			}
+			if pass == 0 && x.ref.Load() {
+				x.ref.Store(false)
+				continue
+			}
+			c.removeLocked(sh, &k)
+		}
+	}
+	sh.m[kind][*d] = e
+	sh.bytes[kind] += e.size
+	c.entries[kind].Add(1)
+	c.bytes.Add(e.size)
+	if consumer != "" {
+		m := c.byConsumer[consumer]
+		if m == nil {
+			m = map[consumers.Digest]struct{}{}
+			c.byConsumer[consumer] = m
+		}
+		m[*d] = struct{}{}
+	}
+}
+
+func (c *lookupCache) putConsumer(name string, e *consumerEntry, t ticket) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.valid(t) {
+		return
+	}
+	c.consMu.Lock()
+	c.consumers[name] = e
+	c.consMu.Unlock()
+}
+
+// removeLocked drops d's entry; c.mu and sh.mu are held.
+func (c *lookupCache) removeLocked(sh *cacheShard, d *consumers.Digest) {
+	for kind := range sh.m {
+		e := sh.m[kind][*d]
+		if e == nil {
+			continue
+		}
+		delete(sh.m[kind], *d)
+		sh.bytes[kind] -= e.size
+		c.entries[kind].Add(-1)
+		c.bytes.Add(-e.size)
+		if e.consumer != "" {
+			if m := c.byConsumer[e.consumer]; m != nil {
+				delete(m, *d)
+				if len(m) == 0 {
+					delete(c.byConsumer, e.consumer)
+				}
+			}
+		}
+	}
+}
+
+// dropCredential forgets the answer for d, whose hash key changed.
+func (c *lookupCache) dropCredential(key string, d *consumers.Digest) {
+	c.bump(key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sh := c.shard(d)
+	sh.mu.Lock()
+	c.removeLocked(sh, d)
+	sh.mu.Unlock()
+}
+
+// dropConsumer forgets every answer that depends on the consumer name,
+// whose hash key changed.
+func (c *lookupCache) dropConsumer(key, name string) {
+	c.bump(key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d := range c.byConsumer[name] {
+		sh := c.shard(&d)
+		sh.mu.Lock()
+		c.removeLocked(sh, &d)
+		sh.mu.Unlock()
+	}
+	c.consMu.Lock()
+	delete(c.consumers, name)
+	c.consMu.Unlock()
+}
+
+// flush forgets everything: a connection was lost, and with it the
+// invalidations it would have brought.
+func (c *lookupCache) flush() {
+	c.epoch.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reset()
+}
+
+func (c *lookupCache) size() (knownEntries, unknownEntries int, bytes int64) {
+	return int(c.entries[known].Load()), int(c.entries[unknown].Load()), c.bytes.Load()
+}

@@ -1,0 +1,305 @@
+// Push makes Redis hold exactly a consumers document's
+// consumers, in the Redis source's layout: `caddy key-auth push`. It writes
+// only what changed (so the caches of running instances lose only those
+// entries), never leaves a changed hash missing for a moment, and removes
+// what the document no longer has, in pipelined batches.
+
+package command
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/spf13/cobra"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
+)
+
+// pushCmd is `caddy key-auth push`.
+func pushCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "push --redis <address[,address...]> --file <consumers file> [--prefix <prefix>] [--username <name>]",
+		Short: "Makes Redis hold exactly a consumers file's consumers",
+		Long: `
+Writes the consumers and keys of a consumers file into Redis in the layout
+the key_auth Redis source reads, and removes the consumers and keys under
+the prefix that the file no longer has. Only what changed is written.
+Several --redis addresses are the seeds of a Redis Cluster. The password,
+if any, is read from the REDIS_PASSWORD environment variable.`,
+		Args: cobra.NoArgs,
+	}
+	fs := cmd.Flags()
+	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
+	fs.String("file", "", "the consumers file")
+	fs.String("prefix", sources.DefaultRedisPrefix, "key prefix")
+	fs.String("username", "", "Redis ACL user")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		get := func(n string) string { v, _ := cmd.Flags().GetString(n); return v }
+		addrs, file := get("redis"), get("file")
+		if addrs == "" || file == "" {
+			return errors.New("--redis and --file are required")
+		}
+		doc, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("reading consumers file: %w", err)
+		}
+		c, err := rueidis.NewClient(rueidis.ClientOption{
+			InitAddress:  strings.Split(addrs, ","),
+			Username:     get("username"),
+			Password:     os.Getenv("REDIS_PASSWORD"),
+			DisableCache: true,
+		})
+		if err != nil {
+			return fmt.Errorf("connecting to redis: %w", err)
+		}
+		defer c.Close()
+		start := time.Now()
+		st, err := Push(cmd.Context(), c, doc, get("prefix"))
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%d consumers and %d keys: %d hashes written, %d unchanged, %d removed in %v\n",
+			st.Consumers, st.Keys, st.Written, st.Unchanged, st.Removed, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	return cmd
+}
+
+// Stats is what a push did.
+type Stats struct {
+	Consumers, Keys    int
+	Written, Unchanged int
+	Removed            int
+}
+
+// batch is how many hashes go in one pipeline.
+const batch = 1000
+
+// rawDoc is the part of a consumers document the Set does not give back:
+// the keys themselves (or their hashes) and the expiry as written.
+type rawDoc struct {
+	Consumers []struct {
+		Keys []struct {
+			Key       *string `json:"key"`
+			Hash      *string `json:"hash"`
+			ExpiresAt string  `json:"expires_at"`
+		} `json:"keys"`
+	} `json:"consumers"`
+}
+
+type hash struct {
+	key    string
+	fields map[string]string
+}
+
+// Push makes Redis hold exactly doc's consumers under prefix. The document
+// passes the load checks first; a refused one writes nothing.
+func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Stats, error) {
+	var st Stats
+	set, err := consumers.Parse(doc)
+	if err != nil {
+		return st, err
+	}
+	var raw rawDoc
+	if err := json.Unmarshal(doc, &raw); err != nil {
+		return st, err
+	}
+	st.Consumers, st.Keys = set.Len()
+	usernames := make(map[string]struct{}, st.Consumers)
+
+	var pending []hash
+	flush := func() error {
+		err := syncHashes(ctx, c, pending, &st)
+		pending = pending[:0]
+		return err
+	}
+	add := func(h hash) error {
+		pending = append(pending, h)
+		if len(pending) == batch {
+			return flush()
+		}
+		return nil
+	}
+	// Consumers first, so no key is written before its consumer.
+	for i := range st.Consumers {
+		cons := set.ConsumerAt(i)
+		usernames[cons.Username()] = struct{}{}
+		f := map[string]string{"id": cons.ID()}
+		if v := cons.CustomID(); v != "" {
+			f["custom_id"] = v
+		}
+		if v := cons.Tags(); len(v) > 0 {
+			f["tags"] = strings.Join(v, ",")
+		}
+		if v := cons.Groups(); len(v) > 0 {
+			f["groups"] = strings.Join(v, ",")
+		}
+		if v := cons.Labels(); len(v) > 0 {
+			b, _ := json.Marshal(v)
+			f["labels"] = string(b)
+		}
+		if cons.Disabled() {
+			f["disabled"] = "true"
+		}
+		if err := add(hash{prefix + "consumer:" + cons.Username(), f}); err != nil {
+			return st, err
+		}
+	}
+	if err := flush(); err != nil {
+		return st, err
+	}
+	for _, rc := range raw.Consumers {
+		for _, k := range rc.Keys {
+			var d consumers.Digest
+			switch {
+			case k.Key != nil:
+				d = sha256Sum(*k.Key)
+			case k.Hash != nil:
+				_, _ = hex.Decode(d[:], []byte(strings.TrimPrefix(*k.Hash, "sha256:")))
+			}
+			cred, ok := set.Lookup(&d)
+			if !ok {
+				return st, errors.New("a key of the document is not in its set") // cannot happen: Parse checked it
+			}
+			f := map[string]string{"consumer": cred.Consumer().Username(), "id": cred.ID()}
+			if k.ExpiresAt != "" {
+				f["expires_at"] = k.ExpiresAt
+			}
+			if cred.Disabled() {
+				f["disabled"] = "true"
+			}
+			if cred.Canary() {
+				f["canary"] = "true"
+			}
+			if err := add(hash{prefix + "cred:" + hex.EncodeToString(d[:]), f}); err != nil {
+				return st, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return st, err
+	}
+	return st, remove(ctx, c, prefix, set, usernames, &st)
+}
+
+// syncHashes writes the hashes that differ from what Redis holds: HSET of the
+// fields, then HDEL of the fields no longer there, so a reader never finds
+// a changed hash missing.
+func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	cmds := make(rueidis.Commands, len(hs))
+	for i, h := range hs {
+		cmds[i] = c.B().Hgetall().Key(h.key).Build()
+	}
+	var writes rueidis.Commands
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		have, err := r.AsStrMap()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", hs[i].key, err)
+		}
+		if maps.Equal(have, hs[i].fields) {
+			st.Unchanged++
+			continue
+		}
+		st.Written++
+		fv := c.B().Hset().Key(hs[i].key).FieldValue()
+		for _, n := range slices.Sorted(maps.Keys(hs[i].fields)) {
+			fv = fv.FieldValue(n, hs[i].fields[n])
+		}
+		writes = append(writes, fv.Build())
+		var gone []string
+		for n := range have {
+			if _, ok := hs[i].fields[n]; !ok {
+				gone = append(gone, n)
+			}
+		}
+		if len(gone) > 0 {
+			writes = append(writes, c.B().Hdel().Key(hs[i].key).Field(gone...).Build())
+		}
+	}
+	for _, r := range c.DoMulti(ctx, writes...) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("writing: %w", err)
+		}
+	}
+	return nil
+}
+
+// remove deletes the credentials and consumers under prefix that the set
+// does not have, scanning every node (each master of a cluster).
+func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers.Set, usernames map[string]struct{}, st *Stats) error {
+	credPfx, consPfx := prefix+"cred:", prefix+"consumer:"
+	var dels rueidis.Commands
+	flush := func() error {
+		for _, r := range c.DoMulti(ctx, dels...) {
+			if err := r.Error(); err != nil {
+				return fmt.Errorf("removing: %w", err)
+			}
+		}
+		dels = dels[:0]
+		return nil
+	}
+	// Credentials first, so no key outlives its consumer.
+	for _, pass := range []string{credPfx, consPfx} {
+		for _, node := range c.Nodes() {
+			var cursor uint64
+			for {
+				e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pass+"*").Count(1000).Build()).AsScanEntry()
+				if err != nil {
+					return fmt.Errorf("scanning: %w", err)
+				}
+				for _, k := range e.Elements {
+					if keep(k, credPfx, consPfx, set, usernames) {
+						continue
+					}
+					dels = append(dels, c.B().Del().Key(k).Build())
+					st.Removed++
+					if len(dels) == batch {
+						if err := flush(); err != nil {
+							return err
+						}
+					}
+				}
+				if cursor = e.Cursor; cursor == 0 {
+					break
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func keep(k, credPfx, consPfx string, set *consumers.Set, usernames map[string]struct{}) bool {
+	if h, ok := strings.CutPrefix(k, credPfx); ok {
+		var d consumers.Digest
+		if len(h) != 64 {
+			return false
+		}
+		if _, err := hex.Decode(d[:], []byte(h)); err != nil {
+			return false
+		}
+		_, found := set.Lookup(&d)
+		return found
+	}
+	name, _ := strings.CutPrefix(k, consPfx)
+	_, found := usernames[name]
+	return found
+}
+
+func sha256Sum(key string) consumers.Digest { return sha256.Sum256([]byte(key)) }

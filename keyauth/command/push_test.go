@@ -1,0 +1,168 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/spf13/cobra"
+
+	"github.com/keyauth/caddy-keyauth/internal/redistest"
+)
+
+func credKey(key string) string {
+	d := sha256.Sum256([]byte(key))
+	return "p:cred:" + hex.EncodeToString(d[:])
+}
+
+func hgetall(t *testing.T, c rueidis.Client, key string) map[string]string {
+	t.Helper()
+	m, err := c.Do(context.Background(), c.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestPush(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	ctx := context.Background()
+	redistest.Do(t, c, "HSET", "p:consumer:stale", "id", "stale")
+	redistest.Do(t, c, "HSET", credKey("stale-key"), "consumer", "stale", "id", "s")
+	redistest.Do(t, c, "SET", "p:other", "kept")
+	redistest.Do(t, c, "HSET", "q:consumer:alice", "id", "outside the prefix")
+
+	doc := `{"consumers": [
+		{"username": "alice", "id": "a11ce", "custom_id": "c1", "tags": ["staff", "ops"], "groups": ["gold"],
+		 "labels": {"plan": "gold"}, "keys": [
+			{"id": "alice-1", "key": "alice-secret-1", "expires_at": "2030-01-01T00:00:00Z"},
+			{"key": "alice-secret-2", "canary": true}]},
+		{"username": "bob", "disabled": true, "keys": [
+			{"id": "bob-1", "hash": "sha256:` + strings.TrimPrefix(credKey("bob-secret"), "p:cred:") + `", "disabled": true}]}
+	]}`
+	st, err := Push(ctx, c, []byte(doc), "p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Consumers != 2 || st.Keys != 3 || st.Written != 5 || st.Removed != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	for key, want := range map[string]map[string]string{
+		"p:consumer:alice":        {"id": "a11ce", "custom_id": "c1", "tags": "staff,ops", "groups": "gold", "labels": `{"plan":"gold"}`},
+		"p:consumer:bob":          {"id": "bob", "disabled": "true"},
+		credKey("alice-secret-1"): {"consumer": "alice", "id": "alice-1", "expires_at": "2030-01-01T00:00:00Z"},
+		credKey("alice-secret-2"): {"consumer": "alice", "id": "a11ce#2", "canary": "true"},
+		credKey("bob-secret"):     {"consumer": "bob", "id": "bob-1", "disabled": "true"},
+		"p:consumer:stale":        {},
+		credKey("stale-key"):      {},
+		"q:consumer:alice":        {"id": "outside the prefix"},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	if v, _ := c.Do(ctx, c.B().Get().Key("p:other").Build()).ToString(); v != "kept" {
+		t.Error("a key under the prefix outside the layout was touched")
+	}
+
+	// Again, changed: only the changes are written, a dropped field goes.
+	doc2 := strings.Replace(doc, `"custom_id": "c1", `, "", 1)
+	doc2 = strings.Replace(doc2, `{"key": "alice-secret-2", "canary": true}`, `{"key": "alice-secret-3"}`, 1)
+	if st, err = Push(ctx, c, []byte(doc2), "p:"); err != nil {
+		t.Fatal(err)
+	}
+	if st.Written != 2 || st.Unchanged != 3 || st.Removed != 1 {
+		t.Errorf("second push: %+v, want 2 written (alice, her new key), 3 unchanged, 1 removed", st)
+	}
+	if got := hgetall(t, c, "p:consumer:alice"); got["custom_id"] != "" || got["id"] != "a11ce" {
+		t.Errorf("alice after the change: %v", got)
+	}
+	if len(hgetall(t, c, credKey("alice-secret-2"))) != 0 || len(hgetall(t, c, credKey("alice-secret-3"))) == 0 {
+		t.Error("the replaced key is not replaced")
+	}
+
+	// A refused document writes nothing.
+	if _, err := Push(ctx, c, []byte(`{"consumers": [{"username": "x", "keys": [{"key": ""}]}]}`), "p:"); err == nil {
+		t.Error("a refused document pushed")
+	}
+	if len(hgetall(t, c, "p:consumer:alice")) == 0 {
+		t.Error("a refused document removed consumers")
+	}
+}
+
+// TestPushMillion times a push of 1,000,000 keys (100,000 consumers of 10
+// keys) into an empty Redis, and again unchanged. Set KEYAUTH_PUSH_MILLION=1.
+func TestPushMillion(t *testing.T) {
+	if os.Getenv("KEYAUTH_PUSH_MILLION") == "" {
+		t.Skip("set KEYAUTH_PUSH_MILLION=1 to time a push of 1,000,000 keys")
+	}
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	var b strings.Builder
+	b.WriteString(`{"consumers":[`)
+	for i := range 100000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"username":"u%d","keys":[`, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			d := sha256.Sum256(fmt.Appendf(nil, "key-%d-%d", i, j))
+			fmt.Fprintf(&b, `{"id":"k%d-%d","hash":"sha256:%x"}`, i, j, d)
+		}
+		b.WriteString(`]}`)
+	}
+	b.WriteString(`]}`)
+	for _, round := range []string{"into an empty Redis", "unchanged"} {
+		start := time.Now()
+		st, err := Push(context.Background(), c, []byte(b.String()), "keyauth:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("push of %d consumers and %d keys %s: %v (%+v)", st.Consumers, st.Keys, round, time.Since(start), st)
+	}
+}
+
+// `caddy key-auth push` as the command line runs it.
+func TestPushCommand(t *testing.T) {
+	srv := redistest.Start(t)
+	file := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(file, []byte(`{"consumers":[{"username":"alice","keys":[{"id":"a","key":"alice-secret"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := &cobra.Command{Use: "key-auth"}
+	Setup(root)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"push", "--redis", srv.Addr(), "--file", file, "--prefix", "p:"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "1 consumers and 1 keys: 2 hashes written, 0 unchanged, 0 removed in ") {
+		t.Errorf("output %q", out.String())
+	}
+	c := redistest.Client(t, srv.Addr())
+	if got := hgetall(t, c, credKey("alice-secret")); got["consumer"] != "alice" || got["id"] != "a" {
+		t.Errorf("pushed credential %v", got)
+	}
+	root = &cobra.Command{Use: "key-auth"} // flags keep their values between runs
+	Setup(root)
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"push", "--file", file})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--redis and --file are required") {
+		t.Errorf("push without --redis: %v", err)
+	}
+}
