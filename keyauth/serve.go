@@ -225,8 +225,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 
-	set := h.store.Set()
-	if set == nil && h.looker == nil {
+	if !h.ready() {
 		// Fail closed: without consumers not even the anonymous one is known.
 		return h.fail(w, &req, errNotLoaded)
 	}
@@ -237,12 +236,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			f = errInvalid
 		} else {
 			digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
-			cred, ok := set.Lookup(&digest)
-			if h.looker != nil {
-				var err error
-				if cred, ok, err = h.looker.Lookup(r.Context(), digest); err != nil {
-					return h.fail(w, &req, errUnavailable)
-				}
+			cred, ok, err := h.lookup(r.Context(), digest)
+			if err != nil {
+				return h.fail(w, &req, errUnavailable)
 			}
 			switch {
 			case !ok:
@@ -289,15 +285,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Anonymous == "" {
 		return h.fail(w, &req, f)
 	}
-	var anon consumers.Consumer
-	var ok bool
-	if h.looker == nil {
-		anon, ok = h.anonymous(set)
-	} else {
-		var err error
-		if anon, ok, err = h.looker.Consumer(r.Context(), h.Anonymous); err != nil {
-			return h.fail(w, &req, errUnavailable)
-		}
+	anon, ok, err := h.anonymousConsumer(r.Context())
+	if err != nil {
+		return h.fail(w, &req, errUnavailable)
 	}
 	if !ok {
 		return h.fail(w, &req, &failure{
