@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -19,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 func init() {
@@ -129,10 +127,8 @@ type Handler struct {
 	inBody       bool
 	maxBody      int64
 	runPreflight bool
-	store        *sources.Store
-	looker       sources.Looker // the store's, when it looks keys up one by one
+	src          Source
 	challenge    []string
-	anon         *atomic.Pointer[anonEntry] // a pointer, so the module value may be copied
 	acl          aclMode
 	groups       []string // Allow or Deny, whichever is set
 	logger       *zap.Logger
@@ -171,19 +167,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading consumers source: %w", err)
 	}
-	src, ok := mod.(sources.Source)
+	src, ok := mod.(Source)
 	if !ok {
-		return fmt.Errorf("module %s is not a consumers source: it has no Store method", caddy.GetModuleID(mod))
+		return fmt.Errorf("module %s is not a consumers source: it does not implement keyauth.Source", caddy.GetModuleID(mod))
 	}
-	h.store = src.Store()
-	h.looker = h.store.Looker()
-	// Finding the anonymous consumer scans the set; done now, the answer is
-	// cached for the requests that fall back to it.
-	if set := h.store.Set(); h.Anonymous != "" && set != nil {
-		if c, ok := h.anonymous(set); !ok {
+	h.src = src
+	// A source that has its consumers now (a file) tells at once whether
+	// the anonymous one is there.
+	if h.Anonymous != "" && h.src.Ready() {
+		c, ok, err := h.src.Consumer(ctx, h.Anonymous)
+		switch {
+		case err != nil:
+			// A source that must ask a server (Redis) is not connected
+			// before Caddy starts: the first request that falls back tells.
+		case !ok:
 			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
 				zap.String("anonymous", h.Anonymous))
-		} else if c.Disabled() {
+		case c.Disabled():
 			h.logger.Warn("anonymous consumer is disabled; requests that fall back to it get 500",
 				zap.String("anonymous", h.Anonymous))
 		}
@@ -261,7 +261,6 @@ func checkGroupName(name string) error {
 // has checked.
 func (h *Handler) configure(logger *zap.Logger) {
 	h.logger = logger
-	h.anon = new(atomic.Pointer[anonEntry])
 	if len(h.KeyNames) == 0 {
 		h.KeyNames = []string{"apikey"}
 	}
@@ -307,14 +306,6 @@ const (
 	aclAllow
 	aclDeny
 )
-
-// anonEntry caches the anonymous consumer's position in one set. It holds
-// the set weakly so a swapped-out set is not kept alive by the cache.
-type anonEntry struct {
-	set   weakSet
-	index int
-	ok    bool
-}
 
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)

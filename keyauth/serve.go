@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 	"unsafe"
-	"weak"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -772,17 +771,4 @@ func (h *Handler) identifyNobodyHeaders(r *http.Request) {
 		delete(hdr, name)
 	}
 	h.scrub(r)
-}
-
-// weakSet refers to a set without keeping it alive.
-type weakSet = weak.Pointer[consumers.Set]
-
-// anonymous finds the anonymous consumer in set, once per set.
-func (h *Handler) anonymous(set *consumers.Set) (consumers.Consumer, bool) {
-	if e := h.anon.Load(); e != nil && e.set.Value() == set {
-		return set.ConsumerAt(e.index), e.ok
-	}
-	c, ok := set.FindConsumer(h.Anonymous)
-	h.anon.Store(&anonEntry{set: weak.Make(set), index: c.Index(), ok: ok})
-	return c, ok
 }

@@ -6,31 +6,60 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
-// The handler's only ways to its source. The request flow calls these three
-// and nothing else of the source, so the source's shape stays out of it.
+// Source is where a handler's consumers come from: what every module of the
+// key_auth.sources namespace implements, as caddyauth.Authenticator is what
+// http.authentication.providers implement. The handler holds a Source and
+// never asks what kind it is: a source that holds its consumers whole (a
+// file, an HTTP document) and one that looks each key up where it lives
+// (Redis) look the same from here. Package sources gives a module all of it
+// (sources.Handle) from a loader of a consumers document.
+//
+// A Source is shared by the handlers of every config that names it the same
+// way and is called concurrently. Lookup and Consumer are on the request
+// path: a source that must ask a server bounds the time it takes.
+//
+// Room for what comes next, without the handler changing again:
+//
+//   - A source that can be written (the management API, issue 17) will also
+//     implement an interface declared here beside Source, say
+//     `interface{ Put(ctx, consumers.Consumer...) error; Delete(ctx, ...) error }`,
+//     which the API asks for with a type assertion on the handler's Source;
+//     a read-only source simply lacks it, and the request path is untouched.
+//   - What a consumer may use (limits, issue 18) travels with the
+//     consumers.Consumer and consumers.Credential that Lookup and Consumer
+//     return, as groups and labels do: a limit is data of the consumers
+//     document, read through their accessors, so Source keeps its three
+//     methods.
+type Source interface {
+	// Lookup finds the credential of a key digest. ok=false is an unknown
+	// key; err means the source cannot answer now (503, never 401). d is a
+	// value, so the caller's digest stays on its stack. A source may refuse
+	// disabled credentials here (as unknown keys); the handler checks
+	// Disabled, Canary and the expiry either way.
+	Lookup(ctx context.Context, d consumers.Digest) (cred consumers.Credential, ok bool, err error)
 
-// ready reports whether the source can answer: false before a first load
-// (fail closed: 503).
-func (h *Handler) ready() bool {
-	return h.store.Set() != nil || h.looker != nil
+	// Consumer finds a consumer by username, then by id: the anonymous one.
+	// A disabled consumer is found (ok=true): the caller checks Disabled.
+	// err means the source cannot answer now.
+	Consumer(ctx context.Context, nameOrID string) (c consumers.Consumer, ok bool, err error)
+
+	// Ready is false until the source has consumers to look keys up in
+	// (fail closed: 503, and no anonymous fallback either).
+	Ready() bool
 }
 
-// lookup finds the credential of a key digest. ok=false is an unknown key;
-// err means the source cannot answer now (503, never 401). d is a value, so
-// the caller's digest stays on its stack.
+// The handler's only ways to its source. The request flow calls these three
+// and nothing else of the source.
+
+// ready reports whether the source can answer: false before a first load.
+func (h *Handler) ready() bool { return h.src.Ready() }
+
+// lookup finds the credential of a key digest.
 func (h *Handler) lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
-	if h.looker != nil {
-		return h.looker.Lookup(ctx, d)
-	}
-	cred, ok := h.store.Set().Lookup(&d)
-	return cred, ok, nil
+	return h.src.Lookup(ctx, d)
 }
 
 // anonymousConsumer finds the anonymous consumer.
 func (h *Handler) anonymousConsumer(ctx context.Context) (consumers.Consumer, bool, error) {
-	if h.looker != nil {
-		return h.looker.Consumer(ctx, h.Anonymous)
-	}
-	c, ok := h.anonymous(h.store.Set())
-	return c, ok, nil
+	return h.src.Consumer(ctx, h.Anonymous)
 }
