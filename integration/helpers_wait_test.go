@@ -85,7 +85,7 @@ func goroutinesIn(frame string) int {
 }
 
 // pollers counts the running store pollers.
-func pollers() int { return goroutinesIn("consumers.(*Store).poll(") }
+func pollers() int { return goroutinesIn("sources.(*Store).poll(") }
 
 // pollersOnTimer counts the pollers waiting for their next check (in a
 // select on a timer and the store's end). The poller of a store that never
