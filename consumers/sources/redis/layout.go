@@ -17,7 +17,8 @@ import (
 //	<prefix>cred:<hex SHA-256 of the key>  hash: consumer, id (both required),
 //	                                       expires_at (RFC 3339), disabled, canary
 //	<prefix>consumer:<username>            hash: id (default the username), custom_id,
-//	                                       tags, groups (comma-separated),
+//	                                       tags, groups (comma-separated; tags also
+//	                                       as a JSON array of strings),
 //	                                       labels (a JSON object), disabled
 //	<prefix>consumer-id:<id>               hash: consumer (the username of the
 //	                                       consumer whose id this is, when it is
@@ -109,7 +110,7 @@ func EncodeConsumer(c consumers.Consumer) map[string]string {
 		f[FieldCustomID] = v
 	}
 	if v := c.Tags(); len(v) > 0 {
-		f[FieldTags] = strings.Join(v, ",")
+		f[FieldTags] = encodeTags(v)
 	}
 	if v := c.Groups(); len(v) > 0 {
 		f[FieldGroups] = strings.Join(v, ",")
@@ -180,13 +181,15 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		Username: username,
 		ID:       cons[FieldID],
 		CustomID: cons[FieldCustomID],
-		Tags:     splitList(cons[FieldTags]),
 		Groups:   splitList(cons[FieldGroups]),
+	}
+	var err error
+	if c.Tags, err = decodeTags(cons[FieldTags]); err != nil {
+		return nil, fmt.Errorf("consumer %q: tags: %w", username, err)
 	}
 	if l := cons[FieldLabels]; l != "" {
 		c.Labels = json.RawMessage(l)
 	}
-	var err error
 	if c.Disabled, err = parseFlag(cons[FieldDisabled]); err != nil {
 		return nil, fmt.Errorf("consumer %q: disabled: %w", username, err)
 	}
@@ -219,6 +222,36 @@ func parseFlag(v string) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("want true or false, got %q", v)
+}
+
+// encodeTags writes tags comma-separated, as people write them by hand,
+// unless a tag would not come back so (a comma, white space at an end, an
+// empty tag, or a first tag that begins with '['): then as a JSON array.
+func encodeTags(tags []string) string {
+	plain := !strings.HasPrefix(tags[0], "[")
+	for _, t := range tags {
+		if t == "" || strings.Contains(t, ",") || strings.TrimSpace(t) != t {
+			plain = false
+		}
+	}
+	if plain {
+		return strings.Join(tags, ",")
+	}
+	b, _ := json.Marshal(tags) // strings always encode
+	return string(b)
+}
+
+// decodeTags reads a tags field: a JSON array of strings when it begins
+// with '[', else comma-separated.
+func decodeTags(v string) ([]string, error) {
+	if !strings.HasPrefix(v, "[") {
+		return splitList(v), nil
+	}
+	var tags []string
+	if err := json.Unmarshal([]byte(v), &tags); err != nil {
+		return nil, fmt.Errorf("a field that begins with '[' must be a JSON array of strings: %w", err)
+	}
+	return tags, nil
 }
 
 // splitList reads a comma-separated hash field.
