@@ -69,7 +69,10 @@ var lives = caddy.NewUsagePool()
 // live state; Lookup, Consumer and Ready are then the handler's contract
 // (keyauth.Source), and Cleanup lets the state go with the module's config.
 type Handle struct {
-	live     Live
+	live Live
+	// store is live when it is a Store: the request path calls it without
+	// a second dynamic dispatch.
+	store    *Store
 	key      string
 	released bool
 }
@@ -86,6 +89,7 @@ func (h *Handle) Provide(ctx caddy.Context, key string, open func() (Live, error
 		return err
 	}
 	h.live, h.key, h.released = v.(Live), key, false
+	h.store, _ = h.live.(*Store)
 	app, err := ctx.App("key_auth")
 	if err != nil {
 		return fmt.Errorf("loading key_auth app: %w", err)
@@ -101,16 +105,27 @@ func (h *Handle) Live() Live { return h.live }
 
 // Lookup finds the credential of a key digest (keyauth.Source).
 func (h *Handle) Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
+	if h.store != nil {
+		return h.store.Lookup(ctx, d)
+	}
 	return h.live.Lookup(ctx, d)
 }
 
 // Consumer finds a consumer by username, then by id (keyauth.Source).
 func (h *Handle) Consumer(ctx context.Context, nameOrID string) (consumers.Consumer, bool, error) {
+	if h.store != nil {
+		return h.store.Consumer(ctx, nameOrID)
+	}
 	return h.live.Consumer(ctx, nameOrID)
 }
 
 // Ready reports whether the source can answer (keyauth.Source).
-func (h *Handle) Ready() bool { return h.live.Ready() }
+func (h *Handle) Ready() bool {
+	if h.store != nil {
+		return h.store.Ready()
+	}
+	return h.live.Ready()
+}
 
 // Cleanup drops the module's reference to its live state. The state itself
 // stays with the handler that holds the module, so a request still in
