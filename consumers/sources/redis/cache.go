@@ -9,7 +9,7 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
-// lookupCache is a Looker's local cache: one entry per key digest that joins
+// lookupCache is a Redis source's local cache: one entry per key digest that joins
 // the credential and its consumer, so a hit is one map read under a shard's
 // read lock. Entries are dropped when Redis reports either of their hashes
 // changed, and all of them when a connection is lost.

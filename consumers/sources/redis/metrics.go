@@ -20,7 +20,7 @@ var (
 	}, []string{"source"})
 )
 
-// lookupMetrics are one Looker's metrics, resolved once so a lookup only
+// lookupMetrics are one Redis source's metrics, resolved once so a lookup only
 // adds to a counter.
 type lookupMetrics struct {
 	name                             string
