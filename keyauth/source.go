@@ -18,18 +18,33 @@ import (
 // way and is called concurrently. Lookup and Consumer are on the request
 // path: a source that must ask a server bounds the time it takes.
 //
-// Room for what comes next, without the handler changing again:
+// Room for what comes next, without the handler changing again.
 //
-//   - A source that can be written (the management API, issue 17) will also
-//     implement an interface declared here beside Source, say
-//     `interface{ Put(ctx, consumers.Consumer...) error; Delete(ctx, ...) error }`,
-//     which the API asks for with a type assertion on the handler's Source;
-//     a read-only source simply lacks it, and the request path is untouched.
-//   - What a consumer may use (limits, issue 18) travels with the
-//     consumers.Consumer and consumers.Credential that Lookup and Consumer
-//     return, as groups and labels do: a limit is data of the consumers
-//     document, read through their accessors, so Source keeps its three
-//     methods.
+// Writing (issue 17, the management API): a source that can be written will
+// also implement an interface declared here beside Source, shaped like
+//
+//	type Writer interface {
+//		Source
+//		// Write applies one change to the document atomically: a file
+//		// rewritten and renamed, a Redis transaction in the layout push
+//		// writes.
+//		Write(ctx context.Context, change func(*consumers.Document) error) error
+//	}
+//
+// The management handler, which loads its own key_auth.sources module as
+// key_auth does, asks for it with a type assertion; a source without it (HTTP,
+// a third-party one) is read-only. A written change reaches the handlers
+// through the live state they share (package sources: a Store swaps its set),
+// so Lookup answers it at once; the request path is untouched.
+//
+// Limits (issue 18): what limits a request travels with the values Lookup and
+// Consumer return, as groups and labels do today. A credential's and a
+// consumer's limits, and those of the consumer's groups (the document's
+// top-level groups), are read through accessors of consumers.Credential and
+// consumers.Consumer: a whole-set source has them in its Set, and the Redis
+// source decodes them with the consumer (its layout gains the fields and a
+// hash per group). So Source keeps its three methods, and limits are read
+// where the handler reads the consumer now.
 type Source interface {
 	// Lookup finds the credential of a key digest. ok=false is an unknown
 	// key; err means the source cannot answer now (503, never 401). d is a
