@@ -154,7 +154,7 @@ http://localhost:{{.Port}} {
 	// The first load comes when Caddy starts the key_auth app; until then
 	// requests get 503.
 	eventually(t, "the first load", func() bool {
-		return len(storesAt("2 consumers inline")) == 1 && storesAt("2 consumers inline")[0].Ready()
+		return len(storesAt("2 consumers inline")) == 1 && storesAt("2 consumers inline")[0].Now() != nil
 	})
 	wantIdentity(t, get(t, site+"/", "X-Api-Key", "dora-key-1"), identity{"dora", "dora", absent, "dora#1", absent})
 	wantIdentity(t, get(t, site+"/", "X-Api-Key", "eve-key-2"), identity{"eve", "eve", absent, "eve#1", absent})

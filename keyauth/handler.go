@@ -174,7 +174,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.src = src
 	// A source that has its consumers now (a file) tells at once whether
 	// the anonymous one is there.
-	if h.Anonymous != "" && h.src.Ready() {
+	if h.Anonymous != "" && h.src.Now() != nil {
 		c, ok, err := h.src.Consumer(ctx, h.Anonymous)
 		switch {
 		case err != nil:

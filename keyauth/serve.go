@@ -224,7 +224,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 
-	if !h.ready() {
+	src := h.view()
+	if src == nil {
 		// Fail closed: without consumers not even the anonymous one is known.
 		return h.fail(w, &req, errNotLoaded)
 	}
@@ -235,7 +236,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			f = errInvalid
 		} else {
 			digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
-			cred, ok, err := h.lookup(r.Context(), digest)
+			cred, ok, err := h.lookup(r.Context(), src, digest)
 			if err != nil {
 				return h.fail(w, &req, errUnavailable)
 			}
@@ -284,7 +285,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Anonymous == "" {
 		return h.fail(w, &req, f)
 	}
-	anon, ok, err := h.anonymousConsumer(r.Context())
+	anon, ok, err := h.anonymousConsumer(r.Context(), src)
 	if err != nil {
 		return h.fail(w, &req, errUnavailable)
 	}

@@ -11,8 +11,9 @@ import (
 // http.authentication.providers implement. The handler holds a Source and
 // never asks what kind it is: a source that holds its consumers whole (a
 // file, an HTTP document) and one that looks each key up where it lives
-// (Redis) look the same from here. Package sources gives a module all of it
-// (sources.Handle) from a loader of a consumers document.
+// (Redis) look the same from here, and each request sees one snapshot of it
+// (Now). Package sources gives a module all of it (sources.Handle) from a
+// loader of a consumers document.
 //
 // A Source is shared by the handlers of every config that names it the same
 // way and is called concurrently. Lookup and Consumer are on the request
@@ -43,9 +44,29 @@ import (
 // top-level groups), are read through accessors of consumers.Credential and
 // consumers.Consumer: a whole-set source has them in its Set, and the Redis
 // source decodes them with the consumer (its layout gains the fields and a
-// hash per group). So Source keeps its three methods, and limits are read
+// hash per group). So Source keeps its methods, and limits are read
 // where the handler reads the consumer now.
 type Source interface {
+	// Lookup and Consumer answer from what the source holds at the time of
+	// the call: for a tool, a warning at provision. A request asks Now.
+	View
+
+	// Now is the source as one request sees it: every answer of the View
+	// it returns comes from the same consumers, so a request that a key's
+	// lookup refuses falls back to the anonymous consumer of the very set
+	// that refused it, never of a set swapped in meanwhile. Now is nil
+	// until the source has consumers (fail closed: 503, and no anonymous
+	// fallback either). A source whose answers do not come in whole sets
+	// (Redis) returns itself.
+	Now() View
+}
+
+// View answers a request's questions to its source.
+//
+// It is an alias of an interface literal, so that a source implements
+// Source (whose Now returns a View) without importing this package: package
+// sources declares the same alias.
+type View = interface {
 	// Lookup finds the credential of a key digest. ok=false is an unknown
 	// key; err means the source cannot answer now (503, never 401). d is a
 	// value, so the caller's digest stays on its stack. A source may refuse
@@ -57,24 +78,20 @@ type Source interface {
 	// A disabled consumer is found (ok=true): the caller checks Disabled.
 	// err means the source cannot answer now.
 	Consumer(ctx context.Context, nameOrID string) (c consumers.Consumer, ok bool, err error)
-
-	// Ready is false until the source has consumers to look keys up in
-	// (fail closed: 503, and no anonymous fallback either).
-	Ready() bool
 }
 
-// The handler's only ways to its source. The request flow calls these three
-// and nothing else of the source.
+// The request flow reaches its source only through these: view once per
+// request, then lookup and anonymousConsumer on what view returned.
 
-// ready reports whether the source can answer: false before a first load.
-func (h *Handler) ready() bool { return h.src.Ready() }
+// view is the source as this request sees it, or nil before a first load.
+func (h *Handler) view() View { return h.src.Now() }
 
-// lookup finds the credential of a key digest.
-func (h *Handler) lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
-	return h.src.Lookup(ctx, d)
+// lookup finds the credential of a key digest in the request's view.
+func (h *Handler) lookup(ctx context.Context, v View, d consumers.Digest) (consumers.Credential, bool, error) {
+	return v.Lookup(ctx, d)
 }
 
-// anonymousConsumer finds the anonymous consumer.
-func (h *Handler) anonymousConsumer(ctx context.Context) (consumers.Consumer, bool, error) {
-	return h.src.Consumer(ctx, h.Anonymous)
+// anonymousConsumer finds the anonymous consumer in the request's view.
+func (h *Handler) anonymousConsumer(ctx context.Context, v View) (consumers.Consumer, bool, error) {
+	return v.Consumer(ctx, h.Anonymous)
 }

@@ -14,4 +14,5 @@ var (
 	_ keyauth.Source = (*sources.Handle)(nil)
 	_ keyauth.Source = (*sources.Store)(nil)
 	_ keyauth.Source = sources.Live(nil)
+	_ keyauth.View   = sources.View(nil)
 )

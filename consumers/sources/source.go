@@ -32,11 +32,10 @@ func init() {
 // pool keeps it across reloads, the key_auth app starts it, the admin API
 // shows and refreshes it, and handlers look keys up in it.
 type Live interface {
-	// Lookup, Consumer and Ready are the key_auth handler's contract
+	// Lookup, Consumer and Now are the key_auth handler's contract
 	// (keyauth.Source); see there.
-	Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error)
-	Consumer(ctx context.Context, nameOrID string) (consumers.Consumer, bool, error)
-	Ready() bool
+	View
+	Now() View
 
 	// Start begins what only a running Caddy does: polling, connecting. It
 	// is called each time a config using this state starts, with that
@@ -57,6 +56,17 @@ type Live interface {
 	caddy.Destructor
 }
 
+// View answers a request's questions to its source: keyauth.View, the
+// same alias of the same interface literal, so that the sources implement
+// keyauth.Source without importing the handler.
+type View = interface {
+	// Lookup finds the credential of a key digest; err means the source
+	// cannot answer now.
+	Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error)
+	// Consumer finds a consumer by username, then by id, disabled ones too.
+	Consumer(ctx context.Context, nameOrID string) (consumers.Consumer, bool, error)
+}
+
 // lives holds the live state of the sources keyed by their configuration
 // (see Key). A source module takes a reference at provision and drops it at
 // cleanup; since a reload provisions the new config before cleaning up the
@@ -66,7 +76,7 @@ var lives = caddy.NewUsagePool()
 
 // Handle is what a source module embeds to serve the key_auth handler.
 // Provide, called at the end of the module's Provision, fills it with the
-// live state; Lookup, Consumer and Ready are then the handler's contract
+// live state; Lookup, Consumer and Now are then the handler's contract
 // (keyauth.Source), and Cleanup lets the state go with the module's config.
 type Handle struct {
 	live Live
@@ -119,12 +129,13 @@ func (h *Handle) Consumer(ctx context.Context, nameOrID string) (consumers.Consu
 	return h.live.Consumer(ctx, nameOrID)
 }
 
-// Ready reports whether the source can answer (keyauth.Source).
-func (h *Handle) Ready() bool {
+// Now is the source as one request sees it, or nil before it has
+// consumers (keyauth.Source).
+func (h *Handle) Now() View {
 	if h.store != nil {
-		return h.store.Ready()
+		return h.store.Now()
 	}
-	return h.live.Ready()
+	return h.live.Now()
 }
 
 // Cleanup drops the module's reference to its live state. The state itself

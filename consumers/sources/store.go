@@ -122,10 +122,7 @@ var ErrUnavailable = errors.New("consumers source unavailable")
 // whole, shared by every handler that names that source. Its set is swapped
 // atomically: a request sees the old set or the new one, never a mix.
 type Store struct {
-	set atomic.Pointer[consumers.Set]
-	// found caches the consumers found by name (the anonymous ones) in
-	// the current set; swap drops it with the set it belongs to.
-	found atomic.Pointer[foundCache]
+	now atomic.Pointer[snapshot]
 
 	loader  Loader
 	polling Polling
@@ -153,15 +150,45 @@ type Store struct {
 	done      chan struct{}
 }
 
-// foundCache is the consumers found by name in one set.
-type foundCache struct {
+// snapshot is a Store's consumers between two swaps: what one request
+// sees (keyauth.Source's Now).
+type snapshot struct {
 	set *consumers.Set
-	m   map[string]foundConsumer
+	// found holds the consumers found by name in set (the anonymous ones,
+	// a few), copied on write. Finding one scans the set, so each is found
+	// once per set; the cache goes with the set.
+	found atomic.Pointer[map[string]foundConsumer]
 }
 
 type foundConsumer struct {
 	c  consumers.Consumer
 	ok bool
+}
+
+// Lookup finds the credential whose key has the digest d. It never fails:
+// the set is in memory.
+func (v *snapshot) Lookup(_ context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
+	cred, ok := v.set.Lookup(&d)
+	return cred, ok, nil
+}
+
+// Consumer finds a consumer by username, then by id, disabled ones too.
+func (v *snapshot) Consumer(_ context.Context, nameOrID string) (consumers.Consumer, bool, error) {
+	old := v.found.Load()
+	if old != nil {
+		if f, ok := (*old)[nameOrID]; ok {
+			return f.c, f.ok, nil
+		}
+	}
+	c, ok := v.set.FindConsumer(nameOrID)
+	m := map[string]foundConsumer{nameOrID: {c, ok}}
+	if old != nil {
+		for n, f := range *old {
+			m[n] = f
+		}
+	}
+	v.found.CompareAndSwap(old, &m) // lost to another writer: found again next time
+	return c, ok, nil
 }
 
 // NewStore makes the store of a Loader, polled as p says once a running
@@ -196,50 +223,42 @@ func (staticLoader) Info() SourceInfo                                   { return
 const returnMemoryAbove = 32 << 20
 
 // Set is the current consumer set, or nil when none has loaded yet.
-func (s *Store) Set() *consumers.Set { return s.set.Load() }
+func (s *Store) Set() *consumers.Set {
+	if v := s.now.Load(); v != nil {
+		return v.set
+	}
+	return nil
+}
+
+// Now is the current set as one request sees it, or nil when none has
+// loaded yet (keyauth.Source).
+func (s *Store) Now() View {
+	if v := s.now.Load(); v != nil {
+		return v
+	}
+	return nil // not a nil *snapshot: that would be a View that is not nil
+}
 
 // Lookup finds the credential whose key has the digest d in the current
-// set (keyauth.Source). It never fails: the set is in memory.
-func (s *Store) Lookup(_ context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
-	cred, ok := s.set.Load().Lookup(&d)
-	return cred, ok, nil
+// set (keyauth.Source).
+func (s *Store) Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
+	if v := s.now.Load(); v != nil {
+		return v.Lookup(ctx, d)
+	}
+	return consumers.Credential{}, false, nil
 }
 
 // Consumer finds a consumer of the current set by username, then by id
-// (keyauth.Source), disabled ones too. Finding one scans the set, so the
-// answer is kept until the set is swapped: the handlers that fall back to
-// an anonymous consumer ask for it on each such request.
-func (s *Store) Consumer(_ context.Context, nameOrID string) (consumers.Consumer, bool, error) {
-	set := s.set.Load()
-	fc := s.found.Load()
-	if fc != nil && fc.set == set {
-		if f, ok := fc.m[nameOrID]; ok {
-			return f.c, f.ok, nil
-		}
+// (keyauth.Source), disabled ones too.
+func (s *Store) Consumer(ctx context.Context, nameOrID string) (consumers.Consumer, bool, error) {
+	if v := s.now.Load(); v != nil {
+		return v.Consumer(ctx, nameOrID)
 	}
-	c, ok := set.FindConsumer(nameOrID)
-	// Copied on write: a few names (one per anonymous option), each found
-	// once per set.
-	next := &foundCache{set: set, m: map[string]foundConsumer{nameOrID: {c, ok}}}
-	if fc != nil && fc.set == set {
-		for n, f := range fc.m {
-			next.m[n] = f
-		}
-	}
-	s.found.CompareAndSwap(fc, next)
-	// A swap that came in between must not leave the cache holding the set
-	// it replaced.
-	if s.set.Load() != set {
-		s.found.CompareAndSwap(next, nil)
-	}
-	return c, ok, nil
+	return consumers.Consumer{}, false, nil
 }
 
 // Loader is the store's loader.
 func (s *Store) Loader() Loader { return s.loader }
-
-// Ready reports whether a set has loaded (keyauth.Source).
-func (s *Store) Ready() bool { return s.set.Load() != nil }
 
 // Logger is the logger of the latest config started with the store, for a
 // Loader's own lines.
@@ -254,8 +273,10 @@ func (s *Store) Info() SourceInfo { return s.loader.Info() }
 func (s *Store) Name() string { return Name(s) }
 
 func (s *Store) swap(set *consumers.Set) {
-	old := s.set.Swap(set)
-	s.found.Store(nil)
+	var old *consumers.Set
+	if prev := s.now.Swap(&snapshot{set: set}); prev != nil {
+		old = prev.set
+	}
 	if set.Bytes() >= returnMemoryAbove || old.Bytes() >= returnMemoryAbove {
 		// The replaced set (and the loading's scratch) would wait for the
 		// heap to double before the garbage collector took it, and longer

@@ -145,9 +145,10 @@ func (l *looker) close() {
 	l.metrics.forget(l)
 }
 
-// Ready is true: a Redis source answers every lookup, with sources.ErrUnavailable
-// (503) while it cannot reach Redis.
-func (l *looker) Ready() bool { return true }
+// Now is the looker itself: its answers do not come in whole sets, and it
+// answers every lookup, with sources.ErrUnavailable (503) while it cannot
+// reach Redis.
+func (l *looker) Now() sources.View { return l }
 
 // Refresh has nothing to reload: Redis tells this instance of every change
 // to what it has cached.
