@@ -1,50 +1,44 @@
 package integration
 
-// The integration tests' toolkit, in four files:
-//   helpers_caddy_test.go   ports, the in-process Caddy, loading configs, the
-//                           admin API, a test's env (directory, consumers
-//                           file, upstream, logs)
+// The integration tests run key_auth in a real Caddy, in this process, on
+// free ports, against a real upstream that echoes what it got. One file per
+// feature holds every test of that feature:
+//
+//   locations_test.go        where a key is found: names, header, cookie,
+//                            query, body, duplicates, Authorization, HTTP/2
+//   matrix_test.go           every on/off combination of the locations
+//   body_test.go             form, JSON and multipart bodies, limits, timeouts
+//   hide_credentials_test.go hide_credentials on every path and location
+//   identity_test.go         identity headers and placeholders, forgery
+//   anonymous_test.go        the anonymous consumer, CORS preflight
+//   failures_test.go         failure responses, realms, handle_errors
+//   acl_test.go              allow, deny, groups, labels and tags
+//   matcher_test.go          the consumer matcher
+//   canary_test.go           canary keys
+//   logs_test.go             no key in any log line or metric
+//   source_file_test.go      consumers from a file
+//   source_http_test.go      consumers from an HTTP source
+//   source_redis_test.go     consumers in Redis
+//   source_admin_test.go     the admin endpoints and the metrics
+//   extra_source_test.go     a source module of another package
+//   reload_test.go           config reloads and their cost
+//   concurrency_test.go      long runs under traffic, leaks
+//   caddyfile_test.go, json_test.go   the two config languages
+//   cli_test.go, binary_test.go       the caddy key-auth command, the binary
+//   readme_test.go           the README's examples, run as written
+//
+// The toolkit:
+//   helpers_caddy_test.go   ports, the in-process Caddy, loading configs
+//                           (env.site for the usual site block), the admin
+//                           API, a test's env (directory, consumers file,
+//                           upstream, logs)
 //   helpers_http_test.go    clients, requests, answers, the echo upstream,
-//                           identities and the tables of hostile requests
+//                           identities; a call (a request) and its outcome,
+//                           named together in a testCase
 //   helpers_source_test.go  the HTTP server that plays a consumers source,
 //                           consumer documents, JSON configs of sources
 //   helpers_wait_test.go    waiting on conditions; goroutines, pollers, files
-//
-// Old names → new names (for tests written against the three old helper
-// files; the "src" and "hard" prefixes only kept those files apart):
-//   postLoad(cfg, "json"), srcLoad(cfg, "application/json") → loadConfig(cfg, "json")
-//   srcStart(t, cfg, "caddyfile") + srcUnloadAtEnd(t)     → startCaddy(t, cfg, "caddyfile") (unloads at the end)
-//   srcMustLoad(t, cfg, "text/caddyfile")                  → mustLoad(t, cfg, "caddyfile")
-//   idle, srcIdle                                          → idleConfig
-//   fmt.Sprintf(srcGlobal, extra), {{.Global}}             → globalOptions(extra), {{.Global}}
-//   srcAdmin, adminURL, "localhost:2999"                   → adminURL, adminAddr ({{.Admin}} in templates)
-//   ports 9080/9280 (http_port), 9443 (https_port)         → httpPort, httpsPort ({{.HTTPPort}}, {{.HTTPSPort}})
-//   site ports 9081..9083, 9201..9391                      → sitePort[0..4]; URLs site, site2..site5;
-//                                                            {{.Site}}..{{.Site5}}, {{.Port}}..{{.Port5}}
-//   srcAdminDo                                             → adminDo
-//   srcSources, srcMetrics                                 → sources, metrics
-//   storesFor(path), srcStoresAt(loc)                      → storesAt(loc) (len for a count)
-//   srcStoreAt(loc)                                        → storeAt(t, loc)
-//   eventually(t, d, what, f), srcEventually(t, d, what, f) → eventually(t, what, f) (no duration)
-//   srcWaitStatus(t, loc, d, what, f)                      → waitStatus(t, loc, what, f)
-//   srcSettle(limit, d), hardGoroutines(limit, d)          → settleGoroutines(limit); goroutines() for a baseline
-//   srcPollers(), srcOpenFiles(t), hardHeap()              → pollers(), openFiles(t), heapInUse()
-//   client, srcClient                                      → client
-//   hardClient()                                           → keepAliveClient()
-//   do(t, r)                                               → do(t, r)
-//   hardSend(c, r)                                         → send(c, r)
-//   req(t, m, u, b, hdr...), hardNewReq(m, u, b, hdr...)   → req(m, u, b, hdr...)
-//   hardRaw, hardRawSend                                   → rawRequest, sendRaw
-//   srcGet(t, url, key)                                    → getKey(t, url, key)
-//   srcExpect(t, url, key, status, body)                   → expect(t, url, key, status, body)
-//   srcWriteDoc(t, path, []byte), writeAtomic(t, path, s)  → writeAtomic(t, path, s)
-//   srcDoc(pairs...), srcBigDoc(n)                         → consumersDoc(pairs...), bigConsumersDoc(n) (strings)
-//   srcRandomKey()                                         → randomKey()
-//   srcLogLines(t, path, subs...)                          → countLines(t, path, subs...)
-//   srcNewServer, srcServer, srcOK, srcFail, ...           → newSourceServer, sourceServer, sourceOK, sourceFail, ...
-//   srcHTTPSite(port, ...)                                 → httpSourceSite(port, ...)
-//   srcJSONConfig(port, ...), srcRoute, srcFileSource, srcHTTPSource
-//                                                          → jsonConfig(port, ...), jsonRoute, fileSourceJSON, httpSourceJSON
+//   fixtures_test.go        documents and configs several features share
 
 import (
 	"bufio"
@@ -409,6 +403,32 @@ func (e *env) render(tmpl string) string {
 func (e *env) load(tmpl, adapter string) {
 	e.t.Helper()
 	startCaddy(e.t, e.render(tmpl), adapter)
+}
+
+// keyAuthSite is the usual site block of a Caddyfile template: at addr
+// ({{.Site}}, {{.Site2}}, ...), key_auth with the option lines given and
+// the env's consumers file, in front of reverse_proxy to the echo upstream.
+func keyAuthSite(addr string, options ...string) string {
+	var b strings.Builder
+	b.WriteString(addr + " {\n\tkey_auth {\n")
+	for _, o := range options {
+		b.WriteString("\t\t" + o + "\n")
+	}
+	b.WriteString("\t\tconsumers file {{.Consumers}}\n\t}\n\treverse_proxy {{.Up}}\n}\n")
+	return b.String()
+}
+
+// site loads a Caddyfile of one keyAuthSite at {{.Site}} with the options
+// given.
+func (e *env) site(options ...string) {
+	e.t.Helper()
+	e.sites(keyAuthSite("{{.Site}}", options...))
+}
+
+// sites loads a Caddyfile of the global options and the site blocks given.
+func (e *env) sites(blocks ...string) {
+	e.t.Helper()
+	e.load("{{.Global}}\n"+strings.Join(blocks, ""), "caddyfile")
 }
 
 // loadError renders a config and posts it to the admin API, which must
