@@ -38,11 +38,7 @@ func TestBodyKinds(t *testing.T) {
 	mpFile, mpFileType := multipartBody(t, part{name: "apikey", file: "apikey.txt", value: keyAlice})
 	mpCut, mpCutType := multipartBody(t, part{name: "apikey", value: keyAlice})
 	mpCut = mpCut[:len(mpCut)-8] // no closing boundary
-	for _, tc := range []struct {
-		name string
-		call call
-		want outcome
-	}{
+	for _, tc := range []testCase{
 		{"form", call{ctype: formType, body: "a=1&apikey=" + keyAlice + "&b=%20x+y&c"}, pass(idAlice)},
 		{"form with charset", call{ctype: formType + "; charset=UTF-8", body: "apikey=" + keyAlice}, pass(idAlice)},
 		{"form, encoded name and value", call{ctype: formType, body: "api%6Bey=" + url.QueryEscape(keySpecial)}, pass(idAliceSpecial)},
@@ -376,6 +372,9 @@ func trickleHead(path, ctype string, length int, hdr ...string) string {
 	return b.String() + "\r\n"
 }
 
+// A body that trickles in is bounded by the server's read timeout, and
+// while key_auth waits for it no lock is held: other requests are served
+// and the consumers are swapped meanwhile.
 func TestBodyTrickle(t *testing.T) {
 	e := newEnv(t)
 	// read_body is the window in which the other requests must all be

@@ -76,6 +76,9 @@ const flipConfig = `{{.Global}}
 }
 `
 
+// Many clients while the consumers file flips between flipSetA and
+// flipSetB hundreds of times: every answer is one of the two sets' answers
+// in full, never a mix of both.
 func TestConsumersFlipUnderTraffic(t *testing.T) {
 	e := newEnv(t)
 	e.writeConsumers(flipSetA)

@@ -371,9 +371,9 @@ func TestHideCredentialsCookie(t *testing.T) {
 	}
 }
 
-// TestHideCredentialsHostile: the same kinds of requests where the key is
-// hidden from the upstream, or the anonymous consumer takes over, and a
-// body limit before key_auth answers 413.
+// Hostile requests (the kinds of TestHostileKeyValues and TestHostileBodies)
+// where the key is hidden from the upstream, or the anonymous consumer takes
+// over, and a body limit before key_auth answers 413.
 func TestHideCredentialsHostile(t *testing.T) {
 	newHostileEnv(t)
 	cl := keepAliveClient()

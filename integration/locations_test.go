@@ -25,11 +25,7 @@ import (
 func TestKeyNameOrderAndLocations(t *testing.T) {
 	e := newEnv(t)
 	e.site("key_names apikey token", "key_in_body true")
-	for _, tc := range []struct {
-		name string
-		call call
-		want outcome
-	}{
+	for _, tc := range []testCase{
 		{"apikey header", call{hdr: []string{"apikey", keyAlice}}, pass(idAlice)},
 		{"apikey query", call{path: "/?apikey=" + keyAlice}, pass(idAlice)},
 		{"apikey form", call{ctype: formType, body: "apikey=" + keyAlice}, pass(idAlice)},
@@ -571,6 +567,8 @@ func repeatHeader(n int, name, value string) []string {
 	return out
 }
 
+// Keys in headers, query and body over HTTP/2, with TLS from Caddy's
+// internal issuer and over h2c, where header names arrive in lower case.
 func TestKeyLocationsOverHTTP2(t *testing.T) {
 	e := newEnv(t)
 	e.load(h2Config, "caddyfile")

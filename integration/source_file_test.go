@@ -326,8 +326,8 @@ func TestSharedStore(t *testing.T) {
 }
 
 // TestReloadKeepsFileStore: a reload that keeps the consumers source keeps
-// its store and does not read the file again (issue 3 supersedes issue 2's
-// "a refused file fails a reload" for an unchanged source), so a file that
+// its store and does not read the file again (a refused file no longer
+// fails a reload of an unchanged source), so a file that
 // is refused on disk neither fails the reload nor replaces the set. The
 // admin refresh reads it at once, refusing a broken file and taking a good
 // one, which is how a `refresh 0` source picks up a change.
