@@ -20,6 +20,7 @@ const smallDoc = `{"consumers": [
   {"username": "guest", "keys": []}
 ]}`
 
+// smallKey is alice's key in smallDoc.
 const smallKey = "alice-key-1"
 
 var (
@@ -28,6 +29,7 @@ var (
 	smallNobody = idNobody
 )
 
+// newSmallEnv is an env with smallDoc; no module log line may hold its key.
 func newSmallEnv(t *testing.T) *env {
 	t.Helper()
 	e := newEnv(t)
@@ -134,6 +136,8 @@ var (
 	cookieSiteKeep      = site5
 )
 
+// newCookieEnv is an env with cookieDoc, running cookieConfig; no module
+// log line may hold its keys or queryMarker.
 func newCookieEnv(t *testing.T) *env {
 	t.Helper()
 	e := newEnv(t)
@@ -156,8 +160,8 @@ func cookies(e *echo) []string { return e.Header["Cookie"] }
 // body limit; site2 also hides the key and falls back to the anonymous
 // consumer; site3 has a request_body limit before key_auth; site4 is site
 // answering by itself, for the loops that measure the module rather than
-// the upstream. The header limit
-// is raised to 1MB so that 100 KB keys reach the module.
+// the upstream. The header limit is raised to 1MB so that 100 KB keys
+// reach the module.
 const hostileConfig = `{{.Global}}
 {{.Site}} {
 	key_auth {
@@ -219,6 +223,8 @@ const hostileServers = `	servers {
 	}
 `
 
+// newHostileEnv is an env with the consumer "odd" added, running
+// hostileConfig.
 func newHostileEnv(t *testing.T) *env {
 	e := newEnv(t)
 	writeOddConsumers(e)
@@ -227,7 +233,7 @@ func newHostileEnv(t *testing.T) *env {
 	return e
 }
 
-// mpBoundary is the boundary of the multipart bodies built here.
+// mpBoundary is the boundary of the multipart bodies rawMultipart builds.
 const mpBoundary = "hard-boundary"
 
 var multipartType = "multipart/form-data; boundary=" + mpBoundary
@@ -281,10 +287,10 @@ func bodyIs(body []byte) func(t testing.TB, e *echo) {
 	}
 }
 
-// The keys of the consumer "odd" of the hostile requests, added to the standard file by
-// writeOddConsumers: one of the bytes that need escaping in every location (a
-// control byte would be refused at load), one of exactly
-// model.MaxKeyLength bytes and one of multi-byte UTF-8.
+// The keys of the consumer "odd" of the hostile requests, added to the
+// standard file by writeOddConsumers: one of the bytes that need escaping in
+// every location (a control byte would be refused at load), one of exactly
+// consumers.MaxKeyLength bytes and one of multi-byte UTF-8.
 var (
 	oddCtlKey  = "ctl \"\\%00+&=;#?<>'`-key"
 	oddLongKey = longKey(4096)

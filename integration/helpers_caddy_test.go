@@ -95,15 +95,12 @@ var (
 	adminAddr = "localhost:" + strconv.Itoa(adminPort)
 	adminURL  = "http://" + adminAddr
 	// site is the address of the first site of most configs; siteN are
-	// the others.
+	// the others (siteURL(i) for more; templates have {{.Site6}} and on).
 	site  = siteURL(0)
 	site2 = siteURL(1)
 	site3 = siteURL(2)
 	site4 = siteURL(3)
 	site5 = siteURL(4)
-	site6 = siteURL(5)
-	site7 = siteURL(6)
-	site8 = siteURL(7)
 )
 
 func siteURL(i int) string { return "http://localhost:" + strconv.Itoa(sitePort[i]) }
@@ -371,8 +368,8 @@ func storeAt(t testing.TB, loc string) *sources.Store {
 
 // render fills a config template: {{.Global}} (Caddyfiles only: the global
 // options with a DEBUG log into caddy.log and e.vars["GlobalExtra"]),
-// {{.Admin}}, {{.HTTPPort}}, {{.HTTPSPort}}, {{.Site}}..{{.Site5}} (site
-// URLs), {{.Port}}..{{.Port5}} (their ports), {{.Dir}}, {{.Consumers}},
+// {{.Admin}}, {{.HTTPPort}}, {{.HTTPSPort}}, {{.Site}}..{{.Site8}} (site
+// URLs), {{.Port}}..{{.Port8}} (their ports), {{.Dir}}, {{.Consumers}},
 // {{.Up}} (the upstream's dial address) and e.vars.
 func (e *env) render(tmpl string) string {
 	e.t.Helper()

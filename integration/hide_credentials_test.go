@@ -3,7 +3,9 @@ package integration
 // hide_credentials (README: Caddyfile, the options table): no copy of the
 // key reaches the upstream on any path a request goes on by (authenticated,
 // anonymous, preflight, handle_errors), from any location, however hostile
-// the request; everything else reaches it as sent.
+// the request; everything else reaches it as sent. Elsewhere: the same over
+// HTTP/2 (the /hide/ cases of TestKeyLocationsOverHTTP2), and that it hides
+// the key from the upstream, never from Caddy's access log (logs_test.go).
 
 import (
 	"bytes"

@@ -352,7 +352,7 @@ func oddByteCases() []testCase {
 	}
 }
 
-// longKeyCases: keys far over model.MaxKeyLength in every location,
+// longKeyCases: keys far over consumers.MaxKeyLength in every location,
 // and the longest valid one.
 func longKeyCases() []testCase {
 	huge := longKey(100 << 10)
