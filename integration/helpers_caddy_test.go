@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -75,20 +76,50 @@ var (
 
 func init() { caddytest.Default.AdminPort = adminPort }
 
-// freePorts asks the kernel for n distinct free ports on 127.0.0.1: it
+// freePorts chooses n distinct ports on 127.0.0.1 that are free now: it
 // holds every listener until all are chosen, then lets them go for Caddy
-// to take.
+// to take. It picks them below the kernel's ephemeral range: a port in that
+// range, free between two tests, can be taken meanwhile by any outgoing
+// connection of the machine (the xcaddy build's downloads, another test
+// process's clients), and every later test of this process would fail to
+// listen on it. Without that range to read, the kernel chooses.
 func freePorts(n int) []int {
 	var out []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	low := ephemeralLow()
+	for tries := 0; len(out) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if low > 10000+n && tries < 10000 {
+			addr = "127.0.0.1:" + strconv.Itoa(10000+rand.IntN(low-10000))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			panic(fmt.Sprintf("choosing a free port: %v", err))
+			if addr == "127.0.0.1:0" {
+				panic(fmt.Sprintf("choosing a free port: %v", err))
+			}
+			continue // taken: another
 		}
 		defer ln.Close()
 		out = append(out, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return out
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0 when
+// it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
 }
 
 var (
