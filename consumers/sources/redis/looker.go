@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"net"
 	"strings"
 	"sync"
@@ -255,7 +256,6 @@ func hgetall(ctx context.Context, c rueidis.Client, key string) (map[string]stri
 
 func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consumers.Digest) (*cacheEntry, error) {
 	credKey := l.layout.CredentialKey(d)
-	hexd := credKey[len(credKey)-64:]
 	tk := l.cache.ticket(credKey)
 	cred, err := hgetall(ctx, c, credKey)
 	if err != nil {
@@ -268,7 +268,7 @@ func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consum
 	}
 	username, id := cred[FieldConsumer], cred[FieldID]
 	if username == "" || id == "" {
-		l.logBad("credential without consumer or id; its key is refused", "digest_prefix", hexd[:8], nil)
+		l.logBad("credential without consumer or id; its key is refused", "digest_prefix", hex.EncodeToString(d[:4]), nil)
 		l.cache.put(d, e, tk, "", ticket{})
 		return e, nil
 	}
