@@ -39,3 +39,13 @@ func CheckLabelValue(v string) error {
 	}
 	return nil
 }
+
+// CheckIdentifier reports why v cannot be a consumer's username, id or
+// custom_id (field says which), or nil: a document refuses an empty one, and
+// a consumer without a custom_id has none rather than an empty one.
+func CheckIdentifier(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s is empty", field)
+	}
+	return nil
+}
