@@ -225,3 +225,121 @@ func TestConsumerMatcherPlaceholder(t *testing.T) {
 		}
 	}
 }
+
+// Every way key_auth and the consumer matcher can hand Caddy an error,
+// which Caddy logs with the request as it arrived (headers but Authorization
+// and Cookie, and the query): with the key in X-Api-Key or in the query, no
+// line of Caddy's log at INFO or above holds it, and no error message does.
+// The ways: a consumer() whose placeholders resolve to values no consumer
+// can hold (site 1: it no longer errs); failures handed to handle_errors,
+// 401 (site 2) and 500 (site 3, the anonymous consumer is missing); the same
+// on a server without error routes (site 4: Caddy logged a 5xx at ERROR
+// with the request; key_auth answers the status itself). Caddy's DEBUG
+// error log of a failure its error routes handled holds the request (the
+// README says so, beside the access log's filter): only at DEBUG.
+func TestKeyNotInErrorLog(t *testing.T) {
+	e, _ := newMatcherEnv(t)
+	e.load(`{{.Global}}
+:{{.Port}} {
+	key_auth {
+		key_names x-api-key apikey
+		consumers file {{.Consumers}}
+	}
+	@bad expression `+"`consumer({'group': {http.request.header.X-Want}, 'anonymous': {http.request.header.X-Anon}})`"+`
+	respond @bad "bad" 200
+	respond "ok" 200
+}
+:{{.Port2}} {
+	key_auth {
+		key_names x-api-key apikey
+		handle_errors
+		consumers file {{.Consumers}}
+	}
+	respond "ok" 200
+	handle_errors {
+		respond "{err.status_code} {err.message}" {err.status_code}
+	}
+}
+:{{.Port3}} {
+	key_auth {
+		key_names x-api-key apikey
+		handle_errors
+		anonymous ghost
+		consumers file {{.Consumers}}
+	}
+	respond "ok" 200
+	handle_errors {
+		respond "{err.status_code}" {err.status_code}
+	}
+}
+:{{.Port4}} {
+	key_auth {
+		key_names x-api-key apikey
+		handle_errors
+		anonymous ghost
+		consumers file {{.Consumers}}
+	}
+	respond "ok" 200
+}
+`, "caddyfile")
+	keys := []string{"alice-secret-0001", keyCarol, keyWrong}
+	type call struct {
+		base, header, query string
+		extra               []string
+		status              int
+	}
+	var calls []call
+	for _, k := range keys {
+		ok := http.StatusOK
+		if k == keyWrong {
+			ok = http.StatusUnauthorized
+		}
+		for _, v := range []string{"", "a b", "a,b", k} {
+			calls = append(calls,
+				call{site, k, "", []string{"X-Want", v, "X-Anon", v}, ok},
+				call{site, "", k, []string{"X-Want", v}, ok})
+		}
+		calls = append(calls,
+			call{site2, k, "", nil, ok}, call{site2, "", k, nil, ok},
+			// the anonymous consumer is missing: 500 through handle_errors
+			call{site3, k, "", nil, map[bool]int{true: http.StatusInternalServerError, false: ok}[k == keyWrong]},
+			call{site3, "", k, nil, map[bool]int{true: http.StatusInternalServerError, false: ok}[k == keyWrong]},
+			call{site4, k, "", nil, map[bool]int{true: http.StatusInternalServerError, false: ok}[k == keyWrong]},
+			call{site4, "", k, nil, map[bool]int{true: http.StatusInternalServerError, false: ok}[k == keyWrong]})
+	}
+	for _, c := range calls {
+		u := c.base + "/"
+		if c.query != "" {
+			u += "?apikey=" + url.QueryEscape(c.query)
+		}
+		hdr := slices.Clone(c.extra)
+		if c.header != "" {
+			hdr = append(hdr, "X-Api-Key", c.header)
+		}
+		if r := do(t, req(http.MethodGet, u, nil, hdr...)); r.status != c.status {
+			t.Errorf("%s %v: %d %s, want %d", u, hdr, r.status, r.body, c.status)
+		}
+	}
+	debugWithKey := 0
+	for _, l := range e.logLines("caddy.log") {
+		var le logEntry
+		if json.Unmarshal([]byte(l), &le) != nil {
+			continue
+		}
+		for _, k := range keys {
+			if !strings.Contains(l, k) {
+				continue
+			}
+			if le.str("level") != "debug" || !strings.HasPrefix(le.str("logger"), "http.log.error") {
+				t.Errorf("a %s line holds a key: %.700s", le.str("level"), l)
+			}
+			if strings.Contains(le.str("msg"), k) || strings.Contains(le.str("error"), k) {
+				t.Errorf("an error message holds a key: %.700s", l)
+			}
+			debugWithKey++
+		}
+	}
+	if debugWithKey == 0 {
+		t.Error("no DEBUG error line with the request: the test no longer sees Caddy's error log")
+	}
+}

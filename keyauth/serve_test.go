@@ -203,7 +203,8 @@ func TestNobodyReplacesIdentity(t *testing.T) {
 // With hide_credentials, every path a request goes on by carries no key
 // under any key name, in any location.
 func TestHideEveryPath(t *testing.T) {
-	srv := &caddyhttp.Server{ExpectedUnderscoreHeaders: []string{"X_*", "Api_*"}}
+	srv := &caddyhttp.Server{ExpectedUnderscoreHeaders: []string{"X_*", "Api_*"},
+		Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}} // error routes, for handle_errors
 	names := []string{"apikey", "api_key", "authorization"}
 	for _, tc := range []struct {
 		name   string
