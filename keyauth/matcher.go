@@ -66,7 +66,9 @@ type MatchConsumer []ConsumerCondition
 
 // ConsumerCondition is one test of a consumer: every field given must hold,
 // each by at least one of its values. Names and values compare exactly, as
-// the consumers document spells them.
+// the consumers document spells them. A value of Group, Username, ID,
+// CustomID or Label may hold placeholders, resolved per request; a label's
+// name may not.
 type ConsumerCondition struct {
 	// Group: the consumer is in at least one of these groups (its `groups`
 	// in the consumers document, Kong's ACL groups, APISIX's consumer

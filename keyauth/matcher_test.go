@@ -533,3 +533,43 @@ func BenchmarkMatchConsumerPlaceholder(b *testing.B) {
 		}
 	}
 }
+
+// Whatever a placeholder resolves to, the matcher, in a line or in CEL,
+// never errs, and a value no consumer can hold matches nobody.
+func FuzzMatchConsumerPerRequest(f *testing.F) {
+	for _, s := range []string{"", "gold", "a b", "gold, free", "\x00", "{test.v}", "\\{x}", "true", strings.Repeat("g", 200)} {
+		f.Add(s)
+	}
+	h := matchHandler(f)
+	r := identified(f, h, "alice-key")
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	var line MatchConsumer
+	if err := line.UnmarshalCaddyfile(caddyfile.NewTestDispenser("consumer group {test.v}\nconsumer custom_id {test.v} cust-a\nconsumer label region {test.v} eu")); err != nil {
+		f.Fatal(err)
+	}
+	line.provision()
+	cel := &caddyhttp.MatchExpression{Expr: `consumer({'group': [{test.v}], 'custom_id': [{test.v}, 'cust-a'], 'label.region': [{test.v}, 'eu'], 'anonymous': {test.w}})`}
+	if err := cel.Provision(ctx); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		repl.Set("test.v", v)
+		repl.Set("test.w", v)
+		holdable := consumers.CheckGroupName(v) == nil
+		for name, m := range map[string]caddyhttp.RequestMatcherWithError{"line": line, "cel": cel} {
+			ok, err := m.MatchWithError(r)
+			if err != nil {
+				t.Fatalf("%s: %q: error %v", name, v, err)
+			}
+			want := v == "gold" || v == "writers"
+			if name == "cel" {
+				want = false // anonymous is never a group name
+			}
+			if ok != want {
+				t.Errorf("%s: %q (holdable %v) matched %v", name, v, holdable, ok)
+			}
+		}
+	})
+}
