@@ -343,3 +343,25 @@ func TestKeyNotInErrorLog(t *testing.T) {
 		t.Error("no DEBUG error line with the request: the test no longer sees Caddy's error log")
 	}
 }
+
+// Beside placeholders, literal values and keys are still checked at load,
+// with what and where.
+func TestConsumerMatcherPlaceholderRefused(t *testing.T) {
+	e, _ := newMatcherEnv(t)
+	for _, tc := range []struct{ matcher, want string }{
+		{"expression `consumer({'groups': {http.request.header.X-Want}})`", `unknown key "groups"`},
+		{"expression `consumer({'group': ['gold silver', {http.request.header.X-Want}]})`", `group name "gold silver" holds white space`},
+		{"expression `consumer({ {http.request.header.X-Kind}: 'gold'})`", "a key must be a literal string"},
+		{`consumer group "team {header.X-Team}"`, `"team {http.request.header.X-Team}" outside its placeholders: group name "team " holds white space`},
+		{"consumer label {header.X-Label} gold", `label name "{http.request.header.X-Label}" is not`},
+	} {
+		cfg := "{{.Global}}\n:{{.Port}} {\n\tkey_auth {\n\t\tconsumers file {{.Consumers}}\n\t}\n\t@m " + tc.matcher + "\n\trespond @m 403\n}\n"
+		msg := e.loadError(cfg, "caddyfile")
+		if !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: error %q, want %q", tc.matcher, msg, tc.want)
+		}
+		if strings.HasPrefix(tc.matcher, "consumer ") && !strings.Contains(msg, "Caddyfile:") {
+			t.Errorf("%s: error %q does not name the line", tc.matcher, msg)
+		}
+	}
+}
