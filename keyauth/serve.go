@@ -473,11 +473,12 @@ func (h *Handler) fail(w http.ResponseWriter, q *request, f *failure) error {
 			hideOriginalQuery(h, q.r)
 		}
 		h.identifyNobody(q.r)
-		if !hasErrorRoutes(q.r) {
-			// What Caddy would answer, without its ERROR line for a 5xx:
-			// that line holds the request as it arrived, key included
-			// when it came in a header other than Authorization or in
-			// the query.
+		if f.status >= http.StatusInternalServerError && !hasErrorRoutes(q.r) {
+			// What Caddy would answer, without its ERROR line: that line
+			// holds the request as it arrived, key included when it came
+			// in a header other than Authorization or in the query. (With
+			// error routes, or below 500, Caddy logs it at DEBUG, as the
+			// README says.)
 			w.WriteHeader(f.status)
 			return nil
 		}

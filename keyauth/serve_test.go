@@ -203,8 +203,7 @@ func TestNobodyReplacesIdentity(t *testing.T) {
 // With hide_credentials, every path a request goes on by carries no key
 // under any key name, in any location.
 func TestHideEveryPath(t *testing.T) {
-	srv := &caddyhttp.Server{ExpectedUnderscoreHeaders: []string{"X_*", "Api_*"},
-		Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}} // error routes, for handle_errors
+	srv := &caddyhttp.Server{ExpectedUnderscoreHeaders: []string{"X_*", "Api_*"}}
 	names := []string{"apikey", "api_key", "authorization"}
 	for _, tc := range []struct {
 		name   string
