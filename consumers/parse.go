@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -479,7 +478,7 @@ func (p *parser) consumer(index int) error {
 	if err != nil {
 		return err
 	}
-	err = p.check()
+	err = d.check()
 	if err == nil {
 		err = p.b.add(d)
 	}
@@ -570,8 +569,7 @@ func (p *parser) fields(what label, names []string, parse func(field int) error)
 
 // check applies the rules a consumer must follow on its own; the builder
 // checks those that span consumers.
-func (p *parser) check() error {
-	d := &p.draft
+func (d *consumerDraft) check() error {
 	if !d.hasUsername || len(d.s(d.username)) == 0 {
 		return fmt.Errorf("%s has no username", d.name())
 	}
@@ -594,7 +592,7 @@ func (p *parser) check() error {
 		case c.hasKey && keyFault(d.s(c.key)) != nil:
 			return fmt.Errorf("%s: %w", d.keyName(i), keyFault(d.s(c.key)))
 		case c.hasHash && !validHash(d.s(c.hash)):
-			return fmt.Errorf(`%s has a malformed hash (want "sha256:" and 64 hex digits)`, d.credName(i))
+			return fmt.Errorf(`%s has a malformed hash (want %q and 64 hex digits)`, d.credName(i), HashPrefix)
 		}
 		if c.hasExpiry {
 			if _, err := time.Parse(time.RFC3339, string(d.s(c.expiry))); err != nil {
@@ -793,13 +791,11 @@ func hasControl(v []byte) bool {
 	return false
 }
 
-const hashPrefix = "sha256:"
-
 func validHash(h []byte) bool {
-	if len(h) != len(hashPrefix)+64 || string(h[:len(hashPrefix)]) != hashPrefix {
+	if len(h) != len(HashPrefix)+64 || string(h[:len(HashPrefix)]) != HashPrefix {
 		return false
 	}
-	for _, c := range h[len(hashPrefix):] {
+	for _, c := range h[len(HashPrefix):] {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return false
 		}
@@ -814,7 +810,7 @@ func (d *consumerDraft) digest(c *credentialDraft) Digest {
 		return sha256.Sum256(d.s(c.key))
 	}
 	var dg Digest
-	_, _ = hex.Decode(dg[:], d.s(c.hash)[len(hashPrefix):])
+	_, _ = hex.Decode(dg[:], d.s(c.hash)[len(HashPrefix):])
 	return dg
 }
 
@@ -846,9 +842,7 @@ func (d *consumerDraft) credentialID(dst []byte, i int) []byte {
 	if c := &d.credentials[i]; c.hasID {
 		return append(dst, d.s(c.id)...)
 	}
-	dst = append(dst, d.consumerID()...)
-	dst = append(dst, '#')
-	return strconv.AppendInt(dst, int64(i+1), 10)
+	return appendDerivedID(dst, d.consumerID(), i+1)
 }
 
 func (d *consumerDraft) consumerID() []byte {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/apikey"
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 
 	_ "github.com/keyauth/caddy-keyauth/caddyfile" // the key_auth directive, to adapt a Caddyfile
 )
@@ -118,9 +117,9 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 		return 1, 0
 	}
 	data, err := os.ReadFile(s.location)
-	var doc *docfile.Document
+	var doc *consumers.Document
 	if err == nil {
-		doc, err = docfile.Decode(data)
+		doc, err = consumers.DecodeDocument(data)
 	}
 	if err != nil { // changed since ParseFile read it
 		fmt.Fprintf(out, "error: consumers file %s: %v\n", s.location, err)
