@@ -538,6 +538,7 @@ func TestParseRefused(t *testing.T) {
 				c, k := s.Len()
 				t.Fatalf("Parse accepted the document (%d consumers, %d keys)\ndocument: %s", c, k, tt.doc)
 			}
+			buildAgrees(t, []byte(tt.doc), err)
 			msg := err.Error()
 			var se *SyntaxError
 			if tt.line > 0 {

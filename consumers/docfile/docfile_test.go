@@ -238,9 +238,3 @@ func TestRemoveKeyKeepsIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func TestHashKey(t *testing.T) {
-	if consumers.HashKey("bob-secret-0002") != "sha256:64708caec1a9013e7e2ea53b462e4cbca55c79f7e8cdcf61da944f2a05effebb" {
-		t.Error("HashKey is not the hex SHA-256 the format wants")
-	}
-}
