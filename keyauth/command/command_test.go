@@ -511,7 +511,7 @@ func TestCheckConfig(t *testing.T) {
 	for _, want := range []string{
 		"consumers file " + dir + "/consumers.json: 2 consumers, 1 key (1 hashed, 0 plain)\n",
 		`anonymous consumer "nobody" is not in the file`,
-		"consumers http https://keys.example.com/consumers.json: not fetched",
+		"consumers http https://keys.example.com/consumers.json?REDACTED: not fetched", // as the HTTP source shows it
 		"0 errors, 1 warning",
 	} {
 		if !strings.Contains(out, want) {
@@ -544,6 +544,40 @@ func TestCheckConfig(t *testing.T) {
 	os.WriteFile(none, []byte(":8080 {\n\trespond ok\n}\n"), 0o600)
 	if _, _, err := run(t, "", "check", "--config", none); err == nil || !strings.Contains(err.Error(), "no key_auth handler") {
 		t.Errorf("a config without key_auth: %v", err)
+	}
+}
+
+// TestCheckConfigDecodesAsCaddy: check --config reads a handler and its
+// source as Caddy decodes them, and shows an HTTP source's URL as that source
+// does, after its placeholders.
+func TestCheckConfigDecodesAsCaddy(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KEYAUTH_TEST_TOKEN", "secret-token")
+	cfg := func(handler string) string {
+		path := filepath.Join(dir, "caddy.json")
+		if err := os.WriteFile(path, []byte(`{"apps": {"http": {"servers": {"s": {"listen": [":8080"], "routes": [
+  {"handle": [`+handler+`]}]}}}}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	out, _, err := run(t, "", "check", "--config", cfg(`{"handler": "key_auth",
+	  "consumers": {"source": "http", "url": "https://u:p@keys.example.com/c.json?token={env.KEYAUTH_TEST_TOKEN}"}}`))
+	if err != nil || !strings.Contains(out, "consumers http https://keys.example.com/c.json?REDACTED: not fetched") {
+		t.Errorf("an http source: %v\n%s", err, out)
+	}
+	noSecret(t, []string{"secret-token", "u:p"}, out)
+
+	for _, tt := range []struct{ handler, want string }{
+		{`{"handler": "key_auth", "anonymus": "guest", "consumers": {"source": "file", "path": "c.json"}}`, `unknown field "anonymus"`},
+		{`{"handler": "key_auth", "consumers": {"source": "file", "pth": "c.json"}}`, `unknown field "pth"`},
+		{`{"handler": "key_auth", "consumers": {"source": "nosuch"}}`, "key_auth.sources.nosuch"},
+		{`{"handler": "key_auth"}`, "no consumers source"},
+	} {
+		_, _, err := run(t, "", "check", "--config", cfg(tt.handler))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want %q", tt.handler, err, tt.want)
+		}
 	}
 }
 
