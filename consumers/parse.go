@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 )
 
@@ -77,42 +76,7 @@ func (p *parser) document() error {
 func (p *parser) consumer(index int) error {
 	d := &p.draft
 	d.reset(index, p.pos)
-	err := p.fields(label{consumer: index + 1}, consumerFields, func(field string) error {
-		var err error
-		switch field {
-		case "username":
-			d.hasUsername, err = p.optStr(fixed("username"), &d.username)
-		case "id":
-			d.hasID, err = p.optStr(fixed("id"), &d.id)
-		case "custom_id":
-			_, err = p.optStr(fixed("custom_id"), &d.customID)
-		case "tags":
-			err = p.array(fixed("tags"), func(int) error {
-				s, err := p.str(fixed("a tag"))
-				if err == nil {
-					d.tags = append(d.tags, p.keep(s))
-				}
-				return err
-			})
-		case "keys":
-			err = p.array(fixed("keys"), p.credential)
-		case "groups":
-			err = p.array(fixed("groups"), func(int) error {
-				s, err := p.str(fixed("a group"))
-				if err == nil {
-					d.groups = append(d.groups, p.keep(s))
-				}
-				return err
-			})
-		case "labels":
-			err = p.labels()
-		case "disabled":
-			err = p.optBool("disabled", &d.disabled)
-		default:
-			err = errNotParsed(field)
-		}
-		return err
-	})
+	err := fields(p, label{consumer: index + 1}, consumerMembers, d)
 	if err != nil {
 		return err
 	}
@@ -133,24 +97,68 @@ func (p *parser) consumer(index int) error {
 func (p *parser) credential(int) error {
 	d := &p.draft
 	d.credentials = append(d.credentials, credentialDraft{})
-	c := &d.credentials[len(d.credentials)-1]
-	return p.fields(label{consumer: d.index + 1, key: len(d.credentials)}, credentialFields, func(field string) error {
-		var err error
-		switch field {
-		case "id":
+	return fields(p, label{consumer: d.index + 1, key: len(d.credentials)}, credentialMembers, &d.credentials[len(d.credentials)-1])
+}
+
+// member reads the member of an object that it is named for into a draft.
+type member[T any] struct {
+	name string
+	read func(p *parser, v *T) error
+}
+
+// The members of a consumer and of a credential: those of their description,
+// ConsumerEntry and CredentialEntry (TestParseFieldsAreDescribed), the
+// frequent ones first, as fields tries them in turn.
+var (
+	consumerMembers = []member[consumerDraft]{
+		{"username", func(p *parser, d *consumerDraft) (err error) {
+			d.hasUsername, err = p.optStr(fixed("username"), &d.username)
+			return err
+		}},
+		{"id", func(p *parser, d *consumerDraft) (err error) {
+			d.hasID, err = p.optStr(fixed("id"), &d.id)
+			return err
+		}},
+		{"custom_id", func(p *parser, d *consumerDraft) (err error) {
+			_, err = p.optStr(fixed("custom_id"), &d.customID)
+			return err
+		}},
+		{"tags", func(p *parser, d *consumerDraft) error { return p.strings(fixed("tags"), fixed("a tag"), &d.tags) }},
+		{"keys", func(p *parser, _ *consumerDraft) error { return p.array(fixed("keys"), p.credential) }},
+		{"groups", func(p *parser, d *consumerDraft) error {
+			return p.strings(fixed("groups"), fixed("a group"), &d.groups)
+		}},
+		{"labels", func(p *parser, _ *consumerDraft) error { return p.labels() }},
+		{"disabled", func(p *parser, d *consumerDraft) error { return p.optBool("disabled", &d.disabled) }},
+	}
+	credentialMembers = []member[credentialDraft]{
+		{"id", func(p *parser, c *credentialDraft) (err error) {
 			c.hasID, err = p.optStr(fixed("id"), &c.id)
-		case "key":
+			return err
+		}},
+		{"key", func(p *parser, c *credentialDraft) (err error) {
 			c.hasKey, err = p.optStr(fixed("key"), &c.key)
-		case "hash":
+			return err
+		}},
+		{"hash", func(p *parser, c *credentialDraft) (err error) {
 			c.hasHash, err = p.optStr(fixed("hash"), &c.hash)
-		case "expires_at":
+			return err
+		}},
+		{"expires_at", func(p *parser, c *credentialDraft) (err error) {
 			c.hasExpiry, err = p.optStr(fixed("expires_at"), &c.expiry)
-		case "disabled":
-			err = p.optBool("disabled", &c.disabled)
-		case "canary":
-			err = p.optBool("canary", &c.canary)
-		default:
-			err = errNotParsed(field)
+			return err
+		}},
+		{"disabled", func(p *parser, c *credentialDraft) error { return p.optBool("disabled", &c.disabled) }},
+		{"canary", func(p *parser, c *credentialDraft) error { return p.optBool("canary", &c.canary) }},
+	}
+)
+
+// strings reads an array of strings (null for none) into the draft.
+func (p *parser) strings(what, elem label, dst *[]span) error {
+	return p.array(what, func(int) error {
+		s, err := p.str(elem)
+		if err == nil {
+			*dst = append(*dst, p.keep(s))
 		}
 		return err
 	})
@@ -176,54 +184,28 @@ func (p *parser) labels() error {
 	})
 }
 
-// The members a consumer and a credential may have: the JSON names of the
-// fields of their description, ConsumerEntry and CredentialEntry. A field
-// added there and not parsed here is refused (errNotParsed) until it is.
-var (
-	consumerFields   = jsonNames(reflect.TypeFor[ConsumerEntry]())
-	credentialFields = jsonNames(reflect.TypeFor[CredentialEntry]())
-)
-
-func jsonNames(t reflect.Type) []string {
-	names := make([]string, t.NumField())
-	for i := range names {
-		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
-	}
-	if len(names) > maxFields {
-		panic(fmt.Sprintf("consumers: %s has %d fields, the parser tracks at most %d", t, len(names), maxFields))
-	}
-	return names
-}
-
 // maxFields is how many members of one object fields can tell apart.
 const maxFields = 16
 
-// errNotParsed is a member that the description has and the parser does not
-// read: a bug, which TestParseReadsEveryField finds.
-func errNotParsed(field string) error {
-	return fmt.Errorf("field %s is described but not parsed", field)
-}
-
-// fields walks an object whose members must be among names, each at most
-// once, and has parse read the value of each, by its name.
-func (p *parser) fields(what label, names []string, parse func(field string) error) error {
+// fields walks an object whose members must be among members, each at most
+// once, and has each read its value into v.
+func fields[T any](p *parser, what label, members []member[T], v *T) error {
 	var seen [maxFields]bool
 	return p.object(what, func(name []byte, at int) error {
-		field := -1
-		for i, n := range names {
-			if string(name) == n { // compares in place, without a copy
-				field = i
-				break
+		for i := range members {
+			if string(name) == members[i].name { // compares in place, without a copy
+				if seen[i] {
+					return p.errAt(at, "field %s given twice in %s", name, what)
+				}
+				seen[i] = true
+				return members[i].read(p, v)
 			}
 		}
-		if field < 0 {
-			// The name is not quoted: a broken document may have a key there.
-			return p.errAt(at, "unknown field in %s (fields: %s)", what, strings.Join(names, ", "))
+		// The name is not quoted: a broken document may have a key there.
+		names := make([]string, len(members))
+		for i := range members {
+			names[i] = members[i].name
 		}
-		if seen[field] {
-			return p.errAt(at, "field %s given twice in %s", name, what)
-		}
-		seen[field] = true
-		return parse(names[field])
+		return p.errAt(at, "unknown field in %s (fields: %s)", what, strings.Join(names, ", "))
 	})
 }
