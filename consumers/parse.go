@@ -18,13 +18,17 @@ func Parse(doc []byte) (*Set, error) { return parse(doc, nil) }
 // document in a mapped file can let those pages go.
 func parse(doc []byte, release func(from, to int)) (*Set, error) {
 	var b builder
-	if err := (&parser{data: doc, b: &b, release: release}).document(); err != nil {
+	// One parser for both passes: the second reuses the buffers the first
+	// grew.
+	p := &parser{data: doc, b: &b, release: release}
+	if err := p.document(); err != nil {
 		return nil, err
 	}
 	if err := b.startFill(); err != nil {
 		return nil, err
 	}
-	if err := (&parser{data: doc, b: &b, release: release}).document(); err != nil {
+	p.pos, p.released = 0, 0
+	if err := p.document(); err != nil {
 		return nil, err
 	}
 	return b.finish(), nil

@@ -9,7 +9,6 @@ package importer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -147,8 +146,6 @@ func caddyfileArg(s string) string {
 	}
 	return s
 }
-
-var errNoConsumers = errors.New("the file holds no consumers")
 
 func lookupEnv(o Options) func(string) (string, bool) {
 	if o.LookupEnv != nil {
