@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 )
 
@@ -219,39 +217,4 @@ func Build(doc *Document) (*Set, error) {
 		}
 	}
 	return b.finish(), nil
-}
-
-// load makes the draft hold consumer c, which is #index+1 of its document.
-func (d *consumerDraft) load(index int, c *ConsumerEntry) {
-	d.reset(index, 0)
-	d.username, d.hasUsername = d.keepString(c.Username), true
-	d.id, d.hasID = d.keepString(c.ID), c.ID != ""
-	d.customID = d.keepString(c.CustomID)
-	for _, t := range c.Tags {
-		d.tags = append(d.tags, d.keepString(t))
-	}
-	for _, g := range c.Groups {
-		d.groups = append(d.groups, d.keepString(g))
-	}
-	// A map has no order: by name, so that an error about label #n names
-	// the same label every time.
-	for _, name := range slices.Sorted(maps.Keys(c.Labels)) {
-		d.labels = append(d.labels, labelDraft{d.keepString(name), d.keepString(c.Labels[name])})
-	}
-	d.disabled = c.Disabled
-	for _, k := range c.Keys {
-		d.credentials = append(d.credentials, credentialDraft{
-			id: d.keepString(k.ID), hasID: k.ID != "",
-			key: d.keepString(k.Key), hasKey: k.Key != "",
-			hash: d.keepString(k.Hash), hasHash: k.Hash != "",
-			expiry: d.keepString(k.ExpiresAt), hasExpiry: k.ExpiresAt != "",
-			disabled: k.Disabled, canary: k.Canary,
-		})
-	}
-}
-
-func (d *consumerDraft) keepString(s string) span {
-	start := len(d.buf)
-	d.buf = append(d.buf, s...)
-	return span{start, len(d.buf)}
 }
