@@ -20,13 +20,17 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// FuzzParseDiff holds the hand-written parser to a second opinion: a strict,
-// well-kept JSON decoder (encoding/json/v2's mirror) followed by the rules of
-// a consumers document written out plainly. Parse must accept exactly the
-// documents that decoder and those rules accept, and build the same
-// consumers: usernames, ids, custom ids, tags, groups, labels, whether it is
-// disabled, and per credential its id, key digest, consumer, expiry and
-// flags.
+// FuzzParseDiff holds the hand-written parser to the document's description
+// and to a second opinion. The reference decodes the document into its
+// description (Document) with a strict, well-kept JSON decoder
+// (encoding/json/v2's mirror) and the string rules that the JSON form adds
+// (stringRules), then applies the rules of a consumers document written out
+// plainly. Parse must accept exactly the documents the reference accepts,
+// and build the same consumers: usernames, ids, custom ids, tags, groups,
+// labels, whether it is disabled, and per credential its id, key digest,
+// consumer, expiry and flags. Build, given the decoded description, must
+// agree with both (checkBuild), so the parser and the description cannot
+// drift apart.
 //
 // The decoder refuses unknown and duplicate member names (after unescaping;
 // names match case-sensitively), invalid UTF-8, anything but white space
