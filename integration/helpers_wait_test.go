@@ -79,13 +79,13 @@ func stacks() []byte {
 }
 
 // goroutinesIn counts the goroutines with frame, a function as stack
-// traces spell it ("consumers.(*Store).poll("), on their stack.
+// traces spell it ("sources.(*Store).poll("), on their stack.
 func goroutinesIn(frame string) int {
 	return bytes.Count(stacks(), []byte(frame))
 }
 
 // pollers counts the running store pollers.
-func pollers() int { return goroutinesIn("consumers.(*Store).poll(") }
+func pollers() int { return goroutinesIn("sources.(*Store).poll(") }
 
 // pollersOnTimer counts the pollers waiting for their next check (in a
 // select on a timer and the store's end). The poller of a store that never
@@ -94,7 +94,7 @@ func pollersOnTimer() int {
 	n := 0
 	for _, g := range bytes.Split(stacks(), []byte("\n\n")) {
 		head, _, _ := bytes.Cut(g, []byte("\n"))
-		if bytes.Contains(g, []byte("consumers.(*Store).poll(")) && bytes.Contains(head, []byte("[select")) {
+		if bytes.Contains(g, []byte("sources.(*Store).poll(")) && bytes.Contains(head, []byte("[select")) {
 			n++
 		}
 	}
