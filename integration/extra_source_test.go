@@ -88,24 +88,11 @@ func (l *staticTestLoader) Load(_ context.Context, force bool) (*consumers.Set, 
 	if l.loaded && !force {
 		return nil, nil // unchanged
 	}
-	type key struct {
-		Key string `json:"key"`
-	}
-	type consumer struct {
-		Username string `json:"username"`
-		Keys     []key  `json:"keys"`
-	}
-	var doc struct {
-		Consumers []consumer `json:"consumers"`
-	}
+	var doc consumers.Document
 	for _, c := range l.pairs {
-		doc.Consumers = append(doc.Consumers, consumer{c[0], []key{{c[1]}}})
+		doc.Consumers = append(doc.Consumers, consumers.ConsumerEntry{Username: c[0], Keys: []consumers.CredentialEntry{{Key: c[1]}}})
 	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return nil, err
-	}
-	set, err := consumers.Parse(b)
+	set, err := consumers.Build(&doc)
 	if err != nil {
 		return nil, fmt.Errorf("static_test consumers: %w", err)
 	}

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // APISIX's standalone file (conf/apisix.yaml, or apisix.json) and its Admin
@@ -69,7 +69,7 @@ func APISIX(data []byte, o Options) (*Result, error) {
 	if f.Consumers == nil && f.List == nil {
 		return nil, fmt.Errorf("not an APISIX consumers file: it has neither consumers (standalone) nor list (Admin API)")
 	}
-	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	r := &Result{Doc: &consumers.Document{Consumers: []consumers.ConsumerEntry{}}}
 	index := map[string]int{}
 	var credentials []apisixConsumer
 	for i, ac := range entries {
@@ -81,7 +81,7 @@ func APISIX(data []byte, o Options) (*Result, error) {
 			return nil, fmt.Errorf("consumer #%d has no username", i+1)
 		}
 		where := fmt.Sprintf("consumer %q", ac.Username)
-		c := docfile.Consumer{Username: ac.Username}
+		c := consumers.ConsumerEntry{Username: ac.Username}
 		for _, k := range sortedKeys(ac.Labels) {
 			if k == "custom_id" {
 				c.CustomID = ac.Labels[k]
@@ -143,7 +143,7 @@ func APISIX(data []byte, o Options) (*Result, error) {
 
 // apisixPlugins takes the key of a consumer's (or credential's) key-auth
 // plugin and lists its other plugins as not migrated.
-func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string]map[string]any, where string, o Options) error {
+func apisixPlugins(r *Result, c *consumers.ConsumerEntry, id string, plugins map[string]map[string]any, where string, o Options) error {
 	for _, name := range sortedKeys(plugins) {
 		cfg := plugins[name]
 		if name != "key-auth" {

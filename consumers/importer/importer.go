@@ -9,7 +9,6 @@ package importer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -19,7 +18,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 )
 
 // Options tune an import.
@@ -37,7 +35,7 @@ type Options struct {
 
 // Result is an imported document and what the import could not carry over.
 type Result struct {
-	Doc *docfile.Document
+	Doc *consumers.Document
 	// Notes lists what was not migrated, one item per line.
 	Notes []string
 	// Blocks are the key-auth plugin configurations found, each as a
@@ -77,21 +75,21 @@ func decode(data []byte, v any) error {
 // addKey adds a key to a consumer, hashed unless plain. A key that could
 // never be sent as stored is refused here, as a load refuses it in plain
 // text: once hashed, no load could tell.
-func addKey(c *docfile.Consumer, id, key, expires, where string, plain bool) error {
+func addKey(c *consumers.ConsumerEntry, id, key, expires, where string, plain bool) error {
 	if err := consumers.ValidateKey(key); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	cred := docfile.Credential{ID: id, ExpiresAt: expires}
+	cred := consumers.CredentialEntry{ID: id, ExpiresAt: expires}
 	if plain {
 		cred.Key = key
 	} else {
-		cred.Hash = docfile.HashKey(key)
+		cred.Hash = consumers.HashKey(key)
 	}
 	c.Keys = append(c.Keys, cred)
 	return nil
 }
 
-func addGroup(c *docfile.Consumer, g string) {
+func addGroup(c *consumers.ConsumerEntry, g string) {
 	if !slices.Contains(c.Groups, g) {
 		c.Groups = append(c.Groups, g)
 	}
@@ -148,8 +146,6 @@ func caddyfileArg(s string) string {
 	}
 	return s
 }
-
-var errNoConsumers = errors.New("the file holds no consumers")
 
 func lookupEnv(o Options) func(string) (string, bool) {
 	if o.LookupEnv != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // Kong's declarative format, as decK (`deck gateway dump`) and DB-less
@@ -112,7 +112,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("kong _format_version %q: this import reads 1.1, 2.1 and 3.0", version)
 	}
-	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	r := &Result{Doc: &consumers.Document{Consumers: []consumers.ConsumerEntry{}}}
 	// Kong names consumers by id or username; both find the index.
 	index := map[string]int{}
 	for i, kc := range f.Consumers {
@@ -126,7 +126,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 			r.note("consumer with custom_id %q has no username: imported with its custom_id as username", kc.CustomID)
 		}
 		where = fmt.Sprintf("consumer %q", username)
-		c := docfile.Consumer{Username: username, ID: str(kc.ID), CustomID: kc.CustomID, Tags: kc.Tags}
+		c := consumers.ConsumerEntry{Username: username, ID: str(kc.ID), CustomID: kc.CustomID, Tags: kc.Tags}
 		if c.ID == c.Username {
 			c.ID = ""
 		}
@@ -156,7 +156,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 			}
 		}
 	}
-	consumerOf := func(v any, where string) (*docfile.Consumer, error) {
+	consumerOf := func(v any, where string) (*consumers.ConsumerEntry, error) {
 		name := ref(v)
 		i, ok := index[name]
 		if !ok {
@@ -245,7 +245,7 @@ func name(n string, id any) string {
 	return str(id)
 }
 
-func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Options) error {
+func kongKey(r *Result, c *consumers.ConsumerEntry, ka kongKeyAuth, where string, o Options) error {
 	if ka.Key == nil {
 		r.note("%s: no key in the file (Kong generated it): not migrated", where)
 		return nil

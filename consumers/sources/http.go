@@ -113,6 +113,12 @@ func (HTTPSource) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// ResolvedURL is URL with its {env.*} placeholders replaced. It may hold
+// credentials: show it through RedactURL.
+func (s *HTTPSource) ResolvedURL() string {
+	return caddy.NewReplacer().ReplaceKnown(s.URL, "")
+}
+
 // Provision joins the store of a source configured the same way, or makes a
 // new one, loaded from the cache file if there is one. It never fetches:
 // the key_auth app starts polling in a running Caddy. It validates first, so
@@ -121,7 +127,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	resolvedURL := caddy.NewReplacer().ReplaceKnown(s.URL, "")
+	resolvedURL := s.ResolvedURL()
 	refresh := DefaultHTTPRefresh
 	if s.Refresh != nil {
 		refresh = time.Duration(*s.Refresh)
@@ -278,7 +284,7 @@ func (t *HTTPSourceTLS) Config(ctx caddy.Context) (*tls.Config, error) {
 // Validate checks the configuration: an absolute http or https URL once
 // its placeholders are filled in, and no negative duration or size.
 func (s *HTTPSource) Validate() error {
-	u, err := url.Parse(caddy.NewReplacer().ReplaceKnown(s.URL, ""))
+	u, err := url.Parse(s.ResolvedURL())
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("url must be an absolute http or https URL, got %q", RedactURL(s.URL))
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 	"github.com/keyauth/caddy-keyauth/consumers/sources/redis"
 )
 
@@ -90,18 +89,6 @@ type Stats struct {
 // batch is how many hashes go in one pipeline.
 const batch = 1000
 
-// rawDoc is the part of a consumers document the Set does not give back:
-// the keys themselves (or their hashes) and the expiry as written.
-type rawDoc struct {
-	Consumers []struct {
-		Keys []struct {
-			Key       *string `json:"key"`
-			Hash      *string `json:"hash"`
-			ExpiresAt string  `json:"expires_at"`
-		} `json:"keys"`
-	} `json:"consumers"`
-}
-
 type hash struct {
 	key    string
 	fields map[string]string
@@ -115,7 +102,9 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 	if err != nil {
 		return st, err
 	}
-	var raw rawDoc
+	// The document gives back what the Set does not: the keys themselves
+	// (or their hashes) and the expiry as written.
+	var raw consumers.Document
 	if err := json.Unmarshal(doc, &raw); err != nil {
 		return st, err
 	}
@@ -171,10 +160,10 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 		for _, k := range rc.Keys {
 			var d consumers.Digest
 			switch {
-			case k.Key != nil:
-				d = sha256Sum(*k.Key)
-			case k.Hash != nil:
-				_, _ = hex.Decode(d[:], []byte(strings.TrimPrefix(*k.Hash, docfile.HashPrefix)))
+			case k.Key != "":
+				d = sha256Sum(k.Key)
+			case k.Hash != "":
+				_, _ = hex.Decode(d[:], []byte(strings.TrimPrefix(k.Hash, consumers.HashPrefix)))
 			}
 			cred, ok := set.Lookup(&d)
 			if !ok {

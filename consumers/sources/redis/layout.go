@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 )
 
 // Layout is how consumers live in Redis under a key prefix: the one
@@ -151,33 +150,11 @@ func EncodeCredential(c consumers.Credential, expiresAt string) map[string]strin
 	return f
 }
 
-// keyDoc and consumerDoc are a Redis consumer and one of its credentials as
-// a consumers document, so they pass the very checks of the other sources
-// and become the same Set the handler reads.
-type keyDoc struct {
-	ID        string `json:"id"`
-	Hash      string `json:"hash"`
-	ExpiresAt string `json:"expires_at,omitempty"`
-	Disabled  bool   `json:"disabled,omitempty"`
-	Canary    bool   `json:"canary,omitempty"`
-}
-
-type consumerDoc struct {
-	Username string          `json:"username"`
-	ID       string          `json:"id,omitempty"`
-	CustomID string          `json:"custom_id,omitempty"`
-	Tags     []string        `json:"tags,omitempty"`
-	Groups   []string        `json:"groups,omitempty"`
-	Labels   json.RawMessage `json:"labels,omitempty"`
-	Disabled bool            `json:"disabled,omitempty"`
-	Keys     []keyDoc        `json:"keys,omitempty"`
-}
-
 // Decode makes the one-consumer set of a consumer hash and, unless cred is
-// nil, of one credential hash whose key has the digest d. The values pass
-// the consumers document's checks.
+// nil, of one credential hash whose key has the digest d: the hashes become
+// a consumers.Document, which passes the checks of every source.
 func Decode(username string, cons map[string]string, d *consumers.Digest, cred map[string]string) (*consumers.Set, error) {
-	c := consumerDoc{
+	c := consumers.ConsumerEntry{
 		Username: username,
 		ID:       cons[FieldID],
 		CustomID: cons[FieldCustomID],
@@ -188,29 +165,24 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		return nil, fmt.Errorf("consumer %q: tags: %w", username, err)
 	}
 	if l := cons[FieldLabels]; l != "" {
-		c.Labels = json.RawMessage(l)
+		if err := json.Unmarshal([]byte(l), &c.Labels); err != nil {
+			return nil, fmt.Errorf("consumer %q: labels are not a JSON object of strings", username)
+		}
 	}
 	if c.Disabled, err = parseFlag(cons[FieldDisabled]); err != nil {
 		return nil, fmt.Errorf("consumer %q: disabled: %w", username, err)
 	}
 	if cred != nil {
-		k := keyDoc{ID: cred[FieldID], Hash: docfile.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt]}
+		k := consumers.CredentialEntry{ID: cred[FieldID], Hash: consumers.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt]}
 		if k.Disabled, err = parseFlag(cred[FieldDisabled]); err != nil {
 			return nil, fmt.Errorf("credential %q: disabled: %w", k.ID, err)
 		}
 		if k.Canary, err = parseFlag(cred[FieldCanary]); err != nil {
 			return nil, fmt.Errorf("credential %q: canary: %w", k.ID, err)
 		}
-		c.Keys = []keyDoc{k}
+		c.Keys = []consumers.CredentialEntry{k}
 	}
-	doc, err := json.Marshal(struct {
-		Consumers []consumerDoc `json:"consumers"`
-	}{[]consumerDoc{c}})
-	if err != nil {
-		// Only labels that are not JSON get here.
-		return nil, fmt.Errorf("consumer %q: labels are not a JSON object", username)
-	}
-	return consumers.Parse(doc)
+	return consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{c}})
 }
 
 // parseFlag reads a "true"/"false" hash field; empty is false.
