@@ -548,7 +548,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestImport(t *testing.T) {
-	kong := filepath.Join("..", "importer", "testdata", "kong-deck.yaml")
+	kong := filepath.Join("..", "..", "consumers", "importer", "testdata", "kong-deck.yaml")
 	out, errOut, err := run(t, "", "import", "--from", "kong", "--as-of", "2026-03-01T12:00:00Z", kong)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
