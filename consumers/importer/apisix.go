@@ -41,10 +41,15 @@ type apisixConsumer struct {
 // apisixHolder is anything that carries plugins: a route, a service, a
 // global rule, a plugin config, a consumer group.
 type apisixHolder struct {
-	ID      any                       `json:"id"`
-	Name    string                    `json:"name"`
-	URI     string                    `json:"uri"`
-	Plugins map[string]map[string]any `json:"plugins"`
+	ID             any                       `json:"id"`
+	Name           string                    `json:"name"`
+	URI            string                    `json:"uri"`
+	URIs           []string                  `json:"uris"`
+	Host           string                    `json:"host"`
+	Hosts          []string                  `json:"hosts"`
+	ServiceID      any                       `json:"service_id"`
+	PluginConfigID any                       `json:"plugin_config_id"`
+	Plugins        map[string]map[string]any `json:"plugins"`
 }
 
 var credentialID = regexp.MustCompile(`^(?:/apisix/consumers/)?([^/]+)/credentials/([^/]+)$`)
@@ -52,8 +57,8 @@ var credentialID = regexp.MustCompile(`^(?:/apisix/consumers/)?([^/]+)/credentia
 // APISIX imports an APISIX standalone file (YAML or JSON) or an Admin API
 // consumer list (JSON).
 func APISIX(data []byte, o Options) (*Result, error) {
-	var f apisixFile
-	if err := decode(data, &f); err != nil {
+	f := &apisixFile{}
+	if err := decode(data, f); err != nil {
 		return nil, err
 	}
 	entries := f.Consumers
@@ -71,6 +76,7 @@ func APISIX(data []byte, o Options) (*Result, error) {
 	}
 	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
 	index := map[string]int{}
+	rules := apisixRules{groupMembers: map[string][]string{}}
 	var credentials []apisixConsumer
 	for i, ac := range entries {
 		if m := credentialID.FindStringSubmatch(str(ac.ID)); m != nil && ac.Username == "" {
@@ -93,7 +99,11 @@ func APISIX(data []byte, o Options) (*Result, error) {
 			c.Labels[k] = ac.Labels[k]
 		}
 		if g := str(ac.GroupID); g != "" {
-			addGroup(&c, g)
+			rules.groupMembers[g] = append(rules.groupMembers[g], ac.Username)
+			r.addGroup(&c, g, "group_id")
+		}
+		if cr, ok := ac.Plugins[restrictionPlugin]; ok {
+			rules.consumers = append(rules.consumers, consumerRule{ac.Username, cr})
 		}
 		if err := apisixPlugins(r, &c, "", ac.Plugins, where, o); err != nil {
 			return nil, err
@@ -121,23 +131,7 @@ func APISIX(data []byte, o Options) (*Result, error) {
 			r.note("consumer group %q: plugin %s not migrated", str(g.ID), p)
 		}
 	}
-	holders := []struct {
-		kind string
-		list []apisixHolder
-	}{{"global rule", f.GlobalRules}, {"service", f.Services}, {"plugin config", f.PluginConfigs}, {"route", f.Routes}}
-	for _, h := range holders {
-		for _, it := range h.list {
-			cfg, ok := it.Plugins["key-auth"]
-			if !ok {
-				continue
-			}
-			where := fmt.Sprintf("%s %q", h.kind, name(it.Name, it.ID))
-			if it.Name == "" && it.URI != "" {
-				where = fmt.Sprintf("%s %q (uri %s)", h.kind, str(it.ID), it.URI)
-			}
-			r.Blocks = append(r.Blocks, block(where, apisixKeyAuthLines(r, cfg, where)))
-		}
-	}
+	rules.plugins(r, f)
 	return r, nil
 }
 
@@ -146,6 +140,9 @@ func APISIX(data []byte, o Options) (*Result, error) {
 func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string]map[string]any, where string, o Options) error {
 	for _, name := range sortedKeys(plugins) {
 		cfg := plugins[name]
+		if name == restrictionPlugin && id == "" {
+			continue // carried into the blocks
+		}
 		if name != "key-auth" {
 			r.note("%s: plugin %s not migrated", where, name)
 			continue

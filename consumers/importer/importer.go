@@ -43,6 +43,8 @@ type Result struct {
 	// Blocks are the key-auth plugin configurations found, each as a
 	// Caddyfile key_auth block headed by a comment naming where it was.
 	Blocks []string
+
+	matchers int // named matchers written so far
 }
 
 func (r *Result) note(format string, args ...any) {
@@ -91,7 +93,14 @@ func addKey(c *docfile.Consumer, id, key, expires, where string, plain bool) err
 	return nil
 }
 
-func addGroup(c *docfile.Consumer, g string) {
+// addGroup adds a group to a consumer, unless a consumers document could
+// not hold its name: then the note names the consumer and the group, and
+// the rest of the import goes on.
+func (r *Result) addGroup(c *docfile.Consumer, g, kind string) {
+	if err := consumers.CheckGroupName(g); err != nil {
+		r.note("consumer %q: %s %q not migrated: %v", c.Username, kind, g, err)
+		return
+	}
 	if !slices.Contains(c.Groups, g) {
 		c.Groups = append(c.Groups, g)
 	}
@@ -128,16 +137,88 @@ func keyString(v any, where string) (string, error) {
 	}
 }
 
+// refusal is a request the printed block must refuse, for an access rule
+// of the source that key_auth's allow and deny cannot carry: when every
+// matcher line holds (no line: every request that key_auth let on).
+type refusal struct {
+	match   []string // Caddyfile matcher lines, AND-ed
+	status  int
+	message string // the source's answer, sent as {"message": ...}
+}
+
+// blockSpec is a key_auth block: where the source had it, the lines inside
+// key_auth, and the refusals written after it.
+type blockSpec struct {
+	where    string
+	lines    []string
+	refusals []refusal
+}
+
 // block is a key_auth Caddyfile block with the given lines.
 func block(where string, lines []string) string {
+	return (&Result{}).render(blockSpec{where: where, lines: lines})
+}
+
+// addBlock renders a block into r.Blocks.
+func (r *Result) addBlock(b blockSpec) {
+	r.Blocks = append(r.Blocks, r.render(b))
+}
+
+// render writes a block. Each refusal becomes a named matcher and a
+// respond after key_auth (respond runs after key_auth in Caddy's order, so
+// the matcher sees the consumer); the matcher names are numbered across
+// the whole import so that blocks pasted into one site never collide.
+func (r *Result) render(bs blockSpec) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# key-auth on %s, as key_auth:\n", where)
+	fmt.Fprintf(&b, "# key-auth on %s, as key_auth:\n", bs.where)
 	b.WriteString("key_auth {\n")
-	for _, l := range lines {
+	for _, l := range bs.lines {
 		b.WriteString("\t" + l + "\n")
 	}
 	b.WriteString("\tconsumers file consumers.json # the file this import wrote\n}\n")
+	for _, f := range bs.refusals {
+		body := respondBody(f.message)
+		switch len(f.match) {
+		case 0:
+			fmt.Fprintf(&b, "respond %s %d\n", body, f.status)
+		case 1:
+			r.matchers++
+			fmt.Fprintf(&b, "@refused_%d %s\nrespond @refused_%d %s %d\n", r.matchers, f.match[0], r.matchers, body, f.status)
+		default:
+			r.matchers++
+			fmt.Fprintf(&b, "@refused_%d {\n", r.matchers)
+			for _, m := range f.match {
+				b.WriteString("\t" + m + "\n")
+			}
+			fmt.Fprintf(&b, "}\nrespond @refused_%d %s %d\n", r.matchers, body, f.status)
+		}
+	}
 	return b.String()
+}
+
+// respondBody is a respond body {"message": msg}, quoted for the
+// Caddyfile (Caddy sends a body that is a JSON object as
+// application/json).
+func respondBody(msg string) string {
+	j, _ := json.Marshal(map[string]string{"message": msg})
+	if !strings.Contains(string(j), "`") {
+		return "`" + string(j) + "`"
+	}
+	q, _ := json.Marshal(string(j))
+	return string(q)
+}
+
+// usernameMatch is a matcher line for these consumers, by username.
+func usernameMatch(not bool, usernames []string) string {
+	args := make([]string, len(usernames))
+	for i, u := range usernames {
+		args[i] = caddyfileArg(u)
+	}
+	line := "consumer username " + strings.Join(args, " ")
+	if not {
+		line = "not " + line
+	}
+	return line
 }
 
 // caddyfileArg quotes a Caddyfile argument when it needs it.

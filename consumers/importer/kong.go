@@ -80,6 +80,10 @@ type kongService struct {
 type kongRoute struct {
 	ID      any          `json:"id"`
 	Name    string       `json:"name"`
+	Service any          `json:"service"`
+	Paths   []string     `json:"paths"`
+	Hosts   []string     `json:"hosts"`
+	Methods []string     `json:"methods"`
 	Plugins []kongPlugin `json:"plugins"`
 }
 
@@ -115,6 +119,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
 	// Kong names consumers by id or username; both find the index.
 	index := map[string]int{}
+	members := kongMembers{acl: map[string][]string{}, consumerGroup: map[string][]string{}}
 	for i, kc := range f.Consumers {
 		username := kc.Username
 		where := fmt.Sprintf("consumer #%d", i+1)
@@ -136,7 +141,8 @@ func Kong(data []byte, o Options) (*Result, error) {
 			}
 		}
 		for _, acl := range kc.ACLs {
-			addGroup(&c, acl.Group)
+			members.add(members.acl, acl.Group, username)
+			r.addGroup(&c, acl.Group, "ACL group")
 		}
 		kongOthers(r, where, kc.BasicAuths, "basic-auth credential")
 		kongOthers(r, where, kc.JWTSecrets, "jwt secret")
@@ -147,6 +153,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 			r.note("%s: consumer-scoped plugin %s not migrated", where, p.Name)
 		}
 		for _, g := range kc.Groups {
+			members.add(members.consumerGroup, groupRef(g), username)
 			r.note("%s: membership of consumer group %q not migrated (consumer groups carry plugin configs; ACL groups become groups)", where, ref(g))
 		}
 		r.Doc.Consumers = append(r.Doc.Consumers, c)
@@ -179,7 +186,14 @@ func Kong(data []byte, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		addGroup(c, acl.Group)
+		members.add(members.acl, acl.Group, c.Username)
+		r.addGroup(c, acl.Group, "ACL group")
+	}
+	usernameOf := func(v string) string {
+		if i, ok := index[v]; ok {
+			return r.Doc.Consumers[i].Username
+		}
+		return v
 	}
 	kongOthers(r, "top level", f.BasicAuths, "basic-auth credential")
 	kongOthers(r, "top level", f.JWTSecrets, "jwt secret")
@@ -187,54 +201,15 @@ func Kong(data []byte, o Options) (*Result, error) {
 	kongOthers(r, "top level", f.OAuth2s, "oauth2 credential")
 	kongOthers(r, "top level", f.MTLSAuths, "mtls-auth credential")
 	for _, g := range f.ConsumerGrp {
+		if list, ok := g["consumers"].([]any); ok {
+			for _, m := range list {
+				members.add(members.consumerGroup, groupRef(g), usernameOf(ref(m)))
+			}
+		}
 		r.note("consumer group %q not migrated (its plugin configs have no equivalent; ACL groups become groups)", ref(g))
 	}
 
-	// The key-auth plugins, wherever they are; consumer-scoped plugins are
-	// listed as not migrated.
-	usernameOf := func(v string) string {
-		if i, ok := index[v]; ok {
-			return r.Doc.Consumers[i].Username
-		}
-		return v
-	}
-	plugin := func(p kongPlugin, where string) {
-		if p.Consumer != nil {
-			r.note("plugin %s scoped to consumer %q not migrated", p.Name, usernameOf(ref(p.Consumer)))
-			return
-		}
-		if p.Name != "key-auth" {
-			return
-		}
-		if p.Service != nil {
-			where = fmt.Sprintf("service %q", ref(p.Service))
-		}
-		if p.Route != nil {
-			where = fmt.Sprintf("route %q", ref(p.Route))
-		}
-		if p.Enabled != nil && !*p.Enabled {
-			where += " (disabled in Kong)"
-		}
-		r.Blocks = append(r.Blocks, block(where, kongKeyAuthLines(r, p.Config, where, usernameOf)))
-	}
-	for _, p := range f.Plugins {
-		plugin(p, "every route (global plugin)")
-	}
-	for _, s := range f.Services {
-		for _, p := range s.Plugins {
-			plugin(p, fmt.Sprintf("service %q", name(s.Name, s.ID)))
-		}
-		for _, rt := range s.Routes {
-			for _, p := range rt.Plugins {
-				plugin(p, fmt.Sprintf("route %q of service %q", name(rt.Name, rt.ID), name(s.Name, s.ID)))
-			}
-		}
-	}
-	for _, rt := range f.Routes {
-		for _, p := range rt.Plugins {
-			plugin(p, fmt.Sprintf("route %q", name(rt.Name, rt.ID)))
-		}
-	}
+	kongPlugins(r, &f, usernameOf, members)
 	return r, nil
 }
 
