@@ -52,13 +52,42 @@ type apisixHolder struct {
 	Plugins        map[string]map[string]any `json:"plugins"`
 }
 
+// readAPISIX reads an APISIX file with APISIX's ${{VAR}} substituted: in
+// the text of a YAML file before it is parsed, in the strings of a JSON
+// file after, as APISIX does. The Admin API's answer is what APISIX
+// stored: nothing in it is substituted.
+func readAPISIX(data []byte, o Options) (*apisixFile, error) {
+	lookup := lookupEnv(o)
+	var f apisixFile
+	if !isJSON(data) {
+		text, _, err := substitute(string(data), lookup)
+		if err != nil {
+			return nil, err
+		}
+		data = []byte(text)
+	}
+	generic, jsonFile, err := decodeGeneric(data)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := generic.(map[string]any); ok && jsonFile && m["list"] == nil {
+		if generic, err = substituteTree(generic, lookup); err != nil {
+			return nil, err
+		}
+	}
+	if err := retype(generic, jsonFile, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
 var credentialID = regexp.MustCompile(`^(?:/apisix/consumers/)?([^/]+)/credentials/([^/]+)$`)
 
 // APISIX imports an APISIX standalone file (YAML or JSON) or an Admin API
 // consumer list (JSON).
 func APISIX(data []byte, o Options) (*Result, error) {
-	f := &apisixFile{}
-	if err := decode(data, f); err != nil {
+	f, err := readAPISIX(data, o)
+	if err != nil {
 		return nil, err
 	}
 	entries := f.Consumers

@@ -51,27 +51,49 @@ func (r *Result) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// decode reads a JSON or YAML file into v: JSON when it starts with '{' or
-// '[' (after white space), else YAML. YAML is turned into JSON first, so one
-// set of json tags and one set of type rules serve both.
+// decode reads a JSON or YAML file into v.
 func decode(data []byte, v any) error {
-	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
-		if err := json.Unmarshal(trimmed, v); err != nil {
-			return fmt.Errorf("reading JSON: %w", err)
-		}
-		return nil
+	generic, jsonFile, err := decodeGeneric(data)
+	if err != nil {
+		return err
 	}
-	var generic any
-	if err := yaml.Unmarshal(data, &generic); err != nil {
-		return fmt.Errorf("reading YAML: %w", err)
+	return retype(generic, jsonFile, v)
+}
+
+// isJSON tells a JSON file from a YAML one: JSON starts with '{' or '['
+// (after white space).
+func isJSON(data []byte) bool {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	return len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[')
+}
+
+// decodeGeneric reads a JSON or YAML file into maps, slices and scalars.
+func decodeGeneric(data []byte) (v any, jsonFile bool, err error) {
+	if isJSON(data) {
+		if err := json.Unmarshal(bytes.TrimLeft(data, " \t\r\n\ufeff"), &v); err != nil {
+			return nil, true, fmt.Errorf("reading JSON: %w", err)
+		}
+		return v, true, nil
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return nil, false, fmt.Errorf("reading YAML: %w", err)
+	}
+	return v, false, nil
+}
+
+// retype turns a decoded file into v through JSON, so one set of json tags
+// and one set of type rules serve both formats.
+func retype(generic any, jsonFile bool, v any) error {
+	format := "YAML"
+	if jsonFile {
+		format = "JSON"
 	}
 	b, err := json.Marshal(generic)
 	if err != nil {
-		return fmt.Errorf("reading YAML: %w", err)
+		return fmt.Errorf("reading %s: %w", format, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("reading YAML: %w", err)
+		return fmt.Errorf("reading %s: %w", format, err)
 	}
 	return nil
 }

@@ -104,6 +104,10 @@ func ref(v any) string {
 // Kong imports a Kong declarative file (decK or DB-less, _format_version
 // 3.0 and the 1.1 and 2.1 it grew from), YAML or JSON.
 func Kong(data []byte, o Options) (*Result, error) {
+	data, err := renderDeck(data, lookupEnv(o))
+	if err != nil {
+		return nil, err
+	}
 	var f kongFile
 	if err := decode(data, &f); err != nil {
 		return nil, err

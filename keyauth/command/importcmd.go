@@ -26,7 +26,8 @@ holds the document and nothing else:
 --from kong: a decK file (deck gateway dump; _format_version 3.0) or a Kong
 DB-less file (kong.yml, kong config db_export), YAML or JSON. Consumers keep
 username, id, custom_id and tags; keyauth_credentials keep id and key; ACL
-groups become groups. Kong's ttl is the seconds a key had left when the file
+groups become groups. decK's ${{ env "DECK_NAME" }} is rendered from the
+environment (DECK_ variables only; unset is an error). Kong's ttl is the seconds a key had left when the file
 was written: --as-of says when that was (default: the file's modification
 time).
 
@@ -34,7 +35,8 @@ time).
 API's consumer list (GET /apisix/admin/consumers). Consumers keep username,
 labels (custom_id becomes custom_id), group_id (as a group) and their
 key-auth key; credentials <username>/credentials/<id> (APISIX 3.11+) become
-keys with that id. $env://NAME keys are read from the environment now; an
+keys with that id. ${{NAME}} and ${{NAME:=default}} are substituted from the
+environment as APISIX does (unset without a default is an error). $env://NAME keys are read from the environment now; an
 unset variable and any $secret:// reference are errors.
 
 Standard error lists, one line each, what has no equivalent here (other

@@ -1,0 +1,68 @@
+package importer
+
+import (
+	"strings"
+	"testing"
+)
+
+// decK's ${{ env "DECK_X" }} is rendered from the import's environment,
+// DECK_ variables only; an unset one fails, naming it and no value.
+func TestDeckTemplates(t *testing.T) {
+	doc := `_format_version: "3.0"
+consumers:
+- username: demo
+  keyauth_credentials:
+  - key: ${{ env "DECK_DEMO_KEY" }}
+  - key: "prefix-${{ env "DECK_SUFFIX" }}"
+`
+	vars := map[string]string{"DECK_DEMO_KEY": "demo-from-env-key", "DECK_SUFFIX": "tail-secret", "HOME_KEY": "home-secret"}
+	r, err := Kong([]byte(doc), Options{LookupEnv: env(vars)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Doc.Consumers[0].Keys; len(got) != 2 || got[0].Hash != h("demo-from-env-key").Hash || got[1].Hash != h("prefix-tail-secret").Hash {
+		t.Errorf("keys: %+v", got)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{strings.Replace(doc, "DECK_DEMO_KEY", "DECK_UNSET", 1), "environment variable DECK_UNSET, which is not set"},
+		{strings.Replace(doc, "DECK_DEMO_KEY", "HOME_KEY", 1), "environment variable HOME_KEY: decK reads only variables prefixed DECK_"},
+		{strings.Replace(doc, `env "DECK_DEMO_KEY"`, `nope "x"`, 1), "rendering the decK template"},
+	} {
+		_, err := Kong([]byte(tc.doc), Options{LookupEnv: env(vars)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("the error holds a value: %v", err)
+		}
+	}
+}
+
+// APISIX's ${{VAR}} and ${{VAR:=default}}: in the text of apisix.yaml, in
+// the strings of apisix.json; a missing variable without a default fails.
+func TestAPISIXTemplates(t *testing.T) {
+	vars := map[string]string{"JACK_KEY": "jack-from-env-key", "EMPTY": ""}
+	yaml := "consumers:\n  - username: jack\n    plugins:\n      key-auth:\n        key: ${{JACK_KEY}}\n" +
+		"  - username: ann\n    labels:\n      plan: \"${{ PLAN:=free }}${{EMPTY}}\"\n    plugins:\n      key-auth:\n        key: ${{ ANN_KEY:= ann-default-key }}\n#END\n"
+	json := `{"consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "${{JACK_KEY}}"}}},
+  {"username": "ann", "labels": {"plan": "${{PLAN:=free}}"}, "plugins": {"key-auth": {"key": "${{ANN_KEY:=ann-default-key}}"}}}]}`
+	for _, doc := range []string{yaml, json} {
+		r, err := APISIX([]byte(doc), Options{LookupEnv: env(vars)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := r.Doc.Consumers
+		if len(c) != 2 || c[0].Keys[0].Hash != h("jack-from-env-key").Hash || c[1].Keys[0].Hash != h("ann-default-key").Hash || c[1].Labels["plan"] != "free" {
+			t.Errorf("consumers: %+v", c)
+		}
+		_, err = APISIX([]byte(strings.Replace(doc, "JACK_KEY", "MISSING_KEY", 1)), Options{LookupEnv: env(vars)})
+		if err == nil || !strings.Contains(err.Error(), "environment variable MISSING_KEY is not set") {
+			t.Errorf("error %v", err)
+		}
+	}
+	// The Admin API's answer holds what APISIX stored: nothing to render.
+	r, err := APISIX([]byte(`{"list": [{"key": "/apisix/consumers/a", "value": {"username": "a", "plugins": {"key-auth": {"key": "${{NOT_RENDERED}}"}}}}]}`), Options{LookupEnv: env(vars), Plain: true})
+	if err != nil || r.Doc.Consumers[0].Keys[0].Key != "${{NOT_RENDERED}}" {
+		t.Errorf("%v %+v", err, r)
+	}
+}
