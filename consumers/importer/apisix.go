@@ -183,6 +183,7 @@ func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string
 		if key, err = resolve(key, where, o); err != nil {
 			return err
 		}
+		r.warnUnrendered(key, where)
 		for k := range cfg {
 			if k != "key" && k != "_meta" {
 				r.note("%s: key-auth option %s not migrated", where, k)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -101,6 +102,20 @@ func retype(generic any, jsonFile bool, v any) error {
 // addKey adds a key to a consumer, hashed unless plain. A key that could
 // never be sent as stored is refused here, as a load refuses it in plain
 // text: once hashed, no load could tell.
+// unrendered is a key that looks like a template variable a shell or a
+// template engine was meant to replace before the gateway read the file:
+// the whole key $NAME, or ${NAME} (with a shell default) or ${{...}}
+// anywhere in it.
+var unrendered = regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*$|\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-=?+][^}]*)?\}|\$\{\{.*\}\}`)
+
+// warnUnrendered notes a key that looks unrendered, naming where it is and
+// never the key, which is the variable's text.
+func (r *Result) warnUnrendered(key, where string) {
+	if unrendered.MatchString(key) {
+		r.note("%s: the key looks like an unrendered template variable ($NAME or ${NAME}): imported as written; if it is one, render the file (as the gateway's deployment does) and import again", where)
+	}
+}
+
 func addKey(c *docfile.Consumer, id, key, expires, where string, plain bool) error {
 	if err := consumers.ValidateKey(key); err != nil {
 		return fmt.Errorf("%s: %w", where, err)

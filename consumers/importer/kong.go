@@ -244,6 +244,7 @@ func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Opt
 		}
 		expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
 	}
+	r.warnUnrendered(key, where)
 	if len(ka.Tags) > 0 {
 		r.note("%s: tags %s not migrated (credentials have no tags)", where, strings.Join(ka.Tags, ","))
 	}

@@ -66,3 +66,32 @@ func TestAPISIXTemplates(t *testing.T) {
 		t.Errorf("%v %+v", err, r)
 	}
 }
+
+// A key that looks like a variable nobody rendered gets a warning naming
+// its consumer, never the key.
+func TestUnrenderedKeys(t *testing.T) {
+	r, err := Kong([]byte(`_format_version: "2.1"
+consumers:
+- username: anon
+  keyauth_credentials: [{key: $SUPABASE_ANON_KEY}]
+- username: service_role
+  keyauth_credentials: [{key: "${SUPABASE_SERVICE_KEY}"}, {key: "x-${SHELL_VAR:-fallback}"}]
+- username: fine
+  keyauth_credentials: [{key: "pa$$word-1"}, {key: "$5-not-a-name"}]
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, r.Notes, `consumer "anon", keyauth credential #1: the key looks like an unrendered`,
+		`consumer "service_role", keyauth credential #1: the key looks`, `consumer "service_role", keyauth credential #2: the key looks`)
+	if len(r.Notes) != 3 {
+		t.Errorf("notes:\n%s", strings.Join(r.Notes, "\n"))
+	}
+	noKeys(t, r.Notes, "SUPABASE", "SHELL_VAR")
+	r, err = APISIX([]byte(`{"list": [{"key": "/apisix/consumers/a", "value": {"username": "a", "plugins": {"key-auth": {"key": "${{NOT_RENDERED}}"}}}}]}`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, r.Notes, `consumer "a": the key looks like an unrendered template variable`)
+	noKeys(t, r.Notes, "NOT_RENDERED")
+}
