@@ -104,6 +104,13 @@ func APISIX(data []byte, o Options) (*Result, error) {
 		return nil, fmt.Errorf("not an APISIX consumers file: it has neither consumers (standalone) nor list (Admin API)")
 	}
 	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	for _, list := range [][]apisixHolder{f.GlobalRules, f.Services, f.PluginConfigs, f.Routes} {
+		for _, h := range list {
+			if ka, ok := h.Plugins["key-auth"]; ok && strings.EqualFold(str(ka["header"]), "authorization") {
+				r.fromAuthorization = true
+			}
+		}
+	}
 	index := map[string]int{}
 	rules := apisixRules{groupMembers: map[string][]string{}}
 	var credentials []apisixConsumer
@@ -183,6 +190,7 @@ func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string
 		if key, err = resolve(key, where, o); err != nil {
 			return err
 		}
+		key = r.withoutScheme(key, where)
 		r.warnUnrendered(key, where)
 		for k := range cfg {
 			if k != "key" && k != "_meta" {

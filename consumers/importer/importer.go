@@ -46,6 +46,10 @@ type Result struct {
 	Blocks []string
 
 	matchers int // named matchers written so far
+	// fromAuthorization: a key-auth of the file reads keys from the
+	// Authorization header, so a key stored as "Bearer <key>" is one
+	// key_auth strips the scheme from.
+	fromAuthorization bool
 }
 
 func (r *Result) note(format string, args ...any) {
@@ -113,6 +117,28 @@ var unrendered = regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*$|\$\{[A-Za-z_][A-
 func (r *Result) warnUnrendered(key, where string) {
 	if unrendered.MatchString(key) {
 		r.note("%s: the key looks like an unrendered template variable ($NAME or ${NAME}): imported as written; if it is one, render the file (as the gateway's deployment does) and import again", where)
+	}
+}
+
+// withoutScheme is a key as key_auth must store it. Kong and APISIX compare
+// the whole header value, so clients that send "Authorization: Bearer
+// <token>" have their key stored with the scheme; key_auth takes the key
+// after the scheme, so the stored key must lose it.
+func (r *Result) withoutScheme(key, where string) string {
+	const scheme = "bearer"
+	if len(key) <= len(scheme) || !strings.EqualFold(key[:len(scheme)], scheme) || key[len(scheme)] != ' ' && key[len(scheme)] != '\t' {
+		return key
+	}
+	rest := strings.TrimLeft(key[len(scheme):], " \t")
+	switch {
+	case rest == "":
+		return key
+	case r.fromAuthorization:
+		r.note("%s: the key is stored with its scheme (Bearer), as clients send it in Authorization: imported without it, as key_auth takes the key after the scheme", where)
+		return rest
+	default:
+		r.note("%s: the key starts with a Bearer scheme, and no key-auth of the file reads Authorization: imported as written (if clients send it in Authorization, import it without the scheme)", where)
+		return key
 	}
 }
 

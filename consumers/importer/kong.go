@@ -121,6 +121,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 		return nil, fmt.Errorf("kong _format_version %q: this import reads 1.1, 2.1 and 3.0", version)
 	}
 	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	r.fromAuthorization = kongReadsAuthorization(&f)
 	// Kong names consumers by id or username; both find the index.
 	index := map[string]int{}
 	members := kongMembers{acl: map[string][]string{}, consumerGroup: map[string][]string{}}
@@ -217,6 +218,35 @@ func Kong(data []byte, o Options) (*Result, error) {
 	return r, nil
 }
 
+// kongReadsAuthorization tells whether a key-auth of the file, wherever it
+// is, has Authorization among its key_names (header names compare in any
+// case).
+func kongReadsAuthorization(f *kongFile) bool {
+	var all []kongPlugin
+	all = append(all, f.Plugins...)
+	for _, s := range f.Services {
+		all = append(all, s.Plugins...)
+		for _, rt := range s.Routes {
+			all = append(all, rt.Plugins...)
+		}
+	}
+	for _, rt := range f.Routes {
+		all = append(all, rt.Plugins...)
+	}
+	for _, p := range all {
+		if p.Name != "key-auth" {
+			continue
+		}
+		names, _ := p.Config["key_names"].([]any)
+		for _, n := range names {
+			if strings.EqualFold(str(n), "authorization") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func name(n string, id any) string {
 	if n != "" {
 		return n
@@ -244,6 +274,7 @@ func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Opt
 		}
 		expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
 	}
+	key = r.withoutScheme(key, where)
 	r.warnUnrendered(key, where)
 	if len(ka.Tags) > 0 {
 		r.note("%s: tags %s not migrated (credentials have no tags)", where, strings.Join(ka.Tags, ","))

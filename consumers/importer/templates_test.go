@@ -95,3 +95,41 @@ consumers:
 	wantLines(t, r.Notes, `consumer "a": the key looks like an unrendered template variable`)
 	noKeys(t, r.Notes, "NOT_RENDERED")
 }
+
+// A key stored as "Bearer <token>" for a key-auth reading Authorization is
+// imported without the scheme, and the note says so.
+func TestKeyWithScheme(t *testing.T) {
+	kong := `_format_version: "3.0"
+plugins:
+- name: key-auth
+  config: {key_names: [Authorization]}
+consumers:
+- username: llm
+  keyauth_credentials: [{key: "Bearer sk-llm-token-1"}, {key: "bearer  sk-llm-token-2"}, {key: "plain-llm-token-3"}]
+`
+	apisix := "routes:\n  - id: 1\n    uri: /v1/*\n    plugins:\n      key-auth:\n        header: authorization\nconsumers:\n  - username: llm\n    plugins:\n      key-auth:\n        key: Bearer sk-llm-token-1\n#END\n"
+	for _, run := range []func() (*Result, error){
+		func() (*Result, error) { return Kong([]byte(kong), Options{Plain: true}) },
+		func() (*Result, error) { return APISIX([]byte(apisix), Options{Plain: true}) },
+	} {
+		r, err := run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := r.Doc.Consumers[0].Keys
+		if keys[0].Key != "sk-llm-token-1" || len(keys) == 3 && (keys[1].Key != "sk-llm-token-2" || keys[2].Key != "plain-llm-token-3") {
+			t.Errorf("keys: %+v", keys)
+		}
+		wantLines(t, r.Notes, `consumer "llm"`+map[bool]string{true: ", keyauth credential #1", false: ""}[len(keys) == 3]+`: the key is stored with its scheme (Bearer)`)
+		noKeys(t, r.Notes, "sk-llm")
+	}
+	// No key-auth reads Authorization: kept, with a note.
+	r, err := Kong([]byte(strings.Replace(kong, "Authorization", "apikey", 1)), Options{Plain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Doc.Consumers[0].Keys[0].Key != "Bearer sk-llm-token-1" {
+		t.Errorf("keys: %+v", r.Doc.Consumers[0].Keys)
+	}
+	wantLines(t, r.Notes, `consumer "llm", keyauth credential #1: the key starts with a Bearer scheme, and no key-auth`)
+}
