@@ -15,6 +15,7 @@ import (
 // nested in their consumer, or at the top level naming their consumer.
 type kongFile struct {
 	FormatVersion any            `json:"_format_version"`
+	Transform     *bool          `json:"_transform"` // Kong's declarative format only
 	Consumers     []kongConsumer `json:"consumers"`
 	KeyAuths      []kongKeyAuth  `json:"keyauth_credentials"`
 	ACLs          []kongACL      `json:"acls"`
@@ -113,15 +114,25 @@ func Kong(data []byte, o Options) (*Result, error) {
 		return nil, err
 	}
 	version := str(f.FormatVersion)
+	var defaulted bool
+	if version == "" {
+		// decK reads a file without one as 1.1 (its own sample has none);
+		// Kong refuses a declarative file without one.
+		if why := kongDeclarative(&f); why != "" {
+			return nil, fmt.Errorf("a Kong DB-less file needs _format_version: this one has no _format_version, and has %s, which only Kong's declarative format holds (decK reads a file without one as 1.1)", why)
+		}
+		version, defaulted = "1.1", true
+	}
 	switch version {
-	case "":
-		return nil, fmt.Errorf("not a Kong declarative file: it has no _format_version")
 	case "1.1", "2.1", "3.0":
 	default:
 		return nil, fmt.Errorf("kong _format_version %q: this import reads 1.1, 2.1 and 3.0", version)
 	}
 	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
 	r.fromAuthorization = kongReadsAuthorization(&f)
+	if defaulted {
+		r.note("the file has no _format_version: read as decK reads it, as 1.1")
+	}
 	// Kong names consumers by id or username; both find the index.
 	index := map[string]int{}
 	members := kongMembers{acl: map[string][]string{}, consumerGroup: map[string][]string{}}
@@ -216,6 +227,23 @@ func Kong(data []byte, o Options) (*Result, error) {
 
 	kongPlugins(r, &f, usernameOf, members)
 	return r, nil
+}
+
+// kongDeclarative names what makes a file Kong's declarative (DB-less)
+// format rather than decK's, or "": _transform, or credentials at the top
+// level naming their consumer.
+func kongDeclarative(f *kongFile) string {
+	switch {
+	case f.Transform != nil:
+		return "_transform"
+	case f.KeyAuths != nil:
+		return "top-level keyauth_credentials"
+	case f.ACLs != nil:
+		return "top-level acls"
+	case f.BasicAuths != nil || f.JWTSecrets != nil || f.HMACAuths != nil || f.OAuth2s != nil || f.MTLSAuths != nil:
+		return "top-level credentials"
+	}
+	return ""
 }
 
 // kongReadsAuthorization tells whether a key-auth of the file, wherever it

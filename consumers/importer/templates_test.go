@@ -133,3 +133,15 @@ consumers:
 	}
 	wantLines(t, r.Notes, `consumer "llm", keyauth credential #1: the key starts with a Bearer scheme, and no key-auth`)
 }
+
+// A decK file without _format_version is read as 1.1, as decK reads it.
+func TestDeckDefaultVersion(t *testing.T) {
+	r, err := Kong([]byte("consumers:\n- username: a\n  keyauth_credentials: [{key: deck-default-key-1}]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, r.Notes, "the file has no _format_version: read as decK reads it, as 1.1")
+	if len(r.Doc.Consumers) != 1 || len(r.Doc.Consumers[0].Keys) != 1 {
+		t.Errorf("%+v", r.Doc.Consumers)
+	}
+}
