@@ -152,7 +152,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 			c.ID = ""
 		}
 		for j, ka := range kc.KeyAuths {
-			if err := kongKey(r, &c, ka, fmt.Sprintf("%s, keyauth credential #%d", where, j+1), o); err != nil {
+			if err := kongKey(r, &c, ka, fmt.Sprintf("%s, keyauth credential #%d", where, j+1), o, f.Transform != nil); err != nil {
 				return nil, err
 			}
 		}
@@ -193,7 +193,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := kongKey(r, c, ka, fmt.Sprintf("consumer %q, %s", c.Username, where), o); err != nil {
+		if err := kongKey(r, c, ka, fmt.Sprintf("consumer %q, %s", c.Username, where), o, f.Transform != nil); err != nil {
 			return nil, err
 		}
 	}
@@ -282,7 +282,16 @@ func name(n string, id any) string {
 	return str(id)
 }
 
-func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Options) error {
+// daoMaxTTL is Kong's largest ttl in seconds (DAO_MAX_TTL): a larger one
+// is not a duration but an instant, the epoch seconds of the expiry, as
+// DB-less files and `kong config db_export` hold it (Kong reads a
+// declarative ttl as ttl - now).
+const daoMaxTTL = 1e8
+
+// maxInstant is the last second of year 9999, the end of RFC 3339.
+const maxInstant = 253402300799
+
+func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Options, declarative bool) error {
 	if ka.Key == nil {
 		r.note("%s: no key in the file (Kong generated it): not migrated", where)
 		return nil
@@ -294,13 +303,24 @@ func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Opt
 	expires := ""
 	if ka.TTL != nil && *ka.TTL != 0 {
 		ttl := *ka.TTL
-		if ttl < 0 || ttl > math.MaxInt32 || ttl != math.Trunc(ttl) {
-			return fmt.Errorf("%s has a ttl that is not a number of seconds", where)
+		if ttl < 0 || ttl > maxInstant || ttl != math.Trunc(ttl) {
+			return fmt.Errorf("%s has a ttl that is neither seconds left nor an instant", where)
 		}
-		if o.AsOf.IsZero() {
-			return fmt.Errorf("%s has a ttl, and no time it counts from", where)
+		if ttl > daoMaxTTL {
+			at := time.Unix(int64(ttl), 0).UTC()
+			expires = at.Format(time.RFC3339)
+			if !o.AsOf.IsZero() && at.Before(o.AsOf) {
+				r.note("%s: expired at %s (its ttl is that instant): imported expired", where, expires)
+			}
+		} else {
+			if o.AsOf.IsZero() {
+				return fmt.Errorf("%s has a ttl, and no time it counts from", where)
+			}
+			if declarative {
+				r.note("%s: a ttl of %d seconds in a declarative file, where Kong reads ttl as the instant of expiry: read as seconds left from %s", where, int64(ttl), o.AsOf.UTC().Format(time.RFC3339))
+			}
+			expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
 		}
-		expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
 	}
 	key = r.withoutScheme(key, where)
 	r.warnUnrendered(key, where)

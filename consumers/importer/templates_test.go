@@ -3,6 +3,7 @@ package importer
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // decK's ${{ env "DECK_X" }} is rendered from the import's environment,
@@ -143,5 +144,38 @@ func TestDeckDefaultVersion(t *testing.T) {
 	wantLines(t, r.Notes, "the file has no _format_version: read as decK reads it, as 1.1")
 	if len(r.Doc.Consumers) != 1 || len(r.Doc.Consumers[0].Keys) != 1 {
 		t.Errorf("%+v", r.Doc.Consumers)
+	}
+}
+
+// Kong's ttl: above DAO_MAX_TTL (1e8) it is the instant of expiry, as
+// db_export and DB-less files hold it; at most 1e8, seconds left from
+// --as-of, as the Admin API (and decK, which reads it) gives it.
+func TestKongTTL(t *testing.T) {
+	doc := `{"_format_version": "3.0", "_transform": false,
+  "consumers": [{"username": "a", "id": "c1"}],
+  "keyauth_credentials": [
+    {"consumer": {"id": "c1"}, "id": "k1", "key": "ttl-instant-key-1", "ttl": 1772373600},
+    {"consumer": {"id": "c1"}, "id": "k2", "key": "ttl-past-key-2", "ttl": 1772370000},
+    {"consumer": {"id": "c1"}, "id": "k3", "key": "ttl-small-key-3", "ttl": 600}]}`
+	// An instant needs no time to count from.
+	r, err := Kong([]byte(strings.Replace(doc, `"ttl": 600`, `"ttl": 0`, 1)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := r.Doc.Consumers[0].Keys; k[0].ExpiresAt != "2026-03-01T14:00:00Z" || k[1].ExpiresAt != "2026-03-01T13:00:00Z" || k[2].ExpiresAt != "" {
+		t.Errorf("keys: %+v", k)
+	}
+	r, err = Kong([]byte(doc), Options{AsOf: asOf.Add(90 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := r.Doc.Consumers[0].Keys; k[0].ExpiresAt != "2026-03-01T14:00:00Z" || k[2].ExpiresAt != "2026-03-01T13:40:00Z" {
+		t.Errorf("keys: %+v", k)
+	}
+	wantLines(t, r.Notes, `consumer "a", keyauth_credentials #2: expired at 2026-03-01T13:00:00Z`,
+		`consumer "a", keyauth_credentials #3: a ttl of 600 seconds in a declarative file`)
+	// Above the end of RFC 3339: refused.
+	if _, err := Kong([]byte(strings.Replace(doc, "1772373600", "1e13", 1)), Options{AsOf: asOf}); err == nil || !strings.Contains(err.Error(), "ttl") {
+		t.Errorf("error %v", err)
 	}
 }

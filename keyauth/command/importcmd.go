@@ -27,9 +27,10 @@ holds the document and nothing else:
 DB-less file (kong.yml, kong config db_export), YAML or JSON. Consumers keep
 username, id, custom_id and tags; keyauth_credentials keep id and key; ACL
 groups become groups. decK's ${{ env "DECK_NAME" }} is rendered from the
-environment (DECK_ variables only; unset is an error). Kong's ttl is the seconds a key had left when the file
-was written: --as-of says when that was (default: the file's modification
-time).
+environment (DECK_ variables only; unset is an error). A Kong ttl above
+100000000 is the instant of expiry (db_export, DB-less files); a smaller one
+is the seconds a key had left when the file was written (Admin API, decK):
+--as-of says when that was (default: the file's modification time).
 
 --from apisix: APISIX's standalone apisix.yaml or apisix.json, or the Admin
 API's consumer list (GET /apisix/admin/consumers). Consumers keep username,
@@ -48,7 +49,7 @@ Use - as the file to read standard input.
 	}
 	cmd.Flags().String("from", "", "the export's format: kong or apisix (required)")
 	cmd.Flags().Bool("plain", false, "write keys in plain text, not hashed")
-	cmd.Flags().String("as-of", "", "when a Kong file was written, RFC 3339 (default: its modification time)")
+	cmd.Flags().String("as-of", "", "when a Kong file was written, RFC 3339, for a ttl of seconds left (default: its modification time)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := requireFlag(cmd, "from"); err != nil {
 			return err
