@@ -113,7 +113,7 @@ func TestKongACL(t *testing.T) {
 	wantIn(t, invoices, "\tdeny banned\n", "\thide_groups_header\n")
 	// The old whitelist, on a route without key-auth under a service
 	// without key-auth: the acl has no key-auth to run with.
-	wantLines(t, r.Notes, `acl on route #3 of service "orders-api": no key-auth runs there`)
+	wantLines(t, r.Notes, `acl on route #3 (paths /reports) of service "orders-api": no key-auth runs there`)
 	// blacklist with a group key_auth cannot hold, and consumer groups:
 	// the members are refused by name.
 	legacy := blockOf(t, r, `service "legacy"`)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 )
 
@@ -81,6 +82,10 @@ func readAPISIX(data []byte, o Options) (*apisixFile, error) {
 	return &f, nil
 }
 
+// endFlag is what APISIX looks for at the end of apisix.yaml before it
+// reads it: a file cut short by a partial write has none.
+var endFlag = regexp.MustCompile(`#END\s*$`)
+
 var credentialID = regexp.MustCompile(`^(?:/apisix/consumers/)?([^/]+)/credentials/([^/]+)$`)
 
 // APISIX imports an APISIX standalone file (YAML or JSON) or an Admin API
@@ -90,6 +95,7 @@ func APISIX(data []byte, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	missingEnd := !isJSON(data) && !endFlag.Match(data)
 	entries := f.Consumers
 	if f.List != nil {
 		for _, it := range f.List {
@@ -129,6 +135,14 @@ func APISIX(data []byte, o Options) (*Result, error) {
 				c.CustomID = ac.Labels[k]
 				continue
 			}
+			if err := consumers.CheckLabelName(k); err != nil {
+				r.note("%s: label %q not migrated: %v", where, k, err)
+				continue
+			}
+			if err := consumers.CheckLabelValue(ac.Labels[k]); err != nil {
+				r.note("%s: label %q not migrated: %v", where, k, err)
+				continue
+			}
 			if c.Labels == nil {
 				c.Labels = map[string]string{}
 			}
@@ -164,10 +178,13 @@ func APISIX(data []byte, o Options) (*Result, error) {
 
 	for _, g := range f.ConsumerGroups {
 		for _, p := range sortedKeys(g.Plugins) {
-			r.note("consumer group %q: plugin %s not migrated", str(g.ID), p)
+			r.note("consumer group %q: plugin %s not migrated", name(g.Name, g.ID), p)
 		}
 	}
 	rules.plugins(r, f)
+	if missingEnd && f.List == nil {
+		r.note("the file does not end with the line #END, without which APISIX does not load apisix.yaml: imported all the same (if it was cut short, what is missing is not here)")
+	}
 	return r, nil
 }
 

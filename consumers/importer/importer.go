@@ -56,15 +56,6 @@ func (r *Result) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// decode reads a JSON or YAML file into v.
-func decode(data []byte, v any) error {
-	generic, jsonFile, err := decodeGeneric(data)
-	if err != nil {
-		return err
-	}
-	return retype(generic, jsonFile, v)
-}
-
 // isJSON tells a JSON file from a YAML one: JSON starts with '{' or '['
 // (after white space).
 func isJSON(data []byte) bool {
@@ -80,10 +71,47 @@ func decodeGeneric(data []byte) (v any, jsonFile bool, err error) {
 		}
 		return v, true, nil
 	}
-	if err := yaml.Unmarshal(data, &v); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, false, fmt.Errorf("reading YAML: %w", err)
+	}
+	if err := stringKeys(&doc); err != nil {
+		return nil, false, fmt.Errorf("reading YAML: %w", err)
+	}
+	if err := doc.Decode(&v); err != nil {
 		return nil, false, fmt.Errorf("reading YAML: %w", err)
 	}
 	return v, false, nil
+}
+
+// stringKeys refuses a mapping key that is not a string, anywhere, with
+// its line and column: JSON, which both gateways' formats are, has no
+// other keys, and an unquoted 200: or true: is easily written. A merge key
+// (<<) is YAML's own and fine.
+func stringKeys(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind == yaml.AliasNode && k.Alias != nil {
+				k = k.Alias
+			}
+			if k.Kind == yaml.ScalarNode && (k.Tag == "!!str" || k.Tag == "!!merge") {
+				continue
+			}
+			kind := strings.TrimPrefix(k.ShortTag(), "!!")
+			switch k.Kind {
+			case yaml.MappingNode, yaml.SequenceNode:
+				kind = "a mapping or a list"
+			}
+			return fmt.Errorf("line %d, column %d: a mapping key that is not a string (%s): quote it", k.Line, k.Column, kind)
+		}
+	}
+	for _, c := range n.Content {
+		if err := stringKeys(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retype turns a decoded file into v through JSON, so one set of json tags

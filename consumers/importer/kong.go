@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -15,6 +16,9 @@ import (
 // nested in their consumer, or at the top level naming their consumer.
 type kongFile struct {
 	FormatVersion any            `json:"_format_version"`
+	Info          struct {
+		SelectTags []string `json:"select_tags"`
+	} `json:"_info"`
 	Transform     *bool          `json:"_transform"` // Kong's declarative format only
 	Consumers     []kongConsumer `json:"consumers"`
 	KeyAuths      []kongKeyAuth  `json:"keyauth_credentials"`
@@ -109,8 +113,15 @@ func Kong(data []byte, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	generic, jsonFile, err := decodeGeneric(data)
+	if err != nil {
+		return nil, err
+	}
+	if generic == nil {
+		return nil, errors.New("the file is empty")
+	}
 	var f kongFile
-	if err := decode(data, &f); err != nil {
+	if err := retype(generic, jsonFile, &f); err != nil {
 		return nil, err
 	}
 	version := str(f.FormatVersion)
@@ -148,6 +159,9 @@ func Kong(data []byte, o Options) (*Result, error) {
 		}
 		where = fmt.Sprintf("consumer %q", username)
 		c := docfile.Consumer{Username: username, ID: str(kc.ID), CustomID: kc.CustomID, Tags: kc.Tags}
+		// decK adds _info.select_tags to every entity of the file when
+		// it syncs, and leaves them out of the entities when it dumps.
+		c.Tags = appendNew(c.Tags, f.Info.SelectTags...)
 		if c.ID == c.Username {
 			c.ID = ""
 		}
@@ -170,7 +184,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 		}
 		for _, g := range kc.Groups {
 			members.add(members.consumerGroup, groupRef(g), username)
-			r.note("%s: membership of consumer group %q not migrated (consumer groups carry plugin configs; ACL groups become groups)", where, ref(g))
+			r.note("%s: membership of consumer group %q not migrated (consumer groups carry plugin configs; ACL groups become groups)", where, groupRef(g))
 		}
 		r.Doc.Consumers = append(r.Doc.Consumers, c)
 		for _, k := range []string{str(kc.ID), kc.Username, kc.CustomID} {
@@ -222,7 +236,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 				members.add(members.consumerGroup, groupRef(g), usernameOf(ref(m)))
 			}
 		}
-		r.note("consumer group %q not migrated (its plugin configs have no equivalent; ACL groups become groups)", ref(g))
+		r.note("consumer group %q not migrated (its plugin configs have no equivalent; ACL groups become groups)", groupRef(g))
 	}
 
 	kongPlugins(r, &f, usernameOf, members)

@@ -334,5 +334,17 @@ func kongRouteName(rt kongRoute, i int) string {
 	if n := kongName(rt.Name, rt.ID, ""); n != "" {
 		return fmt.Sprintf("route %q", n)
 	}
-	return fmt.Sprintf("route #%d", i+1)
+	var match []string
+	for _, m := range []struct {
+		kind string
+		vals []string
+	}{{"paths", rt.Paths}, {"hosts", rt.Hosts}, {"methods", rt.Methods}} {
+		if len(m.vals) > 0 {
+			match = append(match, m.kind+" "+strings.Join(m.vals, " "))
+		}
+	}
+	if len(match) == 0 {
+		return fmt.Sprintf("route #%d", i+1)
+	}
+	return fmt.Sprintf("route #%d (%s)", i+1, strings.Join(match, ", "))
 }
