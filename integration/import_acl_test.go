@@ -31,7 +31,7 @@ func printedBlocks(t *testing.T, stderr, path string) []string {
 
 func TestImportACLServes(t *testing.T) {
 	for _, tc := range []struct {
-		name, from, doc string
+		name, from, doc  string
 		allowed, refused []string // keys
 		message          string
 	}{

@@ -15,17 +15,17 @@ import (
 // Kong (`kong config db_export`, kong.yml) write it: credentials and ACLs
 // nested in their consumer, or at the top level naming their consumer.
 type kongFile struct {
-	FormatVersion any            `json:"_format_version"`
+	FormatVersion any `json:"_format_version"`
 	Info          struct {
 		SelectTags []string `json:"select_tags"`
 	} `json:"_info"`
-	Transform     *bool          `json:"_transform"` // Kong's declarative format only
-	Consumers     []kongConsumer `json:"consumers"`
-	KeyAuths      []kongKeyAuth  `json:"keyauth_credentials"`
-	ACLs          []kongACL      `json:"acls"`
-	Plugins       []kongPlugin   `json:"plugins"`
-	Services      []kongService  `json:"services"`
-	Routes        []kongRoute    `json:"routes"`
+	Transform *bool          `json:"_transform"` // Kong's declarative format only
+	Consumers []kongConsumer `json:"consumers"`
+	KeyAuths  []kongKeyAuth  `json:"keyauth_credentials"`
+	ACLs      []kongACL      `json:"acls"`
+	Plugins   []kongPlugin   `json:"plugins"`
+	Services  []kongService  `json:"services"`
+	Routes    []kongRoute    `json:"routes"`
 	// Other kinds of credentials, listed as not migrated.
 	BasicAuths  []map[string]any `json:"basicauth_credentials"`
 	JWTSecrets  []map[string]any `json:"jwt_secrets"`
@@ -120,12 +120,19 @@ func Kong(data []byte, o Options) (*Result, error) {
 	if generic == nil {
 		return nil, errors.New("the file is empty")
 	}
+	generic, admin, err := kongAdminAnswers(generic)
+	if err != nil {
+		return nil, err
+	}
 	var f kongFile
 	if err := retype(generic, jsonFile, &f); err != nil {
 		return nil, err
 	}
 	version := str(f.FormatVersion)
 	var defaulted bool
+	if admin {
+		version = "3.0" // the Admin API's entities, as Kong 3.x serves them
+	}
 	if version == "" {
 		// decK reads a file without one as 1.1 (its own sample has none);
 		// Kong refuses a declarative file without one.
@@ -241,6 +248,59 @@ func Kong(data []byte, o Options) (*Result, error) {
 
 	kongPlugins(r, &f, usernameOf, members)
 	return r, nil
+}
+
+// kongAdminEndpoints maps the Admin API's endpoints to the declarative
+// format's collections: a dump of the Admin API is a JSON object holding
+// each endpoint's list answer ({"data": [...], "next": null}) under the
+// endpoint's name.
+var kongAdminEndpoints = map[string]string{
+	"consumers":       "consumers",
+	"key-auths":       "keyauth_credentials",
+	"acls":            "acls",
+	"plugins":         "plugins",
+	"services":        "services",
+	"routes":          "routes",
+	"consumer_groups": "consumer_groups",
+	"basic-auths":     "basicauth_credentials",
+	"jwts":            "jwt_secrets",
+	"hmac-auths":      "hmacauth_credentials",
+	"oauth2":          "oauth2_credentials",
+	"mtls-auths":      "mtls_auth_credentials",
+}
+
+// kongAdminAnswers turns a dump of Admin API answers into the declarative
+// format's shape, and says whether it was one: a file whose consumers
+// (or key-auths) is an answer object rather than a list. An answer with a
+// next page is refused: the keys on it would be lost without a word.
+func kongAdminAnswers(generic any) (any, bool, error) {
+	m, ok := generic.(map[string]any)
+	if !ok {
+		return generic, false, nil
+	}
+	_, consumersAnswer := m["consumers"].(map[string]any)
+	_, keyAuths := m["key-auths"]
+	if !consumersAnswer && !keyAuths {
+		return generic, false, nil
+	}
+	out := map[string]any{}
+	for _, endpoint := range sortedKeys(m) {
+		name, known := kongAdminEndpoints[endpoint]
+		answer, isAnswer := m[endpoint].(map[string]any)
+		switch {
+		case !known:
+			return nil, true, fmt.Errorf("a dump of Admin API answers holds %q, which is not an endpoint this import reads (%s)", endpoint, strings.Join(sortedKeys(kongAdminEndpoints), ", "))
+		case !isAnswer:
+			return nil, true, fmt.Errorf("%s: not an Admin API list answer ({\"data\": [...], \"next\": null})", endpoint)
+		case answer["next"] != nil:
+			return nil, true, fmt.Errorf("%s: the answer has a next page, which the file does not hold: fetch it with ?size=1000 and follow next until it is null", endpoint)
+		}
+		// Kong's JSON encoder writes an empty list as {}.
+		if d, empty := answer["data"].(map[string]any); !empty || len(d) > 0 {
+			out[name] = answer["data"]
+		}
+	}
+	return out, true, nil
 }
 
 // kongDeclarative names what makes a file Kong's declarative (DB-less)

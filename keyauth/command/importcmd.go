@@ -23,8 +23,10 @@ holds the document and nothing else:
 
   caddy key-auth import --from kong kong.yaml > consumers.json
 
---from kong: a decK file (deck gateway dump; _format_version 3.0) or a Kong
-DB-less file (kong.yml, kong config db_export), YAML or JSON. Consumers keep
+--from kong: a decK file (deck gateway dump; _format_version 3.0, or none:
+read as 1.1), a Kong DB-less file (kong.yml, kong config db_export), YAML or
+JSON, or a JSON object of Admin API list answers keyed by endpoint
+(consumers, key-auths, acls, plugins, services, routes). Consumers keep
 username, id, custom_id and tags; keyauth_credentials keep id and key; ACL
 groups become groups. decK's ${{ env "DECK_NAME" }} is rendered from the
 environment (DECK_ variables only; unset is an error). A Kong ttl above
