@@ -220,3 +220,48 @@ func TestAPISIXRestriction(t *testing.T) {
 	wantIn(t, r3, "\tconsumer username tom\n\tnot method GET\n")
 	noKeys(t, append(r.Notes, r.Blocks...), "rules-key")
 }
+
+// A consumer group's consumer-restriction goes with its members; a service's
+// goes on a route whose key-auth comes from its plugin config; a disabled
+// one is skipped.
+func TestAPISIXRestrictionLayers(t *testing.T) {
+	r, err := APISIX([]byte(`routes:
+  - id: r1
+    uri: /a/*
+    service_id: s1
+    plugin_config_id: pc1
+plugin_configs:
+  - id: pc1
+    plugins:
+      key-auth: {}
+services:
+  - id: s1
+    plugins:
+      consumer-restriction:
+        blacklist: [mallory]
+      key-auth:
+        _meta: {disable: false}
+consumer_groups:
+  - id: interns
+    plugins:
+      consumer-restriction:
+        type: route_id
+        blacklist: [r1]
+consumers:
+  - username: ivy
+    group_id: interns
+    plugins:
+      key-auth: {key: ivy-layer-key-1}
+      consumer-restriction:
+        _meta: {disable: true}
+        whitelist: [nobody]
+#END
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := blockOf(t, r, `route "r1" (uri /a/*) (inherited from its plugin config)`)
+	wantIn(t, b, "@refused_", " consumer username mallory\n", " consumer username ivy\nrespond @refused_")
+	wantNotIn(t, b, "nobody")
+	wantNotIn(t, strings.Join(r.Notes, "\n"), "plugin consumer-restriction not migrated")
+}

@@ -177,7 +177,17 @@ func APISIX(data []byte, o Options) (*Result, error) {
 	}
 
 	for _, g := range f.ConsumerGroups {
+		// A consumer group's plugins are its members': its
+		// consumer-restriction goes with each of them.
+		if cr, ok := g.Plugins[restrictionPlugin]; ok {
+			for _, u := range rules.groupMembers[str(g.ID)] {
+				rules.consumers = append(rules.consumers, consumerRule{u, cr})
+			}
+		}
 		for _, p := range sortedKeys(g.Plugins) {
+			if p == restrictionPlugin {
+				continue
+			}
 			r.note("consumer group %q: plugin %s not migrated", name(g.Name, g.ID), p)
 		}
 	}

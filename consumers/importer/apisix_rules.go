@@ -127,7 +127,7 @@ func (a apisixRules) plugins(r *Result, f *apisixFile) {
 		switch {
 		case kaLayer == 0:
 			emit(where, ka, cr, place)
-		case ka != nil && (crLayer >= 0 && crLayer < kaLayer || routeDependent):
+		case ka != nil && (cr != nil && crLayer != kaLayer || routeDependent):
 			// The key-auth of the route's plugin config or service, with
 			// a rule that is the route's own or depends on it.
 			from := "its plugin config"
@@ -202,6 +202,9 @@ func strList(v any) ([]string, bool) {
 // whitelisted) gets rejected_code with rejected_msg or "The <type> is
 // forbidden.". A rule that depends on what the block cannot know refuses.
 func (a apisixRules) restriction(r *Result, bs *blockSpec, cfg map[string]any, consumer string, place apisixPlace) {
+	if meta, ok := cfg["_meta"].(map[string]any); ok && meta["disable"] == true {
+		return // APISIX skips a disabled plugin
+	}
 	typ := restrictionType(cfg)
 	status := http.StatusForbidden
 	if c, ok := cfg["rejected_code"].(float64); ok && c >= 200 && c <= 599 && c == float64(int(c)) {
