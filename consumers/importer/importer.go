@@ -9,7 +9,6 @@ package importer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -245,11 +244,6 @@ type blockSpec struct {
 	refusals []refusal
 }
 
-// block is a key_auth Caddyfile block with the given lines.
-func block(where string, lines []string) string {
-	return (&Result{}).render(blockSpec{where: where, lines: lines})
-}
-
 // addBlock renders a block into r.Blocks.
 func (r *Result) addBlock(b blockSpec) {
 	r.Blocks = append(r.Blocks, r.render(b))
@@ -320,8 +314,6 @@ func caddyfileArg(s string) string {
 	}
 	return s
 }
-
-var errNoConsumers = errors.New("the file holds no consumers")
 
 func lookupEnv(o Options) func(string) (string, bool) {
 	if o.LookupEnv != nil {
