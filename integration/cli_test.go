@@ -1,5 +1,9 @@
 package integration
 
+// The caddy key-auth command (README: Managing keys), run from the built
+// binary: importing from Kong and APISIX, and minting, checking and revoking
+// keys in a file a running Caddy serves.
+
 import (
 	"bytes"
 	"net/http"
