@@ -135,7 +135,8 @@ func TestKongDBLess(t *testing.T) {
 
 func TestKongRefuses(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
-		{`{"consumers": []}`, "no _format_version"},
+		{`{"_transform": true, "consumers": []}`, "no _format_version"},
+		{`{"consumers": [{"username": "a"}], "acls": [{"consumer": "a", "group": "g"}]}`, "no _format_version, and has top-level acls"},
 		{`{"_format_version": "4.0", "consumers": []}`, `"4.0"`},
 		{`_format_version: "3.0"
 consumers:

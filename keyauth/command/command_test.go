@@ -856,3 +856,24 @@ func TestImportRefusedWithoutLine(t *testing.T) {
 		noSecret(t, []string{"same-key-1"}, out, errOut, err.Error())
 	}
 }
+
+// A template the import cannot render fails the import: exit non-zero,
+// nothing on standard output, the variable named and no value.
+func TestImportTemplateUnset(t *testing.T) {
+	t.Setenv("DECK_SET_KEY", "set-secret-value")
+	for _, tc := range []struct{ from, in, want string }{
+		{"kong", "_format_version: \"3.0\"\nconsumers:\n- username: a\n  keyauth_credentials:\n  - key: ${{ env \"DECK_SET_KEY\" }}\n  - key: ${{ env \"DECK_UNSET_KEY_16\" }}\n", "DECK_UNSET_KEY_16"},
+		{"apisix", "consumers:\n  - username: a\n    plugins:\n      key-auth:\n        key: ${{APISIX_UNSET_KEY_16}}\n#END\n", "APISIX_UNSET_KEY_16"},
+	} {
+		out, errOut, err := run(t, tc.in, "import", "--from", tc.from, "-")
+		if err == nil || !strings.Contains(err.Error(), tc.want+", which is not set") && !strings.Contains(err.Error(), tc.want+" is not set") {
+			t.Errorf("%s: error %v", tc.from, err)
+		}
+		if out != "" {
+			t.Errorf("%s: stdout %q", tc.from, out)
+		}
+		if err != nil {
+			noSecret(t, []string{"set-secret-value"}, out, errOut, err.Error())
+		}
+	}
+}
