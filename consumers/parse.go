@@ -602,6 +602,9 @@ func (p *parser) check() error {
 			}
 		}
 	}
+	if err := d.checkTags(); err != nil {
+		return err
+	}
 	if err := d.checkGroups(); err != nil {
 		return err
 	}

@@ -166,3 +166,20 @@ func TestPushCommand(t *testing.T) {
 		t.Errorf("push without --redis: %v", err)
 	}
 }
+
+// A tag that the Redis layout would read back as other tags is refused
+// before anything is written.
+func TestPushRefusesTag(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	for _, tags := range []string{`["team,ops"]`, `[" ops"]`, `["ops "]`, `[""]`} {
+		doc := `{"consumers": [{"username": "alice", "tags": ` + tags + `, "keys": [{"key": "alice-secret"}]}]}`
+		_, err := Push(context.Background(), c, []byte(doc), "p:")
+		if err == nil || !strings.Contains(err.Error(), `consumer "alice": tag `) {
+			t.Errorf("tags %s: %v, want a refusal naming the consumer", tags, err)
+		}
+		if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
+			t.Errorf("tags %s: %d keys written", tags, n)
+		}
+	}
+}
