@@ -239,7 +239,10 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 }
 
 // remove deletes the credentials and consumers under prefix that the set
-// does not have, scanning every node (each master of a cluster).
+// does not have, scanning every node (each master of a cluster). The prefix
+// is matched literally: SCAN's pattern has its glob characters escaped, and
+// a key is deleted only if it starts with the prefix itself, so a prefix
+// such as "app[v2]:" never reaches another application's "app2:" keys.
 func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers.Set, usernames map[string]struct{}, st *Stats) error {
 	credPfx, consPfx := prefix+"cred:", prefix+"consumer:"
 	var dels rueidis.Commands
@@ -257,12 +260,12 @@ func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers
 		for _, node := range c.Nodes() {
 			var cursor uint64
 			for {
-				e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pass+"*").Count(1000).Build()).AsScanEntry()
+				e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(globEscape(pass)+"*").Count(1000).Build()).AsScanEntry()
 				if err != nil {
 					return fmt.Errorf("scanning: %w", err)
 				}
 				for _, k := range e.Elements {
-					if keep(k, credPfx, consPfx, set, usernames) {
+					if !strings.HasPrefix(k, pass) || keep(k, credPfx, consPfx, set, usernames) {
 						continue
 					}
 					dels = append(dels, c.B().Del().Key(k).Build())
@@ -300,6 +303,20 @@ func keep(k, credPfx, consPfx string, set *consumers.Set, usernames map[string]s
 	name, _ := strings.CutPrefix(k, consPfx)
 	_, found := usernames[name]
 	return found
+}
+
+// globEscape escapes the characters special to Redis's glob-style patterns,
+// so that s matches only itself.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := range len(s) { // bytes: a key need not be UTF-8
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func sha256Sum(key string) consumers.Digest { return sha256.Sum256([]byte(key)) }

@@ -183,3 +183,51 @@ func TestPushRefusesTag(t *testing.T) {
 		}
 	}
 }
+
+// TestPushGlobPrefix: a prefix holding glob characters matches only itself.
+// Other applications' keys that the unescaped pattern would match stay, and
+// the prefix's own stale credential and consumer go.
+func TestPushGlobPrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	ctx := context.Background()
+	for _, prefix := range []string{`app[v2]:`, `a*:`, `a?:`, `a\:`, `[^x]:`} {
+		t.Run(prefix, func(t *testing.T) {
+			redistest.Do(t, c, "FLUSHALL")
+			stale := sha256.Sum256([]byte("stale-key"))
+			others := []string{
+				"app2:cred:" + hex.EncodeToString(stale[:]), "appv:consumer:bob", "app]:consumer:bob",
+				"ab:cred:" + hex.EncodeToString(stale[:]), "ab:consumer:bob", "a:consumer:bob", `a\\:consumer:bob`,
+				"y:consumer:bob", "app[v2]x:consumer:bob",
+			}
+			for _, k := range others {
+				redistest.Do(t, c, "HSET", k, "id", "other application")
+			}
+			redistest.Do(t, c, "HSET", prefix+"cred:"+hex.EncodeToString(stale[:]), "consumer", "old", "id", "o")
+			redistest.Do(t, c, "HSET", prefix+"consumer:old", "id", "old")
+			doc := `{"consumers": [{"username": "alice", "keys": [{"key": "alice-secret"}]}]}`
+			st, err := Push(ctx, c, []byte(doc), prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Removed != 2 {
+				t.Errorf("%d removed, want 2 (the prefix's stale credential and consumer)", st.Removed)
+			}
+			for _, k := range others {
+				if k == prefix+"consumer:bob" {
+					continue
+				}
+				if got := hgetall(t, c, k); got["id"] != "other application" {
+					t.Errorf("another application's %s was touched: %v", k, got)
+				}
+			}
+			if len(hgetall(t, c, prefix+"cred:"+hex.EncodeToString(stale[:]))) != 0 || len(hgetall(t, c, prefix+"consumer:old")) != 0 {
+				t.Error("the prefix's stale credential or consumer stayed")
+			}
+			alice := sha256.Sum256([]byte("alice-secret"))
+			if got := hgetall(t, c, prefix+"cred:"+hex.EncodeToString(alice[:])); got["consumer"] != "alice" {
+				t.Errorf("alice's credential %v", got)
+			}
+		})
+	}
+}
