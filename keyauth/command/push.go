@@ -9,11 +9,14 @@ package command
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -29,37 +32,49 @@ import (
 // pushCmd is `caddy key-auth push`.
 func pushCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "push --redis <address[,address...]> --file <consumers file> [--prefix <prefix>] [--username <name>]",
+		Use: "push --redis <address[,address...]> --file <consumers file> [--prefix <prefix>] [--db <n>] " +
+			"[--username <name>] [--tls] [--tls-root-ca <file>] [--tls-client-certificate <file> --tls-client-certificate-key <file>]",
 		Short: "Makes Redis hold exactly a consumers file's consumers",
 		Long: `
 Writes the consumers and keys of a consumers file into Redis in the layout
 the key_auth Redis source reads, and removes the consumers and keys under
 the prefix that the file no longer has. Only what changed is written.
-Several --redis addresses are the seeds of a Redis Cluster. The password,
-if any, is read from the REDIS_PASSWORD environment variable.`,
+Several --redis addresses are the seeds of a Redis Cluster.
+
+The connection takes the Redis source's options: --db (standalone Redis
+only), the ACL user (--username, else the REDIS_USERNAME environment
+variable), the password from the REDIS_PASSWORD environment variable (never
+a flag, which other users could read in the process list), and TLS: --tls
+with the system's roots, or --tls-root-ca (repeatable) to trust those CAs
+instead, and --tls-client-certificate with --tls-client-certificate-key to
+present a client certificate; either implies --tls.`,
 		Args: cobra.NoArgs,
 	}
 	fs := cmd.Flags()
 	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
 	fs.String("file", "", "the consumers file")
 	fs.String("prefix", sources.DefaultRedisPrefix, "key prefix")
-	fs.String("username", "", "Redis ACL user")
+	fs.Int("db", 0, "database number (standalone Redis only)")
+	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
+	fs.Bool("tls", false, "connect with TLS")
+	fs.StringArray("tls-root-ca", nil, "PEM CA certificate(s) to trust instead of the system's roots (repeatable)")
+	fs.String("tls-client-certificate", "", "PEM client certificate to present")
+	fs.String("tls-client-certificate-key", "", "PEM key of the client certificate")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		get := func(n string) string { v, _ := cmd.Flags().GetString(n); return v }
 		addrs, file := get("redis"), get("file")
 		if addrs == "" || file == "" {
 			return errors.New("--redis and --file are required")
 		}
+		opt, err := pushClientOption(cmd)
+		if err != nil {
+			return err
+		}
 		doc, err := os.ReadFile(file)
 		if err != nil {
 			return fmt.Errorf("reading consumers file: %w", err)
 		}
-		c, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress:  strings.Split(addrs, ","),
-			Username:     get("username"),
-			Password:     os.Getenv("REDIS_PASSWORD"),
-			DisableCache: true,
-		})
+		c, err := rueidis.NewClient(opt)
 		if err != nil {
 			return fmt.Errorf("connecting to redis: %w", err)
 		}
@@ -74,6 +89,69 @@ if any, is read from the REDIS_PASSWORD environment variable.`,
 		return nil
 	}
 	return cmd
+}
+
+// pushClientOption is the connection push's flags and environment ask for,
+// checked as the Redis source checks its block.
+func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
+	fl := cmd.Flags()
+	get := func(n string) string { v, _ := fl.GetString(n); return v }
+	addrs := strings.Split(get("redis"), ",")
+	for _, a := range addrs {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return rueidis.ClientOption{}, fmt.Errorf("--redis: %q is not host:port", a)
+		}
+	}
+	db, _ := fl.GetInt("db")
+	switch {
+	case db < 0:
+		return rueidis.ClientOption{}, errors.New("--db must not be negative")
+	case db != 0 && len(addrs) > 1:
+		return rueidis.ClientOption{}, errors.New("--db: a Redis Cluster has only database 0")
+	}
+	username := get("username")
+	if !fl.Changed("username") {
+		username = os.Getenv("REDIS_USERNAME")
+	}
+	opt := rueidis.ClientOption{
+		InitAddress:  addrs,
+		Username:     username,
+		Password:     os.Getenv("REDIS_PASSWORD"),
+		SelectDB:     db,
+		DisableCache: true,
+	}
+	useTLS, _ := fl.GetBool("tls")
+	roots, _ := fl.GetStringArray("tls-root-ca")
+	cert, key := get("tls-client-certificate"), get("tls-client-certificate-key")
+	if !useTLS && len(roots) == 0 && cert == "" && key == "" {
+		return opt, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cert != "" || key != "" {
+		if cert == "" || key == "" {
+			return opt, errors.New("--tls-client-certificate and --tls-client-certificate-key go together")
+		}
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return opt, fmt.Errorf("loading client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if len(roots) > 0 {
+		pool := x509.NewCertPool()
+		for _, f := range roots {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return opt, fmt.Errorf("reading CA certificate: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return opt, fmt.Errorf("--tls-root-ca: no certificate found in %s", f)
+			}
+		}
+		cfg.RootCAs = pool
+	}
+	opt.TLSConfig = cfg
+	return opt, nil
 }
 
 // Stats is what a push did.

@@ -231,3 +231,125 @@ func TestPushGlobPrefix(t *testing.T) {
 		})
 	}
 }
+
+// runPush runs `caddy key-auth push` with args and returns its error and
+// output.
+func runPush(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "key-auth"}
+	Setup(root)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"push"}, args...))
+	err := root.Execute()
+	return out.String(), err
+}
+
+func pushFile(t *testing.T) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(file, []byte(`{"consumers":[{"username":"alice","keys":[{"id":"a","key":"alice-secret"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// --db reaches the database the source reads, and only it.
+func TestPushDB(t *testing.T) {
+	srv := redistest.Start(t)
+	file := pushFile(t)
+	c := redistest.Client(t, srv.Addr())
+	redistest.Do(t, c, "HSET", "p:consumer:db0", "id", "db0") // the file does not have it
+	if out, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:", "--db", "3"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	c3, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, SelectDB: 3, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if got := hgetall(t, c3, credKey("alice-secret")); got["consumer"] != "alice" {
+		t.Errorf("database 3 holds %v", got)
+	}
+	if got := hgetall(t, c, credKey("alice-secret")); len(got) != 0 {
+		t.Error("database 0 was written")
+	}
+	if got := hgetall(t, c, "p:consumer:db0"); got["id"] != "db0" {
+		t.Error("database 0 lost a key")
+	}
+}
+
+// Username and password come from the environment, as the source's
+// {env.*} placeholders would; --username overrides REDIS_USERNAME.
+func TestPushACLUser(t *testing.T) {
+	srv := redistest.Start(t, "--user", "default", "off", "--user", "pusher", "on", ">push-pw", "~p:*", "+@all")
+	file := pushFile(t)
+	t.Setenv("REDIS_USERNAME", "pusher")
+	t.Setenv("REDIS_PASSWORD", "push-pw")
+	if out, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if _, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:", "--username", "default"); err == nil {
+		t.Error("--username default (off) connected")
+	}
+	t.Setenv("REDIS_PASSWORD", "wrong")
+	_, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:")
+	if err == nil || !strings.Contains(err.Error(), "connecting to redis") {
+		t.Errorf("a wrong password: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "wrong") {
+		t.Error("the error holds the password")
+	}
+}
+
+// TLS with the source's options: a CA to trust and a client certificate.
+func TestPushTLS(t *testing.T) {
+	srv, files := redistest.StartTLS(t)
+	file := pushFile(t)
+	base := []string{"--redis", srv.Addr(), "--file", file, "--prefix", "p:"}
+	if out, err := runPush(t, append(base, "--tls-root-ca", files.CA,
+		"--tls-client-certificate", files.ClientCert, "--tls-client-certificate-key", files.ClientKey)...); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, TLSConfig: files.ClientConfig(t), DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := hgetall(t, c, credKey("alice-secret")); got["consumer"] != "alice" {
+		t.Errorf("pushed over TLS: %v", got)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"plain text", nil, "connecting to redis"},
+		{"system roots", []string{"--tls"}, "certificate"},
+		{"no client certificate", []string{"--tls-root-ca", files.CA}, "connecting to redis"},
+		{"a certificate without its key", []string{"--tls-root-ca", files.CA, "--tls-client-certificate", files.ClientCert},
+			"--tls-client-certificate and --tls-client-certificate-key go together"},
+		{"a CA file without a certificate", []string{"--tls-root-ca", files.ClientKey}, "--tls-root-ca: no certificate found in"},
+	} {
+		if _, err := runPush(t, append(base, tt.args...)...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestPushFlagsRefused(t *testing.T) {
+	file := pushFile(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--redis", "127.0.0.1:1,127.0.0.1:2", "--db", "1"}, "--db: a Redis Cluster has only database 0"},
+		{[]string{"--redis", "127.0.0.1:1", "--db", "-1"}, "--db must not be negative"},
+		{[]string{"--redis", "localhost"}, `--redis: "localhost" is not host:port`},
+	} {
+		if _, err := runPush(t, append(tt.args, "--file", file)...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}
