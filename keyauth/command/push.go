@@ -80,7 +80,9 @@ present a client certificate; either implies --tls.`,
 		}
 		defer c.Close()
 		start := time.Now()
-		st, err := Push(cmd.Context(), c, doc, get("prefix"))
+		progress, done := pushProgress(cmd.ErrOrStderr())
+		st, err := PushProgress(cmd.Context(), c, doc, get("prefix"), progress)
+		done()
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
@@ -184,7 +186,18 @@ type hash struct {
 // Push makes Redis hold exactly doc's consumers under prefix. The document
 // passes the load checks first; a refused one writes nothing.
 func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Stats, error) {
+	return PushProgress(ctx, c, doc, prefix, nil)
+}
+
+// PushProgress is Push, calling progress (if not nil) with the counts so far
+// after each pipelined batch and each page of the scan for stale keys.
+func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix string, progress func(Stats)) (Stats, error) {
 	var st Stats
+	report := func() {
+		if progress != nil {
+			progress(st)
+		}
+	}
 	set, err := consumers.Parse(doc)
 	if err != nil {
 		return st, err
@@ -200,6 +213,7 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 	flush := func() error {
 		err := syncHashes(ctx, c, pending, &st)
 		pending = pending[:0]
+		report()
 		return err
 	}
 	add := func(h hash) error {
@@ -268,7 +282,7 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 	if err := flush(); err != nil {
 		return st, err
 	}
-	return st, remove(ctx, c, prefix, set, usernames, &st)
+	return st, remove(ctx, c, prefix, set, usernames, &st, report)
 }
 
 // syncHashes writes the hashes that differ from what Redis holds: HSET of the
@@ -321,7 +335,7 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 // is matched literally: SCAN's pattern has its glob characters escaped, and
 // a key is deleted only if it starts with the prefix itself, so a prefix
 // such as "app[v2]:" never reaches another application's "app2:" keys.
-func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers.Set, usernames map[string]struct{}, st *Stats) error {
+func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers.Set, usernames map[string]struct{}, st *Stats, report func()) error {
 	credPfx, consPfx := prefix+"cred:", prefix+"consumer:"
 	var dels rueidis.Commands
 	flush := func() error {
@@ -354,6 +368,7 @@ func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers
 						}
 					}
 				}
+				report()
 				if cursor = e.Cursor; cursor == 0 {
 					break
 				}

@@ -353,3 +353,77 @@ func TestPushFlagsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Progress is reported after each batch, the counts only growing, up to
+// the final ones; drawn, it shows both phases, and the command draws
+// nothing when standard error is not a terminal.
+func TestPushProgress(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	var b strings.Builder
+	b.WriteString(`{"consumers":[`)
+	for i := range 500 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"username":"u%d","keys":[{"key":"k-%d-a"},{"key":"k-%d-b"}]}`, i, i, i)
+	}
+	b.WriteString(`]}`)
+	for i := range 3 {
+		redistest.Do(t, c, "HSET", fmt.Sprintf("p:consumer:stale%d", i), "id", "x")
+	}
+	var seen []Stats
+	st, err := PushProgress(context.Background(), c, []byte(b.String()), "p:", func(s Stats) { seen = append(seen, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 3 || seen[len(seen)-1] != st {
+		t.Fatalf("%d reports, the last %+v; want several, the last %+v", len(seen), seen[len(seen)-1], st)
+	}
+	for i := 1; i < len(seen); i++ {
+		p, n := seen[i-1], seen[i]
+		if n.Written+n.Unchanged < p.Written+p.Unchanged || n.Removed < p.Removed {
+			t.Errorf("report %d went back: %+v after %+v", i, n, p)
+		}
+	}
+
+	var drawn bytes.Buffer
+	progress, done := newPushBars(&drawn)
+	if _, err := PushProgress(context.Background(), c, []byte(`{"consumers":[]}`), "p:", progress); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	progress, done = newPushBars(&drawn)
+	if _, err := PushProgress(context.Background(), c, []byte(b.String()), "p:", progress); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if !strings.Contains(drawn.String(), "writing hashes") || !strings.Contains(drawn.String(), "removing stale keys") {
+		t.Errorf("drawn: %q", drawn.String())
+	}
+
+	file := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := &cobra.Command{Use: "key-auth"}
+	Setup(root)
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"push", "--redis", srv.Addr(), "--file", file, "--prefix", "p:"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if errOut.Len() != 0 {
+		t.Errorf("progress drawn on a standard error that is no terminal: %q", errOut.String())
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if progress, _ := pushProgress(f); progress != nil {
+		t.Error("progress drawn on a file")
+	}
+}
