@@ -280,6 +280,7 @@ func TestAuthzRefused(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse accepted the document\ndocument: %s", tt.doc)
 			}
+			buildAgrees(t, []byte(tt.doc), err)
 			msg := err.Error()
 			var se *SyntaxError
 			if tt.line > 0 {

@@ -3,6 +3,7 @@ package consumers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -19,13 +20,17 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// FuzzParseDiff holds the hand-written parser to a second opinion: a strict,
-// well-kept JSON decoder (encoding/json/v2's mirror) followed by the rules of
-// a consumers document written out plainly. Parse must accept exactly the
-// documents that decoder and those rules accept, and build the same
-// consumers: usernames, ids, custom ids, tags, groups, labels, whether it is
-// disabled, and per credential its id, key digest, consumer, expiry and
-// flags.
+// FuzzParseDiff holds the hand-written parser to the document's description
+// and to a second opinion. The reference decodes the document into its
+// description (Document) with a strict, well-kept JSON decoder
+// (encoding/json/v2's mirror) and the string rules that the JSON form adds
+// (stringRules), then applies the rules of a consumers document written out
+// plainly. Parse must accept exactly the documents the reference accepts,
+// and build the same consumers: usernames, ids, custom ids, tags, groups,
+// labels, whether it is disabled, and per credential its id, key digest,
+// consumer, expiry and flags. Build, given the decoded description, must
+// agree with both (checkBuild), so the parser and the description cannot
+// drift apart.
 //
 // The decoder refuses unknown and duplicate member names (after unescaping;
 // names match case-sensitively), invalid UTF-8, anything but white space
@@ -83,44 +88,89 @@ func FuzzParseDiff(f *testing.F) {
 		f.Add([]byte(doc))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		want, whyRefused := refParse(doc)
+		decoded, want, whyRefused := refParse(doc)
 		set, err := Parse(doc)
 		switch {
 		case err != nil && whyRefused == "":
 			t.Fatalf("Parse refused a document the reference accepts: %v", err)
 		case err == nil && whyRefused != "":
 			t.Fatalf("Parse accepted a document the reference refuses: %s", whyRefused)
-		case err != nil:
-			return
+		case err == nil:
+			compareSet(t, set, want)
 		}
-		compareSet(t, set, want)
+		if decoded != nil {
+			checkBuild(t, decoded, want, whyRefused, err)
+		}
 	})
 }
 
-// The document as the reference decodes it. Pointers tell null and absence
-// from an empty value; null stands for absence wherever the format allows it.
-type refDocument struct {
-	Consumers *[]*refConsumer `json:"consumers"`
+// stringRules are what the JSON form of a document says that its Go
+// description (Document) cannot: a member that is given may not be an empty
+// string where that would mean "absent", and an element of tags or groups or
+// a label's value may not be null (a member's null is its absence). The
+// reference applies them while it decodes.
+func stringRules(why *string) json.Options {
+	return json.WithUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, s *string) error {
+		// The pointer ends at the last token read: the member's name, or
+		// the array itself or the element before.
+		var at []string
+		for tok := range dec.StackPointer().Tokens() {
+			at = append(at, tok)
+		}
+		null := dec.PeekKind() == 'n'
+		switch {
+		case len(at) >= 3 && len(at) <= 4 && (at[2] == "tags" || at[2] == "groups" || at[2] == "labels"):
+			if null && *why == "" {
+				*why = "a null element of " + at[2]
+			}
+		case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at"}, at[4]):
+			if !null && *why == "" {
+				v, err := dec.ReadValue()
+				if err != nil {
+					return err
+				}
+				if string(v) == `""` {
+					*why = "an empty " + at[len(at)-1] + " given"
+				}
+				return json.Unmarshal(v, s)
+			}
+		}
+		return errors.ErrUnsupported // decoded as usual
+	}))
 }
 
-type refConsumer struct {
-	Username *string            `json:"username"`
-	ID       *string            `json:"id"`
-	CustomID *string            `json:"custom_id"`
-	Tags     []*string          `json:"tags"`
-	Keys     []*refCredential   `json:"keys"`
-	Groups   []*string          `json:"groups"`
-	Labels   map[string]*string `json:"labels"` // the decoder refuses a name given twice
-	Disabled *bool              `json:"disabled"`
-}
-
-type refCredential struct {
-	ID        *string `json:"id"`
-	Key       *string `json:"key"`
-	Hash      *string `json:"hash"`
-	ExpiresAt *string `json:"expires_at"`
-	Disabled  *bool   `json:"disabled"`
-	Canary    *bool   `json:"canary"`
+// refDecode decodes a document into its description, strictly: unknown and
+// duplicate members are refused, as are the string rules.
+func refDecode(doc []byte) (*Document, string) {
+	if !utf8.Valid(doc) {
+		return nil, "invalid UTF-8"
+	}
+	decode := func(v any, opts ...json.Options) error {
+		return json.Unmarshal(doc, v, append(opts, json.RejectUnknownMembers(true))...)
+	}
+	var (
+		d   Document
+		why string
+	)
+	err := decode(&d, stringRules(&why))
+	if err != nil && strings.Contains(err.Error(), "surrogate") {
+		// The shared leniency; the raw bytes are valid UTF-8 (checked above).
+		d, why = Document{}, ""
+		err = decode(&d, stringRules(&why), jsontext.AllowInvalidUTF8(true))
+	}
+	if err != nil {
+		return nil, "decoder: " + err.Error()
+	}
+	if why != "" {
+		return nil, why
+	}
+	var top struct {
+		Consumers jsontext.Value `json:"consumers"`
+	}
+	if err := json.Unmarshal(doc, &top, jsontext.AllowInvalidUTF8(true)); err != nil || top.Consumers.Kind() != '[' {
+		return nil, `"consumers" missing or null`
+	}
+	return &d, ""
 }
 
 // refWant is what a Set must hold for a consumer.
@@ -142,155 +192,141 @@ type refWantCredential struct {
 var refLabelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // refGroupsAndLabels applies the rules of groups and labels, plainly.
-func refGroupsAndLabels(c *refConsumer, w *refWant) string {
+func refGroupsAndLabels(c *ConsumerEntry, w *refWant) string {
 	seen := map[string]bool{}
 	for _, g := range c.Groups {
 		switch {
-		case g == nil:
-			return "a null group"
-		case *g == "" || utf8.RuneCountInString(*g) > 128:
+		case g == "" || utf8.RuneCountInString(g) > 128:
 			return "a group name empty or over 128 characters"
-		case strings.ContainsFunc(*g, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || unicode.IsControl(r) }):
+		case strings.ContainsFunc(g, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || unicode.IsControl(r) }):
 			return "white space, a comma or a control character in a group name"
-		case seen[*g]:
+		case seen[g]:
 			return "a group listed twice"
 		}
-		seen[*g] = true
-		w.groups = append(w.groups, *g)
+		seen[g] = true
+		w.groups = append(w.groups, g)
 	}
 	for name, v := range c.Labels {
 		switch {
 		case !refLabelName.MatchString(name):
 			return "a bad label name"
-		case v == nil:
-			return "a null label value"
-		case len(*v) > 1024 || strings.ContainsFunc(*v, unicode.IsControl):
+		case len(v) > 1024 || strings.ContainsFunc(v, unicode.IsControl):
 			return "a label value too long or with a control character"
 		}
 		if w.labels == nil {
 			w.labels = map[string]string{}
 		}
-		w.labels[name] = *v
+		w.labels[name] = v
 	}
-	w.disabled = c.Disabled != nil && *c.Disabled
+	w.disabled = c.Disabled
 	return ""
 }
 
-// refParse decodes a document with the strict decoder and applies the rules
-// of the format; it returns why the document is refused, or "".
-func refParse(doc []byte) ([]refWant, string) {
-	var d refDocument
-	if !utf8.Valid(doc) {
-		return nil, "invalid UTF-8"
-	}
-	err := json.Unmarshal(doc, &d, json.RejectUnknownMembers(true))
-	if err != nil && strings.Contains(err.Error(), "surrogate") {
-		// The shared leniency; the raw bytes are valid UTF-8 (checked above).
-		d = refDocument{}
-		err = json.Unmarshal(doc, &d, json.RejectUnknownMembers(true), jsontext.AllowInvalidUTF8(true))
-	}
-	if err != nil {
-		return nil, "decoder: " + err.Error()
-	}
-	if d.Consumers == nil {
-		return nil, `"consumers" missing or null`
+// refParse decodes a document into its description (refDecode) and applies
+// the rules of the format, written out plainly; it returns the document and
+// why it is refused, or "". The document is nil when decoding failed.
+func refParse(doc []byte) (*Document, []refWant, string) {
+	d, why := refDecode(doc)
+	if why != "" {
+		return nil, nil, why
 	}
 	var (
 		out                     []refWant
 		usernames, ids, credIDs = map[string]bool{}, map[string]bool{}, map[string]bool{}
 		digests                 = map[Digest]bool{}
 	)
-	for ci, c := range *d.Consumers {
-		if c == nil {
-			return nil, fmt.Sprintf("consumer #%d is null", ci+1)
-		}
-		w := refWant{username: refString(c.Username), id: refString(c.Username), customID: refString(c.CustomID)}
+	for ci := range d.Consumers {
+		c := &d.Consumers[ci]
+		w := refWant{username: c.Username, id: c.Username, customID: c.CustomID}
 		if w.username == "" {
-			return nil, fmt.Sprintf("consumer #%d has no username", ci+1)
+			return d, nil, fmt.Sprintf("consumer #%d has no username", ci+1)
 		}
-		if c.ID != nil {
-			if *c.ID == "" {
-				return nil, fmt.Sprintf("consumer #%d has an empty id", ci+1)
-			}
-			w.id = *c.ID
+		if c.ID != "" {
+			w.id = c.ID
 		}
 		if usernames[w.username] || ids[w.id] {
-			return nil, fmt.Sprintf("consumer #%d: username or id taken", ci+1)
+			return d, nil, fmt.Sprintf("consumer #%d: username or id taken", ci+1)
 		}
 		usernames[w.username], ids[w.id] = true, true
 		for _, tag := range c.Tags {
-			if tag == nil {
-				return nil, fmt.Sprintf("consumer #%d has a null tag", ci+1)
+			if tag == "" || strings.Contains(tag, ",") || strings.TrimSpace(tag) != tag {
+				return d, nil, fmt.Sprintf("consumer #%d: a tag empty, with a comma or with white space at an edge", ci+1)
 			}
-			if *tag == "" || strings.Contains(*tag, ",") || strings.TrimSpace(*tag) != *tag {
-				return nil, fmt.Sprintf("consumer #%d: a tag empty, with a comma or with white space at an edge", ci+1)
-			}
-			w.tags = append(w.tags, *tag)
 		}
+		w.tags = append(w.tags, c.Tags...)
 		if why := refGroupsAndLabels(c, &w); why != "" {
-			return nil, fmt.Sprintf("consumer #%d: %s", ci+1, why)
+			return d, nil, fmt.Sprintf("consumer #%d: %s", ci+1, why)
 		}
-		for ki, k := range c.Keys {
-			if k == nil {
-				return nil, fmt.Sprintf("key #%d of consumer #%d is null", ki+1, ci+1)
-			}
-			wc, why := refCredentialOf(k, w.id, ki)
+		for ki := range c.Keys {
+			wc, why := refCredentialOf(&c.Keys[ki], w.id, ki)
 			if why != "" {
-				return nil, fmt.Sprintf("key #%d of consumer #%d: %s", ki+1, ci+1, why)
+				return d, nil, fmt.Sprintf("key #%d of consumer #%d: %s", ki+1, ci+1, why)
 			}
 			if credIDs[wc.id] || digests[wc.digest] {
-				return nil, fmt.Sprintf("key #%d of consumer #%d: credential id or key taken", ki+1, ci+1)
+				return d, nil, fmt.Sprintf("key #%d of consumer #%d: credential id or key taken", ki+1, ci+1)
 			}
 			credIDs[wc.id], digests[wc.digest] = true, true
 			w.credentials = append(w.credentials, wc)
 		}
 		out = append(out, w)
 	}
-	return out, ""
+	return d, out, ""
 }
 
-func refCredentialOf(k *refCredential, consumerID string, i int) (refWantCredential, string) {
+func refCredentialOf(k *CredentialEntry, consumerID string, i int) (refWantCredential, string) {
 	w := refWantCredential{id: consumerID + "#" + strconv.Itoa(i+1)}
-	if k.ID != nil {
-		if *k.ID == "" {
-			return w, "empty id"
-		}
-		w.id = *k.ID
+	if k.ID != "" {
+		w.id = k.ID
 	}
 	switch {
-	case (k.Key == nil) == (k.Hash == nil):
+	case (k.Key == "") == (k.Hash == ""):
 		return w, "wants exactly one of key and hash"
-	case k.Key != nil && (*k.Key == "" || len(*k.Key) > MaxKeyLength):
-		return w, "key empty or too long"
-	case k.Key != nil && unsendableKey(*k.Key):
+	case len(k.Key) > MaxKeyLength:
+		return w, "key too long"
+	case k.Key != "" && unsendableKey(k.Key):
 		return w, "key blank, edged with whitespace or holding a control character"
-	case k.Key != nil:
-		w.digest = sha256.Sum256([]byte(*k.Key))
+	case k.Key != "":
+		w.digest = sha256.Sum256([]byte(k.Key))
 	default:
-		hexDigits, ok := strings.CutPrefix(*k.Hash, "sha256:")
+		hexDigits, ok := strings.CutPrefix(k.Hash, "sha256:")
 		raw, err := hex.DecodeString(hexDigits)
 		if !ok || err != nil || len(raw) != len(w.digest) {
 			return w, "malformed hash"
 		}
 		copy(w.digest[:], raw)
 	}
-	if k.ExpiresAt != nil {
-		t, err := time.Parse(time.RFC3339, *k.ExpiresAt)
+	if k.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339, k.ExpiresAt)
 		if err != nil {
 			return w, "expires_at is not RFC 3339"
 		}
 		w.expires = &t
 	}
-	w.disabled = k.Disabled != nil && *k.Disabled
-	w.canary = k.Canary != nil && *k.Canary
+	w.disabled, w.canary = k.Disabled, k.Canary
 	return w, ""
 }
 
-func refString(p *string) string {
-	if p == nil {
-		return ""
+// checkBuild holds Build, the rules applied to the description, to Parse:
+// it accepts the same documents, with the same errors, and builds the same
+// Set.
+func checkBuild(t *testing.T, d *Document, want []refWant, whyRefused string, parseErr error) {
+	t.Helper()
+	set, err := Build(d)
+	switch {
+	case err != nil && whyRefused == "":
+		t.Fatalf("Build refused a document the reference accepts: %v", err)
+	case err == nil && whyRefused != "":
+		t.Fatalf("Build accepted a document the reference refuses: %s", whyRefused)
+	case err == nil:
+		compareSet(t, set, want)
+		return
 	}
-	return *p
+	// Parse says where, by line; Build cannot. Labels are numbered in the
+	// order of the document by one and by name by the other.
+	_, parseMsg, _ := strings.Cut(parseErr.Error(), ": ")
+	if parseMsg != err.Error() && !strings.Contains(parseMsg, "label") {
+		t.Fatalf("Build's error %q, Parse's %q", err, parseErr)
+	}
 }
 
 // compareSet checks, through the Set's methods alone, that it holds what the

@@ -27,7 +27,7 @@ func digestOf(key string) *Digest {
 
 func hashOf(key string) string {
 	d := sha256.Sum256([]byte(key))
-	return hashPrefix + hex.EncodeToString(d[:])
+	return HashPrefix + hex.EncodeToString(d[:])
 }
 
 func mustParse(t testing.TB, doc string) *Set {
@@ -192,7 +192,7 @@ func TestParseValid(t *testing.T) {
 		{
 			name: "upper-case hex hash",
 			doc: `{"consumers": [{"username": "h", "keys": [{"hash": "` +
-				hashPrefix + strings.ToUpper(hashOf(keyMark + "-H")[len(hashPrefix):]) + `"}]}]}`,
+				HashPrefix + strings.ToUpper(hashOf(keyMark + "-H")[len(HashPrefix):]) + `"}]}]}`,
 			consumers: []wantConsumer{{username: "h", id: "h"}},
 			creds:     []wantCred{{key: keyMark + "-H", id: "h#1", consumer: "h"}},
 			keys:      1,
@@ -476,11 +476,11 @@ func TestParseRefused(t *testing.T) {
 			want: []string{`consumer "bob", credential "long" has a key longer than 4096 bytes`}},
 		{name: "key longer than MaxKeyLength once unescaped", doc: one(`"username": "bob", "keys": [{"key": "` + keyMark + strings.Repeat(`\u00e9`, MaxKeyLength/2) + `"}]`),
 			want: []string{`consumer "bob", key #1 has a key longer than 4096 bytes`}},
-		{name: "hash with a wrong prefix", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "sha1:` + h[len(hashPrefix):] + `"}]`),
+		{name: "hash with a wrong prefix", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "sha1:` + h[len(HashPrefix):] + `"}]`),
 			want: []string{`consumer "bob", credential "c1" has a malformed hash (want "sha256:" and 64 hex digits)`}},
-		{name: "hash with an upper-case prefix", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "SHA256:` + h[len(hashPrefix):] + `"}]`),
+		{name: "hash with an upper-case prefix", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "SHA256:` + h[len(HashPrefix):] + `"}]`),
 			want: []string{`credential "c1" has a malformed hash`}},
-		{name: "hash without a prefix", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "` + h[len(hashPrefix):] + `"}]`),
+		{name: "hash without a prefix", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "` + h[len(HashPrefix):] + `"}]`),
 			want: []string{`credential "c1" has a malformed hash`}},
 		{name: "hash too short", doc: one(`"username": "bob", "keys": [{"id": "c1", "hash": "` + h[:len(h)-1] + `"}]`),
 			want: []string{`credential "c1" has a malformed hash`}},
@@ -517,7 +517,7 @@ func TestParseRefused(t *testing.T) {
 			{"username": "b", "keys": [{"id": "plain", "key": "` + k("h") + `"}]}]}`,
 			want: []string{`consumer "b", credential "plain" has the same key as consumer "a", credential "hashed"`}},
 		{name: "one hash in lower and upper case", doc: `{"consumers": [{"username": "a", "keys": [{"id": "lower", "hash": "` + h + `"}]},
-			{"username": "b", "keys": [{"id": "upper", "hash": "` + hashPrefix + strings.ToUpper(h[len(hashPrefix):]) + `"}]}]}`,
+			{"username": "b", "keys": [{"id": "upper", "hash": "` + HashPrefix + strings.ToUpper(h[len(HashPrefix):]) + `"}]}]}`,
 			want: []string{`consumer "b", credential "upper" has the same key as consumer "a", credential "lower"`}},
 		{name: "duplicate explicit credential ids", doc: `{"consumers": [{"username": "a", "keys": [{"id": "cred", "key": "` + k("1") + `"}]},
 			{"username": "b", "keys": [{"id": "cred", "key": "` + k("2") + `"}]}]}`,
@@ -538,6 +538,7 @@ func TestParseRefused(t *testing.T) {
 				c, k := s.Len()
 				t.Fatalf("Parse accepted the document (%d consumers, %d keys)\ndocument: %s", c, k, tt.doc)
 			}
+			buildAgrees(t, []byte(tt.doc), err)
 			msg := err.Error()
 			var se *SyntaxError
 			if tt.line > 0 {

@@ -1,5 +1,8 @@
 package integration
 
+// A Caddy binary built with the module: list-modules, the example config,
+// and the mistakes it refuses.
+
 import (
 	"os"
 	"os/exec"

@@ -1,5 +1,8 @@
 package integration
 
+// The key_auth directive in a Caddyfile: matchers, the order of
+// directives, and mistakes refused at load with file and line.
+
 import (
 	"fmt"
 	"net/http"

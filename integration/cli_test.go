@@ -1,5 +1,9 @@
 package integration
 
+// The caddy key-auth command (README: Managing keys), run from the built
+// binary: importing from Kong and APISIX, and minting, checking and revoking
+// keys in a file a running Caddy serves.
+
 import (
 	"bytes"
 	"net/http"
@@ -103,6 +107,22 @@ func TestCLIImportServes(t *testing.T) {
 			{"rose-from-env-key", "rose", "rose#1"},
 			{"tom-apisix-laptop-key", "tom", "tom-laptop"},
 			{"tom-apisix-ci-key", "tom", "tom-ci"},
+		}},
+		{"kong decK without _format_version", "kong", "kong-deck-noversion.yaml", nil, []importedKey{
+			{"erin-noversion-key-01", "erin", "erin#1"},
+			{"frank-noversion-key-02", "frank", "frank#1"},
+		}},
+		{"kong db_export", "kong", "kong-db-export.yaml", nil, []importedKey{
+			{"grace-export-key-01", "grace", "2b3c4d5e-6f70-4a81-92a3-b4c5d6e7f801"},
+			{"heidi-export-key-02", "heidi", "2b3c4d5e-6f70-4a81-92a3-b4c5d6e7f802"},
+		}},
+		{"kong admin api", "kong", "kong-admin.json", nil, []importedKey{
+			{"ivan-admin-api-key-01", "ivan", "e5c1f2b3-4d5e-4f60-9b7c-8d9e0f1a2b01"},
+			{"judy-admin-api-key-02", "judy", "e5c1f2b3-4d5e-4f60-9b7c-8d9e0f1a2b02"},
+		}},
+		{"apisix json", "apisix", "apisix.json", []string{"KATE_API_KEY=kate-json-env-key"}, []importedKey{
+			{"kate-json-env-key", "kate", "kate#1"},
+			{"leo-json-default-key", "leo", "leo#1"},
 		}},
 		{"apisix admin list", "apisix", "apisix-admin.json", nil, []importedKey{
 			{"jack-admin-key-01", "jack", "jack#1"},

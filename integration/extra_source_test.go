@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -55,24 +54,11 @@ func (s *staticTestSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 func (s *staticTestSource) Provision(caddy.Context) error {
-	type key struct {
-		Key string `json:"key"`
-	}
-	type consumer struct {
-		Username string `json:"username"`
-		Keys     []key  `json:"keys"`
-	}
-	var doc struct {
-		Consumers []consumer `json:"consumers"`
-	}
+	var doc consumers.Document
 	for _, c := range s.Consumers {
-		doc.Consumers = append(doc.Consumers, consumer{c[0], []key{{c[1]}}})
+		doc.Consumers = append(doc.Consumers, consumers.ConsumerEntry{Username: c[0], Keys: []consumers.CredentialEntry{{Key: c[1]}}})
 	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	set, err := consumers.Parse(b)
+	set, err := consumers.Build(&doc)
 	if err != nil {
 		return fmt.Errorf("static_test consumers: %w", err)
 	}

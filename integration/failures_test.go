@@ -1,5 +1,8 @@
 package integration
 
+// Failure responses (README: Request handling, rule 8): JSON bodies, the
+// challenge, the realm, and handle_errors.
+
 import (
 	"net/http"
 	"strings"
@@ -26,31 +29,15 @@ var failing = []struct {
 	{"key too long", []string{"apikey", strings.Repeat("k", 5000)}, "/f", msgInvalid},
 }
 
-// Rule 8: failures are JSON, with the challenge, with or without a realm.
+// Request handling, rule 8: failures are JSON, with the challenge, with or
+// without a realm.
 func TestFailureResponses(t *testing.T) {
 	e := newEnv(t)
-	e.load(`{{.Global}}
-{{.Site}} {
-	key_auth {
-		consumers file {{.Consumers}}
-	}
-	reverse_proxy {{.Up}}
-}
-{{.Site2}} {
-	key_auth {
-		realm x
-		consumers file {{.Consumers}}
-	}
-	reverse_proxy {{.Up}}
-}
-{{.Site3}} {
-	key_auth {
-		realm "my \"API\""
-		consumers file {{.Consumers}}
-	}
-	reverse_proxy {{.Up}}
-}
-`, "caddyfile")
+	e.sites(
+		keyAuthSite("{{.Site}}"),
+		keyAuthSite("{{.Site2}}", "realm x"),
+		keyAuthSite("{{.Site3}}", `realm "my \"API\""`),
+	)
 	for _, s := range []struct{ base, challenge string }{
 		{site, `Key`},
 		{site2, `Key realm="x"`},
@@ -71,62 +58,9 @@ func TestFailureResponses(t *testing.T) {
 	wantIdentity(t, get(t, site3+"/ok", "apikey", keyBob), idBob)
 }
 
-// Rule 8: with anonymous set, every failure goes on as the anonymous
-// consumer, found by username and then by id; if there is none, 500.
-func TestAnonymous(t *testing.T) {
-	e := newEnv(t)
-	e.load(`{{.Global}}
-(anon) {
-	key_auth {
-		anonymous {args[0]}
-		consumers file {{.Consumers}} {
-			refresh 100ms
-		}
-	}
-	reverse_proxy {{.Up}}
-}
-{{.Site}} {
-	import anon guest
-}
-{{.Site2}} {
-	import anon anon-1
-}
-{{.Site3}} {
-	import anon nobody
-}
-`, "caddyfile")
-	for _, f := range failing {
-		t.Run(f.name, func(t *testing.T) {
-			// By username: guest, not impostor whose id is "guest".
-			wantIdentity(t, get(t, site+f.path, append(f.hdr, forged...)...), idGuest)
-			// By id.
-			wantIdentity(t, get(t, site2+f.path, f.hdr...), idGuest)
-			// Nobody.
-			wantFailure(t, get(t, site3+f.path, f.hdr...), http.StatusInternalServerError,
-				"anonymous consumer nobody is configured but doesn't exist", "")
-		})
-	}
-	// A right key is not anonymous.
-	wantIdentity(t, get(t, site+"/", "apikey", keyAlice), idAlice)
-	wantIdentity(t, get(t, site3+"/", "apikey", keyBob), idBob)
-
-	// The anonymous consumer follows the file: add nobody, then remove guest.
-	doc := `{"consumers": [
-		{"username": "alice", "id": "a11ce", "custom_id": "cust-1", "keys": [{"id": "alice-key", "key": "` + keyAlice + `"}]},
-		{"username": "nobody", "id": "n0", "custom_id": "c-n"}
-	]}`
-	e.writeConsumers(doc)
-	eventually(t, "nobody to exist", func() bool {
-		return get(t, site3+"/").status == http.StatusOK
-	})
-	wantIdentity(t, get(t, site3+"/", "apikey", keyWrong), identity{"nobody", "n0", "c-n", absent, "true"})
-	wantFailure(t, get(t, site+"/"), http.StatusInternalServerError,
-		"anonymous consumer guest is configured but doesn't exist", "")
-	wantIdentity(t, get(t, site+"/", "apikey", keyAlice), idAlice)
-}
-
-// Rule 8: with handle_errors, failures go to the site's handle_errors
-// routes with {http.error.status_code} and {http.error.message}.
+// Request handling, rule 8: with handle_errors, failures go to the site's
+// handle_errors routes with {http.error.status_code} and
+// {http.error.message}.
 func TestHandleErrors(t *testing.T) {
 	e := newEnv(t)
 	e.load(`{{.Global}}
@@ -192,4 +126,15 @@ func TestHandleErrors(t *testing.T) {
 			t.Errorf("a rejected request logged at ERROR: %s", l)
 		}
 	}
+}
+
+// An unknown key is Kong 3.7+'s 401 Unauthorized; the other
+// messages are unchanged.
+func TestUnknownKeyMessage(t *testing.T) {
+	e := newSmallEnv(t)
+	e.site()
+	want401(t, get(t, site+"/", "apikey", "nobody-s-key"), "Unauthorized")
+	want401(t, get(t, site+"/"), "No API key found in request")
+	want401(t, get(t, site+"/?apikey=a&apikey=b"), "Duplicate API key found")
+	wantIdentity(t, get(t, site+"/", "apikey", smallKey), smallAlice)
 }

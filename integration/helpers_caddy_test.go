@@ -1,50 +1,44 @@
 package integration
 
-// The integration tests' toolkit, in four files:
-//   helpers_caddy_test.go   ports, the in-process Caddy, loading configs, the
-//                           admin API, a test's env (directory, consumers
-//                           file, upstream, logs)
+// The integration tests run key_auth in a real Caddy, in this process, on
+// free ports, against a real upstream that echoes what it got. One file per
+// feature holds every test of that feature:
+//
+//   locations_test.go        where a key is found: names, header, cookie,
+//                            query, body, duplicates, Authorization, HTTP/2
+//   matrix_test.go           every on/off combination of the locations
+//   body_test.go             form, JSON and multipart bodies, limits, timeouts
+//   hide_credentials_test.go hide_credentials on every path and location
+//   identity_test.go         identity headers and placeholders, forgery
+//   anonymous_test.go        the anonymous consumer, CORS preflight
+//   failures_test.go         failure responses, realms, handle_errors
+//   acl_test.go              allow, deny, groups, labels and tags
+//   matcher_test.go          the consumer matcher
+//   canary_test.go           canary keys
+//   logs_test.go             no key in any log line or metric
+//   source_file_test.go      consumers from a file
+//   source_http_test.go      consumers from an HTTP source
+//   source_redis_test.go     consumers in Redis
+//   source_admin_test.go     the admin endpoints and the metrics
+//   extra_source_test.go     a source module of another package
+//   reload_test.go           config reloads and their cost
+//   concurrency_test.go      long runs under traffic, leaks
+//   caddyfile_test.go, json_test.go   the two config languages
+//   cli_test.go, binary_test.go       the caddy key-auth command, the binary
+//   readme_test.go           the README's examples, run as written
+//
+// The toolkit:
+//   helpers_caddy_test.go   ports, the in-process Caddy, loading configs
+//                           (env.site for the usual site block), the admin
+//                           API, a test's env (directory, consumers file,
+//                           upstream, logs)
 //   helpers_http_test.go    clients, requests, answers, the echo upstream,
-//                           identities and the tables of hostile requests
+//                           identities; a call (a request) and its outcome,
+//                           named together in a testCase
 //   helpers_source_test.go  the HTTP server that plays a consumers source,
 //                           consumer documents, JSON configs of sources
 //   helpers_wait_test.go    waiting on conditions; goroutines, pollers, files
-//
-// Old names → new names (for tests written against the three old helper
-// files; the "src" and "hard" prefixes only kept those files apart):
-//   postLoad(cfg, "json"), srcLoad(cfg, "application/json") → loadConfig(cfg, "json")
-//   srcStart(t, cfg, "caddyfile") + srcUnloadAtEnd(t)     → startCaddy(t, cfg, "caddyfile") (unloads at the end)
-//   srcMustLoad(t, cfg, "text/caddyfile")                  → mustLoad(t, cfg, "caddyfile")
-//   idle, srcIdle                                          → idleConfig
-//   fmt.Sprintf(srcGlobal, extra), {{.Global}}             → globalOptions(extra), {{.Global}}
-//   srcAdmin, adminURL, "localhost:2999"                   → adminURL, adminAddr ({{.Admin}} in templates)
-//   ports 9080/9280 (http_port), 9443 (https_port)         → httpPort, httpsPort ({{.HTTPPort}}, {{.HTTPSPort}})
-//   site ports 9081..9083, 9201..9391                      → sitePort[0..4]; URLs site, site2..site5;
-//                                                            {{.Site}}..{{.Site5}}, {{.Port}}..{{.Port5}}
-//   srcAdminDo                                             → adminDo
-//   srcSources, srcMetrics                                 → sources, metrics
-//   storesFor(path), srcStoresAt(loc)                      → storesAt(loc) (len for a count)
-//   srcStoreAt(loc)                                        → storeAt(t, loc)
-//   eventually(t, d, what, f), srcEventually(t, d, what, f) → eventually(t, what, f) (no duration)
-//   srcWaitStatus(t, loc, d, what, f)                      → waitStatus(t, loc, what, f)
-//   srcSettle(limit, d), hardGoroutines(limit, d)          → settleGoroutines(limit); goroutines() for a baseline
-//   srcPollers(), srcOpenFiles(t), hardHeap()              → pollers(), openFiles(t), heapInUse()
-//   client, srcClient                                      → client
-//   hardClient()                                           → keepAliveClient()
-//   do(t, r)                                               → do(t, r)
-//   hardSend(c, r)                                         → send(c, r)
-//   req(t, m, u, b, hdr...), hardNewReq(m, u, b, hdr...)   → req(m, u, b, hdr...)
-//   hardRaw, hardRawSend                                   → rawRequest, sendRaw
-//   srcGet(t, url, key)                                    → getKey(t, url, key)
-//   srcExpect(t, url, key, status, body)                   → expect(t, url, key, status, body)
-//   srcWriteDoc(t, path, []byte), writeAtomic(t, path, s)  → writeAtomic(t, path, s)
-//   srcDoc(pairs...), srcBigDoc(n)                         → consumersDoc(pairs...), bigConsumersDoc(n) (strings)
-//   srcRandomKey()                                         → randomKey()
-//   srcLogLines(t, path, subs...)                          → countLines(t, path, subs...)
-//   srcNewServer, srcServer, srcOK, srcFail, ...           → newSourceServer, sourceServer, sourceOK, sourceFail, ...
-//   srcHTTPSite(port, ...)                                 → httpSourceSite(port, ...)
-//   srcJSONConfig(port, ...), srcRoute, srcFileSource, srcHTTPSource
-//                                                          → jsonConfig(port, ...), jsonRoute, fileSourceJSON, httpSourceJSON
+//   fixtures_test.go        documents and configs several features share
 
 import (
 	"bufio"
@@ -53,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -81,15 +76,27 @@ var (
 
 func init() { caddytest.Default.AdminPort = adminPort }
 
-// freePorts asks the kernel for n distinct free ports on 127.0.0.1: it
+// freePorts chooses n distinct ports on 127.0.0.1 that are free now: it
 // holds every listener until all are chosen, then lets them go for Caddy
-// to take.
+// to take. It picks them below the kernel's ephemeral range: a port in that
+// range, free between two tests, can be taken meanwhile by any outgoing
+// connection of the machine (the xcaddy build's downloads, another test
+// process's clients), and every later test of this process would fail to
+// listen on it. Without that range to read, the kernel chooses.
 func freePorts(n int) []int {
 	var out []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	low := ephemeralLow()
+	for tries := 0; len(out) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if low > 10000+n && tries < 10000 {
+			addr = "127.0.0.1:" + strconv.Itoa(10000+rand.IntN(low-10000))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			panic(fmt.Sprintf("choosing a free port: %v", err))
+			if addr == "127.0.0.1:0" {
+				panic(fmt.Sprintf("choosing a free port: %v", err))
+			}
+			continue // taken: another
 		}
 		defer ln.Close()
 		out = append(out, ln.Addr().(*net.TCPAddr).Port)
@@ -97,19 +104,34 @@ func freePorts(n int) []int {
 	return out
 }
 
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0 when
+// it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
+}
+
 var (
 	adminAddr = "localhost:" + strconv.Itoa(adminPort)
 	adminURL  = "http://" + adminAddr
 	// site is the address of the first site of most configs; siteN are
-	// the others.
+	// the others (siteURL(i) for more; templates have {{.Site6}} and on).
 	site  = siteURL(0)
 	site2 = siteURL(1)
 	site3 = siteURL(2)
 	site4 = siteURL(3)
 	site5 = siteURL(4)
-	site6 = siteURL(5)
-	site7 = siteURL(6)
-	site8 = siteURL(7)
 )
 
 func siteURL(i int) string { return "http://localhost:" + strconv.Itoa(sitePort[i]) }
@@ -377,8 +399,8 @@ func storeAt(t testing.TB, loc string) *sources.Store {
 
 // render fills a config template: {{.Global}} (Caddyfiles only: the global
 // options with a DEBUG log into caddy.log and e.vars["GlobalExtra"]),
-// {{.Admin}}, {{.HTTPPort}}, {{.HTTPSPort}}, {{.Site}}..{{.Site5}} (site
-// URLs), {{.Port}}..{{.Port5}} (their ports), {{.Dir}}, {{.Consumers}},
+// {{.Admin}}, {{.HTTPPort}}, {{.HTTPSPort}}, {{.Site}}..{{.Site8}} (site
+// URLs), {{.Port}}..{{.Port8}} (their ports), {{.Dir}}, {{.Consumers}},
 // {{.Up}} (the upstream's dial address) and e.vars.
 func (e *env) render(tmpl string) string {
 	e.t.Helper()
@@ -409,6 +431,32 @@ func (e *env) render(tmpl string) string {
 func (e *env) load(tmpl, adapter string) {
 	e.t.Helper()
 	startCaddy(e.t, e.render(tmpl), adapter)
+}
+
+// keyAuthSite is the usual site block of a Caddyfile template: at addr
+// ({{.Site}}, {{.Site2}}, ...), key_auth with the option lines given and
+// the env's consumers file, in front of reverse_proxy to the echo upstream.
+func keyAuthSite(addr string, options ...string) string {
+	var b strings.Builder
+	b.WriteString(addr + " {\n\tkey_auth {\n")
+	for _, o := range options {
+		b.WriteString("\t\t" + o + "\n")
+	}
+	b.WriteString("\t\tconsumers file {{.Consumers}}\n\t}\n\treverse_proxy {{.Up}}\n}\n")
+	return b.String()
+}
+
+// site loads a Caddyfile of one keyAuthSite at {{.Site}} with the options
+// given.
+func (e *env) site(options ...string) {
+	e.t.Helper()
+	e.sites(keyAuthSite("{{.Site}}", options...))
+}
+
+// sites loads a Caddyfile of the global options and the site blocks given.
+func (e *env) sites(blocks ...string) {
+	e.t.Helper()
+	e.load("{{.Global}}\n"+strings.Join(blocks, ""), "caddyfile")
 }
 
 // loadError renders a config and posts it to the admin API, which must

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -366,61 +365,6 @@ func wantBody(t testing.TB, e *echo, body []byte) {
 	}
 }
 
-// outcome is what a request should come to: the upstream, told who, or a
-// failure of key_auth.
-type outcome struct {
-	who     identity
-	status  int
-	message string
-}
-
-func pass(who identity) outcome { return outcome{who: who, status: http.StatusOK} }
-func reject(message string) outcome {
-	return outcome{status: http.StatusUnauthorized, message: message}
-}
-
-func (o outcome) String() string {
-	if o.status == http.StatusOK {
-		return fmt.Sprintf("200 as %s", o.who.username)
-	}
-	return fmt.Sprintf("%d %s", o.status, o.message)
-}
-
-// check checks an answer against the outcome; challenge is the expected
-// WWW-Authenticate of a 401. It returns the echo of a request that passed.
-func (o outcome) check(t testing.TB, r *response, challenge string) *echo {
-	t.Helper()
-	if o.status == http.StatusOK {
-		return wantIdentity(t, r, o.who)
-	}
-	wantFailure(t, r, o.status, o.message, challenge)
-	return nil
-}
-
-// call is a request of a table: GET unless it has a body, which is POSTed.
-type call struct {
-	path    string   // path and query, default "/"
-	hdr     []string // header pairs, sent as spelled
-	ctype   string   // the body's content type
-	body    string
-	chunked bool // send the body with no Content-Length
-}
-
-func (c call) send(t testing.TB, base string) *response {
-	t.Helper()
-	path := c.path
-	if path == "" {
-		path = "/"
-	}
-	if c.body == "" && c.ctype == "" {
-		return get(t, base+path, c.hdr...)
-	}
-	if c.chunked {
-		return postChunked(t, base+path, c.ctype, []byte(c.body), c.hdr...)
-	}
-	return post(t, base+path, c.ctype, []byte(c.body), c.hdr...)
-}
-
 const (
 	formType = "application/x-www-form-urlencoded"
 	jsonType = "application/json"
@@ -433,53 +377,6 @@ func escapeAll(s string) string {
 		fmt.Fprintf(&b, "%%%02x", s[i])
 	}
 	return b.String()
-}
-
-// The keys of the hardening consumer "odd", added to the standard file by
-// hardConsumers: one of the bytes that need escaping in every location (a
-// control byte would be refused at load, issue 8), one of exactly
-// model.MaxKeyLength bytes and one of multi-byte UTF-8.
-var (
-	hardCtlKey  = "ctl \"\\%00+&=;#?<>'`-key"
-	hardLongKey = hardLong(4096)
-	hardUTF8Key = "ütf-8 ключ 🔑"
-
-	idOddCtl  = identity{"odd", "odd-1", absent, "odd-ctl", absent}
-	idOddLong = identity{"odd", "odd-1", absent, "odd-long", absent}
-	idOddUTF8 = identity{"odd", "odd-1", absent, "odd-utf8", absent}
-)
-
-// hardLong is a key of n bytes that is not a repetition of one byte.
-func hardLong(n int) string {
-	var b strings.Builder
-	for i := 0; b.Len() < n; i++ {
-		fmt.Fprintf(&b, "long-%d-", i)
-	}
-	return b.String()[:n]
-}
-
-// hardConsumers writes the standard consumers file with the consumer
-// "odd" added.
-func hardConsumers(e *env) {
-	e.t.Helper()
-	std, err := os.ReadFile("testdata/consumers.json")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	keys, err := json.Marshal([]map[string]string{
-		{"id": "odd-ctl", "key": hardCtlKey},
-		{"id": "odd-long", "key": hardLongKey},
-		{"id": "odd-utf8", "key": hardUTF8Key},
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	doc := strings.TrimSpace(string(std))
-	if !strings.HasSuffix(doc, "]}") {
-		e.t.Fatal("testdata/consumers.json does not end in ]}")
-	}
-	doc = doc[:len(doc)-2] + `, {"username": "odd", "id": "odd-1", "keys": ` + string(keys) + "}\n]}"
-	e.writeConsumers(doc)
 }
 
 // rawRequest builds an HTTP/1.1 request byte for byte, for what Go's client
@@ -523,136 +420,201 @@ func sendRaw(addr string, raw []byte) (*response, error) {
 	return &response{status: res.StatusCode, header: res.Header, body: b}, nil
 }
 
-// hardWant is the answer a hostile request must get.
-type hardWant struct {
-	outcome
-	// server: the request never reaches Caddy's handlers; Go's HTTP server
-	// itself answers with this status in plain text (a control byte in a
-	// header, a header block over max_header_size).
+// outcome is what a request should come to: the upstream, told who; a
+// failure of key_auth; or an answer of Go's own HTTP server, for a request
+// that never reaches Caddy's handlers.
+type outcome struct {
+	who     identity
+	status  int
+	message string
+	// server: Go's HTTP server itself answers with this status in plain
+	// text (a control byte in a header, a header block over
+	// max_header_size); key_auth never sees the request.
 	server int
 	// upstream, when set, checks what the upstream got of a request that
 	// passed.
-	upstream func(t *testing.T, e *echo)
+	upstream func(t testing.TB, e *echo)
 }
 
-func hardPass(who identity) hardWant { return hardWant{outcome: pass(who)} }
-func hardReject(msg string) hardWant { return hardWant{outcome: reject(msg)} }
-func hardServer(status int) hardWant { return hardWant{server: status} }
+func pass(who identity) outcome { return outcome{who: who, status: http.StatusOK} }
+func reject(message string) outcome {
+	return outcome{status: http.StatusUnauthorized, message: message}
+}
+func serverRefuses(status int) outcome { return outcome{server: status} }
 
-func (w hardWant) String() string {
-	if w.server != 0 {
-		return fmt.Sprintf("%d from Go's server", w.server)
+// then adds a check of what the upstream got to an outcome that passes.
+func (o outcome) then(upstream func(t testing.TB, e *echo)) outcome {
+	o.upstream = upstream
+	return o
+}
+
+func (o outcome) String() string {
+	switch {
+	case o.server != 0:
+		return fmt.Sprintf("%d from Go's server", o.server)
+	case o.status == http.StatusOK:
+		return fmt.Sprintf("200 as %s", o.who.username)
 	}
-	return w.outcome.String()
+	return fmt.Sprintf("%d %s", o.status, o.message)
 }
 
-// status is the status the answer must have.
-func (w hardWant) status() int {
-	if w.server != 0 {
-		return w.server
-	}
-	return w.outcome.status
-}
-
-// check checks an answer in full.
-func (w hardWant) check(t *testing.T, r *response) {
+// check checks an answer against the outcome; challenge is the expected
+// WWW-Authenticate of a 401. It returns the echo of a request that passed.
+// A 5xx nobody asked for stops the test at once.
+func (o outcome) check(t testing.TB, r *response, challenge string) *echo {
 	t.Helper()
-	if r.status >= 500 {
+	if r.status >= 500 && o.status < 500 {
 		t.Fatalf("a 5xx: %s", r)
 	}
-	if w.server != 0 {
-		if r.status != w.server || r.fromUpstream() || !bytes.HasPrefix(r.body, []byte(fmt.Sprint(w.server))) {
-			t.Fatalf("want Go's server's %d, got %s", w.server, r)
+	if o.server != 0 {
+		if r.status != o.server || r.fromUpstream() || !bytes.HasPrefix(r.body, []byte(fmt.Sprint(o.server))) {
+			t.Fatalf("want Go's server's %d, got %s", o.server, r)
 		}
-		return
+		return nil
 	}
-	if e := w.outcome.check(t, r, "Key"); e != nil && w.upstream != nil {
-		w.upstream(t, e)
+	if o.status == http.StatusOK {
+		e := wantIdentity(t, r, o.who)
+		if o.upstream != nil {
+			o.upstream(t, e)
+		}
+		return e
 	}
+	wantFailure(t, r, o.status, o.message, challenge)
+	return nil
 }
 
 // quick checks an answer by its status and source only, on any goroutine.
-func (w hardWant) quick(r *response) error {
-	if r.status != w.status() || (r.status == http.StatusOK) != r.fromUpstream() {
-		return fmt.Errorf("got %d (from upstream %v), want %s", r.status, r.fromUpstream(), w)
+func (o outcome) quick(r *response) error {
+	status := o.status
+	if o.server != 0 {
+		status = o.server
+	}
+	if r.status != status || (r.status == http.StatusOK) != r.fromUpstream() {
+		return fmt.Errorf("got %d (from upstream %v), want %s", r.status, r.fromUpstream(), o)
 	}
 	return nil
 }
 
-// hardCase is one hostile request: built anew for every send (a body is
-// read once), sent through Go's client or, when raw is set, over a bare
-// connection.
-type hardCase struct {
-	name  string
-	build func(base string) *http.Request
-	raw   func(host string) []byte
-	want  hardWant
+// call is a request: GET unless it has a body or a content type, which is
+// POSTed. It is built anew for every send, so it can be sent again.
+type call struct {
+	path    string   // path and query, default "/"
+	hdr     []string // header pairs, sent as spelled
+	ctype   string   // the body's content type
+	body    string
+	chunked bool // send the body with no Content-Length
+	// raw sends the request byte for byte over a bare connection, for
+	// what Go's client refuses to send (a control byte, a bad name).
+	raw bool
 }
 
-// send sends the case to the site at base (http://host:port).
-func (c hardCase) send(cl *http.Client, base string) (*response, error) {
-	host := strings.TrimPrefix(base, "http://")
-	if c.raw != nil {
-		return sendRaw(host, c.raw(host))
+func (c call) target() string {
+	if c.path == "" {
+		return "/"
 	}
-	return send(cl, c.build(base))
+	return c.path
 }
 
-// hardGet is a case of a GET with header pairs.
-func hardGet(name, path string, want hardWant, hdr ...string) hardCase {
-	return hardCase{name: name, want: want, build: func(base string) *http.Request {
-		return req(http.MethodGet, base+path, nil, hdr...)
-	}}
+func (c call) method() string {
+	if c.body == "" && c.ctype == "" {
+		return http.MethodGet
+	}
+	return http.MethodPost
 }
 
-// hardPost is a case of a POST of body with a content type; chunked hides
+// request builds the request for the site at base (http://host:port).
+func (c call) request(base string) *http.Request {
+	if c.method() == http.MethodGet {
+		return req(http.MethodGet, base+c.target(), nil, c.hdr...)
+	}
+	hdr := append([]string{"Content-Type", c.ctype}, c.hdr...)
+	if !c.chunked {
+		return req(http.MethodPost, base+c.target(), strings.NewReader(c.body), hdr...)
+	}
+	r := req(http.MethodPost, base+c.target(), chunked([]byte(c.body)), hdr...)
+	r.ContentLength = -1
+	return r
+}
+
+// exchange sends the call with cl and reads the answer, without a test, so
+// that it can run on any goroutine.
+func (c call) exchange(cl *http.Client, base string) (*response, error) {
+	if !c.raw {
+		return send(cl, c.request(base))
+	}
+	host := strings.TrimPrefix(base, "http://")
+	hdr := c.hdr
+	var body []byte
+	if c.method() == http.MethodPost {
+		hdr = append([]string{"Content-Type", c.ctype}, hdr...)
+		body = []byte(c.body)
+	}
+	return sendRaw(host, rawRequest(host, c.method(), c.target(), body, hdr...))
+}
+
+// send sends the call with client, as do does, failing the test if there
+// is no answer.
+func (c call) send(t testing.TB, base string) *response {
+	t.Helper()
+	if !c.raw {
+		return do(t, c.request(base))
+	}
+	r, err := c.exchange(client, base)
+	if err != nil {
+		t.Fatalf("%s: no answer: %v", c.target(), err)
+	}
+	return r
+}
+
+// testCase is a named call and the outcome it must come to.
+type testCase struct {
+	name string
+	call
+	want outcome
+}
+
+// getCase is a case of a GET of path with header pairs.
+func getCase(name, path string, want outcome, hdr ...string) testCase {
+	return testCase{name: name, call: call{path: path, hdr: hdr}, want: want}
+}
+
+// postCase is a case of a POST of body with a content type; chunk hides
 // the length.
-func hardPost(name, path, ctype string, body []byte, chunk bool, want hardWant, hdr ...string) hardCase {
-	return hardCase{name: name, want: want, build: func(base string) *http.Request {
-		var rd io.Reader = bytes.NewReader(body)
-		if chunk {
-			rd = chunked(body)
-		}
-		r := req(http.MethodPost, base+path, rd, append([]string{"Content-Type", ctype}, hdr...)...)
-		if chunk {
-			r.ContentLength = -1
-		}
-		return r
-	}}
+func postCase(name, path, ctype string, body []byte, chunk bool, want outcome, hdr ...string) testCase {
+	return testCase{name: name, call: call{path: path, hdr: hdr, ctype: ctype, body: string(body), chunked: chunk}, want: want}
 }
 
-// hardRawCase is a case written byte for byte.
-func hardRawCase(name, method, target string, body []byte, want hardWant, hdr ...string) hardCase {
-	return hardCase{name: name, want: want, raw: func(host string) []byte {
-		return rawRequest(host, method, target, body, hdr...)
-	}}
+// rawCase is a case of a GET written byte for byte: hdr pairs are written
+// as given.
+func rawCase(name, path string, want outcome, hdr ...string) testCase {
+	return testCase{name: name, call: call{path: path, hdr: hdr, raw: true}, want: want}
 }
 
-// hardRun sends each case once and checks its answer in full.
-func hardRun(t *testing.T, cl *http.Client, base string, cases []hardCase) {
+// runCases sends each case once with cl and checks its answer in full.
+func runCases(t *testing.T, cl *http.Client, base string, cases []testCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := c.send(cl, base)
+			r, err := c.exchange(cl, base)
 			if err != nil {
 				t.Fatalf("no answer: %v", err)
 			}
-			c.want.check(t, r)
+			c.want.check(t, r, "Key")
 		})
 	}
 }
 
-// hardHammer sends every case rounds times from workers goroutines and
+// hammerCases sends every case rounds times from workers goroutines and
 // returns the first few wrong answers.
-func hardHammer(cl *http.Client, base string, cases []hardCase, rounds, workers int) []string {
+func hammerCases(cl *http.Client, base string, cases []testCase, rounds, workers int) []string {
 	var mu sync.Mutex
 	var bad []string
-	jobs := make(chan hardCase)
+	jobs := make(chan testCase)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for c := range jobs {
-				r, err := c.send(cl, base)
+				r, err := c.exchange(cl, base)
 				if err == nil {
 					err = c.want.quick(r)
 				}

@@ -368,3 +368,40 @@ func fileSourceJSON(path, refresh string) string {
 func httpSourceJSON(url, refresh, timeout string) string {
 	return fmt.Sprintf(`{"source": "http", "url": %q, "refresh": %q, "timeout": %q}`, url, refresh, timeout)
 }
+
+// badKeys are keys that can never be sent as stored, with what the
+// error says of each.
+var badKeys = []struct{ name, key, fault string }{
+	{"a space", " ", "the key is blank"},
+	{"a tab", "\t", "the key is blank"},
+	{"leading space", " edged-key", "the key begins with whitespace"},
+	{"trailing tab", "edged-key\t", "the key ends with whitespace"},
+	{"NUL inside", "edged\x00key", "the key contains a control character"},
+	{"DEL inside", "edged\x7fkey", "the key contains a control character"},
+}
+
+// docWithAliceKey is smallDoc with alice's key replaced.
+func docWithAliceKey(aliceKey string) string {
+	k, _ := json.Marshal(aliceKey)
+	return `{"consumers": [
+  {"username": "alice", "id": "alice-id", "custom_id": "cust-a",
+   "keys": [{"id": "alice-cred", "key": ` + string(k) + `}]},
+  {"username": "guest", "keys": []}
+]}`
+}
+
+// badKeySentAs are requests that would carry one of badKeys, as
+// a client can spell them.
+var badKeySentAs = []string{"/?apikey=+", "/?apikey=%20", "/?apikey=%09", "/?apikey=+edged-key",
+	"/?apikey=edged-key%09", "/?apikey=edged%00key", "/?apikey=edged%7Fkey"}
+
+// noKeyIn fails the test when text holds one of the bad keys in any
+// form an error or a log could give it.
+func noKeyIn(t *testing.T, what, text string) {
+	t.Helper()
+	for _, leak := range []string{"edged-key", "edged\\u0000key", "edged\\x00key", "edged\x00key", "edged\\u007fkey", "edged\x7fkey", `"key": " "`, `\"key\": \" \"`} {
+		if strings.Contains(text, leak) {
+			t.Errorf("%s holds the key (%q): %s", what, leak, text)
+		}
+	}
+}

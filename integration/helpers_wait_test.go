@@ -79,13 +79,18 @@ func stacks() []byte {
 }
 
 // goroutinesIn counts the goroutines with frame, a function as stack
-// traces spell it ("consumers.(*Store).poll("), on their stack.
+// traces spell it (storePoll), on their stack.
 func goroutinesIn(frame string) int {
 	return bytes.Count(stacks(), []byte(frame))
 }
 
+// storePoll is a store's poller as stack traces spell it, with its
+// package's path: a test that counts pollers by a name no frame has would
+// count none, and pass or fail for nothing.
+const storePoll = "/consumers/sources.(*Store).poll("
+
 // pollers counts the running store pollers.
-func pollers() int { return goroutinesIn("consumers.(*Store).poll(") }
+func pollers() int { return goroutinesIn(storePoll) }
 
 // pollersOnTimer counts the pollers waiting for their next check (in a
 // select on a timer and the store's end). The poller of a store that never
@@ -94,7 +99,7 @@ func pollersOnTimer() int {
 	n := 0
 	for _, g := range bytes.Split(stacks(), []byte("\n\n")) {
 		head, _, _ := bytes.Cut(g, []byte("\n"))
-		if bytes.Contains(g, []byte("consumers.(*Store).poll(")) && bytes.Contains(head, []byte("[select")) {
+		if bytes.Contains(g, []byte(storePoll)) && bytes.Contains(head, []byte("[select")) {
 			n++
 		}
 	}

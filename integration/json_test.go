@@ -1,5 +1,7 @@
 package integration
 
+// key_auth in a JSON config (README: JSON), and mistakes refused at load.
+
 import (
 	"net/http"
 	"strings"

@@ -1,20 +1,18 @@
 package integration
 
+// The consumer matcher (README: The consumer matcher): every form in the
+// Caddyfile and JSON, mistakes refused, and where in a site it sees the
+// consumer. The README's recipes with it run in readme_test.go.
+
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-
-	"github.com/keyauth/caddy-keyauth/keyauth"
 
 	// The rate limiter the README composes with, in this test binary only.
 	_ "github.com/mholt/caddy-ratelimit"
@@ -229,134 +227,6 @@ func TestConsumerMatcherRefused(t *testing.T) {
 	}
 }
 
-// authorizationBlocks are the Caddyfile blocks of the README's
-// Authorization section.
-func authorizationBlocks(t *testing.T) []string {
-	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(readme)
-	start := strings.Index(s, "\n## Authorization\n")
-	if start < 0 {
-		t.Fatal("README.md has no Authorization section")
-	}
-	s = s[start+1:]
-	if end := strings.Index(s[3:], "\n## "); end >= 0 {
-		s = s[:end+3]
-	}
-	var blocks []string
-	for _, m := range regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllStringSubmatch(s, -1) {
-		blocks = append(blocks, m[1])
-	}
-	return blocks
-}
-
-// readmeRecipe finds the README's recipe that contains marker and makes it a
-// test config: its global options go into the test's, port 8080 becomes
-// the test site's, consumers.json the test's file, localhost:9000 and 9001
-// the two upstreams, and replace's pairs apply.
-func readmeRecipe(t *testing.T, e *env, marker string, replace ...string) string {
-	t.Helper()
-	var recipe string
-	for _, b := range authorizationBlocks(t) {
-		if strings.Contains(b, marker) {
-			if recipe != "" {
-				t.Fatalf("two recipes in the README hold %q", marker)
-			}
-			recipe = b
-		}
-	}
-	if recipe == "" {
-		t.Fatalf("no recipe in the README's Authorization section holds %q", marker)
-	}
-	if g, rest, ok := strings.Cut(recipe, "\n}\n"); ok && strings.HasPrefix(g, "{\n") {
-		e.vars["GlobalExtra"] = strings.TrimPrefix(g, "{\n") + "\n"
-		recipe = rest
-	}
-	r := strings.NewReplacer(append([]string{
-		":8080 {", ":{{.Port}} {",
-		"consumers file consumers.json", "consumers file {{.Consumers}}",
-		"localhost:9000", "{{.Up}}",
-		"localhost:9001", "{{.Up2}}",
-	}, replace...)...)
-	out := r.Replace(recipe)
-	for _, p := range []string{":8080", "localhost:900", "consumers.json"} {
-		if strings.Contains(out, p) {
-			t.Fatalf("the recipe holds %s, which this test does not know how to run:\n%s", p, recipe)
-		}
-	}
-	return "{{.Global}}\n" + out
-}
-
-// The README's matcher reference and CEL examples, as written, load in a
-// site block.
-func TestReadmeMatcherSnippets(t *testing.T) {
-	e, _ := newMatcherEnv(t)
-	var snippets []string
-	for _, b := range authorizationBlocks(t) {
-		if strings.HasPrefix(b, "@") {
-			snippets = append(snippets, b)
-		}
-	}
-	if len(snippets) < 2 {
-		t.Fatalf("found %d matcher snippets in the Authorization section", len(snippets))
-	}
-	for i, s := range snippets {
-		var marks strings.Builder
-		for _, m := range regexp.MustCompile(`(?m)^@(\w+)`).FindAllStringSubmatch(s, -1) {
-			fmt.Fprintf(&marks, "\trequest_header @%s X-M-%s 1\n", m[1], m[1])
-		}
-		e.load(fmt.Sprintf("{{.Global}}\n:{{.Port}} {\n\tkey_auth {\n\t\tanonymous guest\n\t\tconsumers file {{.Consumers}}\n\t}\n%s\n%s\treverse_proxy {{.Up}}\n}\n# %d\n",
-			s, marks.String(), i), "caddyfile")
-		ec := wantConsumer(t, get(t, site+"/", "apikey", keyAlice), "alice")
-		if i == 0 {
-			// The reference: alice is gold, staff, a11ce, cust-1 and keyed.
-			for _, name := range []string{"gold", "staff", "by_id", "by_cust", "keyed"} {
-				if ec.Header.Get("X-M-"+name) != "1" {
-					t.Errorf("@%s did not match alice", name)
-				}
-			}
-			for _, name := range []string{"free", "anon"} {
-				if ec.has("X-M-" + name) {
-					t.Errorf("@%s matched alice", name)
-				}
-			}
-		}
-	}
-}
-
-// The README's JSON matchers decode as Caddy decodes them and pass Validate.
-func TestReadmeMatcherJSON(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, m := range regexp.MustCompile("(?s)```json\n(\"match\".*?)```").FindAllStringSubmatch(string(readme), -1) {
-		var set struct {
-			Match []struct {
-				Consumer json.RawMessage `json:"consumer"`
-			} `json:"match"`
-		}
-		if err := caddy.StrictUnmarshalJSON([]byte("{"+m[1]+"}"), &set); err != nil || len(set.Match) != 1 {
-			t.Errorf("%v\n%s", err, m[1])
-			continue
-		}
-		var mc keyauth.MatchConsumer
-		if err := caddy.StrictUnmarshalJSON(set.Match[0].Consumer, &mc); err != nil {
-			t.Errorf("%v\n%s", err, m[1])
-		} else if err := mc.Validate(); err != nil {
-			t.Errorf("%v\n%s", err, m[1])
-		}
-		n++
-	}
-	if n < 2 {
-		t.Errorf("found %d JSON matchers in the README", n)
-	}
-}
-
 // wantConsumer checks that the upstream was told the username who.
 func wantConsumer(t *testing.T, r *response, who string) *echo {
 	t.Helper()
@@ -365,50 +235,6 @@ func wantConsumer(t *testing.T, r *response, who string) *echo {
 		t.Errorf("upstream was told consumer %q, want %q", got, who)
 	}
 	return ec
-}
-
-// The README's per-method recipe: respond @readonly_write 403 and
-// reverse_proxy @staff work in a site block without route, because they
-// come after key_auth.
-func TestReadmePerMethodRecipe(t *testing.T) {
-	e, up2 := newMatcherEnv(t)
-	e.load(readmeRecipe(t, e, "@readonly_write {"), "caddyfile")
-	post := func(key string) *response {
-		return do(t, req(http.MethodPost, site+"/items", strings.NewReader("{}"), "apikey", key))
-	}
-	// Readers read; bob and alice are staff, who go to the second upstream.
-	for _, c := range []struct {
-		key, who string
-		staff    bool
-	}{{keyAlice, "alice", true}, {keyBob, "bob", true}, {keyCarol, "carol", false}, {keyDave, "dave", false}} {
-		before := up2.hits.Load()
-		wantConsumer(t, get(t, site+"/items", "apikey", c.key), c.who)
-		if got := up2.hits.Load() - before; got != map[bool]int64{true: 1, false: 0}[c.staff] {
-			t.Errorf("%s: the staff upstream got %d requests", c.who, got)
-		}
-	}
-	// Writers write: alice (staff) to hers, carol to the default.
-	before := up2.hits.Load()
-	wantConsumer(t, post(keyAlice), "alice")
-	wantConsumer(t, post(keyCarol), "carol")
-	if got := up2.hits.Load() - before; got != 1 {
-		t.Errorf("the staff upstream got %d of the writers' requests, want 1 (alice's)", got)
-	}
-	// The others may not: bob is staff, and the 403 comes first.
-	hits := e.up.hits.Load() + up2.hits.Load()
-	for _, key := range []string{keyBob, keyDave} {
-		if r := post(key); r.status != http.StatusForbidden || r.fromUpstream() {
-			t.Errorf("a POST of a non-writer: %s", r)
-		}
-	}
-	if r := do(t, req(http.MethodDelete, site+"/items/1", nil, "apikey", keyDave)); r.status != http.StatusForbidden {
-		t.Errorf("a DELETE of a non-writer: %s", r)
-	}
-	if got := e.up.hits.Load() + up2.hits.Load(); got != hits {
-		t.Errorf("refused writes reached an upstream %d times", got-hits)
-	}
-	// Without a key there is no consumer to be a writer: key_auth's 401.
-	want401(t, post(""), msgNoKey)
 }
 
 // The order the README states, read off the adapted config: key_auth runs
@@ -480,80 +306,5 @@ func TestMatcherDirectiveOrder(t *testing.T) {
 	}
 	if up2.hits.Load() != 1 {
 		t.Errorf("handle @gold did not send alice to its upstream")
-	}
-}
-
-// The README's rate-limit recipe with caddy-ratelimit built in: a free
-// consumer gets 429 after its limit while a gold one and another free one
-// still pass, and the keys of one consumer share its count. The window is an
-// hour, so no clock matters.
-func TestReadmeRateLimitRecipe(t *testing.T) {
-	e, _ := newMatcherEnv(t)
-	cfg := readmeRecipe(t, e, "rate_limit @gold",
-		"events 1000", "events 3", "events 60", "events 2", "window 1m", "window 1h")
-	if !strings.Contains(e.vars["GlobalExtra"], "order rate_limit after key_auth") {
-		t.Fatalf("the recipe does not order rate_limit after key_auth: %q", e.vars["GlobalExtra"])
-	}
-	e.load(cfg, "caddyfile")
-
-	call := func(key string) *response { return get(t, site+"/", "apikey", key) }
-	limited := func(who string, r *response) {
-		t.Helper()
-		if r.status != http.StatusTooManyRequests || r.fromUpstream() {
-			t.Errorf("%s over the limit: %s", who, r)
-		}
-		if r.header.Get("Retry-After") == "" {
-			t.Errorf("%s's 429 has no Retry-After", who)
-		}
-	}
-	// bob (free): 2 pass, the third is refused.
-	wantConsumer(t, call(keyBob), "bob")
-	wantConsumer(t, call(keyBob), "bob")
-	limited("bob", call(keyBob))
-	// carol, also free, has her own count; so has dave (no groups).
-	wantConsumer(t, call(keyCarol), "carol")
-	wantConsumer(t, call(keyCarol), "carol")
-	limited("carol", call(keyCarol))
-	wantConsumer(t, call(keyDave), "dave")
-	// alice (gold): 3 in all, across her two keys.
-	wantConsumer(t, call(keyAlice), "alice")
-	wantConsumer(t, call(keySpecial), "alice")
-	wantConsumer(t, call(keyAlice), "alice")
-	limited("alice", call(keySpecial))
-	limited("bob", call(keyBob))
-	wantConsumer(t, call(keyDave), "dave")
-	limited("dave", call(keyDave))
-	// An unknown key is key_auth's 401, before any count.
-	want401(t, call(keyWrong), msgInvalid)
-}
-
-// The README's per-consumer backends: a label names the upstream, another
-// goes to it as a header, and a consumer without the label goes to the
-// default upstream.
-func TestReadmeBackendsRecipe(t *testing.T) {
-	e, up2 := newMatcherEnv(t)
-	e.load(readmeRecipe(t, e, "{http.auth.user.labels.backend}"), "caddyfile")
-	for _, c := range []struct {
-		key, who, plan string
-		own            bool
-	}{{keyAlice, "alice", "gold", true}, {keyCarol, "carol", "free", true}, {keyBob, "bob", "", false}, {keyDave, "dave", "", false}} {
-		before := up2.hits.Load()
-		ec := wantConsumer(t, get(t, site+"/", "apikey", c.key, "X-Plan", "forged"), c.who)
-		if got := up2.hits.Load() - before; got != map[bool]int64{true: 1, false: 0}[c.own] {
-			t.Errorf("%s: its own upstream got %d requests", c.who, got)
-		}
-		if c.own && ec.Header.Get("X-Plan") != c.plan {
-			t.Errorf("%s: X-Plan %q, want %q", c.who, ec.Header.Values("X-Plan"), c.plan)
-		}
-	}
-}
-
-// The README's ACL example: only gold and partner go on.
-func TestReadmeACLRecipe(t *testing.T) {
-	e, _ := newMatcherEnv(t)
-	e.load(readmeRecipe(t, e, "allow gold partner"), "caddyfile")
-	wantConsumer(t, get(t, site+"/", "apikey", keyAlice), "alice")
-	for _, key := range []string{keyBob, keyDave} {
-		wantFailure(t, get(t, site+"/", "apikey", key), http.StatusForbidden, "You cannot consume this service", "")
 	}
 }

@@ -1,11 +1,15 @@
 package integration
 
+// Config reloads keep, swap or stop the consumer stores, under traffic,
+// and leak nothing; and what a reload with a large source costs.
+
 import (
-	"encoding/json"
+	"bufio"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,351 +19,380 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
-// works reports whether key gets through, failing the test on anything but
-// a pass or a 401.
-func works(t *testing.T, base, key string) bool {
-	t.Helper()
-	r := get(t, base+"/", "apikey", key)
-	switch {
-	case r.status == http.StatusOK && r.fromUpstream():
-		return true
-	case r.status == http.StatusUnauthorized:
-		return false
-	}
-	t.Fatalf("unexpected answer %s", r)
-	return false
+// hammer sends requests with key to url until stopped, and reports any
+// answer other than 200.
+type hammer struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	requests atomic.Int64
+	dropped  atomic.Int64
+	mu       sync.Mutex
+	bad      []string
 }
 
-const refreshSite = `{{.Global}}
-{{.Site}} {
-	key_auth {
-		consumers file {{.Consumers}} {
-			refresh 100ms
-		}
-	}
-	reverse_proxy {{.Up}}
-}
-`
-
-// A change to the file reaches requests within refresh, whether the file
-// is rewritten in place or replaced by an atomic rename (rotation).
-func TestFileChange(t *testing.T) {
-	e := newEnv(t)
-	e.writeConsumers(doc("carol", "carol-key-1"))
-	e.load(refreshSite, "caddyfile")
-	if !works(t, site, "carol-key-1") {
-		t.Fatal("carol-key-1 does not work")
-	}
-
-	// In place.
-	if err := os.WriteFile(e.consumers, []byte(doc("carol", "carol-key-2")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "carol-key-2 to work", func() bool { return works(t, site, "carol-key-2") })
-	if works(t, site, "carol-key-1") {
-		t.Error("carol-key-1 still works")
-	}
-
-	// Rotation: both keys for a while, then only the new one.
-	e.writeConsumers(doc("carol", "carol-key-2", "carol-key-3"))
-	eventually(t, "carol-key-3 to work", func() bool { return works(t, site, "carol-key-3") })
-	if !works(t, site, "carol-key-2") {
-		t.Error("carol-key-2 stopped working during the rotation")
-	}
-	e.writeConsumers(doc("carol", "carol-key-3"))
-	eventually(t, "carol-key-2 to stop working", func() bool { return !works(t, site, "carol-key-2") })
-	wantIdentity(t, get(t, site+"/", "apikey", "carol-key-3"), identity{"carol", "carol", absent, "carol-1", absent})
-
-	// Same size, same second: a rename is still seen (the inode changes).
-	e.writeConsumers(doc("carol", "carol-key-4"))
-	eventually(t, "carol-key-4 to work", func() bool { return works(t, site, "carol-key-4") })
-}
-
-// A file refused while Caddy runs is logged once, and the last good set
-// keeps serving until the file is fixed.
-func TestRefusedFileWhileRunning(t *testing.T) {
-	e := newEnv(t)
-	e.writeConsumers(doc("carol", "carol-key-1"))
-	e.load(refreshSite, "caddyfile")
-	refusals := func() []string {
-		var out []string
-		for _, l := range e.moduleLogLines("caddy.log") {
-			if strings.Contains(l, "not reloaded") {
-				out = append(out, l)
-			}
-		}
-		return out
-	}
-
-	broken := strings.Replace(doc("carol", "carol-key-1", "carol-key-2"), "carol-key-1", "carol-key-2", 1)
-	e.writeConsumers(broken) // the same key twice
-	eventually(t, "the refusal to be logged", func() bool { return len(refusals()) > 0 })
-	// Each check of the refused file counts a failure: five more checks.
-	checks := waitStatus(t, e.consumers, "a failed check", func(st sources.Status) bool { return st.Failures > 0 }).Failures
-	waitStatus(t, e.consumers, "five more checks of the file", func(st sources.Status) bool { return st.Failures >= checks+5 })
-	if r := refusals(); len(r) != 1 {
-		t.Errorf("%d refusals logged, want 1:\n%s", len(r), strings.Join(r, "\n"))
-	} else if !strings.Contains(r[0], e.consumers) || !strings.Contains(r[0], `"level":"error"`) {
-		t.Errorf("the refusal does not name the file at ERROR: %s", r[0])
-	}
-	if !works(t, site, "carol-key-1") {
-		t.Error("the last good set does not serve")
-	}
-	if works(t, site, "carol-key-2") {
-		t.Error("a key of the refused file works")
-	}
-
-	// Another refusal, another error: logged again.
-	e.writeConsumers(`{"consumers": [`)
-	eventually(t, "the second refusal to be logged", func() bool { return len(refusals()) == 2 })
-	if !works(t, site, "carol-key-1") {
-		t.Error("the last good set does not serve")
-	}
-
-	// Fixed.
-	e.writeConsumers(doc("carol", "carol-key-2"))
-	eventually(t, "carol-key-2 to work", func() bool { return works(t, site, "carol-key-2") })
-	e.waitLog("caddy.log", func(l logEntry) bool { return l.str("msg") == "consumers source recovered" })
-	if works(t, site, "carol-key-1") {
-		t.Error("carol-key-1 still works")
-	}
-}
-
-// A key expires at its expires_at, with no reload: the file is never
-// checked again (refresh 0).
-func TestExpiryWithoutReload(t *testing.T) {
-	e := newEnv(t)
-	expiry := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
-	e.writeConsumers(fmt.Sprintf(`{"consumers": [{"username": "dave", "keys": [
-		{"id": "soon", "key": "dave-key-soon", "expires_at": %q},
-		{"id": "later", "key": "dave-key-later", "expires_at": %q}]}]}`,
-		expiry.UTC().Format(time.RFC3339), expiry.Add(time.Hour).Format(time.RFC3339)))
-	e.load(`{{.Global}}
-{{.Site}} {
-	key_auth {
-		consumers file {{.Consumers}} {
-			refresh 0
-		}
-	}
-	reverse_proxy {{.Up}}
-}
-`, "caddyfile")
-	stores := storesAt(e.consumers)
-	if len(stores) != 1 {
-		t.Fatalf("%d stores for the file", len(stores))
-	}
-	loaded := *stores[0].Status().LastLoad
-
-	if !works(t, site, "dave-key-soon") {
-		t.Fatal("dave-key-soon does not work before it expires")
-	}
-	time.Sleep(time.Until(expiry)) // the clock reaching expires_at is what is tested
-	want401(t, get(t, site+"/", "apikey", "dave-key-soon"), msgInvalid)
-	wantIdentity(t, get(t, site+"/", "apikey", "dave-key-later"), identity{"dave", "dave", absent, "later", absent})
-	if st := stores[0].Status(); !st.LastLoad.Equal(loaded) {
-		t.Errorf("the store loaded again at %s", st.LastLoad)
-	}
-}
-
-// A request sees the old set or the new one, never a mix: one key belongs
-// to erin as erin-cred in one version of the file and to frank as
-// frank-cred in the other, and the two versions alternate while requests
-// run.
-func TestSwapIsAtomic(t *testing.T) {
-	e := newEnv(t)
-	v1 := `{"consumers": [{"username": "erin", "id": "erin-id", "custom_id": "erin-custom", "keys": [{"id": "erin-cred", "key": "shared-key"}]}]}`
-	v2 := `{"consumers": [{"username": "frank", "id": "frank-id", "custom_id": "frank-custom", "keys": [{"id": "frank-cred", "key": "shared-key"}]},
-		{"username": "pad", "keys": [{"key": "pad-key"}]}]}`
-	e.writeConsumers(v1)
-	e.load(strings.Replace(refreshSite, "100ms", "10ms", 1), "caddyfile")
-	erin := identity{"erin", "erin-id", "erin-custom", "erin-cred", absent}
-	frank := identity{"frank", "frank-id", "frank-custom", "frank-cred", absent}
-
-	stop := make(chan struct{})
-	writerDone := make(chan struct{})
+func startHammer(t testing.TB, url, key string) *hammer {
+	h := &hammer{stop: make(chan struct{})}
+	h.wg.Add(1)
 	go func() {
-		defer close(writerDone)
-		for i := 0; ; i++ {
+		defer h.wg.Done()
+		for {
 			select {
-			case <-stop:
+			case <-h.stop:
 				return
-			case <-time.After(15 * time.Millisecond):
+			default:
 			}
-			v := v1
-			if i%2 == 0 {
-				v = v2
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Header.Set("apikey", key)
+			resp, err := client.Do(req)
+			h.requests.Add(1)
+			if err != nil {
+				// Caddy itself may drop a connection accepted while a
+				// reload stops the old server (an EOF): that is not the
+				// store's doing, so only answers count.
+				h.dropped.Add(1)
+				continue
 			}
-			if err := writeFileAtomic(e.consumers, v); err != nil {
-				t.Error(err)
-				return
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				h.mu.Lock()
+				h.bad = append(h.bad, resp.Status)
+				h.mu.Unlock()
 			}
 		}
 	}()
-	// The readers go on until both versions were seen and at least 240
-	// requests were made, so a test that saw one version cannot pass; a
-	// bound on the count, not on time, ends a run that never sees both.
-	const enough, most = 240, 20000
-	seen := map[identity]int{}
-	var mu sync.Mutex
-	var sent atomic.Int64
-	done := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return seen[erin] > 0 && seen[frank] > 0 && sent.Load() >= enough
+	return h
+}
+
+// Stop ends the hammer and fails t if any request was not answered 200.
+func (h *hammer) Stop(t testing.TB) {
+	t.Helper()
+	close(h.stop)
+	h.wg.Wait()
+	if len(h.bad) > 0 {
+		t.Errorf("%d of %d requests during reloads failed, e.g. %s", len(h.bad), h.requests.Load(), h.bad[0])
 	}
-	var readers sync.WaitGroup
-	for range 4 {
-		readers.Go(func() {
-			for !done() && sent.Add(1) <= most {
-				res, err := client.Do(req(http.MethodGet, site+"/", nil, "apikey", "shared-key"))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				var got echo
-				err = json.NewDecoder(res.Body).Decode(&got)
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK || err != nil {
-					t.Errorf("answer %s (%v)", res.Status, err)
-					return
-				}
-				mu.Lock()
-				seen[identityOf(&got)]++
-				mu.Unlock()
-			}
-		})
+	if h.requests.Load() == 0 {
+		t.Error("no request was made during the reloads")
 	}
-	readers.Wait()
-	close(stop)
-	<-writerDone
-	for who, n := range seen {
-		if who != erin && who != frank {
-			t.Errorf("%d requests saw a mix: %+v", n, who)
-		}
-	}
-	if seen[erin] == 0 || seen[frank] == 0 {
-		t.Errorf("after %d requests only one version was seen (erin %d, frank %d): the swap was not tested", min(sent.Load(), most), seen[erin], seen[frank])
+	if n := h.dropped.Load(); n > 0 {
+		t.Logf("%d of %d connections dropped by Caddy during reloads", n, h.requests.Load())
 	}
 }
 
-// Sites and routes naming one consumers file share one store, which a
-// change of the file reaches for all of them, and which lives on across a
-// reload of the config.
-func TestSharedStore(t *testing.T) {
-	e := newEnv(t)
-	e.writeConsumers(doc("carol", "carol-key-1"))
-	// The same file, also spelled with "/./" and "//".
-	e.vars["Other"] = filepath.Dir(e.consumers) + "/./" + "/" + filepath.Base(e.consumers)
-	tmpl := `{{.Global}}
-{{.Site}} {
-	key_auth {
-		consumers file {{.Consumers}} {
-			refresh 100ms
-		}
+func TestReloadHTTPSource(t *testing.T) {
+	srv := newSourceServer(t, consumersDoc("alice", "alice-key-1"))
+	url := srv.URL("/reload")
+	site := site + "/"
+	cfg := func(block, body string) string {
+		return globalOptions("") + httpSourceSite(sitePort[0], url, block, "", body)
 	}
-	reverse_proxy {{.Up}}
-}
-{{.Site2}} {
-	handle /a/* {
-		key_auth {
-			consumers file {{.Other}} {
-				refresh 100ms
-			}
-		}
-		reverse_proxy {{.Up}}
-	}
-	handle {
-		key_auth {
-			key_names token
-			anonymous carol
-			consumers file {{.Consumers}} {
-				refresh 100ms
-			}
-		}
-		reverse_proxy {{.Up}}
-	}
-}
-`
-	e.load(tmpl, "caddyfile")
-	stores := storesAt(e.consumers)
-	if len(stores) != 1 {
-		t.Fatalf("%d stores for one file, want 1", len(stores))
-	}
-	store := stores[0]
-	for _, base := range []string{site, site2 + "/a"} {
-		if !works(t, base, "carol-key-1") {
-			t.Errorf("%s: carol-key-1 does not work", base)
-		}
+	plain := func(body string) string {
+		return globalOptions("") + fmt.Sprintf("http://:%d {\n\trespond %q\n}\n", sitePort[0], body)
 	}
 
-	e.writeConsumers(doc("carol", "carol-key-2"))
-	for _, base := range []string{site, site2 + "/a"} {
-		eventually(t, base+" to see the change", func() bool { return works(t, base, "carol-key-2") })
-		if works(t, base, "carol-key-1") {
-			t.Errorf("%s: carol-key-1 still works", base)
+	// The baseline: the same site without key_auth.
+	startCaddy(t, plain("plain"), "caddyfile")
+	baseline := goroutines()
+
+	startCaddy(t, cfg("refresh 1h\ntimeout 2s", "one"), "caddyfile")
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
+	expect(t, site, "alice-key-1", 200, "one alice")
+	first := storeAt(t, url)
+	if n := srv.Count(); n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+
+	// Unchanged source: same store, no fetch, no request without consumers.
+	h := startHammer(t, site, "alice-key-1")
+	startCaddy(t, cfg("refresh 1h\ntimeout 2s", "two"), "caddyfile")
+	expect(t, site, "alice-key-1", 200, "two alice")
+	h.Stop(t)
+	if storeAt(t, url) != first {
+		t.Error("an unchanged source got a new store")
+	}
+	// Nor will one come: the kept store's poller, the only one, waits an
+	// hour.
+	if n := pollers(); n != 1 {
+		t.Errorf("%d pollers, want the kept store's", n)
+	}
+	if n := srv.Count(); n != 1 {
+		t.Errorf("%d fetches after a reload that keeps the source, want 1", n)
+	}
+
+	// Changed source: a new store, which fetches; the old one is gone.
+	startCaddy(t, cfg("refresh 100ms\ntimeout 2s", "three"), "caddyfile")
+	second := storeAt(t, url)
+	if second == first || second == nil {
+		t.Fatal("a changed source kept its store")
+	}
+	eventually(t, "the new store polls", func() bool { return srv.Count() >= 4 })
+	expect(t, site, "alice-key-1", 200, "three alice")
+	for _, s := range sources.Stores() {
+		if s == first {
+			t.Error("the replaced store is still live")
 		}
 	}
-	wantIdentity(t, get(t, site2+"/b/", "token", "carol-key-2"), identity{"carol", "carol", absent, "carol-1", absent})
-
-	// A reload with a change elsewhere keeps the store.
-	e.load(strings.Replace(tmpl, "key_names token", "key_names token2", 1), "caddyfile")
-	if s := storesAt(e.consumers); len(s) != 1 || s[0] != store {
-		t.Errorf("after a reload: %d stores, the same one: %v", len(s), len(s) == 1 && s[0] == store)
+	if n := pollers(); n != 1 {
+		t.Errorf("%d pollers, want 1", n)
 	}
-	if !works(t, site, "carol-key-2") {
-		t.Error("carol-key-2 does not work after the reload")
-	}
-	e.writeConsumers(doc("carol", "carol-key-3"))
-	eventually(t, "the change after the reload", func() bool { return works(t, site2+"/a", "carol-key-3") })
 
-	// Once no config names the file, its store is gone.
-	unload(t)
-	if s := storesAt(e.consumers); len(s) != 0 {
-		t.Errorf("%d stores left after the config went", len(s))
+	// Removed source: its poller stops, its connections close, the
+	// goroutines come back to the baseline.
+	startCaddy(t, plain("plain again"), "caddyfile")
+	if storeAt(t, url) != nil {
+		t.Error("a removed source's store is still live")
+	}
+	if n := pollers(); n != 0 {
+		t.Errorf("%d pollers after the source was removed", n)
+	}
+	n := srv.Count()
+	if g := settleGoroutines(baseline + 2); g > baseline+2 {
+		t.Errorf("goroutines: %d, baseline %d", g, baseline)
+	}
+	if got := srv.Count(); got != n {
+		t.Errorf("the removed source was fetched %d more times", got-n)
 	}
 }
 
-// TestReloadKeepsFileStore: a reload that keeps the consumers source keeps
-// its store and does not read the file again (issue 3 supersedes issue 2's
-// "a refused file fails a reload" for an unchanged source), so a file that
-// is refused on disk neither fails the reload nor replaces the set. The
-// admin refresh reads it at once, refusing a broken file and taking a good
-// one, which is how a `refresh 0` source picks up a change.
-func TestReloadKeepsFileStore(t *testing.T) {
-	e := newEnv(t)
-	e.writeConsumers(doc("carol", "carol-key-1"))
-	tmpl := `{{.Global}}
-{{.Site}} {
-	key_auth {
-		realm {{.Realm}}
-		consumers file {{.Consumers}} {
-			refresh 0
+func TestReloadFileSource(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "consumers.json")
+	writeAtomic(t, file, consumersDoc("alice", "alice-key-1"))
+	site := site + "/"
+	cfg := func(refresh, body string) string {
+		return jsonConfig(sitePort[0], jsonRoute("/*", fileSourceJSON(file, refresh), body))
+	}
+	startCaddy(t, jsonConfig(sitePort[0], jsonRoute("/*", "", "plain")), "json")
+	baseline := goroutines()
+
+	startCaddy(t, cfg("1h", "one"), "json")
+	expect(t, site, "alice-key-1", 200, "one alice")
+	first := storeAt(t, file)
+	if first == nil {
+		t.Fatal("no store")
+	}
+
+	// Unchanged source: the same store, and the file is not read again: a
+	// file that would be refused does not fail the reload.
+	writeAtomic(t, file, `{"consumers": [`)
+	h := startHammer(t, site, "alice-key-1")
+	startCaddy(t, cfg("1h", "two"), "json")
+	expect(t, site, "alice-key-1", 200, "two alice")
+	// A PATCH of part of the config is a reload too.
+	code, body := adminDo(t, http.MethodPatch, "/config/apps/http/servers/srv/routes/0/handle/1/body", []byte(`"patched {http.auth.user.id}"`))
+	if code != 200 {
+		t.Fatalf("PATCH: %d %s", code, body)
+	}
+	expect(t, site, "alice-key-1", 200, "patched alice")
+	h.Stop(t)
+	if storeAt(t, file) != first {
+		t.Fatal("an unchanged source got a new store")
+	}
+
+	// Changes on disk arrive through the admin refresh, where a refused
+	// file keeps the last good set.
+	code, body = adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	if code != 200 || !strings.Contains(string(body), "refresh_error") {
+		t.Errorf("admin refresh of a broken file: %d %s", code, body)
+	}
+	expect(t, site, "alice-key-1", 200, "patched alice")
+	writeAtomic(t, file, consumersDoc("bob", "bob-key-1"))
+	if code, body = adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil); code != 200 {
+		t.Fatalf("admin refresh: %d %s", code, body)
+	}
+	expect(t, site, "bob-key-1", 200, "patched bob")
+	expect(t, site, "alice-key-1", 401, "")
+
+	// Changed source: a new store, read at load.
+	startCaddy(t, cfg("100ms", "three"), "json")
+	second := storeAt(t, file)
+	if second == first || second == nil {
+		t.Fatal("a changed source kept its store")
+	}
+	expect(t, site, "bob-key-1", 200, "three bob")
+	// ... and a refused file fails a config that has to read it, while the
+	// running config goes on.
+	writeAtomic(t, file, `{"consumers": [{"username": "x"}, {"username": "x"}]}`)
+	if code, body, err := loadConfig(cfg("150ms", "four"), "json"); err != nil || code == 200 || !strings.Contains(body, file) {
+		t.Errorf("loading a config with a refused file: %d %s %v", code, body, err)
+	}
+	if storeAt(t, file) != second {
+		t.Error("a failed load replaced the store")
+	}
+	expect(t, site, "bob-key-1", 200, "three bob")
+	// The poller of the new store follows the file within refresh.
+	writeAtomic(t, file, consumersDoc("carol", "carol-key-1"))
+	eventually(t, "carol is served", func() bool {
+		code, _ := getKey(t, site, "carol-key-1")
+		return code == 200
+	})
+
+	// Removed source: poller gone, goroutines back.
+	startCaddy(t, jsonConfig(sitePort[0], jsonRoute("/*", "", "plain again")), "json")
+	if storeAt(t, file) != nil || pollers() != 0 {
+		t.Error("a removed source lives on")
+	}
+	if g := settleGoroutines(baseline + 2); g > baseline+2 {
+		t.Errorf("goroutines: %d, baseline %d", g, baseline)
+	}
+}
+
+// TestReloadLeak reloads hundreds of times between two configs that each
+// use file and HTTP sources, some shared by both and some not, and checks
+// that goroutines and open files come back to where they were.
+func TestReloadLeak(t *testing.T) {
+	const loads = 200
+	dir := t.TempDir()
+	fileA, fileB := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
+	writeAtomic(t, fileA, consumersDoc("alice", "alice-key-1"))
+	writeAtomic(t, fileB, consumersDoc("bob", "bob-key-1"))
+	srv := newSourceServer(t, consumersDoc("carol", "carol-key-1"))
+	kept, swapped := srv.URL("/kept"), srv.URL("/swapped")
+	cfg := func(i int) string {
+		// Odd and even configs differ in the refresh of two sources (so
+		// those stores are replaced on every load) and in a body.
+		refresh := []string{"100ms", "120ms"}[i%2]
+		return jsonConfig(sitePort[0],
+			jsonRoute("/kept-file/*", fileSourceJSON(fileA, "1h"), "kf"),
+			jsonRoute("/kept-http/*", httpSourceJSON(kept, "1h", "2s"), "kh"),
+			jsonRoute("/file/*", fileSourceJSON(fileB, refresh), "f"),
+			jsonRoute("/http/*", httpSourceJSON(swapped, refresh, "2s"), "h"),
+			jsonRoute("/*", "", fmt.Sprintf("load %d", i)),
+		)
+	}
+	plain := func(body string) string { return jsonConfig(sitePort[0], jsonRoute("/*", "", body)) }
+
+	startCaddy(t, plain("before"), "json")
+	g0 := goroutines()
+	f0 := openFiles(t)
+
+	start := time.Now()
+	for i := range loads {
+		mustLoad(t, cfg(i), "json")
+	}
+	t.Logf("%d loads in %s", loads, time.Since(start))
+	expect(t, site+"/file/", "bob-key-1", 200, "f bob")
+	expect(t, site+"/kept-file/", "alice-key-1", 200, "kf alice")
+	eventually(t, "the HTTP sources load", func() bool {
+		c1, _ := getKey(t, site+"/http/", "carol-key-1")
+		c2, _ := getKey(t, site+"/kept-http/", "carol-key-1")
+		return c1 == 200 && c2 == 200
+	})
+	if n := pollers(); n != 4 {
+		t.Errorf("%d pollers for 4 sources", n)
+	}
+	if got := len(storesAt(kept)); got != 1 {
+		t.Errorf("%d stores for the kept source", got)
+	}
+	keptFetches := 0
+	for _, r := range srv.Requests() {
+		if strings.HasSuffix(r.URL, "/kept") {
+			keptFetches++
 		}
 	}
-	reverse_proxy {{.Up}}
+	if keptFetches != 1 {
+		t.Errorf("the kept source was fetched %d times over %d reloads, want 1", keptFetches, loads)
+	}
+
+	mustLoad(t, plain("after"), "json")
+	if n := pollers(); n != 0 {
+		t.Errorf("%d pollers after the sources were removed", n)
+	}
+	g := settleGoroutines(g0 + 3)
+	var f int
+	eventually(t, "open files back", func() bool {
+		f = openFiles(t)
+		return f <= f0+3
+	})
+	t.Logf("goroutines %d → %d, open files %d → %d", g0, g, f0, f)
+	if g > g0+3 {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: %d after %d reloads, %d before\n%s", g, loads, g0, buf[:runtime.Stack(buf, true)])
+	}
 }
-`
-	e.vars["Realm"] = "one"
-	e.load(tmpl, "caddyfile")
 
-	e.writeConsumers(doc("carol", "carol-key-2", "carol-key-2"))
-	e.vars["Realm"] = "two"
-	e.load(tmpl, "caddyfile")
-	if !works(t, site, "carol-key-1") {
-		t.Error("the reload lost the loaded consumers")
+// writeManyConsumers writes a consumers file of n consumers with one random
+// key each, and returns the first key.
+func writeManyConsumers(b testing.TB, path string, n int) string {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
 	}
-	if status, body := adminRefresh(t); status != http.StatusOK || !strings.Contains(body, "same key") {
-		t.Errorf("admin refresh of a refused file: %d %s", status, body)
+	w := bufio.NewWriterSize(f, 1<<20)
+	first := ""
+	w.WriteString(`{"consumers": [`)
+	for i := range n {
+		if i > 0 {
+			w.WriteString(",\n")
+		}
+		key := randomKey()
+		if i == 0 {
+			first = key
+		}
+		fmt.Fprintf(w, `{"username": "user%07d", "keys": [{"id": "cred%07d", "key": %q}]}`, i, i, key)
 	}
-	if !works(t, site, "carol-key-1") {
-		t.Error("a refused file replaced the set")
+	w.WriteString("]}\n")
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
 	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return first
+}
 
-	e.writeConsumers(doc("carol", "carol-key-3"))
-	if status, body := adminRefresh(t); status != http.StatusOK || strings.Contains(body, "refresh_error") {
-		t.Errorf("admin refresh of a good file: %d %s", status, body)
+func BenchmarkReload(b *testing.B) {
+	dir := b.TempDir()
+	files := []struct {
+		name string
+		n    int
+		path string
+		key  string
+	}{
+		{name: "10", n: 10},
+		{name: "1M", n: 1_000_000},
 	}
-	if !works(t, site, "carol-key-3") || works(t, site, "carol-key-1") {
-		t.Error("the admin refresh did not swap in the changed file")
+	for i := range files {
+		files[i].path = filepath.Join(dir, "consumers-"+files[i].name+".json")
+		files[i].key = writeManyConsumers(b, files[i].path, files[i].n)
 	}
+	cfg := func(path string, i int) string {
+		return jsonConfig(sitePort[0], jsonRoute("/*", fileSourceJSON(path, "1h"), fmt.Sprintf("reload %d", i)))
+	}
+	// A Caddyfile start, as caddytest logs JSON configs in full.
+	startCaddy(b, globalOptions("")+fmt.Sprintf("http://:%d {\n\trespond plain\n}\n", sitePort[0]), "caddyfile")
+	b.Cleanup(func() { _, _, _ = loadConfig(idleConfig, "json") })
+
+	msPerReload := make([]float64, len(files))
+	b.ResetTimer()
+	for fi, f := range files {
+		b.StopTimer()
+		// The first load reads the file; then a few warm-up reloads.
+		start := time.Now()
+		mustLoad(b, cfg(f.path, -1), "json")
+		b.Logf("%s consumers: first load %s", f.name, time.Since(start))
+		expect(b, site+"/", f.key, 200, "reload -1 user0000000")
+		for i := range 3 {
+			mustLoad(b, cfg(f.path, -2-i), "json")
+		}
+		runtime.GC()
+		b.StartTimer()
+
+		var total time.Duration
+		for i := range b.N {
+			start := time.Now()
+			mustLoad(b, cfg(f.path, i), "json")
+			total += time.Since(start)
+		}
+		b.StopTimer()
+		expect(b, site+"/", f.key, 200, fmt.Sprintf("reload %d user0000000", b.N-1))
+		msPerReload[fi] = float64(total) / float64(b.N) / float64(time.Millisecond)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(msPerReload[0], "ms/reload-10")
+	b.ReportMetric(msPerReload[1], "ms/reload-1M")
+	b.ReportMetric(msPerReload[1]-msPerReload[0], "ms-more-1M")
+	b.Logf("reload: %.2f ms with 10 consumers, %.2f ms with 1,000,000 (%+.2f ms)", msPerReload[0], msPerReload[1], msPerReload[1]-msPerReload[0])
 }

@@ -1,6 +1,6 @@
 package integration
 
-// Issue 3: the operators' view: the admin endpoints and the metrics.
+// The operators' view: the admin endpoints and the metrics.
 
 import (
 	"encoding/base64"

@@ -1,7 +1,7 @@
 package integration
 
-// Issue 12: consumers in Redis, against a real Caddy, a real redis-server
-// and the echo upstream.
+// Consumers in Redis, against a real Caddy, a real redis-server and the
+// echo upstream.
 
 import (
 	"context"

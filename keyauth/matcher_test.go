@@ -368,3 +368,208 @@ func TestMatchConsumerCELErrors(t *testing.T) {
 		})
 	}
 }
+
+// A value holding a placeholder is resolved per request, in a Caddyfile
+// line (and so in JSON) as in CEL. What it resolves to is client input: a
+// value no consumer can hold matches nothing and is never an error; a
+// resolved value is never resolved again.
+func TestMatchConsumerPerRequest(t *testing.T) {
+	h := matchHandler(t)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	type form struct{ line, cel string }
+	forms := map[string]form{
+		"group":         {"consumer group {test.v}", `consumer({'group': {test.v}})`},
+		"group or gold": {"consumer group gold {test.v}", `consumer({'group': ['gold', {test.v}]})`},
+		"prefixed":      {"consumer group g-{test.v}", `consumer({'group': 'g-' + {test.v}})`},
+		"username":      {"consumer username {test.v}", `consumer({'username': {test.v}})`},
+		"id":            {"consumer id {test.v}", `consumer({'id': {test.v}})`},
+		"custom_id":     {"consumer custom_id {test.v}", `consumer({'custom_id': {test.v}})`},
+		"label":         {"consumer label plan {test.v}", `consumer({'label.plan': {test.v}})`},
+		"two labels":    {"consumer label plan pro\nconsumer label region {test.v}", `consumer({'label.plan': 'pro', 'label.region': {test.v}})`},
+		"anonymous":     {"", `consumer({'anonymous': {test.v}})`},
+	}
+	tests := []struct {
+		value string
+		want  map[string]string // form -> who matches; a form not named matches nobody
+	}{
+		{"gold", map[string]string{"group": "alice", "group or gold": "alice"}},
+		{"free", map[string]string{"group": "bob", "group or gold": "alice bob", "label": "bob"}},
+		{"bob", map[string]string{"username": "bob", "id": "bob", "group or gold": "alice"}},
+		{"cust-a", map[string]string{"custom_id": "alice", "group or gold": "alice"}},
+		{"pro", map[string]string{"label": "alice", "group or gold": "alice"}},
+		{"eu", map[string]string{"two labels": "alice", "group or gold": "alice"}},
+		{"true", map[string]string{"anonymous": "guest", "group or gold": "alice"}},
+		{"false", map[string]string{"anonymous": "alice bob carol", "group or gold": "alice"}},
+		// Values no consumer can hold, or that nobody holds.
+		{"", map[string]string{"group or gold": "alice"}}, // carol, guest: no custom_id, yet no match
+		{"a b", map[string]string{"group or gold": "alice"}},
+		{"gold, free", map[string]string{"group or gold": "alice"}},
+		{"gold,free", map[string]string{"group or gold": "alice"}},
+		{"a\tb", map[string]string{"group or gold": "alice"}},
+		{"a\u00a0b", map[string]string{"group or gold": "alice"}},
+		{"a\x00b", map[string]string{"group or gold": "alice"}},
+		{strings.Repeat("g", consumers.MaxGroupNameChars+1), map[string]string{"group or gold": "alice"}},
+		{strings.Repeat("v", consumers.MaxLabelValueBytes+1), map[string]string{"group or gold": "alice"}},
+		{"{test.gold}", map[string]string{"group or gold": "alice"}}, // not resolved again
+		{"True", map[string]string{"group or gold": "alice"}},
+	}
+	who := []struct{ name, key string }{{"alice", "alice-key"}, {"bob", "bob-key"}, {"carol", "carol-key"}, {"guest", ""}}
+	reqs := map[string]*http.Request{}
+	for _, w := range who {
+		reqs[w.name] = identified(t, h, w.key)
+		repl := reqs[w.name].Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		repl.Set("test.gold", "gold")
+	}
+	for name, f := range forms {
+		var matchers []struct {
+			syntax string
+			m      caddyhttp.RequestMatcherWithError
+		}
+		if f.line != "" {
+			var m MatchConsumer
+			if err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(f.line)); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if err := m.Provision(caddy.Context{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Validate(); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			matchers = append(matchers, struct {
+				syntax string
+				m      caddyhttp.RequestMatcherWithError
+			}{"line", m})
+		}
+		e := &caddyhttp.MatchExpression{Expr: f.cel}
+		if err := e.Provision(ctx); err != nil {
+			t.Fatalf("%s: %v", f.cel, err)
+		}
+		matchers = append(matchers, struct {
+			syntax string
+			m      caddyhttp.RequestMatcherWithError
+		}{"cel", e})
+		for _, tc := range tests {
+			for _, m := range matchers {
+				var got []string
+				for _, w := range who {
+					r := reqs[w.name]
+					r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("test.v", tc.value)
+					ok, err := m.m.MatchWithError(r)
+					if err != nil {
+						t.Errorf("%s %s, value %q: error %v", m.syntax, name, tc.value, err)
+					}
+					if ok {
+						got = append(got, w.name)
+					}
+				}
+				if g := strings.Join(got, " "); g != tc.want[name] {
+					t.Errorf("%s %s, value %q: matched %q, want %q", m.syntax, name, tc.value, g, tc.want[name])
+				}
+			}
+		}
+	}
+}
+
+// A value holding a placeholder is checked at load outside its
+// placeholders; in CEL, the literal keys and values of a map holding
+// placeholders are checked at load, and a key may not be a placeholder.
+func TestMatchConsumerPlaceholderErrors(t *testing.T) {
+	for _, tc := range []struct{ input, want string }{
+		{`consumer group "a {test.v}"`, `"a {test.v}" outside its placeholders: group name "a " holds white space`},
+		{`consumer group {test.v},b`, `outside its placeholders: group name ",b"`},
+		{"consumer group " + strings.Repeat("g", consumers.MaxGroupNameChars+1) + "{test.v}", "longer than 128 characters"},
+		{"consumer label plan \"\t{test.v}\"", `label "plan": "\t{test.v}" outside its placeholders: label value has a control character`},
+		{"consumer label {test.v} x", `label name "{test.v}" is not`},
+	} {
+		var m MatchConsumer
+		err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Testfile:1") {
+			t.Errorf("%s: error %v, want one containing %q and the line", tc.input, err, tc.want)
+		}
+	}
+	var m MatchConsumer
+	err := json.Unmarshal([]byte(`{"group": ["x{test.v} y"]}`), &m)
+	if err == nil {
+		err = m.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), `"x{test.v} y" outside its placeholders`) {
+		t.Errorf("JSON: error %v", err)
+	}
+
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	for _, tc := range []struct{ expr, want string }{
+		{`consumer({'groups': {test.v}})`, `unknown key "groups"`},
+		{`consumer({'group': ['a,b', {test.v}]})`, `group name "a,b"`},
+		{`consumer({'group': {test.v}, 'username': ''})`, "username lists an empty value"},
+		{`consumer({'group': {test.v}, 'label.a b': 'x'})`, `label name "a b"`},
+		{`consumer({'group': {test.v}, 'label.plan': ['x', 'a` + "\\t" + `b']})`, "control character"},
+		{`consumer({'group': {test.v}, 'anonymous': 'maybe'})`, "anonymous takes 'true' or 'false'"},
+		{`consumer({{test.k}: 'gold'})`, "a key must be a literal string"},
+		{`consumer({'label.' + {test.k}: 'gold'})`, "a key must be a literal string"},
+		{`consumer({'group': {test.v}, 'group': 'gold'})`, `key "group" given twice`},
+	} {
+		m := &caddyhttp.MatchExpression{Expr: tc.expr}
+		err := m.Provision(ctx)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.expr, err, tc.want)
+		}
+	}
+}
+
+// A literal matcher allocates nothing; one resolving a placeholder, what
+// resolving it takes.
+func BenchmarkMatchConsumerPlaceholder(b *testing.B) {
+	r := identified(b, matchHandler(b), "alice-key")
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("test.v", "writers")
+	m := MatchConsumer{{Group: []string{"free", "{test.v}"}, Label: map[string][]string{"plan": {"pro"}}}}
+	m.provision()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, _ := m.MatchWithError(r); !ok {
+			b.Fatal("no match")
+		}
+	}
+}
+
+// Whatever a placeholder resolves to, the matcher, in a line or in CEL,
+// never errs, and a value no consumer can hold matches nobody.
+func FuzzMatchConsumerPerRequest(f *testing.F) {
+	for _, s := range []string{"", "gold", "a b", "gold, free", "\x00", "{test.v}", "\\{x}", "true", strings.Repeat("g", 200)} {
+		f.Add(s)
+	}
+	h := matchHandler(f)
+	r := identified(f, h, "alice-key")
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	var line MatchConsumer
+	if err := line.UnmarshalCaddyfile(caddyfile.NewTestDispenser("consumer group {test.v}\nconsumer custom_id {test.v} cust-a\nconsumer label region {test.v} eu")); err != nil {
+		f.Fatal(err)
+	}
+	line.provision()
+	cel := &caddyhttp.MatchExpression{Expr: `consumer({'group': [{test.v}], 'custom_id': [{test.v}, 'cust-a'], 'label.region': [{test.v}, 'eu'], 'anonymous': {test.w}})`}
+	if err := cel.Provision(ctx); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		repl.Set("test.v", v)
+		repl.Set("test.w", v)
+		holdable := consumers.CheckGroupName(v) == nil
+		for name, m := range map[string]caddyhttp.RequestMatcherWithError{"line": line, "cel": cel} {
+			ok, err := m.MatchWithError(r)
+			if err != nil {
+				t.Fatalf("%s: %q: error %v", name, v, err)
+			}
+			want := v == "gold" || v == "writers"
+			if name == "cel" {
+				want = false // anonymous is never a group name
+			}
+			if ok != want {
+				t.Errorf("%s: %q (holdable %v) matched %v", name, v, holdable, ok)
+			}
+		}
+	})
+}

@@ -445,6 +445,13 @@ func (h *Handler) hide(q *request) error {
 	return q.hideAll(h)
 }
 
+// hasErrorRoutes reports whether the request's server has error routes
+// (true outside a server, where the caller handles the error).
+func hasErrorRoutes(r *http.Request) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return !ok || srv.Errors != nil && len(srv.Errors.Routes) > 0
+}
+
 // fail answers a failed request: JSON by default, or through the server's
 // error routes with handle_errors.
 func (h *Handler) fail(w http.ResponseWriter, q *request, f *failure) error {
@@ -466,6 +473,15 @@ func (h *Handler) fail(w http.ResponseWriter, q *request, f *failure) error {
 			hideOriginalQuery(h, q.r)
 		}
 		h.identifyNobody(q.r)
+		if f.status >= http.StatusInternalServerError && !hasErrorRoutes(q.r) {
+			// What Caddy would answer, without its ERROR line: that line
+			// holds the request as it arrived, key included when it came
+			// in a header other than Authorization or in the query. (With
+			// error routes, or below 500, Caddy logs it at DEBUG, as the
+			// README says.)
+			w.WriteHeader(f.status)
+			return nil
+		}
 		return caddyhttp.Error(f.status, errors.New(f.message))
 	}
 	body := f.body

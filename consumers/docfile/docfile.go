@@ -1,154 +1,28 @@
-// Package docfile is the consumers document as tools edit it: a plain Go
-// value that reads and writes the format of package consumers, and a consumers
-// file written atomically. Every document it reads or writes has passed
-// consumers.Parse, the checks a load applies, so a tool never writes a file that
-// Caddy would refuse. It imports nothing of Caddy.
+// Package docfile is a consumers file as tools edit it: a consumers.Document
+// read from a file and written back atomically. Every document it reads or
+// writes has passed consumers.Parse, the checks a load applies, so a tool
+// never writes a file that Caddy would refuse. It imports nothing of Caddy.
 package docfile
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/gofrs/flock"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
-// Document is a consumers document. Its fields, and their order when
-// written, are those of the format (README, "The consumers file").
-type Document struct {
-	Consumers []Consumer `json:"consumers"`
-}
-
-// Consumer is one consumer of a document.
-type Consumer struct {
-	Username string            `json:"username"`
-	ID       string            `json:"id,omitempty"`
-	CustomID string            `json:"custom_id,omitempty"`
-	Tags     []string          `json:"tags,omitempty"`
-	Groups   []string          `json:"groups,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Disabled bool              `json:"disabled,omitempty"`
-	Keys     []Credential      `json:"keys,omitempty"`
-}
-
-// Credential is one key of a consumer, in plain text or as its hash.
-type Credential struct {
-	ID        string `json:"id,omitempty"`
-	Key       string `json:"key,omitempty"`
-	Hash      string `json:"hash,omitempty"`
-	ExpiresAt string `json:"expires_at,omitempty"`
-	Disabled  bool   `json:"disabled,omitempty"`
-	Canary    bool   `json:"canary,omitempty"`
-}
-
-// HashPrefix starts the hash of a credential.
-const HashPrefix = "sha256:"
-
-// HashKey is the hash a credential stores for key.
-func HashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return HashPrefix + hex.EncodeToString(sum[:])
-}
-
-// Decode checks a consumers document as a load does, with the same errors,
-// and decodes it.
-func Decode(data []byte) (*Document, error) {
-	if _, err := consumers.Parse(data); err != nil {
-		return nil, err
-	}
-	var d Document
-	if err := json.Unmarshal(data, &d); err != nil {
-		// consumers.Parse accepted it: this is a bug, and the error is
-		// encoding/json's, which never quotes a value.
-		return nil, fmt.Errorf("decoding the document: %w", err)
-	}
-	return &d, nil
-}
-
-// Marshal encodes the document, indented, in a stable field order, after
-// checking it as a load would.
-func (d *Document) Marshal() ([]byte, error) {
-	out := *d
-	if out.Consumers == nil {
-		out.Consumers = []Consumer{} // null would be refused
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(&out); err != nil {
-		return nil, fmt.Errorf("encoding the document: %w", err)
-	}
-	if _, err := consumers.Parse(b.Bytes()); err != nil {
-		return nil, fmt.Errorf("the document would be refused: %w", err)
-	}
-	return b.Bytes(), nil
-}
-
-// Consumer finds a consumer by username.
-func (d *Document) Consumer(username string) (*Consumer, bool) {
-	for i := range d.Consumers {
-		if d.Consumers[i].Username == username {
-			return &d.Consumers[i], true
-		}
-	}
-	return nil, false
-}
-
-// Credential finds a credential by its id, explicit or derived.
-func (d *Document) Credential(id string) (c *Consumer, index int, ok bool) {
-	for i := range d.Consumers {
-		c := &d.Consumers[i]
-		for k := range c.Keys {
-			if c.CredentialID(k) == id {
-				return c, k, true
-			}
-		}
-	}
-	return nil, 0, false
-}
-
-// ConsumerID is the consumer's id: its own, else its username.
-func (c *Consumer) ConsumerID() string {
-	if c.ID != "" {
-		return c.ID
-	}
-	return c.Username
-}
-
-// CredentialID is the id of the consumer's key i: its own, else the one a
-// load derives from the consumer's id and the key's position.
-func (c *Consumer) CredentialID(i int) string {
-	if id := c.Keys[i].ID; id != "" {
-		return id
-	}
-	return c.ConsumerID() + "#" + strconv.Itoa(i+1)
-}
-
-// RemoveKey removes key i. The keys after it that have derived ids get
-// those ids written out, so that no other key's id changes.
-func (c *Consumer) RemoveKey(i int) {
-	for k := i + 1; k < len(c.Keys); k++ {
-		c.Keys[k].ID = c.CredentialID(k)
-	}
-	c.Keys = append(c.Keys[:i], c.Keys[i+1:]...)
-}
-
 // File is a consumers file being edited.
 type File struct {
 	// Path is the file's path as given; the file written is the one it
 	// resolves to, so a symbolic link stays one.
 	Path string
-	Doc  *Document
+	Doc  *consumers.Document
 
 	target string
 	exists bool
@@ -185,7 +59,7 @@ func open(path string, orNew bool) (*File, error) {
 	data, err := os.ReadFile(f.target)
 	switch {
 	case orNew && errors.Is(err, fs.ErrNotExist):
-		f.Doc = &Document{Consumers: []Consumer{}}
+		f.Doc = &consumers.Document{Consumers: []consumers.ConsumerEntry{}}
 		return f, nil
 	case err != nil:
 		return nil, fmt.Errorf("consumers file %s: %w", path, err)
@@ -195,7 +69,7 @@ func open(path string, orNew bool) (*File, error) {
 		return nil, fmt.Errorf("consumers file %s: %w", path, err)
 	}
 	f.exists, f.mode, f.owner, f.digest = true, fi.Mode().Perm(), ownerOf(fi), sha256.Sum256(data)
-	if f.Doc, err = Decode(data); err != nil {
+	if f.Doc, err = consumers.DecodeDocument(data); err != nil {
 		return nil, fmt.Errorf("consumers file %s: %w", path, err)
 	}
 	return f, nil

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // APISIX's standalone file (conf/apisix.yaml, or apisix.json) and its Admin
@@ -41,21 +41,60 @@ type apisixConsumer struct {
 // apisixHolder is anything that carries plugins: a route, a service, a
 // global rule, a plugin config, a consumer group.
 type apisixHolder struct {
-	ID      any                       `json:"id"`
-	Name    string                    `json:"name"`
-	URI     string                    `json:"uri"`
-	Plugins map[string]map[string]any `json:"plugins"`
+	ID             any                       `json:"id"`
+	Name           string                    `json:"name"`
+	URI            string                    `json:"uri"`
+	URIs           []string                  `json:"uris"`
+	Host           string                    `json:"host"`
+	Hosts          []string                  `json:"hosts"`
+	ServiceID      any                       `json:"service_id"`
+	PluginConfigID any                       `json:"plugin_config_id"`
+	Plugins        map[string]map[string]any `json:"plugins"`
 }
+
+// readAPISIX reads an APISIX file with APISIX's ${{VAR}} substituted: in
+// the text of a YAML file before it is parsed, in the strings of a JSON
+// file after, as APISIX does. The Admin API's answer is what APISIX
+// stored: nothing in it is substituted.
+func readAPISIX(data []byte, o Options) (*apisixFile, error) {
+	lookup := lookupEnv(o)
+	var f apisixFile
+	if !isJSON(data) {
+		text, _, err := substitute(string(data), lookup)
+		if err != nil {
+			return nil, err
+		}
+		data = []byte(text)
+	}
+	generic, jsonFile, err := decodeGeneric(data)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := generic.(map[string]any); ok && jsonFile && m["list"] == nil {
+		if generic, err = substituteTree(generic, lookup); err != nil {
+			return nil, err
+		}
+	}
+	if err := retype(generic, jsonFile, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// endFlag is what APISIX looks for at the end of apisix.yaml before it
+// reads it: a file cut short by a partial write has none.
+var endFlag = regexp.MustCompile(`#END\s*$`)
 
 var credentialID = regexp.MustCompile(`^(?:/apisix/consumers/)?([^/]+)/credentials/([^/]+)$`)
 
 // APISIX imports an APISIX standalone file (YAML or JSON) or an Admin API
 // consumer list (JSON).
 func APISIX(data []byte, o Options) (*Result, error) {
-	var f apisixFile
-	if err := decode(data, &f); err != nil {
+	f, err := readAPISIX(data, o)
+	if err != nil {
 		return nil, err
 	}
+	missingEnd := !isJSON(data) && !endFlag.Match(data)
 	entries := f.Consumers
 	if f.List != nil {
 		for _, it := range f.List {
@@ -69,8 +108,16 @@ func APISIX(data []byte, o Options) (*Result, error) {
 	if f.Consumers == nil && f.List == nil {
 		return nil, fmt.Errorf("not an APISIX consumers file: it has neither consumers (standalone) nor list (Admin API)")
 	}
-	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	r := &Result{Doc: &consumers.Document{Consumers: []consumers.ConsumerEntry{}}}
+	for _, list := range [][]apisixHolder{f.GlobalRules, f.Services, f.PluginConfigs, f.Routes} {
+		for _, h := range list {
+			if ka, ok := h.Plugins["key-auth"]; ok && strings.EqualFold(str(ka["header"]), "authorization") {
+				r.fromAuthorization = true
+			}
+		}
+	}
 	index := map[string]int{}
+	rules := apisixRules{groupMembers: map[string][]string{}}
 	var credentials []apisixConsumer
 	for i, ac := range entries {
 		if m := credentialID.FindStringSubmatch(str(ac.ID)); m != nil && ac.Username == "" {
@@ -81,10 +128,18 @@ func APISIX(data []byte, o Options) (*Result, error) {
 			return nil, fmt.Errorf("consumer #%d has no username", i+1)
 		}
 		where := fmt.Sprintf("consumer %q", ac.Username)
-		c := docfile.Consumer{Username: ac.Username}
+		c := consumers.ConsumerEntry{Username: ac.Username}
 		for _, k := range sortedKeys(ac.Labels) {
 			if k == "custom_id" {
 				c.CustomID = ac.Labels[k]
+				continue
+			}
+			if err := consumers.CheckLabelName(k); err != nil {
+				r.note("%s: label %q not migrated: %v", where, k, err)
+				continue
+			}
+			if err := consumers.CheckLabelValue(ac.Labels[k]); err != nil {
+				r.note("%s: label %q not migrated: %v", where, k, err)
 				continue
 			}
 			if c.Labels == nil {
@@ -93,7 +148,11 @@ func APISIX(data []byte, o Options) (*Result, error) {
 			c.Labels[k] = ac.Labels[k]
 		}
 		if g := str(ac.GroupID); g != "" {
-			addGroup(&c, g)
+			rules.groupMembers[g] = append(rules.groupMembers[g], ac.Username)
+			r.addGroup(&c, g, "group_id")
+		}
+		if cr, ok := ac.Plugins[restrictionPlugin]; ok {
+			rules.consumers = append(rules.consumers, consumerRule{ac.Username, cr})
 		}
 		if err := apisixPlugins(r, &c, "", ac.Plugins, where, o); err != nil {
 			return nil, err
@@ -117,35 +176,35 @@ func APISIX(data []byte, o Options) (*Result, error) {
 	}
 
 	for _, g := range f.ConsumerGroups {
-		for _, p := range sortedKeys(g.Plugins) {
-			r.note("consumer group %q: plugin %s not migrated", str(g.ID), p)
+		// A consumer group's plugins are its members': its
+		// consumer-restriction goes with each of them.
+		if cr, ok := g.Plugins[restrictionPlugin]; ok {
+			for _, u := range rules.groupMembers[str(g.ID)] {
+				rules.consumers = append(rules.consumers, consumerRule{u, cr})
+			}
 		}
-	}
-	holders := []struct {
-		kind string
-		list []apisixHolder
-	}{{"global rule", f.GlobalRules}, {"service", f.Services}, {"plugin config", f.PluginConfigs}, {"route", f.Routes}}
-	for _, h := range holders {
-		for _, it := range h.list {
-			cfg, ok := it.Plugins["key-auth"]
-			if !ok {
+		for _, p := range sortedKeys(g.Plugins) {
+			if p == restrictionPlugin {
 				continue
 			}
-			where := fmt.Sprintf("%s %q", h.kind, name(it.Name, it.ID))
-			if it.Name == "" && it.URI != "" {
-				where = fmt.Sprintf("%s %q (uri %s)", h.kind, str(it.ID), it.URI)
-			}
-			r.Blocks = append(r.Blocks, block(where, apisixKeyAuthLines(r, cfg, where)))
+			r.note("consumer group %q: plugin %s not migrated", name(g.Name, g.ID), p)
 		}
+	}
+	rules.plugins(r, f)
+	if missingEnd && f.List == nil {
+		r.note("the file does not end with the line #END, without which APISIX does not load apisix.yaml: imported all the same (if it was cut short, what is missing is not here)")
 	}
 	return r, nil
 }
 
 // apisixPlugins takes the key of a consumer's (or credential's) key-auth
 // plugin and lists its other plugins as not migrated.
-func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string]map[string]any, where string, o Options) error {
+func apisixPlugins(r *Result, c *consumers.ConsumerEntry, id string, plugins map[string]map[string]any, where string, o Options) error {
 	for _, name := range sortedKeys(plugins) {
 		cfg := plugins[name]
+		if name == restrictionPlugin && id == "" {
+			continue // carried into the blocks
+		}
 		if name != "key-auth" {
 			r.note("%s: plugin %s not migrated", where, name)
 			continue
@@ -157,6 +216,8 @@ func apisixPlugins(r *Result, c *docfile.Consumer, id string, plugins map[string
 		if key, err = resolve(key, where, o); err != nil {
 			return err
 		}
+		key = r.withoutScheme(key, where)
+		r.warnUnrendered(key, where)
 		for k := range cfg {
 			if k != "key" && k != "_meta" {
 				r.note("%s: key-auth option %s not migrated", where, k)

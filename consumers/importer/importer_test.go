@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 var asOf = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -21,11 +21,13 @@ func read(t *testing.T, name string) []byte {
 	return b
 }
 
-func h(key string) docfile.Credential { return docfile.Credential{Hash: docfile.HashKey(key)} }
+func h(key string) consumers.CredentialEntry {
+	return consumers.CredentialEntry{Hash: consumers.HashKey(key)}
+}
 
-func withID(c docfile.Credential, id string) docfile.Credential { c.ID = id; return c }
+func withID(c consumers.CredentialEntry, id string) consumers.CredentialEntry { c.ID = id; return c }
 
-func wantDoc(t *testing.T, got *Result, want []docfile.Consumer) {
+func wantDoc(t *testing.T, got *Result, want []consumers.ConsumerEntry) {
 	t.Helper()
 	if !reflect.DeepEqual(got.Doc.Consumers, want) {
 		t.Errorf("consumers:\n got %+v\nwant %+v", got.Doc.Consumers, want)
@@ -73,16 +75,16 @@ func TestKongDeck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := docfile.Credential{ID: "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a002", Hash: docfile.HashKey("alice-kong-key-0002"),
+	exp := consumers.CredentialEntry{ID: "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a002", Hash: consumers.HashKey("alice-kong-key-0002"),
 		ExpiresAt: "2026-03-02T12:00:00Z"}
-	wantDoc(t, r, []docfile.Consumer{
+	wantDoc(t, r, []consumers.ConsumerEntry{
 		{Username: "alice", ID: "6f1c2b1e-7a55-4c1e-9a5e-2f2e8a1c0a01", CustomID: "cust-1", Tags: []string{"partner"},
 			Groups: []string{"gold", "partners"},
-			Keys:   []docfile.Credential{withID(h("alice-kong-key-0001"), "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a001"), exp}},
+			Keys:   []consumers.CredentialEntry{withID(h("alice-kong-key-0001"), "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a001"), exp}},
 		{Username: "bob", ID: "6f1c2b1e-7a55-4c1e-9a5e-2f2e8a1c0a02", Groups: []string{"free"},
-			Keys: []docfile.Credential{withID(h("bob-kong-key-0003"), "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a003")}},
+			Keys: []consumers.CredentialEntry{withID(h("bob-kong-key-0003"), "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a003")}},
 		{Username: "batch-job", ID: "6f1c2b1e-7a55-4c1e-9a5e-2f2e8a1c0a03", CustomID: "batch-job",
-			Keys: []docfile.Credential{withID(h("batch key 0004 with spaces & symbols"), "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a004")}},
+			Keys: []consumers.CredentialEntry{withID(h("batch key 0004 with spaces & symbols"), "0b7f4d7a-3c1e-4f55-8d3e-51c1d2f6a004")}},
 	})
 	wantLines(t, r.Notes,
 		`consumer "alice": basic-auth credential 9d6c41a8-3b6e-4a0a-9d7e-7d2bd0e6b001 not migrated`,
@@ -115,11 +117,11 @@ func TestKongDBLess(t *testing.T) {
 	}
 	dave := withID(h("dave-dbless-key-02"), "5c0a3e4e-2b8f-4d5e-b2a1-9e7c6d5b4a02")
 	dave.ExpiresAt = "2026-03-01T13:00:00Z"
-	wantDoc(t, r, []docfile.Consumer{
+	wantDoc(t, r, []consumers.ConsumerEntry{
 		{Username: "carol", ID: "7d1e0c55-0c4b-4f0e-8c8f-3f5f8f1a0b01", Tags: []string{"internal"}, Groups: []string{"billing-admins"},
-			Keys: []docfile.Credential{withID(h("carol-dbless-key-01"), "5c0a3e4e-2b8f-4d5e-b2a1-9e7c6d5b4a01"), h("carol-dbless-key-03")}},
+			Keys: []consumers.CredentialEntry{withID(h("carol-dbless-key-01"), "5c0a3e4e-2b8f-4d5e-b2a1-9e7c6d5b4a01"), h("carol-dbless-key-03")}},
 		{Username: "dave", ID: "7d1e0c55-0c4b-4f0e-8c8f-3f5f8f1a0b02", CustomID: "emp-42", Groups: []string{"billing-readers"},
-			Keys: []docfile.Credential{dave}},
+			Keys: []consumers.CredentialEntry{dave}},
 		{Username: "anonymous-billing", ID: "7d1e0c55-0c4b-4f0e-8c8f-3f5f8f1a0b03"},
 	})
 	wantLines(t, r.Notes, `plugin rate-limiting scoped to consumer "carol" not migrated`, `consumer "dave": jwt secret #1 not migrated`)
@@ -133,7 +135,8 @@ func TestKongDBLess(t *testing.T) {
 
 func TestKongRefuses(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
-		{`{"consumers": []}`, "no _format_version"},
+		{`{"_transform": true, "consumers": []}`, "no _format_version"},
+		{`{"consumers": [{"username": "a"}], "acls": [{"consumer": "a", "group": "g"}]}`, "no _format_version, and has top-level acls"},
 		{`{"_format_version": "4.0", "consumers": []}`, `"4.0"`},
 		{`_format_version: "3.0"
 consumers:
@@ -174,12 +177,12 @@ func TestAPISIXStandalone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDoc(t, r, []docfile.Consumer{
+	wantDoc(t, r, []consumers.ConsumerEntry{
 		{Username: "jack", CustomID: "cust-7", Labels: map[string]string{"plan": "gold"}, Groups: []string{"gold"},
-			Keys: []docfile.Credential{h("jack-apisix-key-01")}},
-		{Username: "rose", Keys: []docfile.Credential{h("rose-from-env-key")}},
+			Keys: []consumers.CredentialEntry{h("jack-apisix-key-01")}},
+		{Username: "rose", Keys: []consumers.CredentialEntry{h("rose-from-env-key")}},
 		{Username: "tom", Labels: map[string]string{"team": "mobile"},
-			Keys: []docfile.Credential{withID(h("tom-apisix-laptop-key"), "tom-laptop"), withID(h("tom-apisix-ci-key"), "tom-ci")}},
+			Keys: []consumers.CredentialEntry{withID(h("tom-apisix-laptop-key"), "tom-laptop"), withID(h("tom-apisix-ci-key"), "tom-ci")}},
 	})
 	wantLines(t, r.Notes,
 		`consumer "jack": plugin limit-count not migrated`,
@@ -202,9 +205,9 @@ func TestAPISIXAdminList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDoc(t, r, []docfile.Consumer{
-		{Username: "jack", CustomID: "cust-7", Keys: []docfile.Credential{{Key: "jack-admin-key-01"}}},
-		{Username: "ann", Keys: []docfile.Credential{{ID: "ann-web", Key: "ann-admin-web-key"}}},
+	wantDoc(t, r, []consumers.ConsumerEntry{
+		{Username: "jack", CustomID: "cust-7", Keys: []consumers.CredentialEntry{{Key: "jack-admin-key-01"}}},
+		{Username: "ann", Keys: []consumers.CredentialEntry{{ID: "ann-web", Key: "ann-admin-web-key"}}},
 	})
 	wantLines(t, r.Notes, `consumer "ann", credential "ann-jwt": plugin jwt-auth not migrated`)
 	if len(r.Notes) != 1 || len(r.Blocks) != 0 {

@@ -1,26 +1,31 @@
 package importer
 
 import (
+	"github.com/keyauth/caddy-keyauth/consumers"
+
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 )
 
 // Kong's declarative format, as decK (`deck gateway dump`) and DB-less
 // Kong (`kong config db_export`, kong.yml) write it: credentials and ACLs
 // nested in their consumer, or at the top level naming their consumer.
 type kongFile struct {
-	FormatVersion any            `json:"_format_version"`
-	Consumers     []kongConsumer `json:"consumers"`
-	KeyAuths      []kongKeyAuth  `json:"keyauth_credentials"`
-	ACLs          []kongACL      `json:"acls"`
-	Plugins       []kongPlugin   `json:"plugins"`
-	Services      []kongService  `json:"services"`
-	Routes        []kongRoute    `json:"routes"`
+	FormatVersion any `json:"_format_version"`
+	Info          struct {
+		SelectTags []string `json:"select_tags"`
+	} `json:"_info"`
+	Transform *bool          `json:"_transform"` // Kong's declarative format only
+	Consumers []kongConsumer `json:"consumers"`
+	KeyAuths  []kongKeyAuth  `json:"keyauth_credentials"`
+	ACLs      []kongACL      `json:"acls"`
+	Plugins   []kongPlugin   `json:"plugins"`
+	Services  []kongService  `json:"services"`
+	Routes    []kongRoute    `json:"routes"`
 	// Other kinds of credentials, listed as not migrated.
 	BasicAuths  []map[string]any `json:"basicauth_credentials"`
 	JWTSecrets  []map[string]any `json:"jwt_secrets"`
@@ -80,6 +85,10 @@ type kongService struct {
 type kongRoute struct {
 	ID      any          `json:"id"`
 	Name    string       `json:"name"`
+	Service any          `json:"service"`
+	Paths   []string     `json:"paths"`
+	Hosts   []string     `json:"hosts"`
+	Methods []string     `json:"methods"`
 	Plugins []kongPlugin `json:"plugins"`
 }
 
@@ -100,21 +109,51 @@ func ref(v any) string {
 // Kong imports a Kong declarative file (decK or DB-less, _format_version
 // 3.0 and the 1.1 and 2.1 it grew from), YAML or JSON.
 func Kong(data []byte, o Options) (*Result, error) {
+	data, err := renderDeck(data, lookupEnv(o))
+	if err != nil {
+		return nil, err
+	}
+	generic, jsonFile, err := decodeGeneric(data)
+	if err != nil {
+		return nil, err
+	}
+	if generic == nil {
+		return nil, errors.New("the file is empty")
+	}
+	generic, admin, err := kongAdminAnswers(generic)
+	if err != nil {
+		return nil, err
+	}
 	var f kongFile
-	if err := decode(data, &f); err != nil {
+	if err := retype(generic, jsonFile, &f); err != nil {
 		return nil, err
 	}
 	version := str(f.FormatVersion)
+	var defaulted bool
+	if admin {
+		version = "3.0" // the Admin API's entities, as Kong 3.x serves them
+	}
+	if version == "" {
+		// decK reads a file without one as 1.1 (its own sample has none);
+		// Kong refuses a declarative file without one.
+		if why := kongDeclarative(&f); why != "" {
+			return nil, fmt.Errorf("a Kong DB-less file needs _format_version: this one has no _format_version, and has %s, which only Kong's declarative format holds (decK reads a file without one as 1.1)", why)
+		}
+		version, defaulted = "1.1", true
+	}
 	switch version {
-	case "":
-		return nil, fmt.Errorf("not a Kong declarative file: it has no _format_version")
 	case "1.1", "2.1", "3.0":
 	default:
 		return nil, fmt.Errorf("kong _format_version %q: this import reads 1.1, 2.1 and 3.0", version)
 	}
-	r := &Result{Doc: &docfile.Document{Consumers: []docfile.Consumer{}}}
+	r := &Result{Doc: &consumers.Document{Consumers: []consumers.ConsumerEntry{}}}
+	r.fromAuthorization = kongReadsAuthorization(&f)
+	if defaulted {
+		r.note("the file has no _format_version: read as decK reads it, as 1.1")
+	}
 	// Kong names consumers by id or username; both find the index.
 	index := map[string]int{}
+	members := kongMembers{acl: map[string][]string{}, consumerGroup: map[string][]string{}}
 	for i, kc := range f.Consumers {
 		username := kc.Username
 		where := fmt.Sprintf("consumer #%d", i+1)
@@ -126,17 +165,21 @@ func Kong(data []byte, o Options) (*Result, error) {
 			r.note("consumer with custom_id %q has no username: imported with its custom_id as username", kc.CustomID)
 		}
 		where = fmt.Sprintf("consumer %q", username)
-		c := docfile.Consumer{Username: username, ID: str(kc.ID), CustomID: kc.CustomID, Tags: kc.Tags}
+		c := consumers.ConsumerEntry{Username: username, ID: str(kc.ID), CustomID: kc.CustomID, Tags: kc.Tags}
+		// decK adds _info.select_tags to every entity of the file when
+		// it syncs, and leaves them out of the entities when it dumps.
+		c.Tags = appendNew(c.Tags, f.Info.SelectTags...)
 		if c.ID == c.Username {
 			c.ID = ""
 		}
 		for j, ka := range kc.KeyAuths {
-			if err := kongKey(r, &c, ka, fmt.Sprintf("%s, keyauth credential #%d", where, j+1), o); err != nil {
+			if err := kongKey(r, &c, ka, fmt.Sprintf("%s, keyauth credential #%d", where, j+1), o, f.Transform != nil); err != nil {
 				return nil, err
 			}
 		}
 		for _, acl := range kc.ACLs {
-			addGroup(&c, acl.Group)
+			members.add(members.acl, acl.Group, username)
+			r.addGroup(&c, acl.Group, "ACL group")
 		}
 		kongOthers(r, where, kc.BasicAuths, "basic-auth credential")
 		kongOthers(r, where, kc.JWTSecrets, "jwt secret")
@@ -147,7 +190,8 @@ func Kong(data []byte, o Options) (*Result, error) {
 			r.note("%s: consumer-scoped plugin %s not migrated", where, p.Name)
 		}
 		for _, g := range kc.Groups {
-			r.note("%s: membership of consumer group %q not migrated (consumer groups carry plugin configs; ACL groups become groups)", where, ref(g))
+			members.add(members.consumerGroup, groupRef(g), username)
+			r.note("%s: membership of consumer group %q not migrated (consumer groups carry plugin configs; ACL groups become groups)", where, groupRef(g))
 		}
 		r.Doc.Consumers = append(r.Doc.Consumers, c)
 		for _, k := range []string{str(kc.ID), kc.Username, kc.CustomID} {
@@ -156,7 +200,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 			}
 		}
 	}
-	consumerOf := func(v any, where string) (*docfile.Consumer, error) {
+	consumerOf := func(v any, where string) (*consumers.ConsumerEntry, error) {
 		name := ref(v)
 		i, ok := index[name]
 		if !ok {
@@ -170,7 +214,7 @@ func Kong(data []byte, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := kongKey(r, c, ka, fmt.Sprintf("consumer %q, %s", c.Username, where), o); err != nil {
+		if err := kongKey(r, c, ka, fmt.Sprintf("consumer %q, %s", c.Username, where), o, f.Transform != nil); err != nil {
 			return nil, err
 		}
 	}
@@ -179,7 +223,14 @@ func Kong(data []byte, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		addGroup(c, acl.Group)
+		members.add(members.acl, acl.Group, c.Username)
+		r.addGroup(c, acl.Group, "ACL group")
+	}
+	usernameOf := func(v string) string {
+		if i, ok := index[v]; ok {
+			return r.Doc.Consumers[i].Username
+		}
+		return v
 	}
 	kongOthers(r, "top level", f.BasicAuths, "basic-auth credential")
 	kongOthers(r, "top level", f.JWTSecrets, "jwt secret")
@@ -187,55 +238,115 @@ func Kong(data []byte, o Options) (*Result, error) {
 	kongOthers(r, "top level", f.OAuth2s, "oauth2 credential")
 	kongOthers(r, "top level", f.MTLSAuths, "mtls-auth credential")
 	for _, g := range f.ConsumerGrp {
-		r.note("consumer group %q not migrated (its plugin configs have no equivalent; ACL groups become groups)", ref(g))
+		if list, ok := g["consumers"].([]any); ok {
+			for _, m := range list {
+				members.add(members.consumerGroup, groupRef(g), usernameOf(ref(m)))
+			}
+		}
+		r.note("consumer group %q not migrated (its plugin configs have no equivalent; ACL groups become groups)", groupRef(g))
 	}
 
-	// The key-auth plugins, wherever they are; consumer-scoped plugins are
-	// listed as not migrated.
-	usernameOf := func(v string) string {
-		if i, ok := index[v]; ok {
-			return r.Doc.Consumers[i].Username
-		}
-		return v
+	kongPlugins(r, &f, usernameOf, members)
+	return r, nil
+}
+
+// kongAdminEndpoints maps the Admin API's endpoints to the declarative
+// format's collections: a dump of the Admin API is a JSON object holding
+// each endpoint's list answer ({"data": [...], "next": null}) under the
+// endpoint's name.
+var kongAdminEndpoints = map[string]string{
+	"consumers":       "consumers",
+	"key-auths":       "keyauth_credentials",
+	"acls":            "acls",
+	"plugins":         "plugins",
+	"services":        "services",
+	"routes":          "routes",
+	"consumer_groups": "consumer_groups",
+	"basic-auths":     "basicauth_credentials",
+	"jwts":            "jwt_secrets",
+	"hmac-auths":      "hmacauth_credentials",
+	"oauth2":          "oauth2_credentials",
+	"mtls-auths":      "mtls_auth_credentials",
+}
+
+// kongAdminAnswers turns a dump of Admin API answers into the declarative
+// format's shape, and says whether it was one: a file whose consumers
+// (or key-auths) is an answer object rather than a list. An answer with a
+// next page is refused: the keys on it would be lost without a word.
+func kongAdminAnswers(generic any) (any, bool, error) {
+	m, ok := generic.(map[string]any)
+	if !ok {
+		return generic, false, nil
 	}
-	plugin := func(p kongPlugin, where string) {
-		if p.Consumer != nil {
-			r.note("plugin %s scoped to consumer %q not migrated", p.Name, usernameOf(ref(p.Consumer)))
-			return
-		}
-		if p.Name != "key-auth" {
-			return
-		}
-		if p.Service != nil {
-			where = fmt.Sprintf("service %q", ref(p.Service))
-		}
-		if p.Route != nil {
-			where = fmt.Sprintf("route %q", ref(p.Route))
-		}
-		if p.Enabled != nil && !*p.Enabled {
-			where += " (disabled in Kong)"
-		}
-		r.Blocks = append(r.Blocks, block(where, kongKeyAuthLines(r, p.Config, where, usernameOf)))
+	_, consumersAnswer := m["consumers"].(map[string]any)
+	_, keyAuths := m["key-auths"]
+	if !consumersAnswer && !keyAuths {
+		return generic, false, nil
 	}
-	for _, p := range f.Plugins {
-		plugin(p, "every route (global plugin)")
+	out := map[string]any{}
+	for _, endpoint := range sortedKeys(m) {
+		name, known := kongAdminEndpoints[endpoint]
+		answer, isAnswer := m[endpoint].(map[string]any)
+		switch {
+		case !known:
+			return nil, true, fmt.Errorf("a dump of Admin API answers holds %q, which is not an endpoint this import reads (%s)", endpoint, strings.Join(sortedKeys(kongAdminEndpoints), ", "))
+		case !isAnswer:
+			return nil, true, fmt.Errorf("%s: not an Admin API list answer ({\"data\": [...], \"next\": null})", endpoint)
+		case answer["next"] != nil:
+			return nil, true, fmt.Errorf("%s: the answer has a next page, which the file does not hold: fetch it with ?size=1000 and follow next until it is null", endpoint)
+		}
+		// Kong's JSON encoder writes an empty list as {}.
+		if d, empty := answer["data"].(map[string]any); !empty || len(d) > 0 {
+			out[name] = answer["data"]
+		}
 	}
+	return out, true, nil
+}
+
+// kongDeclarative names what makes a file Kong's declarative (DB-less)
+// format rather than decK's, or "": _transform, or credentials at the top
+// level naming their consumer.
+func kongDeclarative(f *kongFile) string {
+	switch {
+	case f.Transform != nil:
+		return "_transform"
+	case f.KeyAuths != nil:
+		return "top-level keyauth_credentials"
+	case f.ACLs != nil:
+		return "top-level acls"
+	case f.BasicAuths != nil || f.JWTSecrets != nil || f.HMACAuths != nil || f.OAuth2s != nil || f.MTLSAuths != nil:
+		return "top-level credentials"
+	}
+	return ""
+}
+
+// kongReadsAuthorization tells whether a key-auth of the file, wherever it
+// is, has Authorization among its key_names (header names compare in any
+// case).
+func kongReadsAuthorization(f *kongFile) bool {
+	var all []kongPlugin
+	all = append(all, f.Plugins...)
 	for _, s := range f.Services {
-		for _, p := range s.Plugins {
-			plugin(p, fmt.Sprintf("service %q", name(s.Name, s.ID)))
-		}
+		all = append(all, s.Plugins...)
 		for _, rt := range s.Routes {
-			for _, p := range rt.Plugins {
-				plugin(p, fmt.Sprintf("route %q of service %q", name(rt.Name, rt.ID), name(s.Name, s.ID)))
-			}
+			all = append(all, rt.Plugins...)
 		}
 	}
 	for _, rt := range f.Routes {
-		for _, p := range rt.Plugins {
-			plugin(p, fmt.Sprintf("route %q", name(rt.Name, rt.ID)))
+		all = append(all, rt.Plugins...)
+	}
+	for _, p := range all {
+		if p.Name != "key-auth" {
+			continue
+		}
+		names, _ := p.Config["key_names"].([]any)
+		for _, n := range names {
+			if strings.EqualFold(str(n), "authorization") {
+				return true
+			}
 		}
 	}
-	return r, nil
+	return false
 }
 
 func name(n string, id any) string {
@@ -245,7 +356,16 @@ func name(n string, id any) string {
 	return str(id)
 }
 
-func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Options) error {
+// daoMaxTTL is Kong's largest ttl in seconds (DAO_MAX_TTL): a larger one
+// is not a duration but an instant, the epoch seconds of the expiry, as
+// DB-less files and `kong config db_export` hold it (Kong reads a
+// declarative ttl as ttl - now).
+const daoMaxTTL = 1e8
+
+// maxInstant is the last second of year 9999, the end of RFC 3339.
+const maxInstant = 253402300799
+
+func kongKey(r *Result, c *consumers.ConsumerEntry, ka kongKeyAuth, where string, o Options, declarative bool) error {
 	if ka.Key == nil {
 		r.note("%s: no key in the file (Kong generated it): not migrated", where)
 		return nil
@@ -257,14 +377,27 @@ func kongKey(r *Result, c *docfile.Consumer, ka kongKeyAuth, where string, o Opt
 	expires := ""
 	if ka.TTL != nil && *ka.TTL != 0 {
 		ttl := *ka.TTL
-		if ttl < 0 || ttl > math.MaxInt32 || ttl != math.Trunc(ttl) {
-			return fmt.Errorf("%s has a ttl that is not a number of seconds", where)
+		if ttl < 0 || ttl > maxInstant || ttl != math.Trunc(ttl) {
+			return fmt.Errorf("%s has a ttl that is neither seconds left nor an instant", where)
 		}
-		if o.AsOf.IsZero() {
-			return fmt.Errorf("%s has a ttl, and no time it counts from", where)
+		if ttl > daoMaxTTL {
+			at := time.Unix(int64(ttl), 0).UTC()
+			expires = at.Format(time.RFC3339)
+			if !o.AsOf.IsZero() && at.Before(o.AsOf) {
+				r.note("%s: expired at %s (its ttl is that instant): imported expired", where, expires)
+			}
+		} else {
+			if o.AsOf.IsZero() {
+				return fmt.Errorf("%s has a ttl, and no time it counts from", where)
+			}
+			if declarative {
+				r.note("%s: a ttl of %d seconds in a declarative file, where Kong reads ttl as the instant of expiry: read as seconds left from %s", where, int64(ttl), o.AsOf.UTC().Format(time.RFC3339))
+			}
+			expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
 		}
-		expires = o.AsOf.Add(time.Duration(ttl) * time.Second).UTC().Format(time.RFC3339)
 	}
+	key = r.withoutScheme(key, where)
+	r.warnUnrendered(key, where)
 	if len(ka.Tags) > 0 {
 		r.note("%s: tags %s not migrated (credentials have no tags)", where, strings.Join(ka.Tags, ","))
 	}

@@ -48,6 +48,16 @@ func (FileSource) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// ResolvedPath is the file that Path names: its {env.*} placeholders
+// replaced and, if relative, joined to the working directory.
+func (f *FileSource) ResolvedPath() (string, error) {
+	path, err := filepath.Abs(caddy.NewReplacer().ReplaceKnown(f.Path, ""))
+	if err != nil {
+		return "", fmt.Errorf("consumers file %s: %w", f.Path, err)
+	}
+	return path, nil
+}
+
 // Provision loads the file, or joins the store of a source configured the
 // same way, which then is not read again. It validates first, so that a bad
 // configuration never reads a file.
@@ -55,9 +65,9 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	path, err := filepath.Abs(caddy.NewReplacer().ReplaceKnown(f.Path, ""))
+	path, err := f.ResolvedPath()
 	if err != nil {
-		return fmt.Errorf("consumers file %s: %w", f.Path, err)
+		return err
 	}
 	refresh := DefaultFileRefresh
 	if f.Refresh != nil {

@@ -113,6 +113,12 @@ func (HTTPSource) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// ResolvedURL is URL with its {env.*} placeholders replaced. It may hold
+// credentials: show it through RedactURL.
+func (s *HTTPSource) ResolvedURL() string {
+	return caddy.NewReplacer().ReplaceKnown(s.URL, "")
+}
+
 // Provision joins the store of a source configured the same way, or makes a
 // new one, loaded from the cache file if there is one. It never fetches:
 // the key_auth app starts polling in a running Caddy. It validates first, so
@@ -121,7 +127,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	resolvedURL := caddy.NewReplacer().ReplaceKnown(s.URL, "")
+	resolvedURL := s.ResolvedURL()
 	refresh := DefaultHTTPRefresh
 	if s.Refresh != nil {
 		refresh = time.Duration(*s.Refresh)
@@ -165,7 +171,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 		}
 		f := &httpFetcher{
 			url:      resolvedURL,
-			location: redactURL(resolvedURL),
+			location: RedactURL(resolvedURL),
 			refresh:  refresh,
 			maxSize:  maxSize,
 			cache:    cache,
@@ -248,7 +254,7 @@ func sameOrigin(origin string) func(*http.Request, []*http.Request) error {
 func originOf(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("url %s has no origin", redactURL(raw))
+		return "", fmt.Errorf("url %s has no origin", RedactURL(raw))
 	}
 	port := u.Port()
 	if port == "" {
@@ -298,9 +304,9 @@ func (t *HTTPSourceTLS) config(ctx caddy.Context) (*tls.Config, error) {
 // Validate checks the configuration: an absolute http or https URL once
 // its placeholders are filled in, and no negative duration or size.
 func (s *HTTPSource) Validate() error {
-	u, err := url.Parse(caddy.NewReplacer().ReplaceKnown(s.URL, ""))
+	u, err := url.Parse(s.ResolvedURL())
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url must be an absolute http or https URL, got %q", redactURL(s.URL))
+		return fmt.Errorf("url must be an absolute http or https URL, got %q", RedactURL(s.URL))
 	}
 	if (s.Refresh != nil && *s.Refresh < 0) || s.Timeout < 0 || s.MaxSize < 0 {
 		return errors.New("refresh, timeout and max_size must not be negative")
@@ -338,7 +344,7 @@ func resolveHeaders(h http.Header) http.Header {
 
 // redactURL shows a URL without its credentials: no user info, and no query
 // values, which often carry tokens.
-func redactURL(raw string) string {
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(invalid URL)"

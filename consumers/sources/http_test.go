@@ -80,7 +80,7 @@ func redirectFetcher(t *testing.T, url string, roots *x509.Certificate) *httpFet
 		pool.AddCert(roots)
 		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
-	return &httpFetcher{url: url, location: redactURL(url), maxSize: 1 << 20, client: client,
+	return &httpFetcher{url: url, location: RedactURL(url), maxSize: 1 << 20, client: client,
 		headers: http.Header{"X-Source-Token": {"src-secret-1"}}, log: zap.NewNop}
 }
 

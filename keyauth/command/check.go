@@ -1,12 +1,14 @@
 package command
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -14,11 +16,13 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the caddyfile adapter
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/apikey"
-	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
+	"github.com/keyauth/caddy-keyauth/keyauth"
 
 	_ "github.com/keyauth/caddy-keyauth/caddyfile" // the key_auth directive, to adapt a Caddyfile
 )
@@ -118,9 +122,9 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 		return 1, 0
 	}
 	data, err := os.ReadFile(s.location)
-	var doc *docfile.Document
+	var doc *consumers.Document
 	if err == nil {
-		doc, err = docfile.Decode(data)
+		doc, err = consumers.DecodeDocument(data)
 	}
 	if err != nil { // changed since ParseFile read it
 		fmt.Fprintf(out, "error: consumers file %s: %v\n", s.location, err)
@@ -218,28 +222,12 @@ func configSources(path string) ([]*checked, error) {
 			return nil, fmt.Errorf("adapting config %s: %w", path, err)
 		}
 	}
-	var cfg any
-	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
 	var sources []*checked
 	byKey := map[string]*checked{}
-	repl := caddy.NewReplacer()
-	var walkErr error
-	walk(cfg, func(h map[string]any) {
-		src, _ := h["consumers"].(map[string]any)
-		s := &checked{kind: fmt.Sprint(src["source"])}
-		switch s.kind {
-		case "file":
-			p, _ := src["path"].(string)
-			abs, err := filepath.Abs(repl.ReplaceKnown(p, ""))
-			if err != nil && walkErr == nil {
-				walkErr = fmt.Errorf("consumers file %s: %w", p, err)
-			}
-			s.location = abs
-		case "http":
-			u, _ := src["url"].(string)
-			s.location = redact(u)
+	err = findModules(cfgJSON, handlerKey, keyAuthID.Name(), func(raw json.RawMessage) error {
+		s, anonymous, err := handlerSource(raw)
+		if err != nil {
+			return err
 		}
 		key := s.kind + " " + s.location
 		if prev, ok := byKey[key]; ok {
@@ -248,43 +236,131 @@ func configSources(path string) ([]*checked, error) {
 			byKey[key] = s
 			sources = append(sources, s)
 		}
-		if a, _ := h["anonymous"].(string); a != "" && !slices.Contains(s.anonymous, a) {
-			s.anonymous = append(s.anonymous, a)
+		if anonymous != "" && !slices.Contains(s.anonymous, anonymous) {
+			s.anonymous = append(s.anonymous, anonymous)
 		}
+		return nil
 	})
-	return sources, walkErr
-}
-
-// walk calls found for every key_auth handler in a config, wherever it is
-// nested (routes, subroutes, handle blocks).
-func walk(v any, found func(map[string]any)) {
-	switch v := v.(type) {
-	case map[string]any:
-		if v["handler"] == "key_auth" {
-			found(v)
-		}
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys) // a stable order of output
-		for _, k := range keys {
-			walk(v[k], found)
-		}
-	case []any:
-		for _, e := range v {
-			walk(e, found)
-		}
-	}
-}
-
-// redact drops what may be a secret from a source URL, as the HTTP source's
-// logs do: user info and query.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
 	if err != nil {
-		return "(a URL that does not parse)"
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	u.User, u.RawQuery, u.ForceQuery = nil, "", false
-	return u.String()
+	return sources, nil
+}
+
+// What a config calls the key_auth handler and its source: the handler's
+// module id, and the namespaces and inline keys of the fields that hold a
+// route's handlers and the handler's source.
+var (
+	keyAuthID             = keyauth.Handler{}.CaddyModule().ID
+	handlerNS, handlerKey = moduleField(reflect.TypeFor[caddyhttp.Route](), "HandlersRaw")
+	sourceNS, sourceKey   = moduleField(reflect.TypeFor[keyauth.Handler](), "ConsumersRaw")
+)
+
+// moduleField reads the namespace and inline key of a struct field that
+// holds a module, from its caddy struct tag, as Caddy does to load it.
+func moduleField(t reflect.Type, field string) (namespace, inlineKey string) {
+	f, ok := t.FieldByName(field)
+	if !ok {
+		panic(fmt.Sprintf("%s has no field %s", t, field))
+	}
+	tag, err := caddy.ParseStructTag(f.Tag.Get("caddy"))
+	if err != nil {
+		panic(fmt.Sprintf("%s.%s: %v", t, field, err))
+	}
+	return tag["namespace"], tag["inline_key"]
+}
+
+// handlerSource decodes a key_auth handler as Caddy would load it, and its
+// consumers source, and says where that source reads from as the source
+// itself does.
+func handlerSource(raw json.RawMessage) (*checked, string, error) {
+	m, err := decodeModule(handlerNS, handlerKey, raw)
+	if err != nil {
+		return nil, "", err
+	}
+	h := m.(*keyauth.Handler)
+	if len(h.ConsumersRaw) == 0 {
+		return nil, "", fmt.Errorf("a %s handler has no consumers source", keyAuthID.Name())
+	}
+	src, err := decodeModule(sourceNS, sourceKey, h.ConsumersRaw)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s handler: %w", keyAuthID.Name(), err)
+	}
+	s := &checked{kind: src.CaddyModule().ID.Name()}
+	switch src := src.(type) {
+	case *sources.FileSource:
+		if s.location, err = src.ResolvedPath(); err != nil {
+			return nil, "", err
+		}
+	case *sources.HTTPSource:
+		s.location = sources.RedactURL(src.ResolvedURL())
+	}
+	return s, h.Anonymous, nil
+}
+
+// decodeModule decodes a module given inline, its name under inlineKey, as
+// Caddy decodes it when it loads the config (strictly), without
+// provisioning it.
+func decodeModule(namespace, inlineKey string, raw json.RawMessage) (caddy.Module, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("module in %s: %w", namespace, err)
+	}
+	var name string
+	if err := json.Unmarshal(fields[inlineKey], &name); err != nil || name == "" {
+		return nil, fmt.Errorf("module in %s: no %q naming it", namespace, inlineKey)
+	}
+	delete(fields, inlineKey)
+	rest, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	info, err := caddy.GetModule(namespace + "." + name)
+	if err != nil {
+		return nil, err
+	}
+	m := info.New()
+	if err := caddy.StrictUnmarshalJSON(rest, m); err != nil {
+		return nil, fmt.Errorf("decoding module %s: %w", info.ID, err)
+	}
+	return m, nil
+}
+
+// findModules calls found for every object of a config whose inlineKey
+// names the module name, wherever it is nested (routes, subroutes, handle
+// blocks, error routes), in a stable order.
+func findModules(raw json.RawMessage, inlineKey, name string, found func(json.RawMessage) error) error {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return nil
+	}
+	switch raw[0] {
+	case '{':
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return err
+		}
+		var n string
+		if json.Unmarshal(obj[inlineKey], &n) == nil && n == name {
+			if err := found(raw); err != nil {
+				return err
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			if err := findModules(obj[k], inlineKey, name, found); err != nil {
+				return err
+			}
+		}
+	case '[':
+		var arr []json.RawMessage
+		if err := json.Unmarshal(raw, &arr); err != nil {
+			return err
+		}
+		for _, e := range arr {
+			if err := findModules(e, inlineKey, name, found); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

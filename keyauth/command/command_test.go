@@ -118,7 +118,7 @@ func TestNewWithFile(t *testing.T) {
 	}
 	content := readFile(t, path)
 	noSecret(t, []string{key}, content, errOut)
-	if !strings.Contains(content, docfile.HashKey(key)) || !strings.Contains(content, `"expires_at": "2026-07-30T10:00:00Z"`) {
+	if !strings.Contains(content, consumers.HashKey(key)) || !strings.Contains(content, `"expires_at": "2026-07-30T10:00:00Z"`) {
 		t.Errorf("file:\n%s", content)
 	}
 	// The other keys work as before, derived ids and all.
@@ -180,7 +180,7 @@ func TestNewWithoutFile(t *testing.T) {
 		t.Fatalf("stdout %q", out)
 	}
 	noSecret(t, []string{key}, errOut)
-	for _, want := range []string{`"id": "erin-1"`, `"hash": "` + docfile.HashKey(key) + `"`, `"expires_at": "2099-01-01T00:00:00Z"`, `consumer "erin"`} {
+	for _, want := range []string{`"id": "erin-1"`, `"hash": "` + consumers.HashKey(key) + `"`, `"expires_at": "2099-01-01T00:00:00Z"`, `consumer "erin"`} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr does not say %s:\n%s", want, errOut)
 		}
@@ -418,9 +418,9 @@ func TestCheckFiles(t *testing.T) {
 	path := writeFile(t, `{"consumers": [
   {"username": "alice", "keys": [
     {"id": "a-plain", "key": "alice-secret-0001"},
-    {"id": "a-soon", "hash": "`+docfile.HashKey("x1")+`", "expires_at": "2026-05-10T00:00:00Z"},
-    {"id": "a-late", "hash": "`+docfile.HashKey("x2")+`", "expires_at": "2026-08-10T00:00:00Z"},
-    {"id": "a-old", "hash": "`+docfile.HashKey("x3")+`", "expires_at": "2026-01-01T00:00:00Z"}
+    {"id": "a-soon", "hash": "`+consumers.HashKey("x1")+`", "expires_at": "2026-05-10T00:00:00Z"},
+    {"id": "a-late", "hash": "`+consumers.HashKey("x2")+`", "expires_at": "2026-08-10T00:00:00Z"},
+    {"id": "a-old", "hash": "`+consumers.HashKey("x3")+`", "expires_at": "2026-01-01T00:00:00Z"}
   ]},
   {"username": "bob", "keys": [{"id": "b-typo", "key": "`+typo+`"}, {"id": "b-good", "key": "`+good+`"}]},
   {"username": "keyless"}
@@ -455,7 +455,7 @@ func TestCheckFiles(t *testing.T) {
 	if _, _, err := run(t, "", "check", "--strict", path); err == nil {
 		t.Error("--strict with warnings succeeded")
 	}
-	clean := writeFile(t, `{"consumers": [{"username": "c", "keys": [{"hash": "`+docfile.HashKey("k")+`"}]}]}`)
+	clean := writeFile(t, `{"consumers": [{"username": "c", "keys": [{"hash": "`+consumers.HashKey("k")+`"}]}]}`)
 	if out, _, err := run(t, "", "check", "--strict", clean); err != nil || !strings.Contains(out, "0 errors, 0 warnings") {
 		t.Errorf("a clean file: %v\n%s", err, out)
 	}
@@ -482,7 +482,7 @@ func TestCheckFiles(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "consumers.json"), []byte(`{"consumers": [
-  {"username": "guest"}, {"username": "alice", "keys": [{"hash": "`+docfile.HashKey("k")+`"}]}]}`), 0o600); err != nil {
+  {"username": "guest"}, {"username": "alice", "keys": [{"hash": "`+consumers.HashKey("k")+`"}]}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("KEYAUTH_TEST_DIR", dir)
@@ -517,7 +517,7 @@ func TestCheckConfig(t *testing.T) {
 	for _, want := range []string{
 		"consumers file " + dir + "/consumers.json: 2 consumers, 1 key (1 hashed, 0 plain)\n",
 		`anonymous consumer "nobody" is not in the file`,
-		"consumers http https://keys.example.com/consumers.json: not fetched",
+		"consumers http https://keys.example.com/consumers.json?REDACTED: not fetched", // as the HTTP source shows it
 		"0 errors, 1 warning",
 	} {
 		if !strings.Contains(out, want) {
@@ -550,6 +550,40 @@ func TestCheckConfig(t *testing.T) {
 	os.WriteFile(none, []byte(":8080 {\n\trespond ok\n}\n"), 0o600)
 	if _, _, err := run(t, "", "check", "--config", none); err == nil || !strings.Contains(err.Error(), "no key_auth handler") {
 		t.Errorf("a config without key_auth: %v", err)
+	}
+}
+
+// TestCheckConfigDecodesAsCaddy: check --config reads a handler and its
+// source as Caddy decodes them, and shows an HTTP source's URL as that source
+// does, after its placeholders.
+func TestCheckConfigDecodesAsCaddy(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KEYAUTH_TEST_TOKEN", "secret-token")
+	cfg := func(handler string) string {
+		path := filepath.Join(dir, "caddy.json")
+		if err := os.WriteFile(path, []byte(`{"apps": {"http": {"servers": {"s": {"listen": [":8080"], "routes": [
+  {"handle": [`+handler+`]}]}}}}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	out, _, err := run(t, "", "check", "--config", cfg(`{"handler": "key_auth",
+	  "consumers": {"source": "http", "url": "https://u:p@keys.example.com/c.json?token={env.KEYAUTH_TEST_TOKEN}"}}`))
+	if err != nil || !strings.Contains(out, "consumers http https://keys.example.com/c.json?REDACTED: not fetched") {
+		t.Errorf("an http source: %v\n%s", err, out)
+	}
+	noSecret(t, []string{"secret-token", "u:p"}, out)
+
+	for _, tt := range []struct{ handler, want string }{
+		{`{"handler": "key_auth", "anonymus": "guest", "consumers": {"source": "file", "path": "c.json"}}`, `unknown field "anonymus"`},
+		{`{"handler": "key_auth", "consumers": {"source": "file", "pth": "c.json"}}`, `unknown field "pth"`},
+		{`{"handler": "key_auth", "consumers": {"source": "nosuch"}}`, "key_auth.sources.nosuch"},
+		{`{"handler": "key_auth"}`, "no consumers source"},
+	} {
+		_, _, err := run(t, "", "check", "--config", cfg(tt.handler))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want %q", tt.handler, err, tt.want)
+		}
 	}
 }
 
@@ -657,7 +691,7 @@ func TestRevokeConsumerAndCanary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, i, ok := f.Doc.Credential("planted"); !ok || !c.Keys[i].Canary || c.Keys[i].Hash != docfile.HashKey(canary) {
+	if c, i, ok := f.Doc.Credential("planted"); !ok || !c.Keys[i].Canary || c.Keys[i].Hash != consumers.HashKey(canary) {
 		t.Fatalf("the canary is not in the file: %+v", c)
 	}
 
@@ -700,7 +734,7 @@ func TestRevokeConsumerAndCanary(t *testing.T) {
 // A disabled consumer gets no new key: it could never work. Nothing is
 // written, no key printed, and the error says how to enable it.
 func TestNewDisabledConsumer(t *testing.T) {
-	doc := `{"consumers": [{"username": "carol", "disabled": true, "keys": [{"id": "c1", "hash": "` + docfile.HashKey("k") + `"}]}]}`
+	doc := `{"consumers": [{"username": "carol", "disabled": true, "keys": [{"id": "c1", "hash": "` + consumers.HashKey("k") + `"}]}]}`
 	for _, extra := range [][]string{nil, {"--create"}} {
 		path := writeFile(t, doc)
 		out, errOut, err := run(t, "", append([]string{"new", "--consumer", "carol", "--file", path}, extra...)...)
@@ -743,7 +777,7 @@ func TestFileAsArgument(t *testing.T) {
 // check takes its files with --file as well as as arguments, not both.
 func TestCheckFileFlag(t *testing.T) {
 	path := writeFile(t, sample)
-	other := writeFile(t, `{"consumers": [{"username": "x", "keys": [{"hash": "`+docfile.HashKey("k")+`"}]}]}`)
+	other := writeFile(t, `{"consumers": [{"username": "x", "keys": [{"hash": "`+consumers.HashKey("k")+`"}]}]}`)
 	byArg, _, errArg := run(t, "", "check", path)
 	byFlag, _, errFlag := run(t, "", "check", "--file", path)
 	if errArg != nil || errFlag != nil || byArg != byFlag || !strings.Contains(byFlag, "consumers file "+path+": 3 consumers") {
@@ -765,9 +799,9 @@ func TestCheckFileFlag(t *testing.T) {
 func TestCheckWording(t *testing.T) {
 	setNow(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	path := writeFile(t, `{"consumers": [
-  {"username": "a", "disabled": true, "keys": [{"id": "far", "hash": "`+docfile.HashKey("k1")+`", "expires_at": "2026-10-29T04:22:00Z"}]},
-  {"username": "b", "keys": [{"id": "near", "hash": "`+docfile.HashKey("k2")+`", "expires_at": "2026-05-02T23:59:00Z"},
-    {"id": "soon", "hash": "`+docfile.HashKey("k3")+`", "expires_at": "2026-05-01T00:25:30Z", "disabled": true}]}
+  {"username": "a", "disabled": true, "keys": [{"id": "far", "hash": "`+consumers.HashKey("k1")+`", "expires_at": "2026-10-29T04:22:00Z"}]},
+  {"username": "b", "keys": [{"id": "near", "hash": "`+consumers.HashKey("k2")+`", "expires_at": "2026-05-02T23:59:00Z"},
+    {"id": "soon", "hash": "`+consumers.HashKey("k3")+`", "expires_at": "2026-05-01T00:25:30Z", "disabled": true}]}
 ]}`)
 	out, _, err := run(t, "", "check", "--warn", "200d", path)
 	if err != nil {
@@ -826,5 +860,26 @@ func TestImportRefusedWithoutLine(t *testing.T) {
 			t.Errorf("%s: stdout %q", tc.from, out)
 		}
 		noSecret(t, []string{"same-key-1"}, out, errOut, err.Error())
+	}
+}
+
+// A template the import cannot render fails the import: exit non-zero,
+// nothing on standard output, the variable named and no value.
+func TestImportTemplateUnset(t *testing.T) {
+	t.Setenv("DECK_SET_KEY", "set-secret-value")
+	for _, tc := range []struct{ from, in, want string }{
+		{"kong", "_format_version: \"3.0\"\nconsumers:\n- username: a\n  keyauth_credentials:\n  - key: ${{ env \"DECK_SET_KEY\" }}\n  - key: ${{ env \"DECK_UNSET_KEY_16\" }}\n", "DECK_UNSET_KEY_16"},
+		{"apisix", "consumers:\n  - username: a\n    plugins:\n      key-auth:\n        key: ${{APISIX_UNSET_KEY_16}}\n#END\n", "APISIX_UNSET_KEY_16"},
+	} {
+		out, errOut, err := run(t, tc.in, "import", "--from", tc.from, "-")
+		if err == nil || !strings.Contains(err.Error(), tc.want+", which is not set") && !strings.Contains(err.Error(), tc.want+" is not set") {
+			t.Errorf("%s: error %v", tc.from, err)
+		}
+		if out != "" {
+			t.Errorf("%s: stdout %q", tc.from, out)
+		}
+		if err != nil {
+			noSecret(t, []string{"set-secret-value"}, out, errOut, err.Error())
+		}
 	}
 }

@@ -23,18 +23,23 @@ holds the document and nothing else:
 
   caddy key-auth import --from kong kong.yaml > consumers.json
 
---from kong: a decK file (deck gateway dump; _format_version 3.0) or a Kong
-DB-less file (kong.yml, kong config db_export), YAML or JSON. Consumers keep
+--from kong: a decK file (deck gateway dump; _format_version 3.0, or none:
+read as 1.1), a Kong DB-less file (kong.yml, kong config db_export), YAML or
+JSON, or a JSON object of Admin API list answers keyed by endpoint
+(consumers, key-auths, acls, plugins, services, routes). Consumers keep
 username, id, custom_id and tags; keyauth_credentials keep id and key; ACL
-groups become groups. Kong's ttl is the seconds a key had left when the file
-was written: --as-of says when that was (default: the file's modification
-time).
+groups become groups. decK's ${{ env "DECK_NAME" }} is rendered from the
+environment (DECK_ variables only; unset is an error). A Kong ttl above
+100000000 is the instant of expiry (db_export, DB-less files); a smaller one
+is the seconds a key had left when the file was written (Admin API, decK):
+--as-of says when that was (default: the file's modification time).
 
 --from apisix: APISIX's standalone apisix.yaml or apisix.json, or the Admin
 API's consumer list (GET /apisix/admin/consumers). Consumers keep username,
 labels (custom_id becomes custom_id), group_id (as a group) and their
 key-auth key; credentials <username>/credentials/<id> (APISIX 3.11+) become
-keys with that id. $env://NAME keys are read from the environment now; an
+keys with that id. ${{NAME}} and ${{NAME:=default}} are substituted from the
+environment as APISIX does (unset without a default is an error). $env://NAME keys are read from the environment now; an
 unset variable and any $secret:// reference are errors.
 
 Standard error lists, one line each, what has no equivalent here (other
@@ -46,7 +51,7 @@ Use - as the file to read standard input.
 	}
 	cmd.Flags().String("from", "", "the export's format: kong or apisix (required)")
 	cmd.Flags().Bool("plain", false, "write keys in plain text, not hashed")
-	cmd.Flags().String("as-of", "", "when a Kong file was written, RFC 3339 (default: its modification time)")
+	cmd.Flags().String("as-of", "", "when a Kong file was written, RFC 3339, for a ttl of seconds left (default: its modification time)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := requireFlag(cmd, "from"); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/apikey"
 	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 )
@@ -76,14 +77,14 @@ func runNew(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	cred := docfile.Credential{ID: id, Hash: docfile.HashKey(key), ExpiresAt: expires, Canary: canary}
+	cred := consumers.CredentialEntry{ID: id, Hash: consumers.HashKey(key), ExpiresAt: expires, Canary: canary}
 
 	if path == "" {
 		if cred.ID == "" {
 			cred.ID = username + "-" + randomSuffix()
 		}
 		// The entry must load: check it as a one-consumer document.
-		doc := &docfile.Document{Consumers: []docfile.Consumer{{Username: username, Keys: []docfile.Credential{cred}}}}
+		doc := &consumers.Document{Consumers: []consumers.ConsumerEntry{{Username: username, Keys: []consumers.CredentialEntry{cred}}}}
 		if _, err := doc.Marshal(); err != nil {
 			return err
 		}
@@ -110,7 +111,7 @@ func runNew(cmd *cobra.Command, _ []string) error {
 		if !create {
 			return fmt.Errorf("consumers file %s has no consumer %q (--create adds it)", path, username)
 		}
-		file.Doc.Consumers = append(file.Doc.Consumers, docfile.Consumer{Username: username})
+		file.Doc.Consumers = append(file.Doc.Consumers, consumers.ConsumerEntry{Username: username})
 		c = &file.Doc.Consumers[len(file.Doc.Consumers)-1]
 	}
 	if cred.ID == "" {
@@ -232,7 +233,7 @@ and every key works as before.
 			for k := range file.Doc.Consumers[i].Keys {
 				cr := &file.Doc.Consumers[i].Keys[k]
 				if cr.Key != "" {
-					cr.Hash, cr.Key = docfile.HashKey(cr.Key), ""
+					cr.Hash, cr.Key = consumers.HashKey(cr.Key), ""
 					n++
 				}
 			}

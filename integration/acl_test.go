@@ -1,9 +1,8 @@
 package integration
 
-// Issue 10, the handler's side: Kong's acl inside key_auth (allow, deny,
-// hide_groups_header), X-Consumer-Groups, the groups, labels and tags
-// placeholders, disabled consumers and keys, against a real Caddy and real
-// upstreams.
+// Kong's ACL inside key_auth (allow, deny, hide_groups_header), the
+// X-Consumer-Groups header, the groups, labels and tags placeholders, and
+// disabled consumers and keys (README: Authorization).
 
 import (
 	"fmt"
@@ -15,9 +14,9 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
-// authzDoc is a consumers document with groups, labels, tags and disabled
+// aclDoc is a consumers document with groups, labels, tags and disabled
 // parts; %s and %s are the two backends of the labels.
-const authzDoc = `{"consumers": [
+const aclDoc = `{"consumers": [
   {"username": "gold", "groups": ["gold", "partner"], "tags": ["eu", "vip"],
    "labels": {"plan": "gold", "backend": "%s"},
    "keys": [{"id": "gold-k", "key": "gold-key-0001"}, {"id": "gold-off", "key": "gold-off-0002", "disabled": true}]},
@@ -40,29 +39,29 @@ const (
 	msgRefused = "You cannot consume this service"
 )
 
-// newAuthzEnv writes authzDoc with backends up and up2.
-func newAuthzEnv(t *testing.T) (*env, *upstream) {
+// newACLEnv writes aclDoc with backends up and up2.
+func newACLEnv(t *testing.T) (*env, *upstream) {
 	t.Helper()
 	e := newEnv(t)
 	up2 := newUpstream(t)
-	e.writeConsumers(fmt.Sprintf(authzDoc, e.up.addr(), up2.addr()))
+	e.writeConsumers(fmt.Sprintf(aclDoc, e.up.addr(), up2.addr()))
 	return e, up2
 }
 
-// authzRoute is a `handle` block of one key_auth with the given options
+// aclRoute is a `handle` block of one key_auth with the given options
 // in front of the upstream.
-func authzRoute(path, options string) string {
+func aclRoute(path, options string) string {
 	return fmt.Sprintf("\thandle %s/* {\n\t\tkey_auth {\n\t\t\tconsumers file {{.Consumers}}\n%s\t\t}\n\t\treverse_proxy {{.Up}}\n\t}\n", path, options)
 }
 
 // Kong's acl matrix: allow and deny, an authenticated or an anonymous
 // consumer, in a listed group, in another group, or in none.
-func TestAuthzACLMatrix(t *testing.T) {
-	e, _ := newAuthzEnv(t)
-	routes := authzRoute("/allow", "\t\t\tallow gold staff\n") + authzRoute("/deny", "\t\t\tdeny free blocked\n")
+func TestACLMatrix(t *testing.T) {
+	e, _ := newACLEnv(t)
+	routes := aclRoute("/allow", "\t\t\tallow gold staff\n") + aclRoute("/deny", "\t\t\tdeny free blocked\n")
 	for _, anon := range []string{"vip-guest", "free-guest", "guest"} {
-		routes += authzRoute("/allow-anon/"+anon, "\t\t\tallow gold staff\n\t\t\tanonymous "+anon+"\n")
-		routes += authzRoute("/deny-anon/"+anon, "\t\t\tdeny free blocked\n\t\t\tanonymous "+anon+"\n")
+		routes += aclRoute("/allow-anon/"+anon, "\t\t\tallow gold staff\n\t\t\tanonymous "+anon+"\n")
+		routes += aclRoute("/deny-anon/"+anon, "\t\t\tdeny free blocked\n\t\t\tanonymous "+anon+"\n")
 	}
 	e.load("{{.Global}}\n{{.Site}} {\n"+routes+"}\n", "caddyfile")
 
@@ -118,14 +117,14 @@ func TestAuthzACLMatrix(t *testing.T) {
 
 // A client's X-Consumer-Groups, in any spelling and through Connection,
 // never reaches the upstream; hide_groups_header sends none at all.
-func TestAuthzGroupsHeaderSpoofing(t *testing.T) {
-	e, _ := newAuthzEnv(t)
+func TestACLGroupsHeaderSpoofing(t *testing.T) {
+	e, _ := newACLEnv(t)
 	// Site 2 keeps underscored names (and so drops their dash spellings
 	// itself); site 1 keeps dash spellings only.
 	e.vars["GlobalExtra"] = "\tservers :" + strconv.Itoa(sitePort[1]) + " {\n\t\texpected_underscore_headers X_*\n\t}\n"
-	routes := authzRoute("/shown", "\t\t\tanonymous guest\n") +
-		authzRoute("/hidden", "\t\t\thide_groups_header\n\t\t\tanonymous vip-guest\n") +
-		authzRoute("/preflight", "\t\t\trun_on_preflight false\n")
+	routes := aclRoute("/shown", "\t\t\tanonymous guest\n") +
+		aclRoute("/hidden", "\t\t\thide_groups_header\n\t\t\tanonymous vip-guest\n") +
+		aclRoute("/preflight", "\t\t\trun_on_preflight false\n")
 	e.load("{{.Global}}\n{{.Site}} {\n"+routes+"}\n{{.Site2}} {\n"+routes+"}\n", "caddyfile")
 	sites := []struct {
 		base, probe string
@@ -191,8 +190,8 @@ func TestAuthzGroupsHeaderSpoofing(t *testing.T) {
 // The placeholders {http.auth.user.groups}, {http.auth.user.tags} and
 // {http.auth.user.labels.<name>} reach the upstream through header_up, and
 // are empty, not literal, for a request without a consumer.
-func TestAuthzPlaceholders(t *testing.T) {
-	e, _ := newAuthzEnv(t)
+func TestACLPlaceholders(t *testing.T) {
+	e, _ := newACLEnv(t)
 	const show = "groups=[{http.auth.user.groups}] tags=[{http.auth.user.tags}] plan=[{http.auth.user.labels.plan}] none=[{http.auth.user.labels.none}]"
 	e.load(`{{.Global}}
 {{.Site}} {
@@ -265,8 +264,8 @@ func TestAuthzPlaceholders(t *testing.T) {
 
 // A label chooses the upstream: reverse_proxy {http.auth.user.labels.backend}
 // sends each consumer to its own.
-func TestAuthzLabelsRouteUpstreams(t *testing.T) {
-	e, up2 := newAuthzEnv(t)
+func TestACLLabelsRouteUpstreams(t *testing.T) {
+	e, up2 := newACLEnv(t)
 	e.load(`{{.Global}}
 {{.Site}} {
 	key_auth {
@@ -307,12 +306,12 @@ func TestAuthzLabelsRouteUpstreams(t *testing.T) {
 
 // A disabled key or consumer is refused as an unknown key, or goes on as the
 // anonymous consumer; a disabled anonymous consumer is a 500.
-func TestAuthzDisabled(t *testing.T) {
-	e, _ := newAuthzEnv(t)
+func TestACLDisabled(t *testing.T) {
+	e, _ := newACLEnv(t)
 	e.load("{{.Global}}\n{{.Site}} {\n"+
-		authzRoute("/plain", "")+
-		authzRoute("/anon", "\t\t\tanonymous guest\n")+
-		authzRoute("/off-anon", "\t\t\tanonymous off-guest\n")+
+		aclRoute("/plain", "")+
+		aclRoute("/anon", "\t\t\tanonymous guest\n")+
+		aclRoute("/off-anon", "\t\t\tanonymous off-guest\n")+
 		"}\n", "caddyfile")
 	if got := get(t, site+"/plain/x", "apikey", keyGold).echo(t); got.Header.Get("X-Credential-Identifier") != "gold-k" {
 		t.Errorf("the consumer's enabled key: %v", got.Header)
@@ -332,9 +331,9 @@ func TestAuthzDisabled(t *testing.T) {
 }
 
 // allow and deny together are refused at load, naming both.
-func TestAuthzRefused(t *testing.T) {
-	e, _ := newAuthzEnv(t)
-	msg := e.loadError("{{.Global}}\n{{.Site}} {\n"+authzRoute("/x", "\t\t\tallow gold\n\t\t\tdeny free\n")+"}\n", "caddyfile")
+func TestACLRefused(t *testing.T) {
+	e, _ := newACLEnv(t)
+	msg := e.loadError("{{.Global}}\n{{.Site}} {\n"+aclRoute("/x", "\t\t\tallow gold\n\t\t\tdeny free\n")+"}\n", "caddyfile")
 	if !strings.Contains(msg, "allow and deny cannot be used together") || !strings.Contains(msg, "Caddyfile:") {
 		t.Errorf("refused with %q", msg)
 	}
@@ -356,7 +355,7 @@ func TestAuthzRefused(t *testing.T) {
 
 // A rewritten consumers file moves a consumer between groups: the allow
 // list follows within refresh, without a reload of the config.
-func TestAuthzGroupsReload(t *testing.T) {
+func TestACLGroupsReload(t *testing.T) {
 	e := newEnv(t)
 	moverIn := func(group string) string {
 		return fmt.Sprintf(`{"consumers": [{"username": "mover", "groups": [%q], "keys": [{"id": "m", "key": "mover-key-0006"}]}]}`, group)

@@ -1,0 +1,220 @@
+package consumers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// Document is the consumers document (README, "The consumers file"): the
+// one description of its format. Parse reads the same format from bytes,
+// faster, and a differential fuzzer holds the two together; every other
+// reader and writer of the format (docfile, the importers, the Redis source
+// and push) goes through these types.
+//
+// In the JSON form a null stands for an absent member, and a string member
+// that is given must not be empty where its field says so; in these types
+// an empty string is an absent member. The fields are written in the order
+// they are declared.
+type Document struct {
+	// Consumers lists every consumer. It must be present and not null: a
+	// generator's nil list would otherwise remove every consumer.
+	Consumers []ConsumerEntry `json:"consumers"`
+}
+
+// ConsumerEntry is one consumer of a Document.
+type ConsumerEntry struct {
+	// Username names the consumer; it is required and unique in the
+	// document, and the consumer can be found by it.
+	Username string `json:"username"`
+
+	// ID is the consumer's id, unique among the ids of the document; when
+	// absent it is the username. In JSON it is not empty when given.
+	ID string `json:"id,omitempty"`
+
+	// CustomID is a free-form id of the consumer in another system (Kong's
+	// custom_id); it is passed on and never checked.
+	CustomID string `json:"custom_id,omitempty"`
+
+	// Tags are free-form strings passed on with the consumer.
+	Tags []string `json:"tags,omitempty"`
+
+	// Groups are the consumer's groups, for the allow and deny lists: each
+	// one 1 to MaxGroupNameChars characters with no white space, comma or
+	// control character, none listed twice (CheckGroupName).
+	Groups []string `json:"groups,omitempty"`
+
+	// Labels are named values of the consumer: names of 1 to
+	// MaxLabelNameLength letters, digits, '_', '-' or '.', values of at most
+	// MaxLabelValueBytes bytes with no control character (CheckLabelName,
+	// CheckLabelValue).
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Disabled turns every key of the consumer away.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Keys are the consumer's credentials.
+	Keys []CredentialEntry `json:"keys,omitempty"`
+}
+
+// CredentialEntry is one key of a consumer, in plain text or as its hash.
+type CredentialEntry struct {
+	// ID is the credential's id, unique in the document. When absent it is
+	// derived from the consumer's id and the key's position (DerivedID),
+	// never from the key. In JSON it is not empty when given.
+	ID string `json:"id,omitempty"`
+
+	// Key is the key in plain text: 1 to MaxKeyLength bytes that ValidateKey
+	// accepts. Exactly one of Key and Hash is given.
+	Key string `json:"key,omitempty"`
+
+	// Hash is the key's SHA-256: HashPrefix and 64 hex digits (HashKey).
+	Hash string `json:"hash,omitempty"`
+
+	// ExpiresAt is when the key stops working, an RFC 3339 time; absent for
+	// never.
+	ExpiresAt string `json:"expires_at,omitempty"`
+
+	// Disabled turns the key away.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Canary marks a key that must never be used: a request that presents
+	// it is refused and reported as a leak.
+	Canary bool `json:"canary,omitempty"`
+}
+
+// HashPrefix starts the hash of a credential; 64 hex digits of the key's
+// SHA-256 follow it.
+const HashPrefix = "sha256:"
+
+// HashKey is the hash a credential stores for key.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return HashPrefix + hex.EncodeToString(sum[:])
+}
+
+// DerivedID is the id of a consumer's key #n (1-based) that has no id of
+// its own: the consumer's id, '#' and n.
+func DerivedID(consumerID string, n int) string {
+	return string(appendDerivedID(nil, consumerID, n))
+}
+
+func appendDerivedID[S ~string | ~[]byte](dst []byte, consumerID S, n int) []byte {
+	dst = append(dst, consumerID...)
+	dst = append(dst, '#')
+	return strconv.AppendInt(dst, int64(n), 10)
+}
+
+// DecodeDocument checks a consumers document as a load does, with the same
+// errors, and decodes it.
+func DecodeDocument(data []byte) (*Document, error) {
+	if _, err := Parse(data); err != nil {
+		return nil, err
+	}
+	var d Document
+	if err := json.Unmarshal(data, &d); err != nil {
+		// Parse accepted it: this is a bug, and the error is
+		// encoding/json's, which never quotes a value.
+		return nil, fmt.Errorf("decoding the document: %w", err)
+	}
+	return &d, nil
+}
+
+// Marshal encodes the document, indented, in its fields' order, after
+// checking that a load would accept what it wrote.
+func (d *Document) Marshal() ([]byte, error) {
+	out := *d
+	if out.Consumers == nil {
+		out.Consumers = []ConsumerEntry{} // null would be refused
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&out); err != nil {
+		return nil, fmt.Errorf("encoding the document: %w", err)
+	}
+	if _, err := Parse(b.Bytes()); err != nil {
+		return nil, fmt.Errorf("the document would be refused: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Consumer finds a consumer by username.
+func (d *Document) Consumer(username string) (*ConsumerEntry, bool) {
+	for i := range d.Consumers {
+		if d.Consumers[i].Username == username {
+			return &d.Consumers[i], true
+		}
+	}
+	return nil, false
+}
+
+// Credential finds a credential by its id, explicit or derived.
+func (d *Document) Credential(id string) (c *ConsumerEntry, index int, ok bool) {
+	for i := range d.Consumers {
+		c := &d.Consumers[i]
+		for k := range c.Keys {
+			if c.CredentialID(k) == id {
+				return c, k, true
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// ConsumerID is the consumer's id: its own, else its username.
+func (c *ConsumerEntry) ConsumerID() string {
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Username
+}
+
+// CredentialID is the id of the consumer's key i (0-based): its own, else
+// the one a load derives.
+func (c *ConsumerEntry) CredentialID(i int) string {
+	if id := c.Keys[i].ID; id != "" {
+		return id
+	}
+	return DerivedID(c.ConsumerID(), i+1)
+}
+
+// RemoveKey removes key i. The keys after it that have derived ids get
+// those ids written out, so that no other key's id changes.
+func (c *ConsumerEntry) RemoveKey(i int) {
+	for k := i + 1; k < len(c.Keys); k++ {
+		c.Keys[k].ID = c.CredentialID(k)
+	}
+	c.Keys = append(c.Keys[:i], c.Keys[i+1:]...)
+}
+
+// Build checks a document by the rules Parse applies, with the same errors
+// (without Parse's line numbers), and builds its Set: a program or a source
+// that holds a Document gets a Set without writing JSON.
+func Build(doc *Document) (*Set, error) {
+	var (
+		b builder
+		d consumerDraft
+	)
+	for pass := range 2 {
+		if pass == 1 {
+			if err := b.startFill(); err != nil {
+				return nil, err
+			}
+		}
+		for i := range doc.Consumers {
+			d.load(i, &doc.Consumers[i])
+			if err := d.check(); err != nil {
+				return nil, err
+			}
+			if err := b.add(&d); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b.finish(), nil
+}

@@ -1,0 +1,149 @@
+package consumers
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// everyField is a document with every field of its description set, so
+// that a field added to the description and not to this document fails
+// TestParseReadsEveryField until it is.
+func everyField() *Document {
+	return &Document{Consumers: []ConsumerEntry{
+		{
+			Username: "alice", ID: "a11ce", CustomID: "cust-1", Tags: []string{"t1", "t2"},
+			Groups: []string{"gold", "beta"}, Labels: map[string]string{"plan": "gold", "region": "eu"},
+			Disabled: true,
+			Keys: []CredentialEntry{
+				{ID: "alice-1", Key: keyMark + "-alice-1", ExpiresAt: "2030-01-01T00:00:00Z", Disabled: true, Canary: true},
+				{ID: "alice-2", Hash: HashKey(keyMark + "-alice-2")},
+			},
+		},
+		{Username: "bob", Keys: []CredentialEntry{{Key: keyMark + "-bob"}}},
+	}}
+}
+
+// TestParseReadsEveryField holds the parser to the description: a document
+// that sets every field is written from the types, and Parse reads it into
+// the Set that Build makes of the types, and decoding gives the types back.
+func TestParseReadsEveryField(t *testing.T) {
+	doc := everyField()
+	for _, v := range []any{doc.Consumers[0], doc.Consumers[0].Keys[0]} {
+		rv := reflect.ValueOf(v)
+		for i := range rv.NumField() {
+			if rv.Field(i).IsZero() && rv.Type().Field(i).Name != "Hash" { // a key has a key or a hash
+				t.Errorf("everyField leaves %s.%s unset", rv.Type().Name(), rv.Type().Field(i).Name)
+			}
+		}
+	}
+	data, err := doc.Marshal()
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	parsed, err := Parse(data)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	built, err := Build(doc)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	_, want, why := refParse(data)
+	if why != "" {
+		t.Fatalf("the reference refuses the document: %s", why)
+	}
+	compareSet(t, parsed, want)
+	compareSet(t, built, want)
+	back, err := DecodeDocument(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, doc) {
+		t.Errorf("decoded %+v, want %+v", back, doc)
+	}
+}
+
+// TestParseFieldsAreDescribed: the members the parser reads are those of
+// the description, by name.
+func TestParseFieldsAreDescribed(t *testing.T) {
+	jsonNames := func(t reflect.Type) []string {
+		var names []string
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			names = append(names, name)
+		}
+		return names
+	}
+	memberNames := func(n int, name func(int) string) []string {
+		var names []string
+		for i := range n {
+			names = append(names, name(i))
+		}
+		return names
+	}
+	for _, tt := range []struct{ described, parsed []string }{
+		{jsonNames(reflect.TypeFor[ConsumerEntry]()), memberNames(len(consumerMembers), func(i int) string { return consumerMembers[i].name })},
+		{jsonNames(reflect.TypeFor[CredentialEntry]()), memberNames(len(credentialMembers), func(i int) string { return credentialMembers[i].name })},
+	} {
+		if !slices.Equal(slices.Sorted(slices.Values(tt.described)), slices.Sorted(slices.Values(tt.parsed))) {
+			t.Errorf("the description has the members %q, the parser reads %q", tt.described, tt.parsed)
+		}
+		if len(tt.parsed) > maxFields {
+			t.Errorf("the parser tracks %d members of an object, at most %d", len(tt.parsed), maxFields)
+		}
+	}
+}
+
+func TestBuild(t *testing.T) {
+	t.Run("empty", func(t *testing.T) {
+		for _, d := range []*Document{{}, {Consumers: []ConsumerEntry{}}} {
+			s, err := Build(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, k := s.Len(); c != 0 || k != 0 {
+				t.Errorf("Len() = %d, %d", c, k)
+			}
+		}
+	})
+	t.Run("refused as Parse refuses, without a line", func(t *testing.T) {
+		d := everyField()
+		d.Consumers[1].Keys[0].Key = d.Consumers[0].Keys[0].Key
+		_, err := Build(d)
+		if err == nil || err.Error() != `consumer "bob", key #1 has the same key as consumer "alice", credential "alice-1"` {
+			t.Errorf("error %v", err)
+		}
+		assertNoKeyMaterial(t, err.Error(), d.Consumers[0].Keys[0].Key)
+	})
+	t.Run("labels numbered by name", func(t *testing.T) {
+		d := &Document{Consumers: []ConsumerEntry{{Username: "a", Labels: map[string]string{"b": "", "a": "", "": "x"}}}}
+		for range 5 {
+			if _, err := Build(d); err == nil || err.Error() != `consumer "a": the name of label #1 is not 1 to 64 letters, digits, '_', '-' or '.'` {
+				t.Fatalf("error %v", err)
+			}
+		}
+	})
+}
+
+// buildAgrees checks that Build, given the document decoded into its
+// description, refuses it as Parse did (parseErr), without Parse's line.
+// A document that does not decode strictly never reaches Build.
+func buildAgrees(t *testing.T, doc []byte, parseErr error) {
+	t.Helper()
+	d, why := refDecode(doc)
+	if why != "" {
+		return
+	}
+	checkBuild(t, d, nil, "refused by Parse", parseErr)
+}
+
+func TestHashKey(t *testing.T) {
+	if HashKey("bob-secret-0002") != "sha256:64708caec1a9013e7e2ea53b462e4cbca55c79f7e8cdcf61da944f2a05effebb" {
+		t.Error("HashKey is not the hex SHA-256 the format wants")
+	}
+	if !validHash([]byte(HashKey("x"))) {
+		t.Error("the parser refuses what HashKey writes")
+	}
+}

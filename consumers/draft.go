@@ -1,0 +1,155 @@
+package consumers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+)
+
+// A consumerDraft is one consumer on its way into a Set: read from bytes by
+// the parser (parse.go) or loaded from a ConsumerEntry by Build
+// (document.go), checked by the rules (rules.go) and added by the builder
+// (builder.go). Both ways in share everything after the reading, so they
+// cannot differ in what they accept.
+
+// span is a string of a draft: a stretch of its buf.
+type span struct{ start, end int }
+
+type credentialDraft struct {
+	id, key, hash, expiry  span
+	hasID, hasKey, hasHash bool
+	hasExpiry              bool
+	disabled, canary       bool
+}
+
+type labelDraft struct{ name, value span }
+
+type consumerDraft struct {
+	index, at              int // at: where the consumer starts in the document
+	username, id, customID span
+	hasUsername, hasID     bool
+	disabled               bool
+	tags                   []span
+	groups                 []span
+	labels                 []labelDraft // sorted by name once checked
+	credentials            []credentialDraft
+	buf                    []byte // the decoded strings the spans point into
+	order                  []span // scratch: the groups sorted, to find a duplicate
+}
+
+func (d *consumerDraft) reset(index, at int) {
+	*d = consumerDraft{index: index, at: at, tags: d.tags[:0], groups: d.groups[:0], labels: d.labels[:0],
+		credentials: d.credentials[:0], buf: d.buf[:0], order: d.order[:0]}
+}
+
+// hasExtra reports whether the consumer needs a record in the side table of
+// groups, labels and flags.
+func (d *consumerDraft) hasExtra() bool {
+	return len(d.groups) > 0 || len(d.labels) > 0 || d.disabled
+}
+
+func (d *consumerDraft) s(sp span) []byte { return d.buf[sp.start:sp.end] }
+
+// name is how errors refer to the consumer.
+func (d *consumerDraft) name() string {
+	if d.hasUsername && d.username.end > d.username.start {
+		return fmt.Sprintf("consumer %q", d.s(d.username))
+	}
+	return fmt.Sprintf("consumer #%d", d.index+1)
+}
+
+// credName is how errors refer to a credential: by its id, else by position.
+func (d *consumerDraft) credName(i int) string {
+	if c := &d.credentials[i]; c.hasID {
+		return fmt.Sprintf("%s, credential %q", d.name(), d.s(c.id))
+	}
+	return fmt.Sprintf("%s, key #%d", d.name(), i+1)
+}
+
+// digest is the credential's key digest: hashed from the key, or decoded
+// from the hash.
+func (d *consumerDraft) digest(c *credentialDraft) Digest {
+	if c.hasKey {
+		return sha256.Sum256(d.s(c.key))
+	}
+	var dg Digest
+	_, _ = hex.Decode(dg[:], d.s(c.hash)[len(HashPrefix):])
+	return dg
+}
+
+// expires is the credential's expiry in unix nanoseconds, 0 for never.
+func (d *consumerDraft) expires(c *credentialDraft) int64 {
+	if !c.hasExpiry {
+		return 0
+	}
+	t, _ := time.Parse(time.RFC3339, string(d.s(c.expiry)))
+	// UnixNano is undefined outside the years 1678 to 2262: a later expiry
+	// (such as 9999-12-31, for never) must not wrap around into the past.
+	switch {
+	case t.After(maxExpiry):
+		return math.MaxInt64
+	case t.Before(minExpiry):
+		return math.MinInt64
+	}
+	if n := t.UnixNano(); n != 0 {
+		return n
+	}
+	return -1 // the epoch itself, which 0 cannot say
+}
+
+var minExpiry, maxExpiry = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
+// credentialID is the credential's id: its own, or one derived from the
+// consumer's id and the credential's position, never from the key.
+func (d *consumerDraft) credentialID(dst []byte, i int) []byte {
+	if c := &d.credentials[i]; c.hasID {
+		return append(dst, d.s(c.id)...)
+	}
+	return appendDerivedID(dst, d.consumerID(), i+1)
+}
+
+func (d *consumerDraft) consumerID() []byte {
+	if d.hasID {
+		return d.s(d.id)
+	}
+	return d.s(d.username)
+}
+
+// load makes the draft hold consumer c, which is #index+1 of its document.
+func (d *consumerDraft) load(index int, c *ConsumerEntry) {
+	d.reset(index, 0)
+	d.username, d.hasUsername = d.keepString(c.Username), true
+	d.id, d.hasID = d.keepString(c.ID), c.ID != ""
+	d.customID = d.keepString(c.CustomID)
+	for _, t := range c.Tags {
+		d.tags = append(d.tags, d.keepString(t))
+	}
+	for _, g := range c.Groups {
+		d.groups = append(d.groups, d.keepString(g))
+	}
+	// A map has no order: by name, so that an error about label #n names
+	// the same label every time.
+	for _, name := range slices.Sorted(maps.Keys(c.Labels)) {
+		d.labels = append(d.labels, labelDraft{d.keepString(name), d.keepString(c.Labels[name])})
+	}
+	d.disabled = c.Disabled
+	for _, k := range c.Keys {
+		d.credentials = append(d.credentials, credentialDraft{
+			id: d.keepString(k.ID), hasID: k.ID != "",
+			key: d.keepString(k.Key), hasKey: k.Key != "",
+			hash: d.keepString(k.Hash), hasHash: k.Hash != "",
+			expiry: d.keepString(k.ExpiresAt), hasExpiry: k.ExpiresAt != "",
+			disabled: k.Disabled, canary: k.Canary,
+		})
+	}
+}
+
+func (d *consumerDraft) keepString(s string) span {
+	start := len(d.buf)
+	d.buf = append(d.buf, s...)
+	return span{start, len(d.buf)}
+}
