@@ -99,7 +99,9 @@ func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
 	fl := cmd.Flags()
 	get := func(n string) string { v, _ := fl.GetString(n); return v }
 	addrs := strings.Split(get("redis"), ",")
-	for _, a := range addrs {
+	for i, a := range addrs {
+		a = strings.TrimSpace(a)
+		addrs[i] = a
 		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
 			return rueidis.ClientOption{}, fmt.Errorf("--redis: %q is not host:port", a)
 		}
