@@ -11,8 +11,7 @@ import (
 // must give a consumer the same tags: the Redis layout stores them
 // comma-separated and reads each part trimmed of white space, dropping empty
 // ones, so a tag that is empty, holds a comma or starts or ends with white
-// space would read back as other tags (Kong refuses commas and white space in
-// tags too).
+// space would read back as other tags (Kong refuses a comma in a tag too).
 func CheckTag(tag string) error {
 	if f := tagFault([]byte(tag)); f != "" {
 		return fmt.Errorf("tag %q %s", tag, f)
