@@ -12,7 +12,7 @@ import (
 // authzDoc has a consumer with every authorization field, one with none, and
 // ones with a single kind each.
 const authzDoc = `{"consumers": [
-  {"username": "gold", "tags": ["partner", "eu, west", ""],
+  {"username": "gold", "tags": ["partner", "eu west", "é"],
    "groups": ["gold", "partner", "équipe-日本"],
    "labels": {"plan": "gold", "backend": "10.0.0.7:8080", "b": "", "Zz.9_-": "x y\u00e9"},
    "keys": [
@@ -43,7 +43,7 @@ func TestAuthzFields(t *testing.T) {
 		{username: "gold", groups: []string{"gold", "partner", "équipe-日本"},
 			labels:     map[string]string{"plan": "gold", "backend": "10.0.0.7:8080", "b": "", "Zz.9_-": "x yé"},
 			labelOrder: []string{"Zz.9_-", "b", "backend", "plan"},
-			tagsJoined: "partner, eu, west, ",
+			tagsJoined: "partner, eu west, é",
 			// Substrings, prefixes and joins of the header are no group.
 			notInGroups:  []string{"", "gol", "old", "gold, partner", "gold,", " partner", "Gold", "partner, équipe-日本"},
 			notHasLabels: []string{"", "Plan", "plan ", "back", "zz.9_-", "c"}},
@@ -229,6 +229,16 @@ func TestAuthzRefused(t *testing.T) {
 		{name: "a null group", doc: one(`"groups": [null]`), line: 1, col: 47, want: "expected a group (a string)"},
 		{name: "a number as a group", doc: one(`"groups": [1]`), line: 1, col: 47, want: "expected a group (a string)"},
 		{name: "groups twice", doc: one(`"groups": [], "groups": []`), line: 1, col: 50, want: "field groups given twice in consumer #1"},
+
+		// Tags: each must read back the same from the Redis layout's
+		// comma-separated field.
+		{name: "tag with a comma", doc: one(`"tags": ["staff", "team,ops"]`), want: `consumer "bob": tag "team,ops" holds a comma (tags are comma-separated in Redis)`},
+		{name: "tag with a comma and a space", doc: one(`"tags": ["eu, west"]`), want: `tag "eu, west" holds a comma`},
+		{name: "empty tag", doc: one(`"tags": ["a", ""]`), want: `consumer "bob": tag #2 is empty`},
+		{name: "tag with a leading space", doc: one(`"tags": [" ops"]`), want: `consumer "bob": tag " ops" starts or ends with white space`},
+		{name: "tag with a trailing tab", doc: one(`"tags": ["ops\t"]`), want: `tag "ops\t" starts or ends with white space`},
+		{name: "tag with a trailing no-break space", doc: one(`"tags": ["ops\u00a0"]`), want: `starts or ends with white space`},
+		{name: "tag ending in an escaped newline", doc: one(`"tags": ["\"\\\/\b\f\n\r\t"]`), want: `starts or ends with white space`},
 
 		// Labels.
 		{name: "empty label name", doc: one(`"labels": {"": "x"}`), want: `consumer "bob": the name of label #1 is not 1 to 64 letters, digits, '_', '-' or '.'`},

@@ -48,6 +48,10 @@ func FuzzParseDiff(f *testing.F) {
 	for _, doc := range []string{
 		`{"Consumers": []}`,
 		`{"consumers": [{"username": "a", "tags": [null]}]}`,
+		`{"consumers": [{"username": "a", "tags": ["t,u"]}]}`,
+		`{"consumers": [{"username": "a", "tags": ["t u", "\u00e9"]}]}`,
+		`{"consumers": [{"username": "a", "tags": ["t\u2003"]}]}`,
+		`{"consumers": [{"username": "a", "tags": [""]}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "k"}]}, {"username": "b", "keys": [{"hash": "sha256:` +
 			strings.ToUpper(hex.EncodeToString(func() []byte { d := sha256.Sum256([]byte("k")); return d[:] }())) + `"}]}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength) + `"}]}]}`,
@@ -244,6 +248,11 @@ func refParse(doc []byte) (*Document, []refWant, string) {
 			return d, nil, fmt.Sprintf("consumer #%d: username or id taken", ci+1)
 		}
 		usernames[w.username], ids[w.id] = true, true
+		for _, tag := range c.Tags {
+			if tag == "" || strings.Contains(tag, ",") || strings.TrimSpace(tag) != tag {
+				return d, nil, fmt.Sprintf("consumer #%d: a tag empty, with a comma or with white space at an edge", ci+1)
+			}
+		}
 		w.tags = append(w.tags, c.Tags...)
 		if why := refGroupsAndLabels(c, &w); why != "" {
 			return d, nil, fmt.Sprintf("consumer #%d: %s", ci+1, why)

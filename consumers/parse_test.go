@@ -162,19 +162,19 @@ func TestParseValid(t *testing.T) {
 		},
 		{
 			name: "several tags, empty tags array",
-			doc: `{"consumers": [{"username": "t", "tags": ["a", "b", "", "a"]},
+			doc: `{"consumers": [{"username": "t", "tags": ["a", "b", "a b", "a"]},
 				{"username": "u", "tags": []}]}`,
-			consumers: []wantConsumer{{username: "t", id: "t", tags: []string{"a", "b", "", "a"}}, {username: "u", id: "u"}},
+			consumers: []wantConsumer{{username: "t", id: "t", tags: []string{"a", "b", "a b", "a"}}, {username: "u", id: "u"}},
 		},
 		{
 			name: "unicode and escapes",
 			doc: `{"consumers": [{"username": "José 日本", "id": "caf\u00e9\u65e5", "custom_id": "\ud83d\ude00x",
-				"tags": ["\"\\\/\b\f\n\r\t", "lone \ud800 high", "lone \udc00 low", "high then bmp \ud800\u0041"],
+				"tags": ["\"\\\/\b\f\n\r\tx", "lone \ud800 high", "lone \udc00 low", "high then bmp \ud800\u0041"],
 				"keys": [{"id": "😀", "key": "` + keyMark + `\"\\\/ \u0041\u00e9\uD83D\uDE00"},
 				         {"key": "` + keyMark + `-ünïcödé-日本-😀"}]}]}`,
 			consumers: []wantConsumer{{
 				username: "José 日本", id: "café日", customID: "😀x",
-				tags: []string{"\"\\/\b\f\n\r\t", "lone \uFFFD high", "lone \uFFFD low", "high then bmp \uFFFDA"},
+				tags: []string{"\"\\/\b\f\n\r\tx", "lone \uFFFD high", "lone \uFFFD low", "high then bmp \uFFFDA"},
 			}},
 			creds: []wantCred{
 				{key: keyMark + "\"\\/ Aé😀", id: "😀", consumer: "José 日本"},

@@ -47,6 +47,9 @@ func (d *consumerDraft) check() error {
 			}
 		}
 	}
+	if err := d.checkTags(); err != nil {
+		return err
+	}
 	if err := d.checkGroups(); err != nil {
 		return err
 	}

@@ -280,7 +280,10 @@ func genDocument(r *rand.Rand, n int) ([]byte, []genConsumer, []genCred) {
 				if j > 0 {
 					buf.WriteString(", ")
 				}
-				tag := randString(r, 0, 6)
+				tag := randString(r, 1, 6)
+				for CheckTag(tag) != nil {
+					tag = randString(r, 1, 6)
+				}
 				c.tags = append(c.tags, tag)
 				str(tag)
 			}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gofrs/flock"
+
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
@@ -25,8 +27,17 @@ type File struct {
 	target string
 	exists bool
 	mode   fs.FileMode
+	owner  owner    // of the file read; ok false for a new file
 	digest [32]byte // of the content read
 }
+
+// LockSuffix names the lock file that Save holds while it compares and
+// replaces a consumers file: the resolved file's path and this suffix, in the
+// same directory (consumers.json.lock). It is an flock(2) lock (LockFileEx
+// on Windows) that other scripts can share, e.g. with flock(1); the file is
+// left in place, as lock files are, since removing it would let two
+// processes lock different files.
+const LockSuffix = ".lock"
 
 // Open reads and checks a consumers file, as a load does.
 func Open(path string) (*File, error) {
@@ -57,7 +68,7 @@ func open(path string, orNew bool) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumers file %s: %w", path, err)
 	}
-	f.exists, f.mode, f.digest = true, fi.Mode().Perm(), sha256.Sum256(data)
+	f.exists, f.mode, f.owner, f.digest = true, fi.Mode().Perm(), ownerOf(fi), sha256.Sum256(data)
 	if f.Doc, err = consumers.DecodeDocument(data); err != nil {
 		return nil, fmt.Errorf("consumers file %s: %w", path, err)
 	}
@@ -70,9 +81,13 @@ func open(path string, orNew bool) (*File, error) {
 var testHookBeforeCommit = func() {}
 
 // Save writes the document back: to a temporary file in the same directory,
-// with the file's mode, then renamed over the file. It refuses a document
-// that a load would refuse, and a file that changed (or appeared) since it
-// was read; then nothing is written.
+// with the file's mode, owner and group, then renamed over the file. It
+// refuses, and then writes nothing, a document that a load would refuse, a
+// file whose owner or group this process cannot give the new copy (a file
+// of Caddy's user edited with sudo would otherwise become root's, which
+// Caddy could no longer read), a file another process is writing (it holds
+// the lock file, LockSuffix), and a file that changed (or appeared) since
+// it was read.
 func (f *File) Save() error {
 	data, err := f.Doc.Marshal()
 	if err != nil {
@@ -86,13 +101,26 @@ func (f *File) Save() error {
 	committed := false
 	defer func() {
 		if !committed {
+			tmp.Close()
 			_ = os.Remove(tmp.Name())
 		}
 	}()
+	if f.owner.ok {
+		if err := chownLike(tmp, f.owner); err != nil {
+			return fmt.Errorf("consumers file %s belongs to %s, and this process, running as %s, cannot give the new copy that owner and group (%w); "+
+				"a copy of its own could be unreadable to Caddy, so nothing is written (run the command as the file's owner, or as root)",
+				f.Path, f.owner, processOwner(), err)
+		}
+	}
 	if err := writeSync(tmp, data, f.mode); err != nil {
 		return fmt.Errorf("consumers file %s: writing %s: %w", f.Path, tmp.Name(), err)
 	}
 	testHookBeforeCommit()
+	unlock, err := f.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := f.unchanged(); err != nil {
 		return err
 	}
@@ -108,8 +136,27 @@ func (f *File) Save() error {
 	return nil
 }
 
+// lock takes the lock file without waiting: a second writer is refused, and
+// the one that holds it finds the file changed if the first replaced it.
+func (f *File) lock() (unlock func(), err error) {
+	path := f.target + LockSuffix
+	l := flock.New(path, flock.SetPermissions(0o644))
+	ok, err := l.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("consumers file %s: locking %s: %w", f.Path, path, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("consumers file %s is being written by another process (it holds the lock file %s); nothing written (run the command again)", f.Path, path)
+	}
+	if f.owner.ok { // so that the file's owner can lock it too, later
+		if fi, err := os.Stat(path); err == nil && ownerOf(fi) != f.owner {
+			_ = os.Chown(path, f.owner.uid, f.owner.gid)
+		}
+	}
+	return func() { _ = l.Unlock() }, nil
+}
+
 func writeSync(tmp *os.File, data []byte, mode fs.FileMode) error {
-	defer tmp.Close()
 	if err := tmp.Chmod(mode); err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gofrs/flock"
+
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
@@ -35,6 +37,22 @@ func writeFile(t *testing.T, content string, mode os.FileMode) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// leftovers are the files beside path other than itself and its lock file.
+func leftovers(t *testing.T, path string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if n := e.Name(); n != filepath.Base(path) && n != filepath.Base(path)+LockSuffix {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // sameSet checks that two documents load to the same consumers and keys.
@@ -151,8 +169,7 @@ func TestSaveKeepsModeAndLink(t *testing.T) {
 	if err != nil || strings.Join(set.ConsumerAt(0).Tags(), ",") != "demo,added" {
 		t.Fatalf("the change is not in the file: %v", err)
 	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 1 {
+	if entries := leftovers(t, path); len(entries) != 0 {
 		t.Errorf("temporary files left behind: %v", entries)
 	}
 	// A second save of the same File works: it now knows what it wrote.
@@ -185,8 +202,7 @@ func TestSaveRefusesAConcurrentChange(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != other {
 		t.Errorf("the other writer's file was replaced: %s", got)
 	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 1 {
+	if entries := leftovers(t, path); len(entries) != 0 {
 		t.Errorf("temporary files left behind: %v", entries)
 	}
 }
@@ -236,5 +252,71 @@ func TestRemoveKeyKeepsIDs(t *testing.T) {
 	}
 	if _, err := d.Marshal(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An edit by root keeps the file's owner and group: a file of Caddy's user
+// edited with sudo stays readable to Caddy.
+func TestSaveKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to nobody (uid 65534); the refusal is tested by keyauth/command as nobody")
+	}
+	path := writeFile(t, sample, 0o600)
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Doc.Consumers = f.Doc.Consumers[:1]
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := ownerOf(fi); o.uid != 65534 || o.gid != 65534 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("after the edit: %s, mode %v; want nobody's (65534:65534) 0600", o, fi.Mode().Perm())
+	}
+	set, err := consumers.ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := set.Len(); n != 1 {
+		t.Errorf("%d consumers: the edit is not in the file", n)
+	}
+}
+
+// A second writer is refused while another process holds the lock file,
+// and nothing is lost: the file is as it was, and the edit succeeds once
+// the lock is released.
+func TestSaveRefusedWhileLocked(t *testing.T) {
+	path := writeFile(t, sample, 0o640)
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := flock.New(path + LockSuffix) // another open file: flock(2) refuses it as another process
+	if ok, err := other.TryLock(); !ok || err != nil {
+		t.Fatalf("locking: %v %v", ok, err)
+	}
+	f.Doc.Consumers = f.Doc.Consumers[:1]
+	err = f.Save()
+	if err == nil || !strings.Contains(err.Error(), "is being written by another process (it holds the lock file "+path+LockSuffix+"); nothing written") {
+		t.Errorf("error %v, want a refusal naming the lock file", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != sample {
+		t.Error("the file changed while another process held the lock")
+	}
+	if left := leftovers(t, path); len(left) != 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+	if err := other.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Save(); err != nil {
+		t.Fatalf("after the lock was released: %v", err)
 	}
 }

@@ -292,3 +292,42 @@ func TestFileSourceRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestFileTagRefused: a tag that the Redis layout would read back as other
+// tags (a comma, white space at an edge) is refused at load, naming the
+// consumer, and the last good set keeps serving with its tags.
+func TestFileTagRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "consumers.json")
+	doc := func(tags string) []byte {
+		return []byte(`{"consumers": [{"username": "alice", "tags": ` + tags + `, "keys": [{"key": "` + keyMark + `-alice"}]}]}`)
+	}
+	if err := os.WriteFile(path, doc(`["staff", "ops"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ff := &fileLoader{path: path}
+	set, err := ff.Load(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(ff, filePolling(time.Second), set)
+	s.logger.Store(zap.NewNop())
+	defer s.Destruct()
+	for _, tt := range []struct{ tags, want string }{
+		{`["staff", "team,ops"]`, `consumer "alice": tag "team,ops" holds a comma`},
+		{`["staff", " ops"]`, `consumer "alice": tag " ops" starts or ends with white space`},
+		{`["staff", ""]`, `consumer "alice": tag #2 is empty`},
+	} {
+		if err := os.WriteFile(path, doc(tt.tags), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := s.refresh(ctx, false)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("tags %s: error %v, want %q", tt.tags, err, tt.want)
+		}
+		c, ok := s.Set().Lookup(digestOf(keyMark + "-alice"))
+		if !ok || c.Consumer().TagsJoined() != "staff, ops" {
+			t.Errorf("tags %s: the last good set does not serve alice with her tags", tt.tags)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +39,7 @@ type Server struct {
 	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
+	tls  *tls.Config // a TLS-only server's, for the readiness probe
 }
 
 // Addr is the server's host:port.
@@ -82,6 +84,9 @@ func Start(t testing.TB, extra ...string) *Server {
 func (s *Server) Restart() {
 	s.t.Helper()
 	args := append([]string{"--port", strconv.Itoa(s.Port)}, s.args...)
+	if s.tls != nil {
+		args = append([]string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}, s.args...)
+	}
 	s.cmd = exec.Command("redis-server", args...)
 	s.cmd.Dir = s.dir
 	// A test binary killed by its timeout must not leave a server behind
@@ -112,7 +117,7 @@ func (s *Server) Restart() {
 			s.t.Fatalf("redis-server exited at start: %s", b)
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+		if c, err := s.dial(); err == nil {
 			_, _ = c.Write([]byte("PING\r\n"))
 			buf := make([]byte, 7)
 			_ = c.SetReadDeadline(time.Now().Add(time.Second))
@@ -124,6 +129,14 @@ func (s *Server) Restart() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func (s *Server) dial() (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	if s.tls != nil {
+		return tls.DialWithDialer(d, "tcp", s.Addr(), s.tls)
+	}
+	return d.Dial("tcp", s.Addr())
 }
 
 // Stop stops the server (a frozen one too) and waits for it to exit.

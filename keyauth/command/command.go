@@ -27,9 +27,10 @@ func init() {
 Manages the API keys and consumers files of the key_auth handler.
 
 Commands that edit a consumers file write it atomically (a temporary file in
-the same directory, renamed over it, with the file's mode), refuse to write if
-the file changed meanwhile, and refuse a document that Caddy would refuse,
-with the errors of a load. A running Caddy picks the change up within the
+the same directory, renamed over it, with the file's mode, owner and group),
+and refuse to write a document that Caddy would refuse (with the errors of a
+load), a file whose owner this user cannot keep, a file another command is
+writing (it holds <file>.lock), and a file that changed meanwhile. A running Caddy picks the change up within the
 file source's refresh. No command prints a key, except new, once.
 
 Run 'caddy key-auth <command> --help' for each command.

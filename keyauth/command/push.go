@@ -9,11 +9,14 @@ package command
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -29,43 +32,57 @@ import (
 // pushCmd is `caddy key-auth push`.
 func pushCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "push --redis <address[,address...]> --file <consumers file> [--prefix <prefix>] [--username <name>]",
+		Use: "push --redis <address[,address...]> --file <consumers file> [--prefix <prefix>] [--db <n>] " +
+			"[--username <name>] [--tls] [--tls-root-ca <file>] [--tls-client-certificate <file> --tls-client-certificate-key <file>]",
 		Short: "Makes Redis hold exactly a consumers file's consumers",
 		Long: `
 Writes the consumers and keys of a consumers file into Redis in the layout
 the key_auth Redis source reads, and removes the consumers and keys under
 the prefix that the file no longer has. Only what changed is written.
-Several --redis addresses are the seeds of a Redis Cluster. The password,
-if any, is read from the REDIS_PASSWORD environment variable.`,
+Several --redis addresses are the seeds of a Redis Cluster.
+
+The connection takes the Redis source's options: --db (standalone Redis
+only), the ACL user (--username, else the REDIS_USERNAME environment
+variable), the password from the REDIS_PASSWORD environment variable (never
+a flag, which other users could read in the process list), and TLS: --tls
+with the system's roots, or --tls-root-ca (repeatable) to trust those CAs
+instead, and --tls-client-certificate with --tls-client-certificate-key to
+present a client certificate; either implies --tls.`,
 		Args: cobra.NoArgs,
 	}
 	fs := cmd.Flags()
 	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
 	fs.String("file", "", "the consumers file")
 	fs.String("prefix", redis.DefaultPrefix, "key prefix")
-	fs.String("username", "", "Redis ACL user")
+	fs.Int("db", 0, "database number (standalone Redis only)")
+	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
+	fs.Bool("tls", false, "connect with TLS")
+	fs.StringArray("tls-root-ca", nil, "PEM CA certificate(s) to trust instead of the system's roots (repeatable)")
+	fs.String("tls-client-certificate", "", "PEM client certificate to present")
+	fs.String("tls-client-certificate-key", "", "PEM key of the client certificate")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		get := func(n string) string { v, _ := cmd.Flags().GetString(n); return v }
 		addrs, file := get("redis"), get("file")
 		if addrs == "" || file == "" {
 			return errors.New("--redis and --file are required")
 		}
+		opt, err := pushClientOption(cmd)
+		if err != nil {
+			return err
+		}
 		doc, err := os.ReadFile(file)
 		if err != nil {
 			return fmt.Errorf("reading consumers file: %w", err)
 		}
-		c, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress:  strings.Split(addrs, ","),
-			Username:     get("username"),
-			Password:     os.Getenv("REDIS_PASSWORD"),
-			DisableCache: true,
-		})
+		c, err := rueidis.NewClient(opt)
 		if err != nil {
 			return fmt.Errorf("connecting to redis: %w", err)
 		}
 		defer c.Close()
 		start := time.Now()
-		st, err := Push(cmd.Context(), c, doc, get("prefix"))
+		progress, done := pushProgress(cmd.ErrOrStderr())
+		st, err := PushProgress(cmd.Context(), c, doc, get("prefix"), progress)
+		done()
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
@@ -74,6 +91,71 @@ if any, is read from the REDIS_PASSWORD environment variable.`,
 		return nil
 	}
 	return cmd
+}
+
+// pushClientOption is the connection push's flags and environment ask for,
+// checked as the Redis source checks its block.
+func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
+	fl := cmd.Flags()
+	get := func(n string) string { v, _ := fl.GetString(n); return v }
+	addrs := strings.Split(get("redis"), ",")
+	for i, a := range addrs {
+		a = strings.TrimSpace(a)
+		addrs[i] = a
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return rueidis.ClientOption{}, fmt.Errorf("--redis: %q is not host:port", a)
+		}
+	}
+	db, _ := fl.GetInt("db")
+	switch {
+	case db < 0:
+		return rueidis.ClientOption{}, errors.New("--db must not be negative")
+	case db != 0 && len(addrs) > 1:
+		return rueidis.ClientOption{}, errors.New("--db: a Redis Cluster has only database 0")
+	}
+	username := get("username")
+	if !fl.Changed("username") {
+		username = os.Getenv("REDIS_USERNAME")
+	}
+	opt := rueidis.ClientOption{
+		InitAddress:  addrs,
+		Username:     username,
+		Password:     os.Getenv("REDIS_PASSWORD"),
+		SelectDB:     db,
+		DisableCache: true,
+	}
+	useTLS, _ := fl.GetBool("tls")
+	roots, _ := fl.GetStringArray("tls-root-ca")
+	cert, key := get("tls-client-certificate"), get("tls-client-certificate-key")
+	if !useTLS && len(roots) == 0 && cert == "" && key == "" {
+		return opt, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cert != "" || key != "" {
+		if cert == "" || key == "" {
+			return opt, errors.New("--tls-client-certificate and --tls-client-certificate-key go together")
+		}
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return opt, fmt.Errorf("loading client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if len(roots) > 0 {
+		pool := x509.NewCertPool()
+		for _, f := range roots {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return opt, fmt.Errorf("reading CA certificate: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return opt, fmt.Errorf("--tls-root-ca: no certificate found in %s", f)
+			}
+		}
+		cfg.RootCAs = pool
+	}
+	opt.TLSConfig = cfg
+	return opt, nil
 }
 
 // Stats is what a push did.
@@ -97,7 +179,18 @@ type hash struct {
 // Push makes Redis hold exactly doc's consumers under prefix. The document
 // passes the load checks first; a refused one writes nothing.
 func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Stats, error) {
+	return PushProgress(ctx, c, doc, prefix, nil)
+}
+
+// PushProgress is Push, calling progress (if not nil) with the counts so far
+// after each pipelined batch and each page of the scan for stale keys.
+func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix string, progress func(Stats)) (Stats, error) {
 	var st Stats
+	report := func() {
+		if progress != nil {
+			progress(st)
+		}
+	}
 	set, err := consumers.Parse(doc)
 	if err != nil {
 		return st, err
@@ -116,6 +209,7 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 	flush := func() error {
 		err := syncHashes(ctx, c, pending, &st)
 		pending = pending[:0]
+		report()
 		return err
 	}
 	add := func(h hash) error {
@@ -131,6 +225,7 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 		err := syncHashes(ctx, c, idPending, &idSt)
 		idPending = idPending[:0]
 		st.IDsWritten = idSt.Written
+		report()
 		return err
 	}
 	layout := redis.NewLayout(prefix)
@@ -177,7 +272,7 @@ func Push(ctx context.Context, c rueidis.Client, doc []byte, prefix string) (Sta
 	if err := flush(); err != nil {
 		return st, err
 	}
-	return st, remove(ctx, c, layout, set, usernames, ids, &st)
+	return st, remove(ctx, c, layout, set, usernames, ids, &st, report)
 }
 
 // syncHashes writes the hashes that differ from what Redis holds: HSET of the
@@ -226,8 +321,11 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 }
 
 // remove deletes the credentials and consumers under prefix that the set
-// does not have, scanning every node (each master of a cluster).
-func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, usernames, ids map[string]struct{}, st *Stats) error {
+// does not have, scanning every node (each master of a cluster). The prefix
+// is matched literally: SCAN's pattern has its glob characters escaped, and
+// a key is deleted only if it starts with the prefix itself, so a prefix
+// such as "app[v2]:" never reaches another application's "app2:" keys.
+func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, usernames, ids map[string]struct{}, st *Stats, report func()) error {
 	var dels rueidis.Commands
 	flush := func() error {
 		for _, r := range c.DoMulti(ctx, dels...) {
@@ -239,16 +337,16 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 		return nil
 	}
 	// Credentials first, so no key outlives its consumer.
-	for _, pattern := range layout.Patterns() {
+	for _, pass := range layout.KeyPrefixes() {
 		for _, node := range c.Nodes() {
 			var cursor uint64
 			for {
-				e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+				e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(globEscape(pass)+"*").Count(1000).Build()).AsScanEntry()
 				if err != nil {
 					return fmt.Errorf("scanning: %w", err)
 				}
 				for _, k := range e.Elements {
-					if keep(layout, k, set, usernames, ids) {
+					if !strings.HasPrefix(k, pass) || keep(layout, k, set, usernames, ids) {
 						continue
 					}
 					dels = append(dels, c.B().Del().Key(k).Build())
@@ -259,6 +357,7 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 						}
 					}
 				}
+				report()
 				if cursor = e.Cursor; cursor == 0 {
 					break
 				}
@@ -282,6 +381,20 @@ func keep(layout redis.Layout, k string, set *consumers.Set, usernames, ids map[
 		_, found = ids[name]
 	}
 	return found
+}
+
+// globEscape escapes the characters special to Redis's glob-style patterns,
+// so that s matches only itself.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := range len(s) { // bytes: a key need not be UTF-8
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func sha256Sum(key string) consumers.Digest { return sha256.Sum256([]byte(key)) }

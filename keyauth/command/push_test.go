@@ -166,3 +166,264 @@ func TestPushCommand(t *testing.T) {
 		t.Errorf("push without --redis: %v", err)
 	}
 }
+
+// A tag that the Redis layout would read back as other tags is refused
+// before anything is written.
+func TestPushRefusesTag(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	for _, tags := range []string{`["team,ops"]`, `[" ops"]`, `["ops "]`, `[""]`} {
+		doc := `{"consumers": [{"username": "alice", "tags": ` + tags + `, "keys": [{"key": "alice-secret"}]}]}`
+		_, err := Push(context.Background(), c, []byte(doc), "p:")
+		if err == nil || !strings.Contains(err.Error(), `consumer "alice": tag `) {
+			t.Errorf("tags %s: %v, want a refusal naming the consumer", tags, err)
+		}
+		if n, _ := c.Do(context.Background(), c.B().Dbsize().Build()).AsInt64(); n != 0 {
+			t.Errorf("tags %s: %d keys written", tags, n)
+		}
+	}
+}
+
+// TestPushGlobPrefix: a prefix holding glob characters matches only itself.
+// Other applications' keys that the unescaped pattern would match stay, and
+// the prefix's own stale credential and consumer go.
+func TestPushGlobPrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	ctx := context.Background()
+	for _, prefix := range []string{`app[v2]:`, `a*:`, `a?:`, `a\:`, `[^x]:`} {
+		t.Run(prefix, func(t *testing.T) {
+			redistest.Do(t, c, "FLUSHALL")
+			stale := sha256.Sum256([]byte("stale-key"))
+			others := []string{
+				"app2:cred:" + hex.EncodeToString(stale[:]), "appv:consumer:bob", "app]:consumer:bob",
+				"ab:cred:" + hex.EncodeToString(stale[:]), "ab:consumer:bob", "a:consumer:bob", `a\\:consumer:bob`,
+				"y:consumer:bob", "app[v2]x:consumer:bob",
+			}
+			for _, k := range others {
+				redistest.Do(t, c, "HSET", k, "id", "other application")
+			}
+			redistest.Do(t, c, "HSET", prefix+"cred:"+hex.EncodeToString(stale[:]), "consumer", "old", "id", "o")
+			redistest.Do(t, c, "HSET", prefix+"consumer:old", "id", "old")
+			doc := `{"consumers": [{"username": "alice", "keys": [{"key": "alice-secret"}]}]}`
+			st, err := Push(ctx, c, []byte(doc), prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Removed != 2 {
+				t.Errorf("%d removed, want 2 (the prefix's stale credential and consumer)", st.Removed)
+			}
+			for _, k := range others {
+				if k == prefix+"consumer:bob" {
+					continue
+				}
+				if got := hgetall(t, c, k); got["id"] != "other application" {
+					t.Errorf("another application's %s was touched: %v", k, got)
+				}
+			}
+			if len(hgetall(t, c, prefix+"cred:"+hex.EncodeToString(stale[:]))) != 0 || len(hgetall(t, c, prefix+"consumer:old")) != 0 {
+				t.Error("the prefix's stale credential or consumer stayed")
+			}
+			alice := sha256.Sum256([]byte("alice-secret"))
+			if got := hgetall(t, c, prefix+"cred:"+hex.EncodeToString(alice[:])); got["consumer"] != "alice" {
+				t.Errorf("alice's credential %v", got)
+			}
+		})
+	}
+}
+
+// runPush runs `caddy key-auth push` with args and returns its error and
+// output.
+func runPush(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "key-auth"}
+	Setup(root)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"push"}, args...))
+	err := root.Execute()
+	return out.String(), err
+}
+
+func pushFile(t *testing.T) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(file, []byte(`{"consumers":[{"username":"alice","keys":[{"id":"a","key":"alice-secret"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// --db reaches the database the source reads, and only it.
+func TestPushDB(t *testing.T) {
+	srv := redistest.Start(t)
+	file := pushFile(t)
+	c := redistest.Client(t, srv.Addr())
+	redistest.Do(t, c, "HSET", "p:consumer:db0", "id", "db0") // the file does not have it
+	if out, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:", "--db", "3"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	c3, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, SelectDB: 3, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if got := hgetall(t, c3, credKey("alice-secret")); got["consumer"] != "alice" {
+		t.Errorf("database 3 holds %v", got)
+	}
+	if got := hgetall(t, c, credKey("alice-secret")); len(got) != 0 {
+		t.Error("database 0 was written")
+	}
+	if got := hgetall(t, c, "p:consumer:db0"); got["id"] != "db0" {
+		t.Error("database 0 lost a key")
+	}
+}
+
+// Username and password come from the environment, as the source's
+// {env.*} placeholders would; --username overrides REDIS_USERNAME.
+func TestPushACLUser(t *testing.T) {
+	srv := redistest.Start(t, "--user", "default", "off", "--user", "pusher", "on", ">push-pw", "~p:*", "+@all")
+	file := pushFile(t)
+	t.Setenv("REDIS_USERNAME", "pusher")
+	t.Setenv("REDIS_PASSWORD", "push-pw")
+	if out, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if _, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:", "--username", "default"); err == nil {
+		t.Error("--username default (off) connected")
+	}
+	t.Setenv("REDIS_PASSWORD", "wrong")
+	_, err := runPush(t, "--redis", srv.Addr(), "--file", file, "--prefix", "p:")
+	if err == nil || !strings.Contains(err.Error(), "connecting to redis") {
+		t.Errorf("a wrong password: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "wrong") {
+		t.Error("the error holds the password")
+	}
+}
+
+// TLS with the source's options: a CA to trust and a client certificate.
+func TestPushTLS(t *testing.T) {
+	srv, files := redistest.StartTLS(t)
+	file := pushFile(t)
+	base := []string{"--redis", srv.Addr(), "--file", file, "--prefix", "p:"}
+	if out, err := runPush(t, append(base, "--tls-root-ca", files.CA,
+		"--tls-client-certificate", files.ClientCert, "--tls-client-certificate-key", files.ClientKey)...); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, TLSConfig: files.ClientConfig(t), DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := hgetall(t, c, credKey("alice-secret")); got["consumer"] != "alice" {
+		t.Errorf("pushed over TLS: %v", got)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"plain text", nil, "connecting to redis"},
+		{"system roots", []string{"--tls"}, "certificate"},
+		{"no client certificate", []string{"--tls-root-ca", files.CA}, "connecting to redis"},
+		{"a certificate without its key", []string{"--tls-root-ca", files.CA, "--tls-client-certificate", files.ClientCert},
+			"--tls-client-certificate and --tls-client-certificate-key go together"},
+		{"a CA file without a certificate", []string{"--tls-root-ca", files.ClientKey}, "--tls-root-ca: no certificate found in"},
+	} {
+		if _, err := runPush(t, append(base, tt.args...)...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestPushFlagsRefused(t *testing.T) {
+	file := pushFile(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--redis", "127.0.0.1:1,127.0.0.1:2", "--db", "1"}, "--db: a Redis Cluster has only database 0"},
+		{[]string{"--redis", "127.0.0.1:1", "--db", "-1"}, "--db must not be negative"},
+		{[]string{"--redis", "localhost"}, `--redis: "localhost" is not host:port`},
+	} {
+		if _, err := runPush(t, append(tt.args, "--file", file)...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// Progress is reported after each batch, the counts only growing, up to
+// the final ones; drawn, it shows both phases, and the command draws
+// nothing when standard error is not a terminal.
+func TestPushProgress(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	var b strings.Builder
+	b.WriteString(`{"consumers":[`)
+	for i := range 500 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"username":"u%d","keys":[{"key":"k-%d-a"},{"key":"k-%d-b"}]}`, i, i, i)
+	}
+	b.WriteString(`]}`)
+	for i := range 3 {
+		redistest.Do(t, c, "HSET", fmt.Sprintf("p:consumer:stale%d", i), "id", "x")
+	}
+	var seen []Stats
+	st, err := PushProgress(context.Background(), c, []byte(b.String()), "p:", func(s Stats) { seen = append(seen, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 3 || seen[len(seen)-1] != st {
+		t.Fatalf("%d reports, the last %+v; want several, the last %+v", len(seen), seen[len(seen)-1], st)
+	}
+	for i := 1; i < len(seen); i++ {
+		p, n := seen[i-1], seen[i]
+		if n.Written+n.Unchanged < p.Written+p.Unchanged || n.Removed < p.Removed {
+			t.Errorf("report %d went back: %+v after %+v", i, n, p)
+		}
+	}
+
+	var drawn bytes.Buffer
+	progress, done := newPushBars(&drawn)
+	if _, err := PushProgress(context.Background(), c, []byte(`{"consumers":[]}`), "p:", progress); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	progress, done = newPushBars(&drawn)
+	if _, err := PushProgress(context.Background(), c, []byte(b.String()), "p:", progress); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if !strings.Contains(drawn.String(), "writing hashes") || !strings.Contains(drawn.String(), "removing stale keys") {
+		t.Errorf("drawn: %q", drawn.String())
+	}
+
+	file := filepath.Join(t.TempDir(), "consumers.json")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := &cobra.Command{Use: "key-auth"}
+	Setup(root)
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"push", "--redis", srv.Addr(), "--file", file, "--prefix", "p:"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if errOut.Len() != 0 {
+		t.Errorf("progress drawn on a standard error that is no terminal: %q", errOut.String())
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if progress, _ := pushProgress(f); progress != nil {
+		t.Error("progress drawn on a file")
+	}
+}

@@ -16,8 +16,7 @@ import (
 //	<prefix>cred:<hex SHA-256 of the key>  hash: consumer, id (both required),
 //	                                       expires_at (RFC 3339), disabled, canary
 //	<prefix>consumer:<username>            hash: id (default the username), custom_id,
-//	                                       tags, groups (comma-separated; tags also
-//	                                       as a JSON array of strings),
+//	                                       tags, groups (comma-separated),
 //	                                       labels (a JSON object), disabled
 //	<prefix>consumer-id:<id>               hash: consumer (the username of the
 //	                                       consumer whose id this is, when it is
@@ -73,11 +72,11 @@ const (
 	KindConsumerID
 )
 
-// Patterns are the SCAN patterns of the layout's keys, credentials first
-// (so a writer that removes in this order never leaves a key without its
-// consumer).
-func (l Layout) Patterns() []string {
-	return []string{l.cred + "*", l.ids + "*", l.cons + "*"}
+// KeyPrefixes are the prefixes of the layout's kinds of keys, credentials
+// first (so a writer that removes in this order never leaves a key without
+// its consumer). A SCAN for them must escape their glob characters.
+func (l Layout) KeyPrefixes() []string {
+	return []string{l.cred, l.ids, l.cons}
 }
 
 // Parse tells what a key holds: a credential's digest, or the username or
@@ -109,7 +108,9 @@ func EncodeConsumer(c consumers.Consumer) map[string]string {
 		f[FieldCustomID] = v
 	}
 	if v := c.Tags(); len(v) > 0 {
-		f[FieldTags] = encodeTags(v)
+		// The consumers document refuses a tag that would not come back
+		// (a comma, white space at an end, empty).
+		f[FieldTags] = strings.Join(v, ",")
 	}
 	if v := c.Groups(); len(v) > 0 {
 		f[FieldGroups] = strings.Join(v, ",")
@@ -160,10 +161,8 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		CustomID: cons[FieldCustomID],
 		Groups:   splitList(cons[FieldGroups]),
 	}
+	c.Tags = splitList(cons[FieldTags])
 	var err error
-	if c.Tags, err = decodeTags(cons[FieldTags]); err != nil {
-		return nil, fmt.Errorf("consumer %q: tags: %w", username, err)
-	}
 	if l := cons[FieldLabels]; l != "" {
 		if err := json.Unmarshal([]byte(l), &c.Labels); err != nil {
 			return nil, fmt.Errorf("consumer %q: labels are not a JSON object of strings", username)
@@ -194,36 +193,6 @@ func parseFlag(v string) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("want true or false, got %q", v)
-}
-
-// encodeTags writes tags comma-separated, as people write them by hand,
-// unless a tag would not come back so (a comma, white space at an end, an
-// empty tag, or a first tag that begins with '['): then as a JSON array.
-func encodeTags(tags []string) string {
-	plain := !strings.HasPrefix(tags[0], "[")
-	for _, t := range tags {
-		if t == "" || strings.Contains(t, ",") || strings.TrimSpace(t) != t {
-			plain = false
-		}
-	}
-	if plain {
-		return strings.Join(tags, ",")
-	}
-	b, _ := json.Marshal(tags) // strings always encode
-	return string(b)
-}
-
-// decodeTags reads a tags field: a JSON array of strings when it begins
-// with '[', else comma-separated.
-func decodeTags(v string) ([]string, error) {
-	if !strings.HasPrefix(v, "[") {
-		return splitList(v), nil
-	}
-	var tags []string
-	if err := json.Unmarshal([]byte(v), &tags); err != nil {
-		return nil, fmt.Errorf("a field that begins with '[' must be a JSON array of strings: %w", err)
-	}
-	return tags, nil
 }
 
 // splitList reads a comma-separated hash field.
