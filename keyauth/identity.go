@@ -22,8 +22,13 @@ import (
 //
 // Each of them sets or removes every identity header. Behind them, one
 // allocation holds the header values and serves the placeholders (see
-// identity); the measurement that keeps it is in bench_test.go
-// (BenchmarkIdentifyAlternatives).
+// identity). It stays because it pays end to end: identifying a consumer
+// with groups, labels and tags costs about 0.35 µs and 2 allocations this
+// way, 1.5-3 µs and 20 allocations with a slice per header and a
+// Replacer.Set per placeholder (BenchmarkIdentifyAlternatives), against
+// about 25 µs of Caddy CPU per request. The cast back from the user value
+// saves the consumer matcher a second placeholder lookup (about 40-100 ns)
+// on every evaluation.
 
 // identity holds the values of one request's identity headers and
 // placeholders. The headers' values point into it and its placeholder
