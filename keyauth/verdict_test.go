@@ -3,6 +3,7 @@ package keyauth
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -62,6 +63,7 @@ func TestEveryWay(t *testing.T) {
 		token     string   // for the earlier key_auth
 		before    caddyhttp.MiddlewareHandler
 		notLoaded bool
+		body      string // a form body, read through the server's limit of 8 bytes
 
 		status  int    // 0: went on to the next handler
 		message string // of a failure
@@ -82,6 +84,7 @@ func TestEveryWay(t *testing.T) {
 		{name: "expired key", key: []string{"expired-key"}, status: 401, message: "Unauthorized", outcome: outcomeInvalid},
 		{name: "disabled key", key: []string{"off-key"}, status: 401, message: "Unauthorized", outcome: outcomeInvalid},
 		{name: "not loaded", key: []string{"alice-key"}, notLoaded: true, status: 503, message: "consumers are not loaded yet", outcome: outcomeError},
+		{name: "body over the server's limit", h: Handler{KeyInBody: true}, body: "apikey=alice-key", status: 413, message: "Request body too large", outcome: outcomeError},
 		{name: "anonymous missing", h: Handler{Anonymous: "who"}, status: 500, message: "anonymous consumer who is configured but doesn't exist", outcome: outcomeError},
 		{name: "anonymous disabled", h: Handler{Anonymous: "off-guest"}, status: 500, message: "anonymous consumer off-guest is configured but disabled", outcome: outcomeError},
 
@@ -135,7 +138,15 @@ func TestEveryWay(t *testing.T) {
 					if tc.token != "" {
 						hdr = append(hdr, "Token", tc.token)
 					}
+					if tc.body != "" {
+						method = http.MethodPost
+						hdr = append(hdr, "Content-Type", "application/x-www-form-urlencoded")
+					}
 					r, repl := fieldRequest(method, target, srv, hdr...)
+					if tc.body != "" {
+						r.Body = http.MaxBytesReader(nil, io.NopCloser(strings.NewReader(tc.body)), 8)
+						r.ContentLength = -1
+					}
 					before := countsNow()
 
 					var seen *http.Request
