@@ -6,6 +6,8 @@
 # bench/go.mod) pinned to the other core:
 #
 #   respond          respond "ok"
+#   vars             Caddy's vars handler (one variable, a no-op here) + respond:
+#                    the price of any second handler in the chain
 #   key_auth         key_auth (consumers file, CONSUMERS consumers) + respond
 #   basic_auth       Caddy's basic_auth (bcrypt, from caddy hash-password) + respond
 #   proxy            reverse_proxy to an upstream Caddy (a separate process)
@@ -21,7 +23,8 @@
 # requests served; the upstream's CPU is not in it.
 #
 # Env: ROUNDS (5), DURATION (10 s), CONCURRENCY (50), CONSUMERS (1000),
-# CADDY (a prebuilt binary: skips the build), CADDY_CPU (0), LOAD_CPU (1).
+# CADDY (a prebuilt binary: skips the build), CADDY_CPU (0), LOAD_CPU (1),
+# ONLY (the scenarios to run, by name, space-separated; default all).
 # Output: a table on stdout; raw results and logs in bench/out/load/.
 set -euo pipefail
 
@@ -112,6 +115,10 @@ http://:18005 {
 	$KEY_AUTH
 	$PROXY
 }
+http://:18006 {
+	vars noop 1
+	respond "ok" 200
+}
 EOF
 
 # name|port|expected status|an extra request header
@@ -122,7 +129,16 @@ SCENARIOS=(
 	"proxy|18004|200|"
 	"proxy+key_auth|18005|200|"
 	"401|18002|401|"
+	"vars|18006|200|"
 )
+if [[ -n ${ONLY:-} ]]; then
+	chosen=()
+	for spec in "${SCENARIOS[@]}"; do
+		[[ " $ONLY " == *" ${spec%%|*} "* ]] && chosen+=("$spec")
+	done
+	((${#chosen[@]} > 0)) || die "ONLY names no scenario: $ONLY"
+	SCENARIOS=("${chosen[@]}")
+fi
 
 # --- start ------------------------------------------------------------------
 log "starting the upstream (cpu $LOAD_CPU) and Caddy (cpu $CADDY_CPU)"
@@ -197,7 +213,10 @@ done
 
 # --- summary -----------------------------------------------------------------
 summarize() {
-	local names=(respond key_auth basic_auth proxy proxy+key_auth 401) s
+	local names=() spec s
+	for spec in "${SCENARIOS[@]}"; do
+		names+=("${spec%%|*}")
+	done
 	echo
 	printf '%-16s %14s %14s %10s %9s\n' scenario "cpu us/req" "upstream us" "req/s" "p99 ms"
 	for s in "${names[@]}"; do
@@ -215,7 +234,9 @@ summarize() {
 	echo "its own scheduling)."
 	echo
 	printf '%-30s %14s %16s %10s\n' "cpu per request" "ratio of medians" "median of rounds" "target"
-	ratio_line key_auth respond "+5%" 5
+	ratio_line key_auth vars "+5%" 5
+	ratio_line key_auth respond "none" ""
+	ratio_line vars respond "none" ""
 	ratio_line proxy+key_auth proxy "+3.5%" 3.5
 	ratio_line 401 respond "+10%" 10
 	ratio_line basic_auth respond "none" ""
@@ -228,6 +249,8 @@ summarize() {
 ratio_line() {
 	local s=$1 b=$2 label=$3 limit=$4
 	local per_round of_medians verdict=""
+	# A scenario left out by ONLY has no line.
+	grep -q "	$s	" "$RUN/results.tsv" && grep -q "	$b	" "$RUN/results.tsv" || return 0
 	of_medians=$(awk -F'\t' -v s="$s" -v b="$b" 'NR > 1 && $2 == s {print $4 / $3}' "$RUN/results.tsv" | median)
 	of_medians=$(awk -v x="$of_medians" -v y="$(awk -F'\t' -v b="$b" 'NR > 1 && $2 == b {print $4 / $3}' "$RUN/results.tsv" | median)" \
 		'BEGIN {printf "%+.1f%%", (x / y - 1) * 100}')

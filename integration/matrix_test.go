@@ -6,11 +6,27 @@ import (
 	"testing"
 )
 
+// matrixLocation is a place a key may be sent, as the matrix sends it.
+type matrixLocation struct {
+	name   string
+	option string              // the key_auth option that turns it on
+	put    func(*call, string) // adds the key to a call
+}
+
+// matrixLocations are the locations of rule 2, in the order key_auth
+// searches them: a fifth location is one more entry here.
+var matrixLocations = []matrixLocation{
+	{"header", "key_in_header", func(c *call, key string) { c.hdr = append(c.hdr, "apikey", key) }},
+	{"cookie", "key_in_cookie", func(c *call, key string) { c.hdr = append(c.hdr, "Cookie", "a=1; apikey="+key) }},
+	{"query", "key_in_query", func(c *call, key string) { c.path += "&apikey=" + key }},
+	{"body", "key_in_body", func(c *call, key string) { c.body += "&apikey=" + key }},
+}
+
 // The location-precedence matrix of rule 2: every on/off combination of
-// key_in_header, key_in_query and key_in_body, against the key right, wrong
-// or absent in each of the three locations. The expected outcome is worked
-// out from the rule, not listed: the first enabled location, in the order
-// header, query, body, where the key is present decides.
+// the locations, against the key right, wrong or absent in each of them.
+// The expected outcome is worked out from the rule, not listed: the first
+// enabled location, in the order header, cookie, query, body, where the key
+// is present decides.
 func TestLocationMatrix(t *testing.T) {
 	type value int
 	const (
@@ -19,15 +35,30 @@ func TestLocationMatrix(t *testing.T) {
 		wrong
 	)
 	names := [...]string{"absent", "right", "wrong"}
-	locations := [...]string{"header", "query", "body"}
+	locs := matrixLocations
+	n := len(locs)
+	combos, cells := 1<<n, 1
+	for range n {
+		cells *= 3
+	}
+	// on is the combination's flags, the first location first.
+	on := func(combo int) []bool {
+		flags := make([]bool, n)
+		for i := range n {
+			flags[i] = combo&(1<<(n-1-i)) != 0
+		}
+		return flags
+	}
 
-	// One site with a route per combination, at /<header><query><body>/
-	// with each flag 0 or 1.
+	// One site with a route per combination, at /<flags>/ with each flag
+	// 0 or 1.
 	var routes strings.Builder
-	for combo := range 8 {
-		on := [3]bool{combo&4 != 0, combo&2 != 0, combo&1 != 0}
-		fmt.Fprintf(&routes, "\thandle /%s/* {\n\t\tkey_auth {\n", comboPath(on))
-		fmt.Fprintf(&routes, "\t\t\tkey_in_header %v\n\t\t\tkey_in_query %v\n\t\t\tkey_in_body %v\n", on[0], on[1], on[2])
+	for combo := range combos {
+		flags := on(combo)
+		fmt.Fprintf(&routes, "\thandle /%s/* {\n\t\tkey_auth {\n", comboPath(flags))
+		for i, l := range locs {
+			fmt.Fprintf(&routes, "\t\t\t%s %v\n", l.option, flags[i])
+		}
 		fmt.Fprintf(&routes, "\t\t\tconsumers file {{.Consumers}}\n\t\t}\n\t\treverse_proxy {{.Up}}\n\t}\n")
 	}
 	e := newEnv(t)
@@ -35,21 +66,24 @@ func TestLocationMatrix(t *testing.T) {
 {{.Site}} {
 `+routes.String()+`}
 `, "caddyfile")
-	// All three off is allowed, with a warning.
+	// All off is allowed, with a warning.
 	e.waitLog("caddy.log", func(l logEntry) bool {
 		return l.str("level") == "warn" && l.str("logger") == "http.handlers.key_auth" && strings.Contains(l.str("msg"), "all off")
 	})
 
 	keyOf := map[value]string{right: keyAlice, wrong: keyWrong}
-	for combo := range 8 {
-		on := [3]bool{combo&4 != 0, combo&2 != 0, combo&1 != 0}
-		for cell := range 27 {
-			vals := [3]value{value(cell / 9), value(cell / 3 % 3), value(cell % 3)}
+	for combo := range combos {
+		flags := on(combo)
+		for cell := range cells {
+			vals := make([]value, n)
+			for i, rest := n-1, cell; i >= 0; i, rest = i-1, rest/3 {
+				vals[i] = value(rest % 3)
+			}
 
 			// The rule.
 			want := reject(msgNoKey)
-			for i := range 3 {
-				if !on[i] || vals[i] == missing {
+			for i := range n {
+				if !flags[i] || vals[i] == missing {
 					continue
 				}
 				if vals[i] == right {
@@ -61,23 +95,19 @@ func TestLocationMatrix(t *testing.T) {
 			}
 
 			var desc []string
-			for i := range 3 {
+			for i, l := range locs {
 				state := "off"
-				if on[i] {
+				if flags[i] {
 					state = "on"
 				}
-				desc = append(desc, fmt.Sprintf("%s(%s)=%s", locations[i], state, names[vals[i]]))
+				desc = append(desc, fmt.Sprintf("%s(%s)=%s", l.name, state, names[vals[i]]))
 			}
 			t.Run(strings.Join(desc, ","), func(t *testing.T) {
-				c := call{path: "/" + comboPath(on) + "/x?a=1", ctype: formType, body: "b=2"}
-				if vals[0] != missing {
-					c.hdr = []string{"apikey", keyOf[vals[0]]}
-				}
-				if vals[1] != missing {
-					c.path += "&apikey=" + keyOf[vals[1]]
-				}
-				if vals[2] != missing {
-					c.body += "&apikey=" + keyOf[vals[2]]
+				c := call{path: "/" + comboPath(flags) + "/x?a=1", ctype: formType, body: "b=2"}
+				for i, l := range locs {
+					if vals[i] != missing {
+						l.put(&c, keyOf[vals[i]])
+					}
 				}
 				got := want.check(t, c.send(t, site), "Key")
 				if got == nil {
@@ -88,16 +118,18 @@ func TestLocationMatrix(t *testing.T) {
 					t.Errorf("upstream got %q, want %q", got.URI, c.path)
 				}
 				wantBody(t, got, []byte(c.body))
-				if vals[0] != missing && got.Header.Get("Apikey") != keyOf[vals[0]] {
-					t.Errorf("upstream got apikey header %q", got.Header.Get("Apikey"))
+				for i := 0; i < len(c.hdr); i += 2 {
+					if got := got.Header.Get(c.hdr[i]); got != c.hdr[i+1] {
+						t.Errorf("upstream got %s %q, want %q", c.hdr[i], got, c.hdr[i+1])
+					}
 				}
 			})
 		}
 	}
 }
 
-func comboPath(on [3]bool) string {
-	b := []byte("000")
+func comboPath(on []bool) string {
+	b := []byte(strings.Repeat("0", len(on)))
 	for i, v := range on {
 		if v {
 			b[i] = '1'

@@ -340,9 +340,9 @@ func TestValidateACL(t *testing.T) {
 		{`{"allow": ["a"], "deny": ["b"]}`, "allow and deny cannot be used together"},
 		{`{"allow": []}`, "allow: list at least one group"},
 		{`{"deny": ["a", "a"]}`, `deny: group "a" is listed twice`},
-		{`{"deny": ["a b"]}`, `deny: group "a b" holds white space, a comma or a control character`},
-		{`{"allow": ["a,b"]}`, `allow: group "a,b" holds white space, a comma or a control character`},
-		{`{"allow": [""]}`, "allow: a group name must be 1 to 128 characters, got 0"},
+		{`{"deny": ["a b"]}`, `deny: group name "a b" holds white space, a comma or a control character`},
+		{`{"allow": ["a,b"]}`, `allow: group name "a,b" holds white space, a comma or a control character`},
+		{`{"allow": [""]}`, "allow: group name is empty"},
 		{`{"allow": ["a\u0085"]}`, "holds white space"},
 	} {
 		var h Handler

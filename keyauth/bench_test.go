@@ -365,3 +365,81 @@ func BenchmarkIdentify(b *testing.B) {
 		h.identify(reqs[i%batch], c, "cred", false)
 	}
 }
+
+// BenchmarkIdentifyAlternatives weighs the identity machinery (identity.go)
+// against the plain way Caddy's caddyauth identifies a request, on fresh
+// server-shaped requests and a consumer with groups, labels and tags:
+//
+//   - machinery: identify as it is: one allocation holds the header values,
+//     and a provider serves every placeholder from it;
+//   - plain: a one-value slice per header, and Replacer.Set for each
+//     placeholder, tag list and label (a label the consumer lacks would
+//     then be unknown, not empty: the machinery's answer is kept anyway);
+//   - consumer_of / consumer_of_second_get: the consumer matcher's lookup
+//     of the request's identity, as it is (one Get and a cast back from the
+//     user value) and with the identity found through a second, private
+//     placeholder instead of the cast.
+func BenchmarkIdentifyAlternatives(b *testing.B) {
+	store := loadBenchStoreOf(b, 1_000, true)
+	h := newBenchHandler(b, &Handler{}, store.set)
+	c := store.set.ConsumerAt(7)
+	r := httptest.NewRequest(http.MethodGet, "/v1/things", nil)
+	r.Header.Set("User-Agent", "bench")
+	r.Header.Set("Accept", "*/*")
+	newCopies := copier(r)
+	const batch = 256
+	run := func(b *testing.B, identify func(r *http.Request)) {
+		var reqs []*http.Request
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if i%batch == 0 {
+				b.StopTimer()
+				reqs = newCopies(batch)
+				b.StartTimer()
+			}
+			identify(reqs[i%batch])
+		}
+	}
+	b.Run("machinery", func(b *testing.B) {
+		run(b, func(r *http.Request) { h.identify(r, c, "cred", false) })
+	})
+	b.Run("plain", func(b *testing.B) {
+		run(b, func(r *http.Request) {
+			hdr := r.Header
+			hdr[headerUsername] = []string{c.Username()}
+			hdr[headerConsumerID] = []string{c.ID()}
+			if c.CustomID() != "" {
+				hdr[headerCustomID] = []string{c.CustomID()}
+			}
+			hdr[headerCredentialID] = []string{"cred"}
+			delete(hdr, headerAnonymous)
+			hdr[headerGroups] = []string{c.GroupsHeader()}
+			repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			repl.Set(userIDPlaceholder, c.Username())
+			repl.Set(placeholderPrefix+"consumer_id", c.ID())
+			repl.Set(placeholderPrefix+"custom_id", c.CustomID())
+			repl.Set(placeholderPrefix+"credential_id", "cred")
+			repl.Set(placeholderPrefix+"anonymous", "false")
+			repl.Set(placeholderPrefix+"groups", c.GroupsHeader())
+			repl.Set(placeholderPrefix+"tags", c.TagsJoined())
+			for name, value := range c.AllLabels() {
+				repl.Set(placeholderPrefix+labelsPrefix+name, value)
+			}
+		})
+	})
+	identified := serverRequest(r)
+	h.identify(identified, c, "cred", false)
+	repl := identified.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	b.Run("consumer_of", func(b *testing.B) {
+		for b.Loop() {
+			_, _, _ = ConsumerOf(identified)
+		}
+	})
+	b.Run("consumer_of_second_get", func(b *testing.B) {
+		for b.Loop() {
+			_, _, _ = ConsumerOf(identified)
+			_, _ = repl.Get(placeholderPrefix + "identity")
+		}
+	})
+}

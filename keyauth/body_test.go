@@ -484,7 +484,7 @@ func TestReadBodyFailures(t *testing.T) {
 	if _, f := q.readBody(h); f != errBodyRead {
 		t.Errorf("read error: got %v, want %v", f, errBodyRead)
 	}
-	h.inHeader, h.inQuery = false, false
+	h = provisioned(t, &Handler{KeyInBody: true, KeyInHeader: ptr(false), KeyInQuery: ptr(false)})
 	if _, f := h.find(&request{r: r}); f != errBodyRead {
 		t.Errorf("find with a read error: got %v, want %v", f, errBodyRead)
 	}

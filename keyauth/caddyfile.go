@@ -1,7 +1,6 @@
 package keyauth
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -56,25 +55,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(h.KeyNames) == 0 {
 				return d.ArgErr()
 			}
-			for i, n := range h.KeyNames {
-				if n == "" {
-					return d.Err("key_names: a key name must not be empty")
-				}
-				if slices.Contains(h.KeyNames[:i], n) {
-					return d.Errf("key_names: '%s' is listed twice", n)
-				}
+			if err := checkKeyNames(h.KeyNames); err != nil {
+				return d.Err(err.Error())
 			}
 			err = caddyfilearg.NoBlock(d, opt)
-		case "key_in_header":
-			h.KeyInHeader, err = boolPtr(d)
-		case "key_in_cookie":
-			h.KeyInCookie, err = caddyfilearg.Bool(d, true)
-		case "key_in_query":
-			h.KeyInQuery, err = boolPtr(d)
 		case "run_on_preflight":
 			h.RunOnPreflight, err = boolPtr(d)
-		case "key_in_body":
-			h.KeyInBody, err = caddyfilearg.Bool(d, false)
 		case "hide_credentials":
 			h.HideCredentials, err = caddyfilearg.Bool(d, true)
 		case "handle_errors":
@@ -86,15 +72,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "realm":
 			h.Realm, err = caddyfilearg.One(d)
 		case "allow":
-			h.Allow, err = groupList(d, opt, h.Deny != nil, "deny")
+			err = h.groupList(d, opt, &h.Allow)
 		case "deny":
-			h.Deny, err = groupList(d, opt, h.Allow != nil, "allow")
+			err = h.groupList(d, opt, &h.Deny)
 		case "hide_groups_header":
 			h.HideGroupsHeader, err = caddyfilearg.Bool(d, true)
 		case "consumers":
 			err = h.unmarshalSource(d)
 		default:
-			return d.Errf("unrecognized key_auth option '%s'", opt)
+			l := locatorOf(opt)
+			if l == nil {
+				return d.Errf("unrecognized key_auth option '%s'", opt)
+			}
+			var on bool
+			on, err = caddyfilearg.Bool(d, l.bare)
+			l.set(h, on)
 		}
 		if err != nil {
 			return err
@@ -137,20 +129,18 @@ func sourceNames() string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-// groupList reads `allow <group...>` or `deny <group...>`; other is the
-// list that excludes it, already given when otherGiven.
-func groupList(d *caddyfile.Dispenser, opt string, otherGiven bool, other string) ([]string, error) {
-	if otherGiven {
-		return nil, d.Errf("%s and %s cannot be used together: list the groups to let on (allow) or those to refuse (deny)", other, opt)
-	}
+// groupList reads `allow <group...>` or `deny <group...>` into list, and
+// applies Validate's rules for the two lists at its line.
+func (h *Handler) groupList(d *caddyfile.Dispenser, opt string, list *[]string) error {
 	groups := d.RemainingArgs()
 	if len(groups) == 0 {
-		return nil, d.ArgErr()
+		return d.ArgErr()
 	}
-	if err := checkGroupList(groups); err != nil {
-		return nil, d.Errf("%s: %v", opt, err)
+	*list = groups
+	if err := checkACL(h.Allow, h.Deny); err != nil {
+		return d.Err(err.Error())
 	}
-	return groups, caddyfilearg.NoBlock(d, opt)
+	return caddyfilearg.NoBlock(d, opt)
 }
 
 func boolPtr(d *caddyfile.Dispenser) (*bool, error) {

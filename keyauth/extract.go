@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// location is where a key was found.
+// location is a place a key may be sent: one entry of locations.
 type location uint8
 
 const (
@@ -18,19 +18,126 @@ const (
 	locBody
 )
 
+// locator is one location a key may be sent in: how to turn it on, find a
+// key name's values there, and remove them. locations lists them all, so
+// searching, hiding, the options and their warning never list them by
+// hand.
+type locator struct {
+	loc    location
+	name   string // in logs: "header"
+	option string // the option that turns it on, in JSON and the Caddyfile
+	// bare is the option's value when the Caddyfile gives it no argument;
+	// false when it needs one.
+	bare bool
+	// enabled reads the option from the handler's configuration, and set
+	// writes it.
+	enabled func(h *Handler) bool
+	set     func(h *Handler, on bool)
+	// readsBody: value and hide are handed the request's body, read once
+	// for all names (nil until it is read).
+	readsBody bool
+	// value returns the first value of the name here and how many values
+	// there are.
+	value func(r *http.Request, b *body, kn *keyName) (string, int)
+	// hide removes every value of the name from here.
+	hide func(r *http.Request, b *body, kn *keyName) error
+}
+
+// locations are the places a key may be sent, in the order they are
+// searched for each key name.
+var locations = [...]locator{
+	{
+		loc: locHeader, name: "header", option: "key_in_header",
+		enabled: func(h *Handler) bool { return h.KeyInHeader == nil || *h.KeyInHeader },
+		set:     func(h *Handler, on bool) { h.KeyInHeader = &on },
+		value: func(r *http.Request, _ *body, kn *keyName) (string, int) {
+			return headerValue(r.Header, kn)
+		},
+		hide: func(r *http.Request, _ *body, kn *keyName) error {
+			delete(r.Header, kn.header)
+			if kn.dashHeader != "" {
+				delete(r.Header, kn.dashHeader)
+			}
+			return nil
+		},
+	},
+	{
+		loc: locCookie, name: "cookie", option: "key_in_cookie", bare: true,
+		enabled: func(h *Handler) bool { return h.KeyInCookie },
+		set:     func(h *Handler, on bool) { h.KeyInCookie = on },
+		value: func(r *http.Request, _ *body, kn *keyName) (string, int) {
+			return cookieValue(r.Header["Cookie"], kn.name)
+		},
+		hide: func(r *http.Request, _ *body, kn *keyName) error {
+			removeCookie(r.Header, kn.name)
+			return nil
+		},
+	},
+	{
+		loc: locQuery, name: "query", option: "key_in_query",
+		enabled: func(h *Handler) bool { return h.KeyInQuery == nil || *h.KeyInQuery },
+		set:     func(h *Handler, on bool) { h.KeyInQuery = &on },
+		value: func(r *http.Request, _ *body, kn *keyName) (string, int) {
+			return lookupParam(r.URL.RawQuery, kn.name)
+		},
+		hide: func(r *http.Request, _ *body, kn *keyName) error {
+			if r.URL.RawQuery == "" {
+				return nil
+			}
+			if raw, ok := removeParam(r.URL.RawQuery, kn.name); ok {
+				setQuery(r, raw)
+			}
+			return nil
+		},
+	},
+	{
+		loc: locBody, name: "body", option: "key_in_body", readsBody: true,
+		enabled: func(h *Handler) bool { return h.KeyInBody },
+		set:     func(h *Handler, on bool) { h.KeyInBody = on },
+		value: func(_ *http.Request, b *body, kn *keyName) (string, int) {
+			return b.lookup(kn.name)
+		},
+		hide: func(r *http.Request, b *body, kn *keyName) error {
+			// Only a body that was read was searched, and is scrubbed.
+			if b == nil {
+				return nil
+			}
+			return b.remove(r, kn.name)
+		},
+	},
+}
+
+// locatorOf is the location an option turns on, or nil.
+func locatorOf(option string) *locator {
+	for i := range locations {
+		if locations[i].option == option {
+			return &locations[i]
+		}
+	}
+	return nil
+}
+
+// allOffWarning is logged by a handler that searches no location.
+var allOffWarning = func() string {
+	var opts []string
+	for _, l := range locations {
+		opts = append(opts, l.option)
+	}
+	return strings.Join(opts[:len(opts)-1], ", ") + " and " + opts[len(opts)-1] +
+		" are all off: every request is rejected or anonymous"
+}()
+
 func (l location) String() string {
-	switch l {
-	case locHeader:
-		return "header"
-	case locCookie:
-		return "cookie"
-	case locQuery:
-		return "query"
-	case locBody:
-		return "body"
+	for i := range locations {
+		if locations[i].loc == l {
+			return locations[i].name
+		}
 	}
 	return "none"
 }
+
+// searches reports whether h looks for keys in l.
+func (h *Handler) searches(l location) bool { return h.in&(1<<l) != 0 }
 
 // found is the key name and location that decided a request.
 type found struct {
@@ -45,38 +152,23 @@ type request struct {
 	body  *body // read at most once, and only when needed
 }
 
-// find looks for the key, trying each name in order in the header, a
-// cookie, the query and the body. The first location where a name is
-// present decides; the next name is tried only when one is absent
-// everywhere.
+// find looks for the key, trying each name in order in each location the
+// handler searches (header, cookie, query, body). The first location where
+// a name is present decides; the next name is tried only when one is
+// absent everywhere.
 func (h *Handler) find(q *request) (string, *failure) {
 	for i := range h.names {
 		kn := &h.names[i]
-		if h.inHeader {
-			if v, n := headerValue(q.r.Header, kn); n > 0 {
-				q.found = found{kn, locHeader}
-				return decide(v, n)
+		for _, l := range h.locs {
+			var b *body
+			if l.readsBody {
+				var f *failure
+				if b, f = q.readBody(h); f != nil {
+					return "", f
+				}
 			}
-		}
-		if h.inCookie {
-			if v, n := cookieValue(q.r.Header["Cookie"], kn.name); n > 0 {
-				q.found = found{kn, locCookie}
-				return decide(v, n)
-			}
-		}
-		if h.inQuery {
-			if v, n := lookupParam(q.r.URL.RawQuery, kn.name); n > 0 {
-				q.found = found{kn, locQuery}
-				return decide(v, n)
-			}
-		}
-		if h.inBody {
-			b, f := q.readBody(h)
-			if f != nil {
-				return "", f
-			}
-			if v, n := b.lookup(kn.name); n > 0 {
-				q.found = found{kn, locBody}
+			if v, n := l.value(q.r, b, kn); n > 0 {
+				q.found = found{kn, l.loc}
 				return decide(v, n)
 			}
 		}
@@ -322,23 +414,8 @@ func setQuery(r *http.Request, raw string) {
 // them.
 func (q *request) hideAll(h *Handler) error {
 	for i := range h.names {
-		kn := &h.names[i]
-		if h.inHeader {
-			delete(q.r.Header, kn.header)
-			if kn.dashHeader != "" {
-				delete(q.r.Header, kn.dashHeader)
-			}
-		}
-		if h.inCookie {
-			removeCookie(q.r.Header, kn.name)
-		}
-		if h.inQuery && q.r.URL.RawQuery != "" {
-			if raw, ok := removeParam(q.r.URL.RawQuery, kn.name); ok {
-				setQuery(q.r, raw)
-			}
-		}
-		if h.inBody && q.body != nil {
-			if err := q.body.remove(q.r, kn.name); err != nil {
+		for _, l := range h.locs {
+			if err := l.hide(q.r, q.body, &h.names[i]); err != nil {
 				return err
 			}
 		}

@@ -10,14 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-
-	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 func init() {
@@ -121,10 +117,8 @@ type Handler struct {
 	ConsumersRaw json.RawMessage `json:"consumers,omitempty" caddy:"namespace=key_auth.sources inline_key=source"`
 
 	names        []keyName
-	inHeader     bool
-	inCookie     bool
-	inQuery      bool
-	inBody       bool
+	locs         []*locator // the locations searched, in order
+	in           uint8      // the same, as a set of 1<<location
 	maxBody      int64
 	runPreflight bool
 	src          Source
@@ -193,65 +187,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate checks the options.
 func (h *Handler) Validate() error {
-	seen := make(map[string]bool, len(h.KeyNames))
-	for _, n := range h.KeyNames {
-		if n == "" {
-			return errors.New("key_names: a key name must not be empty")
-		}
-		if seen[n] {
-			return fmt.Errorf("key_names: %q is listed twice", n)
-		}
-		seen[n] = true
+	if err := checkKeyNames(h.KeyNames); err != nil {
+		return err
 	}
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
 	}
-	if h.Allow != nil && h.Deny != nil {
-		// Kong's acl plugin takes one list too: which one wins is not a
-		// question a config should leave open.
-		return errors.New("allow and deny cannot be used together: list the groups to let on (allow) or those to refuse (deny)")
-	}
-	for _, l := range []struct {
-		opt    string
-		groups []string
-	}{{"allow", h.Allow}, {"deny", h.Deny}} {
-		if err := checkGroupList(l.groups); err != nil {
-			return fmt.Errorf("%s: %w", l.opt, err)
-		}
-	}
-	return nil
+	return checkACL(h.Allow, h.Deny)
 }
 
-// checkGroupList checks an allow or deny list, when there is one: at least
-// one group, each a valid name listed once.
-func checkGroupList(groups []string) error {
-	if groups == nil {
-		return nil
-	}
-	if len(groups) == 0 {
-		return errors.New("list at least one group")
-	}
-	for i, g := range groups {
-		if err := checkGroupName(g); err != nil {
-			return err
+// checkKeyNames checks key_names: none empty, none listed twice.
+func checkKeyNames(names []string) error {
+	for i, n := range names {
+		if n == "" {
+			return errors.New("key_names: a key name must not be empty")
 		}
-		if slices.Contains(groups[:i], g) {
-			return fmt.Errorf("group %q is listed twice", g)
-		}
-	}
-	return nil
-}
-
-// checkGroupName applies the consumers document's rule for a group name (1
-// to 128 characters, no white space, comma or control character): a name
-// no consumer can have would never match.
-func checkGroupName(name string) error {
-	if n := utf8.RuneCountInString(name); n == 0 || n > consumers.MaxGroupNameChars {
-		return fmt.Errorf("a group name must be 1 to %d characters, got %d", consumers.MaxGroupNameChars, n)
-	}
-	for _, r := range name {
-		if r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("group %q holds white space, a comma or a control character", name)
+		if slices.Contains(names[:i], n) {
+			return fmt.Errorf("key_names: %q is listed twice", n)
 		}
 	}
 	return nil
@@ -273,14 +225,17 @@ func (h *Handler) configure(logger *zap.Logger) {
 		kn.folded = fold(n)
 		h.names = append(h.names, kn)
 	}
-	h.inHeader = h.KeyInHeader == nil || *h.KeyInHeader
-	h.inCookie = h.KeyInCookie
-	h.inQuery = h.KeyInQuery == nil || *h.KeyInQuery
-	h.inBody = h.KeyInBody
-	h.runPreflight = h.RunOnPreflight == nil || *h.RunOnPreflight
-	if !h.inHeader && !h.inCookie && !h.inQuery && !h.inBody {
-		h.logger.Warn("key_in_header, key_in_cookie, key_in_query and key_in_body are all off: every request is rejected or anonymous")
+	h.locs, h.in = nil, 0
+	for i := range locations {
+		if l := &locations[i]; l.enabled(h) {
+			h.locs = append(h.locs, l)
+			h.in |= 1 << l.loc
+		}
 	}
+	if len(h.locs) == 0 {
+		h.logger.Warn(allOffWarning)
+	}
+	h.runPreflight = h.RunOnPreflight == nil || *h.RunOnPreflight
 	h.maxBody = h.MaxBodySize
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodySize
@@ -296,16 +251,6 @@ func (h *Handler) configure(logger *zap.Logger) {
 		h.challenge = []string{"Key realm=" + strconv.Quote(h.Realm)}
 	}
 }
-
-// aclMode is the kind of group list a handler checks, as Kong's acl plugin
-// has one.
-type aclMode uint8
-
-const (
-	aclNone aclMode = iota
-	aclAllow
-	aclDeny
-)
 
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
