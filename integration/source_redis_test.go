@@ -135,6 +135,19 @@ func TestSourceRedis(t *testing.T) {
 		t.Errorf("lookup metrics missing")
 	}
 
+	// POST /key_auth/sources/refresh empties the cache; lookups go on.
+	code, body = adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	all = nil
+	if err := json.Unmarshal(body, &all); code != http.StatusOK || err != nil {
+		t.Fatalf("POST /key_auth/sources/refresh: %d %s", code, body)
+	}
+	for _, s := range all {
+		if s.Kind == "redis" && (s.Lookups == nil || s.Lookups.CacheEntries != 0 || s.Lookups.UnknownEntries != 0 || s.RefreshError != "") {
+			t.Errorf("the Redis source after a refresh: %s", body)
+		}
+	}
+	wantIdentity(t, get(t, site+"/", "apikey", redisKeyAlice), idAlice)
+
 	// A reload of the same config keeps the client; its connections are
 	// not multiplied.
 	conns := redisConnections(t, rc)

@@ -28,6 +28,10 @@ type looker struct {
 	addresses []string
 	layout    Layout
 	timeout   time.Duration
+	// partitionTimeout bounds how long a cached answer may be stale: see
+	// PartitionTimeout, and lookupCache for the answers of a cluster
+	// that rest on an absent hash.
+	partitionTimeout time.Duration
 
 	client  atomic.Pointer[clientHolder]
 	cache   *lookupCache
@@ -56,6 +60,8 @@ func newLooker(cfg *Source, password string, t *tls.Config) *looker {
 		layout:    NewLayout(cfg.Prefix),
 		timeout:   time.Duration(cfg.Timeout),
 		cache:     newLookupCache(cfg.Cache),
+
+		partitionTimeout: pt,
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.logger.Store(caddy.Log())
@@ -107,6 +113,11 @@ func (l *looker) start(ctx context.Context) {
 					c.Close()
 					return
 				}
+				if c.Mode() == rueidis.ClientModeCluster {
+					// See lookupCache: in a cluster, an absence is news
+					// only to the node that was read, and a slot moves.
+					l.cache.absentTTL.Store(int64(l.partitionTimeout))
+				}
 				l.client.Store(&clientHolder{c})
 				if l.connectErr != "" {
 					l.log().Info("consumers source connected", zap.String("source", l.Info().Location))
@@ -151,9 +162,14 @@ func (l *looker) close() {
 // reach Redis.
 func (l *looker) Now() sources.View { return l }
 
-// Refresh has nothing to reload: Redis tells this instance of every change
-// to what it has cached.
-func (l *looker) Refresh(context.Context) error { return nil }
+// Refresh empties the local cache (POST /key_auth/sources/refresh): Redis
+// tells this instance of every change to what it has cached, but an
+// operator who knows better (a slot moved in a Redis Cluster, data restored
+// behind the server's back) can start afresh without a reload.
+func (l *looker) Refresh(context.Context) error {
+	l.cache.flush()
+	return nil
+}
 
 func (l *looker) Info() sources.SourceInfo {
 	return sources.SourceInfo{Kind: "redis", Location: strings.Join(l.addresses, ",")}
@@ -302,7 +318,11 @@ func (l *looker) fetchConsumer(ctx context.Context, c *clientHolder, nameOrID st
 	read := func(key string) (map[string]string, error) {
 		e.deps = append(e.deps, key)
 		tks = append(tks, l.cache.ticket(key))
-		return hgetall(ctx, c, key)
+		h, err := hgetall(ctx, c, key)
+		if err == nil && len(h) == 0 {
+			e.absent = true
+		}
+		return h, err
 	}
 	decode := func(username string, h map[string]string) (consumers.Consumer, bool) {
 		set, err := Decode(username, h, nil, nil)
