@@ -49,6 +49,24 @@ type looker struct {
 	startOnce  sync.Once
 	connecting sync.WaitGroup
 	connectErr string // the last connection error logged, owned by connect
+
+	// fallback is the source's previous configuration (at the same
+	// addresses), whose connection serves lookups until this one's
+	// connects (sources.Heir). Lookups through it hold fbMu's read lock,
+	// so it is let go only once none is under way.
+	fbMu     sync.RWMutex
+	fallback *looker
+
+	// A looker closes when its config goes (Destruct) and no heir serves
+	// through it any more.
+	holdMu             sync.Mutex
+	holders            int
+	destructed, closed bool
+
+	statusMu    sync.Mutex // guards the connection's failure streak
+	lastErr     string
+	lastErrTime *time.Time
+	failures    int
 }
 
 type clientHolder struct{ rueidis.Client }
@@ -108,6 +126,7 @@ func (l *looker) start(ctx context.Context) {
 		defer l.connecting.Done()
 		for wait := 50 * time.Millisecond; ; wait = min(wait*2, time.Second) {
 			c, err := rueidis.NewClient(l.opt)
+			l.noteConnect(err)
 			if err == nil {
 				if ctx.Err() != nil {
 					c.Close()
@@ -119,14 +138,20 @@ func (l *looker) start(ctx context.Context) {
 					l.cache.absentTTL.Store(int64(l.partitionTimeout))
 				}
 				l.client.Store(&clientHolder{c})
-				if l.connectErr != "" {
+				if l.dropFallback() {
+					l.log().Info("consumers source connected with its new configuration; the previous connection is let go",
+						zap.String("source", l.Info().Location))
+				} else if l.connectErr != "" {
 					l.log().Info("consumers source connected", zap.String("source", l.Info().Location))
 				}
 				return
 			}
 			if msg := err.Error(); msg != l.connectErr {
-				l.log().Error("consumers source not connected; lookups get 503 until it is",
-					zap.String("source", l.Info().Location), zap.Error(err))
+				what := "consumers source not connected; lookups get 503 until it is"
+				if l.Predecessor() != nil {
+					what = "consumers source not connected with its new configuration; the previous configuration's connection keeps serving until it is"
+				}
+				l.log().Error(what, zap.String("source", l.Info().Location), zap.Error(err))
 				l.connectErr = msg
 			}
 			t := time.NewTimer(wait)
@@ -140,12 +165,20 @@ func (l *looker) start(ctx context.Context) {
 	}()
 }
 
-// Destruct stops connecting and closes the client when the last config
-// using the source goes.
+// Destruct stops connecting when the last config using the source goes,
+// and closes the client then, or once the source's next configuration no
+// longer serves through it.
 func (l *looker) Destruct() error {
 	l.cancel()
 	l.startOnce.Do(func() {}) // a source not started by now never starts
-	l.close()
+	l.holdMu.Lock()
+	l.destructed = true
+	closing := l.holders == 0 && !l.closed
+	l.closed = l.closed || closing
+	l.holdMu.Unlock()
+	if closing {
+		l.close()
+	}
 	return nil
 }
 
@@ -154,7 +187,96 @@ func (l *looker) close() {
 	if c := l.client.Swap(nil); c != nil {
 		c.Close()
 	}
+	l.dropFallback()
 	l.metrics.forget(l)
+}
+
+// hold keeps the looker's client open for an heir that serves through it;
+// false when it is closed already.
+func (l *looker) hold() bool {
+	l.holdMu.Lock()
+	defer l.holdMu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.holders++
+	return true
+}
+
+// release ends a hold, and closes a looker whose config has gone.
+func (l *looker) release() {
+	l.holdMu.Lock()
+	l.holders--
+	closing := l.holders == 0 && l.destructed && !l.closed
+	l.closed = l.closed || closing
+	l.holdMu.Unlock()
+	if closing {
+		l.close()
+	}
+}
+
+// dropFallback lets the previous configuration go, once no lookup uses it;
+// it reports whether there was one.
+func (l *looker) dropFallback() bool {
+	l.fbMu.Lock()
+	p := l.fallback
+	l.fallback = nil
+	l.fbMu.Unlock()
+	if p != nil {
+		p.release()
+	}
+	return p != nil
+}
+
+// Predecessor is the previous configuration whose connection serves until
+// this one's connects, or nil (sources.Heir).
+func (l *looker) Predecessor() sources.Live {
+	l.fbMu.RLock()
+	defer l.fbMu.RUnlock()
+	if l.fallback == nil {
+		return nil
+	}
+	return l.fallback
+}
+
+// Disinherit stops serving through the previous configuration
+// (sources.Heir).
+func (l *looker) Disinherit() { l.dropFallback() }
+
+// noteConnect records the outcome of a connection attempt for the admin
+// view.
+func (l *looker) noteConnect(err error) {
+	l.statusMu.Lock()
+	defer l.statusMu.Unlock()
+	if err == nil {
+		l.lastErr, l.lastErrTime, l.failures = "", nil, 0
+		return
+	}
+	now := time.Now()
+	l.lastErr, l.lastErrTime = err.Error(), &now
+	l.failures++
+}
+
+// viaFallback asks the previous configuration while this one is not
+// connected; used is false when there is none.
+func (l *looker) viaFallback(ctx context.Context, d consumers.Digest) (cred consumers.Credential, ok, used bool, err error) {
+	l.fbMu.RLock()
+	defer l.fbMu.RUnlock()
+	if l.fallback == nil {
+		return consumers.Credential{}, false, false, nil
+	}
+	cred, ok, err = l.fallback.Lookup(ctx, d)
+	return cred, ok, true, err
+}
+
+func (l *looker) consumerViaFallback(ctx context.Context, nameOrID string) (c consumers.Consumer, ok, used bool, err error) {
+	l.fbMu.RLock()
+	defer l.fbMu.RUnlock()
+	if l.fallback == nil {
+		return consumers.Consumer{}, false, false, nil
+	}
+	c, ok, err = l.fallback.Consumer(ctx, nameOrID)
+	return c, ok, true, err
 }
 
 // Now is the looker itself: its answers do not come in whole sets, and it
@@ -179,7 +301,12 @@ func (l *looker) Info() sources.SourceInfo {
 // PING.
 func (l *looker) Status() sources.Status {
 	ls := l.lookupStatus()
-	return sources.Status{SourceInfo: l.Info(), Loaded: ls.Connected, Lookups: ls}
+	previous := l.Predecessor() != nil
+	st := sources.Status{SourceInfo: l.Info(), Loaded: ls.Connected || previous, Lookups: ls, ServingPrevious: previous}
+	l.statusMu.Lock()
+	st.LastError, st.LastErrorTime, st.Failures = l.lastErr, l.lastErrTime, l.failures
+	l.statusMu.Unlock()
+	return st
 }
 
 func (l *looker) lookupStatus() *sources.LookupStatus {
@@ -209,9 +336,14 @@ func (l *looker) Lookup(ctx context.Context, digest consumers.Digest) (consumers
 	}
 	c := l.client.Load()
 	if c == nil {
-		l.errs.Add(1)
-		l.metrics.failed.Inc()
-		return consumers.Credential{}, false, sources.ErrUnavailable
+		if cred, ok, used, err := l.viaFallback(ctx, digest); used {
+			return cred, ok, err
+		}
+		if c = l.client.Load(); c == nil { // not connected meanwhile
+			l.errs.Add(1)
+			l.metrics.failed.Inc()
+			return consumers.Credential{}, false, sources.ErrUnavailable
+		}
 	}
 	l.misses.Add(1)
 	start := time.Now()
@@ -249,7 +381,12 @@ func (l *looker) Consumer(ctx context.Context, nameOrID string) (consumers.Consu
 	}
 	c := l.client.Load()
 	if c == nil {
-		return consumers.Consumer{}, false, sources.ErrUnavailable
+		if cons, ok, used, err := l.consumerViaFallback(ctx, nameOrID); used {
+			return cons, ok, err
+		}
+		if c = l.client.Load(); c == nil {
+			return consumers.Consumer{}, false, sources.ErrUnavailable
+		}
 	}
 	v, err, _ := l.flight.Do("consumer\x00"+nameOrID, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
@@ -415,5 +552,6 @@ func (noCache) Close(error)                                       {}
 
 var (
 	_ sources.Live       = (*looker)(nil)
+	_ sources.Heir       = (*looker)(nil)
 	_ rueidis.CacheStore = noCache{}
 )
