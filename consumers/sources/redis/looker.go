@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -126,6 +128,7 @@ func (l *looker) start(ctx context.Context) {
 		defer l.connecting.Done()
 		for wait := 50 * time.Millisecond; ; wait = min(wait*2, time.Second) {
 			c, err := rueidis.NewClient(l.opt)
+			err = l.plainConnectError(err)
 			l.noteConnect(err)
 			if err == nil {
 				if ctx.Err() != nil {
@@ -242,6 +245,39 @@ func (l *looker) Predecessor() sources.Live {
 // Disinherit stops serving through the previous configuration
 // (sources.Heir).
 func (l *looker) Disinherit() { l.dropFallback() }
+
+// plainConnectError says in plain words what a refused connection lacks:
+// rueidis reports a refused CLIENT TRACKING as Redis's NOPERM followed by
+// its advice to disable its cache, which this source cannot do.
+func (l *looker) plainConnectError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	redisErr, _, _ := strings.Cut(msg, ": [") // rueidis appends the command and its advice
+	redisErr, _, _ = strings.Cut(redisErr, "\n")
+	if !strings.HasPrefix(redisErr, "NOPERM") {
+		if errors.Is(err, rueidis.ErrNoCache) {
+			return fmt.Errorf("the Redis server refused CLIENT TRACKING, which the source needs (Redis or Valkey 6 or later, with RESP3): %s", redisErr)
+		}
+		return err
+	}
+	user := l.opt.Username
+	if user == "" {
+		user = "default"
+	}
+	// NOPERM ... the 'client|tracking' command
+	cmd := "a command the source runs"
+	if _, rest, ok := strings.Cut(redisErr, "'"); ok {
+		if name, _, ok := strings.Cut(rest, "'"); ok {
+			cmd = name
+		}
+	}
+	if cmd == "client|tracking" {
+		return fmt.Errorf("the Redis user %q may not run CLIENT TRACKING, which the source needs: Redis keeps its local cache correct through it; grant it +client|tracking (the README lists every right the source needs): %s", user, redisErr)
+	}
+	return fmt.Errorf("the Redis user %q may not run %s, which the source needs; grant it +%s (the README lists every right the source needs): %s", user, strings.ToUpper(strings.ReplaceAll(cmd, "|", " ")), cmd, redisErr)
+}
 
 // noteConnect records the outcome of a connection attempt for the admin
 // view.
