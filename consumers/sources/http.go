@@ -189,7 +189,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 		}
 		st := NewStore(l, httpPolling(refresh), initial)
 		if initial == nil && p != nil {
-			st.inherit(p)
+			st.Inherit(p)
 		}
 		l.log = st.Logger
 		return st, nil

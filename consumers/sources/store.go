@@ -279,20 +279,25 @@ func (s *Store) Info() SourceInfo { return s.loader.Info() }
 // Name describes the store's source in logs and metric labels.
 func (s *Store) Name() string { return Name(s) }
 
-// inherit serves prev's current set until the store's own first load (see
-// ProvideAt); a prev without a set leaves the store empty.
-func (s *Store) inherit(prev *Store) {
-	v := prev.now.Load()
+// Inherit serves prev's current set until the store's own first load
+// succeeds: for the open function of ProvideAt, with the prev it was given.
+// A prev that is not a Store, or has no set, leaves the store as it is.
+func (s *Store) Inherit(prev Live) {
+	p, ok := prev.(*Store)
+	if !ok {
+		return
+	}
+	v := p.now.Load()
 	if v == nil {
 		return
 	}
 	s.now.Store(&snapshot{set: v.set})
-	pst := prev.Status()
+	pst := p.Status()
 	c, k := v.set.Len()
 	s.statusMu.Lock()
 	s.status.Consumers, s.status.Keys, s.status.Loaded = c, k, true
 	s.status.LastLoad, s.status.ServingPrevious = pst.LastLoad, true
-	s.from = prev
+	s.from = p
 	s.statusMu.Unlock()
 }
 
