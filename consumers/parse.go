@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -49,7 +50,25 @@ type parser struct {
 	released int
 }
 
+// The byte order marks a Windows editor may start a file with.
+var (
+	bomUTF8    = []byte("\xef\xbb\xbf")
+	bomUTF16BE = []byte("\xfe\xff")
+	bomUTF16LE = []byte("\xff\xfe")
+)
+
 func (p *parser) document() error {
+	// A byte order mark is refused by name rather than skipped: JSON text
+	// must not start with one (RFC 8259, 8.1), Go's encoding/json and
+	// Python's json refuse it, and a document this module accepts should
+	// read the same in the other tools that handle it (a generator, a
+	// script, `caddy key-auth` itself, which decodes with encoding/json).
+	switch {
+	case bytes.HasPrefix(p.data, bomUTF8):
+		return p.errAt(0, "the document starts with a UTF-8 byte order mark (bytes EF BB BF); save it as UTF-8 without one")
+	case bytes.HasPrefix(p.data, bomUTF16BE), bytes.HasPrefix(p.data, bomUTF16LE):
+		return p.errAt(0, "the document is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8 without a byte order mark")
+	}
 	seen := false
 	err := p.object(fixed("the document"), func(name []byte, at int) error {
 		if string(name) != "consumers" {

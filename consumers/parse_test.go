@@ -328,6 +328,10 @@ func TestParseRefused(t *testing.T) {
 		// Invalid JSON, with line and column.
 		{name: "empty document", doc: "", line: 1, col: 1,
 			want: []string{"unexpected end of document", "expected the document"}},
+		{name: "UTF-8 byte order mark", doc: "\xef\xbb\xbf{\"consumers\": []}", line: 1, col: 1,
+			want: []string{"UTF-8 byte order mark", "without one"}},
+		{name: "UTF-16 byte order mark", doc: "\xff\xfe{\x00}\x00", line: 1, col: 1,
+			want: []string{"UTF-16", "UTF-8"}},
 		{name: "only white space", doc: "\n\n  ", line: 3, col: 3,
 			want: []string{"unexpected end of document"}},
 		{name: "consumers null", doc: `{"consumers": null}`, line: 1, col: 2,

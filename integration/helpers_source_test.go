@@ -66,6 +66,7 @@ type sourceServer struct {
 	notModified int
 	hangs       []hangRecord
 	release     chan struct{} // closed to let hanging requests go
+	token       string        // when set, a request without "Authorization: Bearer <token>" gets 401
 }
 
 // newSourceServer starts a source on 127.0.0.1 serving doc.
@@ -145,6 +146,14 @@ func (s *sourceServer) SetMode(m sourceMode) {
 	s.mode = m
 }
 
+// SetToken makes the source answer 401 to a request without
+// "Authorization: Bearer <token>"; "" accepts any.
+func (s *sourceServer) SetToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = token
+}
+
 // SetNoETag makes the source send Last-Modified only.
 func (s *sourceServer) SetNoETag(v bool) {
 	s.mu.Lock()
@@ -199,6 +208,7 @@ func (s *sourceServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := len(s.requests)
 	s.requests = append(s.requests, sourceRequest{At: time.Now(), Header: r.Header.Clone(), URL: r.URL.String()})
 	mode, doc, etag, lastMod, noETag, over, release := s.mode, s.doc, s.etag, s.lastMod, s.noETag, s.oversize, s.release
+	refused := s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token
 	s.mu.Unlock()
 	status := http.StatusOK
 	defer func() {
@@ -210,6 +220,12 @@ func (s *sourceServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
+	switch {
+	case refused:
+		status = http.StatusUnauthorized
+		http.Error(w, "bad token", status)
+		return
+	}
 	switch mode {
 	case sourceFail:
 		status = http.StatusInternalServerError

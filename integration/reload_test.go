@@ -396,3 +396,89 @@ func BenchmarkReload(b *testing.B) {
 	b.ReportMetric(msPerReload[1]-msPerReload[0], "ms-more-1M")
 	b.Logf("reload: %.2f ms with 10 consumers, %.2f ms with 1,000,000 (%+.2f ms)", msPerReload[0], msPerReload[1], msPerReload[1]-msPerReload[0])
 }
+
+// A reload that changes an HTTP source's token (or any option) keeps
+// serving the previous configuration's set until a fetch with the new
+// configuration succeeds (baseten-switch #42): a token the source refuses
+// costs no request a 503, is logged without the token and shown in the
+// admin view; good rotations under traffic cost no request either.
+func TestReloadChangedSourceKeepsServing(t *testing.T) {
+	const envName = "KEYAUTH_TEST_RELOAD_TOKEN"
+	t.Setenv(envName, "token-one")
+	srv := newSourceServer(t, consumersDoc("alice", "alice-key-1"))
+	srv.SetToken("token-one")
+	url := srv.URL("/rotating")
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	logOpt := fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel INFO\n\t}", logFile)
+	block := "refresh 1h\nheader Authorization \"Bearer {env." + envName + "}\""
+	cfg := func(body string) string {
+		return globalOptions(logOpt) + httpSourceSite(sitePort[0], url, block, "", body)
+	}
+	startCaddy(t, cfg("one"), "caddyfile")
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
+	expect(t, site+"/", "alice-key-1", 200, "one alice")
+
+	// A token the source refuses: the previous set keeps serving.
+	t.Setenv(envName, "token-refused")
+	h := startHammer(t, site+"/", "alice-key-1")
+	mustLoad(t, cfg("two"), "caddyfile")
+	st := waitStatus(t, url, "the new token refused", func(st sources.Status) bool { return st.Failures > 0 })
+	expect(t, site+"/", "alice-key-1", 200, "two alice")
+	h.Stop(t)
+	if !st.ServingPrevious || !st.Loaded || st.Keys != 1 || !strings.Contains(st.LastError, "status 401") {
+		t.Errorf("the refused configuration's status: %+v", st)
+	}
+	code, body := adminDo(t, http.MethodGet, "/key_auth/sources", nil)
+	if code != http.StatusOK || !strings.Contains(string(body), `"serving_previous":true`) ||
+		!strings.Contains(string(body), "status 401") || strings.Contains(string(body), "token-") {
+		t.Errorf("GET /key_auth/sources: %d %s", code, body)
+	}
+	eventually(t, "the refusal logged", func() bool {
+		return countLines(t, logFile, "consumers not loaded with the source's new configuration", "status 401") == 1
+	})
+	if n := countLines(t, logFile, "token-"); n != 0 {
+		t.Errorf("%d log lines hold a token", n)
+	}
+
+	// Good rotations under traffic: not one request without consumers.
+	hs := []*hammer{startHammer(t, site+"/", "alice-key-1"), startHammer(t, site+"/", "alice-key-1")}
+	for i, tok := range []string{"token-three", "token-four", "token-five", "token-six"} {
+		srv.SetToken(tok)
+		t.Setenv(envName, tok)
+		mustLoad(t, cfg(fmt.Sprint("rotation ", i)), "caddyfile")
+		waitStatus(t, url, "the rotated token's first load", func(st sources.Status) bool {
+			return st.Loaded && !st.ServingPrevious && st.Failures == 0
+		})
+	}
+	var n int64
+	for _, h := range hs {
+		n += h.requests.Load()
+		h.Stop(t)
+	}
+	t.Logf("%d requests during 4 rotations", n)
+	expect(t, site+"/", "alice-key-1", 200, "rotation 3 alice")
+}
+
+// Two sites naming one URL with two tokens in one config are two sources,
+// not a source and its next configuration: the one whose token is refused
+// does not serve the other's set.
+func TestReloadSiblingSourceDoesNotInherit(t *testing.T) {
+	srv := newSourceServer(t, consumersDoc("alice", "alice-key-1"))
+	srv.SetToken("good")
+	url := srv.URL("/shared")
+	good := httpSourceSite(sitePort[0], url, "refresh 1h\nheader Authorization \"Bearer good\"", "", "good")
+	bad := httpSourceSite(sitePort[1], url, "refresh 1h\nheader Authorization \"Bearer bad\"", "", "bad")
+	startCaddy(t, globalOptions("")+good, "caddyfile")
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
+	startCaddy(t, globalOptions("")+good+bad, "caddyfile")
+	eventually(t, "the second source's refusal", func() bool {
+		for _, s := range storesAt(url) {
+			if s.Status().Failures > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	expect(t, site+"/", "alice-key-1", 200, "good alice")
+	wantFailure(t, get(t, site2+"/", "apikey", "alice-key-1"), http.StatusServiceUnavailable, "consumers are not loaded yet", "")
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -135,6 +136,19 @@ func TestSourceRedis(t *testing.T) {
 		t.Errorf("lookup metrics missing")
 	}
 
+	// POST /key_auth/sources/refresh empties the cache; lookups go on.
+	code, body = adminDo(t, http.MethodPost, "/key_auth/sources/refresh", nil)
+	all = nil
+	if err := json.Unmarshal(body, &all); code != http.StatusOK || err != nil {
+		t.Fatalf("POST /key_auth/sources/refresh: %d %s", code, body)
+	}
+	for _, s := range all {
+		if s.Kind == "redis" && (s.Lookups == nil || s.Lookups.CacheEntries != 0 || s.Lookups.UnknownEntries != 0 || s.RefreshError != "") {
+			t.Errorf("the Redis source after a refresh: %s", body)
+		}
+	}
+	wantIdentity(t, get(t, site+"/", "apikey", redisKeyAlice), idAlice)
+
 	// A reload of the same config keeps the client; its connections are
 	// not multiplied.
 	conns := redisConnections(t, rc)
@@ -228,4 +242,94 @@ func waitRedisConnected(t testing.TB) {
 		}
 		return false
 	})
+}
+
+const redisSiteOptions = `{{.Global}}
+{{.Site}} {
+	key_auth {
+		consumers redis {{.Redis}} {
+			password {env.KEYAUTH_TEST_REDIS_PASSWORD}
+			prefix t:
+			cache {{.RedisCache}}
+		}
+	}
+	reverse_proxy {{.Up}}
+}
+`
+
+// redisStatus is the admin view of the Redis source whose status cond
+// accepts, waited for.
+func waitRedisStatus(t testing.TB, what string, cond func(sources.SourceStatus) bool) sources.SourceStatus {
+	t.Helper()
+	var out sources.SourceStatus
+	eventually(t, what, func() bool {
+		for _, st := range adminSources(t) {
+			if st.Kind == "redis" && cond(st) {
+				out = st
+				return true
+			}
+		}
+		return false
+	})
+	return out
+}
+
+// A reload that changes a Redis source's options makes a new client; the
+// previous one serves until it has connected, so no request gets a 503,
+// and a password Redis refuses keeps the previous connection serving, said
+// in the admin view and the log.
+func TestReloadRedisChangedOption(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", redisPassword)
+	t.Setenv("KEYAUTH_TEST_REDIS_PASSWORD", redisPassword)
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Password: redisPassword, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	redisSeed(t, admin)
+
+	e := newEnv(t)
+	e.vars["Redis"], e.vars["RedisCache"] = srv.Addr(), "1MB"
+	e.load(redisSiteOptions, "caddyfile")
+	waitRedisConnected(t)
+	wantIdentity(t, get(t, site+"/", "apikey", redisKeyAlice), idAlice)
+
+	hs := []*hammer{startHammer(t, site+"/", redisKeyAlice), startHammer(t, site+"/", redisKeyAlice)}
+	for i, size := range []string{"2MB", "1MB", "3MB", "1MB"} {
+		e.vars["RedisCache"] = size
+		e.load(redisSiteOptions, "caddyfile")
+		waitRedisStatus(t, fmt.Sprintf("reload %d connected with its own client", i), func(st sources.SourceStatus) bool {
+			return st.Lookups != nil && st.Lookups.Connected && !st.ServingPrevious
+		})
+	}
+	var n int64
+	for _, h := range hs {
+		n += h.requests.Load()
+		h.Stop(t)
+	}
+	t.Logf("%d requests during 4 reloads that changed the Redis source's cache", n)
+
+	// A password Redis refuses: the previous connection keeps serving.
+	t.Setenv("KEYAUTH_TEST_REDIS_PASSWORD", "not-the-password")
+	e.vars["RedisCache"] = "2MB"
+	h := startHammer(t, site+"/", redisKeyAlice)
+	e.load(redisSiteOptions, "caddyfile")
+	st := waitRedisStatus(t, "the new password refused", func(st sources.SourceStatus) bool { return st.Failures > 0 })
+	wantIdentity(t, get(t, site+"/", "apikey", redisKeyAlice), idAlice)
+	h.Stop(t)
+	if !st.ServingPrevious || !st.Loaded || !strings.Contains(st.LastError, "WRONGPASS") {
+		t.Errorf("the refused configuration's status: %+v", st)
+	}
+	code, body := adminDo(t, http.MethodGet, "/key_auth/sources", nil)
+	if code != http.StatusOK || strings.Contains(string(body), "not-the-password") || strings.Contains(string(body), redisPassword) {
+		t.Errorf("GET /key_auth/sources: %d %s", code, body)
+	}
+	e.waitLog("caddy.log", func(l logEntry) bool {
+		return strings.HasPrefix(l.str("msg"), "consumers source not connected with its new configuration") &&
+			strings.Contains(l.str("error"), "WRONGPASS")
+	})
+
+	// Unloaded: the client kept for the refused configuration goes too.
+	unload(t)
+	eventually(t, "no connection left after the last config", func() bool { return redisConnections(t, admin) == 0 })
 }

@@ -164,7 +164,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	}
 
 	logger := ctx.Logger()
-	return s.Provide(ctx, key, func() (Live, error) {
+	return s.ProvideAt(ctx, key, "http "+withoutUserInfo(resolvedURL), func(prev Live) (Live, error) {
 		client, err := s.client(ctx, resolvedURL, timeout)
 		if err != nil {
 			return nil, err
@@ -177,7 +177,20 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 			client:   client,
 			headers:  headers,
 		}
-		st := NewStore(l, httpPolling(refresh), l.loadCache(logger))
+		// The set the source's previous configuration serves is what this
+		// instance served a moment ago, fresher than a cached copy: it
+		// serves until the first fetch with the new configuration
+		// succeeds, so a rotated token the source refuses costs no request
+		// a 503 (the refusal is logged and shown in the admin view).
+		var initial *consumers.Set
+		p, _ := prev.(*Store)
+		if p == nil || p.Set() == nil {
+			initial = l.loadCache(logger)
+		}
+		st := NewStore(l, httpPolling(refresh), initial)
+		if initial == nil && p != nil {
+			st.Inherit(p)
+		}
 		l.log = st.Logger
 		return st, nil
 	})
@@ -320,6 +333,17 @@ func resolveHeaders(h http.Header) http.Header {
 		}
 	}
 	return out
+}
+
+// withoutUserInfo is a URL without its user info: where an HTTP source
+// lives, whatever the credentials.
+func withoutUserInfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
 }
 
 // RedactURL shows a URL without its credentials: no user info, and no query

@@ -1,6 +1,8 @@
 package sources
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -81,8 +83,22 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		use_server_identity
 //	}
 //
-// kind names the source in errors.
+// kind names the source in errors: every one of them names the block it
+// is in ("consumers redis tls: ..."), since the HTTP and Redis sources share
+// these options and their messages.
 func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
+	t, err := unmarshalTLS(d, kind)
+	if err != nil && !errors.Is(err, errUnknownTLSOption) {
+		err = fmt.Errorf("consumers %s tls: %w", kind, err)
+	}
+	return t, err
+}
+
+// errUnknownTLSOption marks the one error of a tls block that names its
+// block already.
+var errUnknownTLSOption = errors.New("unrecognized tls option")
+
+func unmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -109,7 +125,7 @@ func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
 			}
 			t.UseServerIdentity = true
 		default:
-			return nil, d.Errf("unrecognized consumers %s tls option '%s'", kind, opt)
+			return nil, d.WrapErr(fmt.Errorf("unrecognized consumers %s tls option '%s'%w", kind, opt, noText{errUnknownTLSOption}))
 		}
 		if err := caddyfilearg.NoBlock(d, opt); err != nil {
 			return nil, err
@@ -119,3 +135,9 @@ func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
 }
 
 var _ caddyfile.Unmarshaler = (*HTTPSource)(nil)
+
+// noText is an error that adds nothing to a message that wraps it: a mark
+// for errors.Is.
+type noText struct{ error }
+
+func (noText) Error() string { return "" }

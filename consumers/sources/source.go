@@ -15,6 +15,7 @@ package sources
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -94,7 +95,27 @@ type Handle struct {
 // the sources' metrics with the config. open runs at most once per key
 // while any config uses it, and should do no network I/O.
 func (h *Handle) Provide(ctx caddy.Context, key string, open func() (Live, error)) error {
-	v, _, err := lives.LoadOrNew(key, func() (caddy.Destructor, error) { return open() })
+	return h.ProvideAt(ctx, key, "", func(Live) (Live, error) { return open() })
+}
+
+// ProvideAt is Provide for a source that lives at location: where its
+// consumers come from, whatever the options and the credentials it is
+// reached with (an HTTP source's URL without its user info, Redis
+// addresses). When a new state is made for a source whose configuration
+// changed (a rotated token, another option: another key) while a state at
+// the same location lives, open gets the latest such state as prev (else
+// nil): the new one should serve prev's consumers until its own first load
+// or connection succeeds, so that a reload never leaves requests without
+// consumers, and one whose new token the source refuses keeps serving what
+// it served (see Heir).
+func (h *Handle) ProvideAt(ctx caddy.Context, key, location string, open func(prev Live) (Live, error)) error {
+	v, _, err := lives.LoadOrNew(key, func() (caddy.Destructor, error) {
+		l, err := open(places.latest(location))
+		if err == nil {
+			places.add(l, location)
+		}
+		return l, err
+	})
 	if err != nil {
 		return err
 	}
@@ -146,10 +167,74 @@ func (h *Handle) Cleanup() error {
 		return nil
 	}
 	h.released = true
-	if _, err := lives.Delete(h.key); err != nil {
+	deleted, err := lives.Delete(h.key)
+	if err != nil {
 		caddy.Log().Error("releasing a consumers source", zap.String("source", Name(h.live)), zap.Error(err))
 	}
+	if deleted {
+		places.remove(h.live)
+	}
 	return nil
+}
+
+// An Heir is a live state that serves, until its own first load or
+// connection succeeds, the consumers of the state at the same location that
+// it replaces (see ProvideAt): the previous configuration's set, or its
+// connection.
+type Heir interface {
+	// Predecessor is the state whose consumers it serves now, or nil.
+	Predecessor() Live
+	// Disinherit stops serving them: until its own first load, requests
+	// get 503.
+	Disinherit()
+}
+
+// places are the locations of the live states provided with one, for
+// ProvideAt to find a state's predecessor.
+var places = &placeRegistry{m: map[Live]place{}}
+
+type placeRegistry struct {
+	mu  sync.Mutex
+	seq uint64
+	m   map[Live]place
+}
+
+type place struct {
+	location string
+	seq      uint64
+}
+
+func (r *placeRegistry) add(l Live, location string) {
+	if location == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seq++
+	r.m[l] = place{location, r.seq}
+}
+
+func (r *placeRegistry) remove(l Live) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, l)
+}
+
+// latest is the state made last at location, or nil.
+func (r *placeRegistry) latest(location string) Live {
+	if location == "" {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out Live
+	var seq uint64
+	for l, p := range r.m {
+		if p.location == location && p.seq > seq {
+			out, seq = l, p.seq
+		}
+	}
+	return out
 }
 
 // Name describes a source in logs and metric labels: its kind and location.
@@ -202,6 +287,21 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // is running already, and goes on, logging from now on into this config's
 // logs.
 func (a *App) Start() error {
+	// A state that inherited from another that this very config uses too
+	// (two sites naming one URL with two tokens) is not the next
+	// configuration of that source but a sibling, which must not serve the
+	// other's consumers: it waits for its own.
+	used := make(map[Live]bool, len(a.lives))
+	for _, l := range a.lives {
+		used[l] = true
+	}
+	for _, l := range a.lives {
+		if h, ok := l.(Heir); ok {
+			if p := h.Predecessor(); p != nil && used[p] {
+				h.Disinherit()
+			}
+		}
+	}
 	for i, l := range a.lives {
 		l.Start(a.loggers[i])
 	}

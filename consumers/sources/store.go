@@ -93,6 +93,12 @@ type Status struct {
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
 	Failures      int        `json:"consecutive_failures"`
+	// ServingPrevious is a source whose configuration changed in a reload
+	// (a rotated token, another option) and that has not loaded (or
+	// connected) with its new configuration yet: it serves the consumers
+	// of the configuration it replaced, at the same location, until it
+	// does. LastError says why it has not.
+	ServingPrevious bool `json:"serving_previous,omitempty"`
 	// Lookups is the state of a source that looks keys up one at a time,
 	// such as Redis: connection, local cache, counts.
 	Lookups *LookupStatus `json:"lookups,omitempty"`
@@ -133,6 +139,7 @@ type Store struct {
 	refreshMu sync.Mutex // one load at a time; guards the streak fields
 	statusMu  sync.Mutex
 	status    Status
+	from      Live // while status.ServingPrevious: the store whose set it serves
 	// The failure streak, for its log lines: when it began, when a line
 	// about it was last logged, and the error then logged.
 	streakStart, streakLogged time.Time
@@ -272,6 +279,50 @@ func (s *Store) Info() SourceInfo { return s.loader.Info() }
 // Name describes the store's source in logs and metric labels.
 func (s *Store) Name() string { return Name(s) }
 
+// Inherit serves prev's current set until the store's own first load
+// succeeds: for the open function of ProvideAt, with the prev it was given.
+// A prev that is not a Store, or has no set, leaves the store as it is.
+func (s *Store) Inherit(prev Live) {
+	p, ok := prev.(*Store)
+	if !ok {
+		return
+	}
+	v := p.now.Load()
+	if v == nil {
+		return
+	}
+	s.now.Store(&snapshot{set: v.set})
+	pst := p.Status()
+	c, k := v.set.Len()
+	s.statusMu.Lock()
+	s.status.Consumers, s.status.Keys, s.status.Loaded = c, k, true
+	s.status.LastLoad, s.status.ServingPrevious = pst.LastLoad, true
+	s.from = p
+	s.statusMu.Unlock()
+}
+
+// Predecessor is the store whose set this one serves until its first
+// load, or nil (Heir).
+func (s *Store) Predecessor() Live {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	return s.from
+}
+
+// Disinherit stops serving the predecessor's set (Heir).
+func (s *Store) Disinherit() {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if !s.status.ServingPrevious {
+		return
+	}
+	s.now.Store(nil)
+	s.status.Consumers, s.status.Keys, s.status.Loaded = 0, 0, false
+	s.status.LastLoad, s.status.ServingPrevious, s.from = nil, false, nil
+}
+
 func (s *Store) swap(set *consumers.Set) {
 	var old *consumers.Set
 	if prev := s.now.Swap(&snapshot{set: set}); prev != nil {
@@ -289,6 +340,7 @@ func (s *Store) swap(set *consumers.Set) {
 	s.statusMu.Lock()
 	s.status.Consumers, s.status.Keys, s.status.Loaded = c, k, true
 	s.status.LastLoad, s.status.LastCheck = &now, &now
+	s.status.ServingPrevious, s.from = false, nil
 	s.statusMu.Unlock()
 	storeMetrics.loaded(s, set, now)
 }
@@ -364,6 +416,9 @@ func (s *Store) logFailure(err error, failures int, now time.Time) {
 	what, serving := "consumers not reloaded", "the last good set keeps serving"
 	if s.Set() == nil {
 		what, serving = "consumers not loaded", "requests get 503 until a load succeeds"
+	} else if s.Status().ServingPrevious {
+		what, serving = "consumers not loaded with the source's new configuration",
+			"the previous configuration's set keeps serving until a load succeeds"
 	}
 	switch {
 	case failures == 1:
@@ -461,6 +516,7 @@ func Key(kind string, cfg any, extra ...string) (string, error) {
 var (
 	_ caddy.Destructor = (*Store)(nil)
 	_ Live             = (*Store)(nil)
+	_ Heir             = (*Store)(nil)
 )
 
 // clock is the store's time: the wall clock, or a fake one in tests, which

@@ -392,3 +392,51 @@ func TestPollScheduleRefreshZero(t *testing.T) {
 		}
 	}
 }
+
+// A store that inherits serves its predecessor's set, says so, and logs a
+// failure as the new configuration's; its first load replaces the set;
+// Disinherit, before that, leaves it without consumers.
+func TestStoreInherit(t *testing.T) {
+	ctx := context.Background()
+	prev := StaticStore(mustParse(t, fileDoc("old")))
+	s, _, logs := newScriptStore(t, time.Minute, false, err500, nil)
+	s.Inherit(prev)
+	if st := s.Status(); !st.ServingPrevious || !st.Loaded || st.Consumers != 1 || s.Set() != prev.Set() || s.Predecessor() != prev {
+		t.Fatalf("after Inherit: %+v", st)
+	}
+	if err := s.refresh(ctx, false); err == nil {
+		t.Fatal("the scripted failure did not fail")
+	}
+	wantLines(t, "refused", takeLines(logs), logLine{level: zapcore.ErrorLevel,
+		msg:      "consumers not loaded with the source's new configuration; the previous configuration's set keeps serving until a load succeeds",
+		failures: 1, err: err500.Error()})
+	if st := s.Status(); !st.ServingPrevious || s.Set() != prev.Set() || st.LastError != err500.Error() {
+		t.Errorf("after a failure: %+v", st)
+	}
+	if err := s.refresh(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); st.ServingPrevious || s.Set() == prev.Set() || s.Predecessor() != nil {
+		t.Errorf("after a load: %+v", st)
+	}
+	s.Disinherit() // too late: its own set stays
+	if s.Set() == nil {
+		t.Error("Disinherit after a load dropped the store's own set")
+	}
+
+	sibling, _, _ := newScriptStore(t, time.Minute, false)
+	sibling.Inherit(prev)
+	sibling.Disinherit()
+	if st := sibling.Status(); st.ServingPrevious || st.Loaded || sibling.Now() != nil {
+		t.Errorf("after Disinherit: %+v", st)
+	}
+}
+
+func mustParse(t *testing.T, doc string) *consumers.Set {
+	t.Helper()
+	set, err := consumers.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}

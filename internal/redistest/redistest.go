@@ -259,3 +259,83 @@ func (c *Cluster) KeyNode(t testing.TB, key string) int {
 	t.Fatalf("no node holds %s", key)
 	return -1
 }
+
+// KeySlot is the hash slot of key.
+func (c *Cluster) KeySlot(t testing.TB, key string) int {
+	t.Helper()
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(c.Nodes[0].Port), "cluster", "keyslot", key).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("cluster keyslot %s: %q", key, out)
+	}
+	return slot
+}
+
+// SlotOwner is the index of the master that serves slot, as node 0 sees it.
+func (c *Cluster) SlotOwner(t testing.TB, slot int) int {
+	t.Helper()
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(c.Nodes[0].Port), "cluster", "slots").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each range is "start\nend\nhost\nport\nid\n..." in redis-cli's plain
+	// output; the first node of a range is its master.
+	f := strings.Fields(string(out))
+	for i := 0; i+3 < len(f); i++ {
+		lo, err1 := strconv.Atoi(f[i])
+		hi, err2 := strconv.Atoi(f[i+1])
+		if err1 != nil || err2 != nil || f[i+2] != "127.0.0.1" || lo > hi {
+			continue
+		}
+		if slot >= lo && slot <= hi {
+			port, _ := strconv.Atoi(f[i+3])
+			for n, s := range c.Nodes {
+				if s.Port == port {
+					return n
+				}
+			}
+		}
+	}
+	t.Fatalf("no master serves slot %d: %s", slot, out)
+	return -1
+}
+
+// nodeID is the cluster node id of node i.
+func (c *Cluster) nodeID(t testing.TB, i int) string {
+	t.Helper()
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(c.Nodes[i].Port), "cluster", "myid").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// MoveSlot gives slot, which must hold no key, to master to, as a
+// resharding does once a slot's keys have migrated: the new owner first,
+// then the others (CLUSTER SETSLOT <slot> NODE), and waits until every
+// node agrees.
+func (c *Cluster) MoveSlot(t testing.TB, slot, to int) {
+	t.Helper()
+	id := c.nodeID(t, to)
+	order := []int{to}
+	for i := range c.Nodes {
+		if i != to {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(c.Nodes[i].Port), "cluster", "setslot",
+			strconv.Itoa(slot), "node", id).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "OK" {
+			t.Fatalf("cluster setslot %d node %s on node %d: %v %s", slot, id, i, err, out)
+		}
+	}
+	for start := time.Now(); c.SlotOwner(t, slot) != to; time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("slot %d never moved to node %d", slot, to)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
@@ -17,6 +18,13 @@ import (
 // Answers for unknown keys live in their own, smaller budget, so a flood of
 // random keys evicts only other unknown keys. Eviction is CLOCK-like: an
 // entry read since the last sweep gets a second chance.
+//
+// An answer that rests on a hash being absent (an unknown key, a consumer
+// not found) expires after absentTTL when it is set, in a Redis Cluster:
+// tracking tells of a change only on the node that was read, and a slot that
+// moves to another master takes with it the keys that exist, which the old
+// owner invalidates, but not the absence of one; a key created there later
+// is news to a node that never saw this instance read it.
 type lookupCache struct {
 	shards [cacheShards]cacheShard
 	budget [2]int64 // per shard: known, unknown
@@ -37,6 +45,11 @@ type lookupCache struct {
 
 	entries [2]atomic.Int64
 	bytes   atomic.Int64
+
+	// absentTTL is how long an answer resting on an absent hash is kept,
+	// in nanoseconds; 0 keeps it until Redis reports a change.
+	absentTTL atomic.Int64
+	now       func() int64 // the clock, in Unix nanoseconds: a fake one in tests
 }
 
 const (
@@ -65,6 +78,7 @@ type cacheEntry struct {
 	size     int64
 	consumer string // the consumer hash the answer depends on, or ""
 	ref      atomic.Bool
+	expires  int64 // Unix nanoseconds after which the answer is not used, or 0
 }
 
 // consumerEntry is a consumer found by name or id, and the hashes it was
@@ -73,6 +87,9 @@ type consumerEntry struct {
 	cons  consumers.Consumer
 	found bool
 	deps  []string
+	// absent is an answer that rests on a hash that did not exist.
+	absent  bool
+	expires int64 // as cacheEntry's
 }
 
 type ticket struct {
@@ -82,7 +99,7 @@ type ticket struct {
 }
 
 func newLookupCache(budget int64) *lookupCache {
-	c := &lookupCache{seed: maphash.MakeSeed()}
+	c := &lookupCache{seed: maphash.MakeSeed(), now: func() int64 { return time.Now().UnixNano() }}
 	c.budget[unknown] = budget / 8 / cacheShards
 	c.budget[known] = budget/cacheShards - c.budget[unknown]
 	c.reset()
@@ -120,7 +137,10 @@ func (c *lookupCache) get(d *consumers.Digest) *cacheEntry {
 		e = sh.m[unknown][*d]
 	}
 	sh.mu.RUnlock()
-	if e != nil && !e.ref.Load() {
+	if e == nil || (e.expires != 0 && c.now() >= e.expires) {
+		return nil // an expired answer stays until the fetch replaces it
+	}
+	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
 	return e
@@ -130,7 +150,19 @@ func (c *lookupCache) getConsumer(name string) *consumerEntry {
 	c.consMu.RLock()
 	e := c.consumers[name]
 	c.consMu.RUnlock()
+	if e != nil && e.expires != 0 && c.now() >= e.expires {
+		return nil
+	}
 	return e
+}
+
+// expiry is when an answer resting on an absent hash, cached now, expires,
+// or 0 for never.
+func (c *lookupCache) expiry() int64 {
+	if ttl := c.absentTTL.Load(); ttl > 0 {
+		return c.now() + ttl
+	}
+	return 0
 }
 
 func (c *lookupCache) stripe(key string) uint32 {
@@ -159,6 +191,11 @@ func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer
 		e.size = unknownOverhead + int64(len(consumer))
 	}
 	e.consumer = consumer
+	if !e.found {
+		// Unknown: the credential hash, or its consumer's, was absent
+		// (or refused, which is rare enough to expire the same way).
+		e.expires = c.expiry()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.valid(t) || (consumer != "" && !c.valid(t2)) || e.size > c.budget[kind] {
@@ -203,6 +240,9 @@ func (c *lookupCache) putConsumer(name string, e *consumerEntry, tks []ticket) {
 		if !c.valid(t) {
 			return
 		}
+	}
+	if e.absent {
+		e.expires = c.expiry()
 	}
 	c.consMu.Lock()
 	c.consumers[name] = e

@@ -48,6 +48,13 @@ func TestParseSourceErrors(t *testing.T) {
 		"bad duration":   {"redis a:1 {\n  timeout soon\n }", "timeout: invalid duration"},
 		"twice":          {"redis a:1 {\n  prefix a\n  prefix b\n }", "prefix given twice"},
 		"password args":  {"redis a:1 {\n  password\n }", "wrong argument count"},
+		"tls unknown":    {"redis a:1 {\n  tls {\n   insecure\n  }\n }", "unrecognized consumers redis tls option 'insecure'"},
+		"tls twice":      {"redis a:1 {\n  tls {\n   root_ca a\n   root_ca b\n  }\n }", "consumers redis tls: root_ca given twice"},
+		"tls cert args":  {"redis a:1 {\n  tls {\n   client_certificate a\n  }\n }", "consumers redis tls: wrong argument count"},
+		"tls root none":  {"redis a:1 {\n  tls {\n   root_ca\n  }\n }", "consumers redis tls: wrong argument count"},
+		"tls argument":   {"redis a:1 {\n  tls on\n }", "consumers redis tls: wrong argument count"},
+		"tls identity":   {"redis a:1 {\n  tls {\n   use_server_identity yes\n  }\n }", "consumers redis tls: wrong argument count"},
+		"tls block":      {"redis a:1 {\n  tls {\n   use_server_identity {\n    x\n   }\n  }\n }", "consumers redis tls: use_server_identity takes no block"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var src Source

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -28,6 +30,10 @@ type looker struct {
 	addresses []string
 	layout    Layout
 	timeout   time.Duration
+	// partitionTimeout bounds how long a cached answer may be stale: see
+	// PartitionTimeout, and lookupCache for the answers of a cluster
+	// that rest on an absent hash.
+	partitionTimeout time.Duration
 
 	client  atomic.Pointer[clientHolder]
 	cache   *lookupCache
@@ -45,6 +51,24 @@ type looker struct {
 	startOnce  sync.Once
 	connecting sync.WaitGroup
 	connectErr string // the last connection error logged, owned by connect
+
+	// fallback is the source's previous configuration (at the same
+	// addresses), whose connection serves lookups until this one's
+	// connects (sources.Heir). Lookups through it hold fbMu's read lock,
+	// so it is let go only once none is under way.
+	fbMu     sync.RWMutex
+	fallback *looker
+
+	// A looker closes when its config goes (Destruct) and no heir serves
+	// through it any more.
+	holdMu             sync.Mutex
+	holders            int
+	destructed, closed bool
+
+	statusMu    sync.Mutex // guards the connection's failure streak
+	lastErr     string
+	lastErrTime *time.Time
+	failures    int
 }
 
 type clientHolder struct{ rueidis.Client }
@@ -56,6 +80,8 @@ func newLooker(cfg *Source, password string, t *tls.Config) *looker {
 		layout:    NewLayout(cfg.Prefix),
 		timeout:   time.Duration(cfg.Timeout),
 		cache:     newLookupCache(cfg.Cache),
+
+		partitionTimeout: pt,
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.logger.Store(caddy.Log())
@@ -102,20 +128,33 @@ func (l *looker) start(ctx context.Context) {
 		defer l.connecting.Done()
 		for wait := 50 * time.Millisecond; ; wait = min(wait*2, time.Second) {
 			c, err := rueidis.NewClient(l.opt)
+			err = l.plainConnectError(err)
+			l.noteConnect(err)
 			if err == nil {
 				if ctx.Err() != nil {
 					c.Close()
 					return
 				}
+				if c.Mode() == rueidis.ClientModeCluster {
+					// See lookupCache: in a cluster, an absence is news
+					// only to the node that was read, and a slot moves.
+					l.cache.absentTTL.Store(int64(l.partitionTimeout))
+				}
 				l.client.Store(&clientHolder{c})
-				if l.connectErr != "" {
+				if l.dropFallback() {
+					l.log().Info("consumers source connected with its new configuration; the previous connection is let go",
+						zap.String("source", l.Info().Location))
+				} else if l.connectErr != "" {
 					l.log().Info("consumers source connected", zap.String("source", l.Info().Location))
 				}
 				return
 			}
 			if msg := err.Error(); msg != l.connectErr {
-				l.log().Error("consumers source not connected; lookups get 503 until it is",
-					zap.String("source", l.Info().Location), zap.Error(err))
+				what := "consumers source not connected; lookups get 503 until it is"
+				if l.Predecessor() != nil {
+					what = "consumers source not connected with its new configuration; the previous configuration's connection keeps serving until it is"
+				}
+				l.log().Error(what, zap.String("source", l.Info().Location), zap.Error(err))
 				l.connectErr = msg
 			}
 			t := time.NewTimer(wait)
@@ -129,12 +168,20 @@ func (l *looker) start(ctx context.Context) {
 	}()
 }
 
-// Destruct stops connecting and closes the client when the last config
-// using the source goes.
+// Destruct stops connecting when the last config using the source goes,
+// and closes the client then, or once the source's next configuration no
+// longer serves through it.
 func (l *looker) Destruct() error {
 	l.cancel()
 	l.startOnce.Do(func() {}) // a source not started by now never starts
-	l.close()
+	l.holdMu.Lock()
+	l.destructed = true
+	closing := l.holders == 0 && !l.closed
+	l.closed = l.closed || closing
+	l.holdMu.Unlock()
+	if closing {
+		l.close()
+	}
 	return nil
 }
 
@@ -143,7 +190,129 @@ func (l *looker) close() {
 	if c := l.client.Swap(nil); c != nil {
 		c.Close()
 	}
+	l.dropFallback()
 	l.metrics.forget(l)
+}
+
+// hold keeps the looker's client open for an heir that serves through it;
+// false when it is closed already.
+func (l *looker) hold() bool {
+	l.holdMu.Lock()
+	defer l.holdMu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.holders++
+	return true
+}
+
+// release ends a hold, and closes a looker whose config has gone.
+func (l *looker) release() {
+	l.holdMu.Lock()
+	l.holders--
+	closing := l.holders == 0 && l.destructed && !l.closed
+	l.closed = l.closed || closing
+	l.holdMu.Unlock()
+	if closing {
+		l.close()
+	}
+}
+
+// dropFallback lets the previous configuration go, once no lookup uses it;
+// it reports whether there was one.
+func (l *looker) dropFallback() bool {
+	l.fbMu.Lock()
+	p := l.fallback
+	l.fallback = nil
+	l.fbMu.Unlock()
+	if p != nil {
+		p.release()
+	}
+	return p != nil
+}
+
+// Predecessor is the previous configuration whose connection serves until
+// this one's connects, or nil (sources.Heir).
+func (l *looker) Predecessor() sources.Live {
+	l.fbMu.RLock()
+	defer l.fbMu.RUnlock()
+	if l.fallback == nil {
+		return nil
+	}
+	return l.fallback
+}
+
+// Disinherit stops serving through the previous configuration
+// (sources.Heir).
+func (l *looker) Disinherit() { l.dropFallback() }
+
+// plainConnectError says in plain words what a refused connection lacks:
+// rueidis reports a refused CLIENT TRACKING as Redis's NOPERM followed by
+// its advice to disable its cache, which this source cannot do.
+func (l *looker) plainConnectError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	redisErr, _, _ := strings.Cut(msg, ": [") // rueidis appends the command and its advice
+	redisErr, _, _ = strings.Cut(redisErr, "\n")
+	if !strings.HasPrefix(redisErr, "NOPERM") {
+		if errors.Is(err, rueidis.ErrNoCache) {
+			return fmt.Errorf("the Redis server refused CLIENT TRACKING, which the source needs (Redis or Valkey 6 or later, with RESP3): %s", redisErr)
+		}
+		return err
+	}
+	user := l.opt.Username
+	if user == "" {
+		user = "default"
+	}
+	// NOPERM ... the 'client|tracking' command
+	cmd := "a command the source runs"
+	if _, rest, ok := strings.Cut(redisErr, "'"); ok {
+		if name, _, ok := strings.Cut(rest, "'"); ok {
+			cmd = name
+		}
+	}
+	if cmd == "client|tracking" {
+		return fmt.Errorf("the Redis user %q may not run CLIENT TRACKING, which the source needs: Redis keeps its local cache correct through it; grant it +client|tracking (the README lists every right the source needs): %s", user, redisErr)
+	}
+	return fmt.Errorf("the Redis user %q may not run %s, which the source needs; grant it +%s (the README lists every right the source needs): %s", user, strings.ToUpper(strings.ReplaceAll(cmd, "|", " ")), cmd, redisErr)
+}
+
+// noteConnect records the outcome of a connection attempt for the admin
+// view.
+func (l *looker) noteConnect(err error) {
+	l.statusMu.Lock()
+	defer l.statusMu.Unlock()
+	if err == nil {
+		l.lastErr, l.lastErrTime, l.failures = "", nil, 0
+		return
+	}
+	now := time.Now()
+	l.lastErr, l.lastErrTime = err.Error(), &now
+	l.failures++
+}
+
+// viaFallback asks the previous configuration while this one is not
+// connected; used is false when there is none.
+func (l *looker) viaFallback(ctx context.Context, d consumers.Digest) (cred consumers.Credential, ok, used bool, err error) {
+	l.fbMu.RLock()
+	defer l.fbMu.RUnlock()
+	if l.fallback == nil {
+		return consumers.Credential{}, false, false, nil
+	}
+	cred, ok, err = l.fallback.Lookup(ctx, d)
+	return cred, ok, true, err
+}
+
+func (l *looker) consumerViaFallback(ctx context.Context, nameOrID string) (c consumers.Consumer, ok, used bool, err error) {
+	l.fbMu.RLock()
+	defer l.fbMu.RUnlock()
+	if l.fallback == nil {
+		return consumers.Consumer{}, false, false, nil
+	}
+	c, ok, err = l.fallback.Consumer(ctx, nameOrID)
+	return c, ok, true, err
 }
 
 // Now is the looker itself: its answers do not come in whole sets, and it
@@ -151,9 +320,14 @@ func (l *looker) close() {
 // reach Redis.
 func (l *looker) Now() sources.View { return l }
 
-// Refresh has nothing to reload: Redis tells this instance of every change
-// to what it has cached.
-func (l *looker) Refresh(context.Context) error { return nil }
+// Refresh empties the local cache (POST /key_auth/sources/refresh): Redis
+// tells this instance of every change to what it has cached, but an
+// operator who knows better (a slot moved in a Redis Cluster, data restored
+// behind the server's back) can start afresh without a reload.
+func (l *looker) Refresh(context.Context) error {
+	l.cache.flush()
+	return nil
+}
 
 func (l *looker) Info() sources.SourceInfo {
 	return sources.SourceInfo{Kind: "redis", Location: strings.Join(l.addresses, ",")}
@@ -163,7 +337,12 @@ func (l *looker) Info() sources.SourceInfo {
 // PING.
 func (l *looker) Status() sources.Status {
 	ls := l.lookupStatus()
-	return sources.Status{SourceInfo: l.Info(), Loaded: ls.Connected, Lookups: ls}
+	previous := l.Predecessor() != nil
+	st := sources.Status{SourceInfo: l.Info(), Loaded: ls.Connected || previous, Lookups: ls, ServingPrevious: previous}
+	l.statusMu.Lock()
+	st.LastError, st.LastErrorTime, st.Failures = l.lastErr, l.lastErrTime, l.failures
+	l.statusMu.Unlock()
+	return st
 }
 
 func (l *looker) lookupStatus() *sources.LookupStatus {
@@ -193,9 +372,14 @@ func (l *looker) Lookup(ctx context.Context, digest consumers.Digest) (consumers
 	}
 	c := l.client.Load()
 	if c == nil {
-		l.errs.Add(1)
-		l.metrics.failed.Inc()
-		return consumers.Credential{}, false, sources.ErrUnavailable
+		if cred, ok, used, err := l.viaFallback(ctx, digest); used {
+			return cred, ok, err
+		}
+		if c = l.client.Load(); c == nil { // not connected meanwhile
+			l.errs.Add(1)
+			l.metrics.failed.Inc()
+			return consumers.Credential{}, false, sources.ErrUnavailable
+		}
 	}
 	l.misses.Add(1)
 	start := time.Now()
@@ -233,7 +417,12 @@ func (l *looker) Consumer(ctx context.Context, nameOrID string) (consumers.Consu
 	}
 	c := l.client.Load()
 	if c == nil {
-		return consumers.Consumer{}, false, sources.ErrUnavailable
+		if cons, ok, used, err := l.consumerViaFallback(ctx, nameOrID); used {
+			return cons, ok, err
+		}
+		if c = l.client.Load(); c == nil {
+			return consumers.Consumer{}, false, sources.ErrUnavailable
+		}
 	}
 	v, err, _ := l.flight.Do("consumer\x00"+nameOrID, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
@@ -302,7 +491,11 @@ func (l *looker) fetchConsumer(ctx context.Context, c *clientHolder, nameOrID st
 	read := func(key string) (map[string]string, error) {
 		e.deps = append(e.deps, key)
 		tks = append(tks, l.cache.ticket(key))
-		return hgetall(ctx, c, key)
+		h, err := hgetall(ctx, c, key)
+		if err == nil && len(h) == 0 {
+			e.absent = true
+		}
+		return h, err
 	}
 	decode := func(username string, h map[string]string) (consumers.Consumer, bool) {
 		set, err := Decode(username, h, nil, nil)
@@ -395,5 +588,6 @@ func (noCache) Close(error)                                       {}
 
 var (
 	_ sources.Live       = (*looker)(nil)
+	_ sources.Heir       = (*looker)(nil)
 	_ rueidis.CacheStore = noCache{}
 )

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -150,7 +152,12 @@ func (s *Source) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.Provide(ctx, key, func() (sources.Live, error) {
+	// The addresses are where the consumers live: a reload that changes
+	// another option or the password makes a new client, and the previous
+	// one serves until it has connected (sources.ProvideAt).
+	addrs := slices.Clone(canon.Addresses)
+	slices.Sort(addrs)
+	err = s.ProvideAt(ctx, key, "redis "+strings.Join(addrs, ","), func(prev sources.Live) (sources.Live, error) {
 		var tlsCfg *tls.Config
 		if canon.TLS != nil {
 			var err error
@@ -158,7 +165,11 @@ func (s *Source) Provision(ctx caddy.Context) error {
 				return nil, err
 			}
 		}
-		return newLooker(&canon, password, tlsCfg), nil
+		l := newLooker(&canon, password, tlsCfg)
+		if p, ok := prev.(*looker); ok && p.hold() {
+			l.fallback = p
+		}
+		return l, nil
 	})
 	if err != nil {
 		return err

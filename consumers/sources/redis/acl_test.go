@@ -1,0 +1,78 @@
+package redis
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/keyauth/caddy-keyauth/internal/redistest"
+)
+
+// aclRules are the rights the README gives the source's Redis user: exactly
+// the commands the source runs, on the keys under its prefix, read only.
+const aclRules = "resetkeys %R~keyauth:* resetchannels -@all +hello +ping +select +client|tracking +client|caching +multi +exec +hgetall +pttl +cluster|slots +cluster|shards"
+
+// The README's ACL line is aclRules, and a user with exactly those rights
+// runs the source: lookups, the anonymous consumer, invalidations.
+func TestRedisACLRights(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "ACL SETUSER caddy on >CHANGE-ME "+aclRules) {
+		t.Errorf("the README's ACL line is not %q", aclRules)
+	}
+	srv := redistest.Start(t)
+	do := redisDo(t, srv.Addr())
+	seed(t, do, "keyauth:")
+	do("HSET", "keyauth:consumer:guest", "id", "anon")
+	do(append([]string{"ACL", "SETUSER", "caddy", "on", ">caddy-pass"}, strings.Fields(aclRules)...)...)
+
+	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass"})
+	if _, ok := mustLookup(t, l, "alice-1"); !ok {
+		t.Fatal("alice not found")
+	}
+	if _, ok := mustLookup(t, l, "nobody"); ok {
+		t.Fatal("an unknown key found")
+	}
+	if c, ok, err := l.Consumer(context.Background(), "guest"); err != nil || !ok || c.ID() != "anon" {
+		t.Fatalf("the anonymous consumer: %v %v", ok, err)
+	}
+	do("DEL", credKey("keyauth:", keyMark+"alice-1"))
+	waitFor(t, "alice's key revoked", func() bool { return l.cache.get(digestOf(keyMark+"alice-1")) == nil })
+	if _, ok := mustLookup(t, l, "alice-1"); ok {
+		t.Error("a revoked key found")
+	}
+	if st := l.Status(); !st.Lookups.Connected || st.LastError != "" {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+// A user without CLIENT TRACKING is told so in plain words, in the log and
+// the admin view, not with rueidis's advice to disable its cache.
+func TestRedisACLWithoutTracking(t *testing.T) {
+	srv := redistest.Start(t)
+	do := redisDo(t, srv.Addr())
+	rules := strings.Replace(aclRules, " +client|tracking", "", 1)
+	do(append([]string{"ACL", "SETUSER", "caddy", "on", ">caddy-pass"}, strings.Fields(rules)...)...)
+	cfg := Source{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass", Prefix: DefaultPrefix,
+		Cache: DefaultCache, Timeout: caddy.Duration(DefaultTimeout), PartitionTimeout: caddy.Duration(DefaultPartitionTimeout)}
+	l := newLooker(&cfg, cfg.Password, nil)
+	core, logs := observer.New(zap.DebugLevel)
+	l.Start(zap.New(core))
+	defer l.Destruct()
+	waitFor(t, "the connection refused", func() bool { return logs.FilterLevelExact(zap.ErrorLevel).Len() > 0 })
+	msg := logs.FilterLevelExact(zap.ErrorLevel).All()[0].ContextMap()["error"].(string)
+	want := `the Redis user "caddy" may not run CLIENT TRACKING, which the source needs: Redis keeps its local cache correct through it; grant it +client|tracking`
+	if !strings.Contains(msg, want) || strings.Contains(msg, "DisableCache") || strings.Contains(msg, "caddy-pass") {
+		t.Errorf("the error logged: %q\nwant it to hold %q", msg, want)
+	}
+	if st := l.Status(); st.LastError != msg || st.Failures == 0 {
+		t.Errorf("status: %+v", st)
+	}
+}
