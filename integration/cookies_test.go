@@ -154,3 +154,12 @@ func TestCookieCrossSite(t *testing.T) {
 			le.str("sec_fetch_site") == "cross-site" && le.str("origin") == "https://evil.example"
 	})
 }
+
+// cookie_cross_site without key_in_cookie is refused at load, saying why.
+func TestCookieCrossSiteNeedsKeyInCookie(t *testing.T) {
+	e := newEnv(t)
+	msg := e.loadError("{{.Global}}\n"+keyAuthSite("{{.Site}}", "cookie_cross_site"), "caddyfile")
+	if !strings.Contains(msg, "cookie_cross_site needs key_in_cookie") {
+		t.Errorf("load error %q", msg)
+	}
+}

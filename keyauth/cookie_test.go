@@ -457,3 +457,15 @@ func TestFindCookieCrossSite(t *testing.T) {
 		})
 	}
 }
+
+// cookie_cross_site without key_in_cookie is a mistake, refused at load.
+func TestValidateCookieCrossSite(t *testing.T) {
+	h := Handler{CookieCrossSite: true}
+	if err := h.Validate(); err == nil || err.Error() != "cookie_cross_site needs key_in_cookie: without it no key is read from a cookie" {
+		t.Errorf("Validate() = %v", err)
+	}
+	h.KeyInCookie = true
+	if err := h.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+}

@@ -211,6 +211,9 @@ func (h *Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
 	}
+	if h.CookieCrossSite && !h.KeyInCookie {
+		return errors.New("cookie_cross_site needs key_in_cookie: without it no key is read from a cookie")
+	}
 	return checkACL(h.Allow, h.Deny)
 }
 
