@@ -13,9 +13,10 @@ import (
 	_ "github.com/keyauth/caddy-keyauth/caddyfile"
 	_ "github.com/keyauth/caddy-keyauth/keyauth"
 
-	// The consumers sources: file, http and redis, the key_auth app and
-	// the admin endpoints.
+	// The consumers sources: file and http, the key_auth app and the
+	// admin endpoints; and redis.
 	_ "github.com/keyauth/caddy-keyauth/consumers/sources"
+	_ "github.com/keyauth/caddy-keyauth/consumers/sources/redis"
 
 	// caddy key-auth: new, revoke, hash, check, whois, import, push.
 	_ "github.com/keyauth/caddy-keyauth/keyauth/command"

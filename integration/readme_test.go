@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/keyauth"
 )
 
@@ -262,7 +261,7 @@ func TestReadmeJSONExamples(t *testing.T) {
 		if err := src.(caddy.Validator).Validate(); err != nil {
 			t.Errorf("source %s example: %v\n%s", name, err, doc)
 		}
-		if _, ok := src.(sources.Source); !ok {
+		if _, ok := src.(keyauth.Source); !ok {
 			t.Errorf("%s is not a source", name)
 		}
 		nsources++

@@ -81,6 +81,9 @@ func TestSourceRedis(t *testing.T) {
 	e := newEnv(t)
 	e.vars["Redis"] = srv.Addr()
 	e.load(redisSite, "caddyfile")
+	// A running Caddy connects in the background; until then requests get
+	// 503.
+	waitRedisConnected(t)
 
 	// Known keys: the same identity headers as the other sources.
 	wantIdentity(t, get(t, site+"/", "apikey", redisKeyAlice), idAlice)
@@ -211,4 +214,18 @@ func TestSourceRedisValidateConnectsToNothing(t *testing.T) {
 	e.load(redisSite, "caddyfile")
 	eventually(t, "a running Caddy connects", func() bool { return accepted.Load() > 0 })
 	wantFailure(t, get(t, site+"/", "apikey", redisKeyAlice), http.StatusServiceUnavailable, "consumers source unavailable", "")
+}
+
+// waitRedisConnected waits until the admin view shows a Redis source
+// connected.
+func waitRedisConnected(t testing.TB) {
+	t.Helper()
+	eventually(t, "the Redis source connected", func() bool {
+		for _, st := range adminSources(t) {
+			if st.Kind == "redis" && st.Lookups != nil && st.Lookups.Connected {
+				return true
+			}
+		}
+		return false
+	})
 }

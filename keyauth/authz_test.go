@@ -48,7 +48,7 @@ func authzHandler(t *testing.T, h *Handler) *Handler {
 		t.Fatal(err)
 	}
 	h = provisioned(t, h)
-	h.store = sources.StaticStore(set)
+	h.src = sources.StaticStore(set)
 	return h
 }
 

@@ -77,7 +77,7 @@ func loadBenchStoreOf(tb testing.TB, n int, rich bool) *benchStore {
 func newBenchHandler(tb testing.TB, h *Handler, set *consumers.Set) *Handler {
 	tb.Helper()
 	h.configure(zap.NewNop())
-	h.store = sources.StaticStore(set)
+	h.src = sources.StaticStore(set)
 	return h
 }
 

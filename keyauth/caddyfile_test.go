@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	// Registers key_auth.sources.redis, which the unknown-source error lists.
+	_ "github.com/keyauth/caddy-keyauth/consumers/sources/redis"
 )
 
 // parseJSON parses a key_auth segment and returns the handler as JSON, the

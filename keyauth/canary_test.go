@@ -41,7 +41,7 @@ func canaryHandler(t *testing.T, h *Handler) (*Handler, *observer.ObservedLogs) 
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.configure(zap.New(core))
-	h.store = sources.StaticStore(set)
+	h.src = sources.StaticStore(set)
 	return h, logs
 }
 

@@ -10,13 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-
-	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 func init() {
@@ -141,10 +138,8 @@ type Handler struct {
 	in           uint8      // the same, as a set of 1<<location
 	maxBody      int64
 	runPreflight bool
-	store        *sources.Store
-	looker       sources.Looker // the store's, when it looks keys up one by one
+	src          Source
 	challenge    []string
-	anon         *atomic.Pointer[anonEntry] // a pointer, so the module value may be copied
 	acl          aclMode
 	groups       []string // Allow or Deny, whichever is set
 	logger       *zap.Logger
@@ -183,19 +178,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading consumers source: %w", err)
 	}
-	src, ok := mod.(sources.Source)
+	src, ok := mod.(Source)
 	if !ok {
-		return fmt.Errorf("module %s is not a consumers source: it has no Store method", caddy.GetModuleID(mod))
+		return fmt.Errorf("module %s is not a consumers source: it does not implement keyauth.Source", caddy.GetModuleID(mod))
 	}
-	h.store = src.Store()
-	h.looker = h.store.Looker()
-	// Finding the anonymous consumer scans the set; done now, the answer is
-	// cached for the requests that fall back to it.
-	if set := h.store.Set(); h.Anonymous != "" && set != nil {
-		if c, ok := h.anonymous(set); !ok {
+	h.src = src
+	// A source that has its consumers now (a file) tells at once whether
+	// the anonymous one is there.
+	if h.Anonymous != "" && h.src.Now() != nil {
+		c, ok, err := h.src.Consumer(ctx, h.Anonymous)
+		switch {
+		case err != nil:
+			// A source that must ask a server (Redis) is not connected
+			// before Caddy starts: the first request that falls back tells.
+		case !ok:
 			h.logger.Warn("anonymous consumer is configured but doesn't exist yet; requests that fall back to it get 500",
 				zap.String("anonymous", h.Anonymous))
-		} else if c.Disabled() {
+		case c.Disabled():
 			h.logger.Warn("anonymous consumer is disabled; requests that fall back to it get 500",
 				zap.String("anonymous", h.Anonymous))
 		}
@@ -234,7 +233,6 @@ func checkKeyNames(names []string) error {
 // has checked.
 func (h *Handler) configure(logger *zap.Logger) {
 	h.logger = logger
-	h.anon = new(atomic.Pointer[anonEntry])
 	if len(h.KeyNames) == 0 {
 		h.KeyNames = []string{"apikey"}
 	}
@@ -272,14 +270,6 @@ func (h *Handler) configure(logger *zap.Logger) {
 	if h.Realm != "" {
 		h.challenge = []string{"Key realm=" + strconv.Quote(h.Realm)}
 	}
-}
-
-// anonEntry caches the anonymous consumer's position in one set. It holds
-// the set weakly so a swapped-out set is not kept alive by the cache.
-type anonEntry struct {
-	set   weakSet
-	index int
-	ok    bool
 }
 
 var (

@@ -186,7 +186,7 @@ func matchHandler(t testing.TB) *Handler {
 	}
 	h := &Handler{Anonymous: "guest"}
 	h.configure(zap.NewNop())
-	h.store = sources.StaticStore(set)
+	h.src = sources.StaticStore(set)
 	return h
 }
 

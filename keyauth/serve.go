@@ -67,12 +67,15 @@ func (h *Handler) decide(q *request, v *verdict) {
 		*v = verdict{way: goNobody, outcome: notCounted}
 		return
 	}
-	if !h.ready() {
+	// One view of the source for the whole request: the anonymous consumer
+	// comes from the consumers that refused the key.
+	src := h.view()
+	if src == nil {
 		// Fail closed: without consumers not even the anonymous one is known.
 		v.fail = errNotLoaded
 		return
 	}
-	cred, f := h.authenticate(q)
+	cred, f := h.authenticate(q, src)
 	switch {
 	case f == nil:
 		*v = verdict{way: goConsumer, consumer: cred.Consumer(), credID: cred.ID(), outcome: outcomeAuthenticated}
@@ -82,7 +85,7 @@ func (h *Handler) decide(q *request, v *verdict) {
 		return
 	default:
 		h.logRejected(q, f)
-		*v = h.fallback(r, f)
+		*v = h.fallback(r, src, f)
 	}
 	if v.way != goFail {
 		if f := h.refuse(v); f != nil {
@@ -93,7 +96,7 @@ func (h *Handler) decide(q *request, v *verdict) {
 
 // authenticate finds the request's key and the credential it belongs to:
 // a credential that lets the request on, or why not.
-func (h *Handler) authenticate(q *request) (consumers.Credential, *failure) {
+func (h *Handler) authenticate(q *request, src View) (consumers.Credential, *failure) {
 	key, f := h.find(q)
 	if f != nil {
 		return consumers.Credential{}, f
@@ -102,7 +105,7 @@ func (h *Handler) authenticate(q *request) (consumers.Credential, *failure) {
 		return consumers.Credential{}, errInvalid
 	}
 	digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
-	cred, ok, err := h.lookup(q.r.Context(), digest)
+	cred, ok, err := h.lookup(q.r.Context(), src, digest)
 	switch {
 	case err != nil:
 		return cred, errUnavailable
@@ -130,8 +133,8 @@ func (h *Handler) authenticate(q *request) (consumers.Credential, *failure) {
 // fallback is the verdict on a request refused with f (a 401) when an
 // anonymous consumer is configured: it goes on as that consumer, or, when
 // an earlier auth handler authenticated it, as that handler left it.
-func (h *Handler) fallback(r *http.Request, f *failure) verdict {
-	anon, ok, err := h.anonymousConsumer(r.Context())
+func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
+	anon, ok, err := h.anonymousConsumer(r.Context(), src)
 	switch {
 	case err != nil:
 		return failed(errUnavailable)

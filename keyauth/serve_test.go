@@ -28,7 +28,7 @@ func fieldHandler(t *testing.T, h *Handler) *Handler {
 		t.Fatal(err)
 	}
 	h = provisioned(t, h)
-	h.store = sources.StaticStore(set)
+	h.src = sources.StaticStore(set)
 	return h
 }
 

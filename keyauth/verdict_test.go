@@ -44,7 +44,7 @@ func TestEveryWay(t *testing.T) {
 	// An earlier key_auth that authenticates by the Token header.
 	earlier := func() caddyhttp.MiddlewareHandler {
 		h := provisioned(t, &Handler{KeyNames: []string{"token"}})
-		h.store = sources.StaticStore(set)
+		h.src = sources.StaticStore(set)
 		return h
 	}
 	basic := setter{"http.auth.user.id": "bob"}
@@ -122,9 +122,9 @@ func TestEveryWay(t *testing.T) {
 					opts.KeyNames, opts.KeyInCookie = []string{"apikey"}, true
 					opts.HandleErrors, opts.HideCredentials = handleErrors, hide
 					h := provisioned(t, &opts)
-					h.store = sources.StaticStore(set)
+					h.src = sources.StaticStore(set)
 					if tc.notLoaded {
-						h.store = sources.StaticStore(nil)
+						h.src = sources.StaticStore(nil)
 					}
 
 					method, target := http.MethodGet, "/p?page=2"

@@ -59,21 +59,23 @@ func (a AdminAPI) refresh(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	errs := map[*Store]string{}
-	for _, s := range Stores() {
-		if err := s.Refresh(r.Context()); err != nil {
-			errs[s] = err.Error()
+	errs := map[Live]string{}
+	for _, l := range Lives() {
+		if err := l.Refresh(r.Context()); err != nil {
+			errs[l] = err.Error()
 		}
 	}
 	return writeStatuses(w, liveStatuses(errs))
 }
 
-func liveStatuses(errs map[*Store]string) []SourceStatus {
+func liveStatuses(errs map[Live]string) []SourceStatus {
 	out := []SourceStatus{}
-	for _, s := range Stores() {
-		n, _ := stores.References(s.key)
-		out = append(out, SourceStatus{Status: s.Status(), Handlers: n, RefreshError: errs[s]})
-	}
+	lives.Range(func(key, v any) bool {
+		l := v.(Live)
+		n, _ := lives.References(key)
+		out = append(out, SourceStatus{Status: l.Status(), Handlers: n, RefreshError: errs[l]})
+		return true
+	})
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Kind != out[j].Kind {
 			return out[i].Kind < out[j].Kind

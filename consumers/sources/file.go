@@ -37,7 +37,7 @@ type FileSource struct {
 	// modification time and inode). Default: 5s. 0 turns checking off.
 	Refresh *caddy.Duration `json:"refresh,omitempty"`
 
-	store *Store
+	Handle
 }
 
 // CaddyModule returns the Caddy module information.
@@ -75,25 +75,18 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 	}
 	// Sources that differ only in how they are written (a relative path,
 	// a placeholder, an explicit default) share one store.
-	key, err := storeKey("file", &FileSource{Path: path, Refresh: durationPtr(refresh)})
+	key, err := Key("file", &FileSource{Path: path, Refresh: durationPtr(refresh)})
 	if err != nil {
 		return err
 	}
-	logger := ctx.Logger()
-	f.store, err = acquire(key, func() (*Store, error) {
-		ff := &fileFetcher{path: path, refresh: refresh}
-		set, err := ff.fetch(ctx, true)
+	return f.Provide(ctx, key, func() (Live, error) {
+		l := &fileLoader{path: path}
+		set, err := l.Load(ctx, true)
 		if err != nil {
 			return nil, err
 		}
-		s := newStore(key, ff, logger)
-		s.swap(set)
-		return s, nil
+		return NewStore(l, filePolling(refresh), set), nil
 	})
-	if err != nil {
-		return err
-	}
-	return use(ctx, f.store)
 }
 
 // Validate checks the configuration.
@@ -107,26 +100,15 @@ func (f *FileSource) Validate() error {
 	return nil
 }
 
-// Store is the live store of this source.
-func (f *FileSource) Store() *Store { return f.store }
-
-// Cleanup drops this source's reference to its store.
-func (f *FileSource) Cleanup() error {
-	if f.store != nil {
-		release(f.store)
-		f.store = nil
-	}
-	return nil
-}
-
 type fileSig struct {
 	mtime, size int64
 	ino         uint64
 }
 
-type fileFetcher struct {
-	path    string
-	refresh time.Duration
+// fileLoader loads a consumers file when it has changed. Each refused
+// version is read once: each new error is someone's edit.
+type fileLoader struct {
+	path string
 	// loaded is the version serving; refused the last version refused, so
 	// an unchanged broken file is neither re-read nor logged again.
 	loaded, refused fileSig
@@ -136,7 +118,7 @@ type fileFetcher struct {
 	refusedErr error
 }
 
-func (f *fileFetcher) fetch(_ context.Context, force bool) (*consumers.Set, error) {
+func (f *fileLoader) Load(_ context.Context, force bool) (*consumers.Set, error) {
 	fi, err := os.Stat(f.path)
 	if err != nil {
 		return nil, fmt.Errorf("consumers file: %w", err)
@@ -165,22 +147,17 @@ func (f *fileFetcher) fetch(_ context.Context, force bool) (*consumers.Set, erro
 	return set, nil
 }
 
-func (f *fileFetcher) retryAfter(int) time.Duration { return f.refresh }
+// filePolling checks a file every refresh, failed or not, and logs each
+// refused version: each new error is someone's edit.
+func filePolling(refresh time.Duration) Polling {
+	return Polling{Every: refresh, EachError: true}
+}
 
-// fetchAtStart: the file was read when the config loaded.
-func (f *fileFetcher) fetchAtStart() bool { return false }
-
-// logsEachError: each refused version of the file is read once, so each
-// new error is someone's edit, worth a line at once.
-func (f *fileFetcher) logsEachError() bool { return true }
-
-func (f *fileFetcher) info() SourceInfo { return SourceInfo{Kind: "file", Location: f.path} }
-
-func (f *fileFetcher) close() {}
+func (f *fileLoader) Info() SourceInfo { return SourceInfo{Kind: "file", Location: f.path} }
 
 var (
 	_ caddy.Provisioner  = (*FileSource)(nil)
 	_ caddy.Validator    = (*FileSource)(nil)
 	_ caddy.CleanerUpper = (*FileSource)(nil)
-	_ Source             = (*FileSource)(nil)
+	_ Loader             = (*fileLoader)(nil)
 )

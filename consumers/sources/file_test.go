@@ -110,13 +110,13 @@ func TestFileFetcher(t *testing.T) {
 		{name: "a directory", do: []func(*testing.T){func(t *testing.T) { os.Remove(path); os.Mkdir(path, 0o700) }}, result: "error", errs: []string{"consumers file ", "is a directory"}},
 		{name: "a file again", do: []func(*testing.T){func(t *testing.T) { os.Remove(path) }, write(fileDoc("v9"))}, result: "set", user: "v9"},
 	}
-	f := &fileFetcher{path: path, refresh: time.Second}
+	f := &fileLoader{path: path}
 	var lastErr error
 	for _, st := range steps {
 		for _, do := range st.do {
 			do(t)
 		}
-		set, err := f.fetch(ctx, st.force)
+		set, err := f.Load(ctx, st.force)
 		switch st.result {
 		case "set":
 			if err != nil || set == nil {
@@ -168,15 +168,15 @@ func TestFileStoreRefused(t *testing.T) {
 	if err := os.WriteFile(path, []byte(fileDoc("good")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ff := &fileFetcher{path: path, refresh: time.Second}
+	ff := &fileLoader{path: path}
 	core, logs := observer.New(zap.DebugLevel)
-	s := newStore("file-store-refused-test", ff, zap.New(core))
-	defer s.Destruct()
-	set, err := ff.fetch(ctx, true)
+	set, err := ff.Load(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.swap(set)
+	s := NewStore(ff, filePolling(time.Second), set)
+	s.logger.Store(zap.New(core))
+	defer s.Destruct()
 	serving := func() bool {
 		c, ok := s.Set().Lookup(digestOf(keyMark + "-good"))
 		return ok && c.Consumer().Username() == "good"
@@ -232,17 +232,17 @@ func TestFileStoreRefused(t *testing.T) {
 }
 
 func TestFileFetcherInfo(t *testing.T) {
-	f := &fileFetcher{path: "/etc/caddy/consumers.json", refresh: 7 * time.Second}
-	if got := f.info(); got != (SourceInfo{Kind: "file", Location: "/etc/caddy/consumers.json"}) {
-		t.Errorf("info() = %+v", got)
+	f := &fileLoader{path: "/etc/caddy/consumers.json"}
+	if got := f.Info(); got != (SourceInfo{Kind: "file", Location: "/etc/caddy/consumers.json"}) {
+		t.Errorf("Info() = %+v", got)
 	}
 	for _, failures := range []int{0, 1, 10} {
-		if got := f.retryAfter(failures); got != 7*time.Second {
-			t.Errorf("retryAfter(%d) = %s, want the refresh interval", failures, got)
+		if got := filePolling(7 * time.Second).wait(failures); got != 7*time.Second {
+			t.Errorf("wait(%d) = %s, want the refresh interval", failures, got)
 		}
 	}
-	if got := (&fileFetcher{path: "x"}).retryAfter(0); got != 0 {
-		t.Errorf("retryAfter with refresh 0 = %s, want 0 (no polling)", got)
+	if got := filePolling(0).wait(0); got != 0 {
+		t.Errorf("wait with refresh 0 = %s, want 0 (no polling)", got)
 	}
 }
 
@@ -283,7 +283,7 @@ func TestFileSourceRefused(t *testing.T) {
 			if strings.Contains(err.Error(), keyMark) {
 				t.Errorf("error holds key material: %q", err)
 			}
-			if src.Store() != nil {
+			if src.Live() != nil {
 				t.Error("a failed Provision left a store")
 			}
 			if err := src.Cleanup(); err != nil {
@@ -305,14 +305,14 @@ func TestFileTagRefused(t *testing.T) {
 	if err := os.WriteFile(path, doc(`["staff", "ops"]`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ff := &fileFetcher{path: path, refresh: time.Second}
-	s := newStore("file-tag-refused-test", ff, zap.NewNop())
-	defer s.Destruct()
-	set, err := ff.fetch(ctx, true)
+	ff := &fileLoader{path: path}
+	set, err := ff.Load(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.swap(set)
+	s := NewStore(ff, filePolling(time.Second), set)
+	s.logger.Store(zap.NewNop())
+	defer s.Destruct()
 	for _, tt := range []struct{ tags, want string }{
 		{`["staff", "team,ops"]`, `consumer "alice": tag "team,ops" holds a comma`},
 		{`["staff", " ops"]`, `consumer "alice": tag " ops" starts or ends with white space`},

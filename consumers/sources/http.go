@@ -83,7 +83,7 @@ type HTTPSource struct {
 	// TLS configures the connection to an HTTPS source.
 	TLS *HTTPSourceTLS `json:"tls,omitempty"`
 
-	store *Store
+	Handle
 }
 
 // HTTPSourceTLS is the TLS configuration of an HTTP source, as Caddy's HTTP
@@ -158,56 +158,36 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	if canon.TLS != nil && reflect.ValueOf(*canon.TLS).IsZero() {
 		canon.TLS = nil
 	}
-	key, err := storeKey("http", &canon, headerKey(headers))
+	key, err := Key("http", &canon, headerKey(headers))
 	if err != nil {
 		return err
 	}
 
 	logger := ctx.Logger()
-	s.store, err = acquire(key, func() (*Store, error) {
+	return s.Provide(ctx, key, func() (Live, error) {
 		client, err := s.client(ctx, resolvedURL, timeout)
 		if err != nil {
 			return nil, err
 		}
-		f := &httpFetcher{
+		l := &httpLoader{
 			url:      resolvedURL,
 			location: RedactURL(resolvedURL),
-			refresh:  refresh,
 			maxSize:  maxSize,
 			cache:    cache,
 			client:   client,
 			headers:  headers,
 		}
-		st := newStore(key, f, logger)
-		f.log = st.log
-		if set := f.loadCache(logger); set != nil {
-			st.swap(set)
-		}
+		st := NewStore(l, httpPolling(refresh), l.loadCache(logger))
+		l.log = st.Logger
 		return st, nil
 	})
-	if err != nil {
-		return err
-	}
-	return use(ctx, s.store)
-}
-
-// Store is the live store of this source.
-func (s *HTTPSource) Store() *Store { return s.store }
-
-// Cleanup drops this source's reference to its store.
-func (s *HTTPSource) Cleanup() error {
-	if s.store != nil {
-		release(s.store)
-		s.store = nil
-	}
-	return nil
 }
 
 func (s *HTTPSource) client(ctx caddy.Context, resolvedURL string, timeout time.Duration) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 1
 	if s.TLS != nil {
-		cfg, err := s.TLS.config(ctx)
+		cfg, err := s.TLS.Config(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -268,8 +248,8 @@ func originOf(raw string) (string, error) {
 	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port), nil
 }
 
-// config builds the TLS configuration to reach a source with.
-func (t *HTTPSourceTLS) config(ctx caddy.Context) (*tls.Config, error) {
+// Config builds the TLS configuration to reach a source with.
+func (t *HTTPSourceTLS) Config(ctx caddy.Context) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {
 	case t.UseServerIdentity:
@@ -342,7 +322,7 @@ func resolveHeaders(h http.Header) http.Header {
 	return out
 }
 
-// redactURL shows a URL without its credentials: no user info, and no query
+// RedactURL shows a URL without its credentials: no user info, and no query
 // values, which often carry tokens.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -357,9 +337,9 @@ func RedactURL(raw string) string {
 	return u.String()
 }
 
-type httpFetcher struct {
+// httpLoader fetches a consumers document with conditional requests.
+type httpLoader struct {
 	url, location string
-	refresh       time.Duration
 	maxSize       int64
 	cache         string
 	client        *http.Client
@@ -370,7 +350,7 @@ type httpFetcher struct {
 	etag, lastModified string
 }
 
-func (f *httpFetcher) fetch(ctx context.Context, force bool) (*consumers.Set, error) {
+func (f *httpLoader) Load(ctx context.Context, force bool) (*consumers.Set, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("consumers source %s: %w", f.location, err)
@@ -435,7 +415,7 @@ func (f *httpFetcher) fetch(ctx context.Context, force bool) (*consumers.Set, er
 }
 
 // loadCache reads the cached answer, if any, at startup.
-func (f *httpFetcher) loadCache(logger *zap.Logger) *consumers.Set {
+func (f *httpLoader) loadCache(logger *zap.Logger) *consumers.Set {
 	if f.cache == "" {
 		return nil
 	}
@@ -456,7 +436,7 @@ func (f *httpFetcher) loadCache(logger *zap.Logger) *consumers.Set {
 
 // saveCache replaces the cache file atomically, so a crash never leaves half
 // a document behind.
-func (f *httpFetcher) saveCache(data []byte) error {
+func (f *httpLoader) saveCache(data []byte) error {
 	if f.cache == "" {
 		return nil
 	}
@@ -475,39 +455,28 @@ func (f *httpFetcher) saveCache(data []byte) error {
 	return os.Rename(tmp.Name(), f.cache)
 }
 
-// retryAfter backs off after failures: from the poll interval (at most a
-// second), doubling, up to the poll interval or a minute, whichever is
-// longer.
-func (f *httpFetcher) retryAfter(failures int) time.Duration {
-	if failures == 0 {
-		return f.refresh
-	}
-	base := f.refresh
-	if base == 0 || base > time.Second {
-		base = time.Second
-	}
-	return min(base<<min(failures-1, 20), max(f.refresh, time.Minute))
+// httpPolling polls every refresh and backs off after failures; a failure
+// streak is logged when it starts, then as a reminder.
+func httpPolling(refresh time.Duration) Polling {
+	return Polling{Every: refresh, Backoff: true}
 }
 
-// fetchAtStart: a running Caddy fetches the source at once, even with a
-// cached copy serving.
-func (f *httpFetcher) fetchAtStart() bool { return true }
-
-// logsEachError: a server's errors may change on every poll; a streak is
-// logged when it starts, then as a reminder.
-func (f *httpFetcher) logsEachError() bool { return false }
-
-func (f *httpFetcher) info() SourceInfo {
+func (f *httpLoader) Info() SourceInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return SourceInfo{Kind: "http", Location: f.location, ETag: f.etag}
 }
 
-func (f *httpFetcher) close() { f.client.CloseIdleConnections() }
+// Close lets the client's idle connections go with the store.
+func (f *httpLoader) Close() error {
+	f.client.CloseIdleConnections()
+	return nil
+}
 
 var (
 	_ caddy.Provisioner  = (*HTTPSource)(nil)
 	_ caddy.Validator    = (*HTTPSource)(nil)
 	_ caddy.CleanerUpper = (*HTTPSource)(nil)
-	_ Source             = (*HTTPSource)(nil)
+	_ Loader             = (*httpLoader)(nil)
+	_ io.Closer          = (*httpLoader)(nil)
 )

@@ -62,7 +62,7 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cache":
 			s.Cache, err = caddyfilearg.One(d)
 		case "tls":
-			s.TLS, err = unmarshalTLS(d)
+			s.TLS, err = UnmarshalTLS(d, "http")
 		default:
 			return d.Errf("unrecognized consumers http option '%s'", opt)
 		}
@@ -73,7 +73,16 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func unmarshalTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
+// UnmarshalTLS reads a source's tls block, as the HTTP source has it:
+//
+//	tls {
+//		client_certificate <cert_file> <key_file>
+//		root_ca <pem_file...>
+//		use_server_identity
+//	}
+//
+// kind names the source in errors.
+func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -100,7 +109,7 @@ func unmarshalTLS(d *caddyfile.Dispenser) (*HTTPSourceTLS, error) {
 			}
 			t.UseServerIdentity = true
 		default:
-			return nil, d.Errf("unrecognized consumers http tls option '%s'", opt)
+			return nil, d.Errf("unrecognized consumers %s tls option '%s'", kind, opt)
 		}
 		if err := caddyfilearg.NoBlock(d, opt); err != nil {
 			return nil, err

@@ -69,7 +69,7 @@ func redirectSource(t *testing.T, tlsServer bool, status int, location func(self
 	return srv, &hits
 }
 
-func redirectFetcher(t *testing.T, url string, roots *x509.Certificate) *httpFetcher {
+func redirectFetcher(t *testing.T, url string, roots *x509.Certificate) *httpLoader {
 	t.Helper()
 	client, err := (&HTTPSource{URL: url}).client(caddy.Context{Context: context.Background()}, url, 5*time.Second)
 	if err != nil {
@@ -80,7 +80,7 @@ func redirectFetcher(t *testing.T, url string, roots *x509.Certificate) *httpFet
 		pool.AddCert(roots)
 		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
-	return &httpFetcher{url: url, location: RedactURL(url), maxSize: 1 << 20, client: client,
+	return &httpLoader{url: url, location: RedactURL(url), maxSize: 1 << 20, client: client,
 		headers: http.Header{"X-Source-Token": {"src-secret-1"}}, log: zap.NewNop}
 }
 
@@ -120,7 +120,7 @@ func TestHTTPSourceRedirects(t *testing.T) {
 			}
 			otherHits.Store(0)
 			f := redirectFetcher(t, srv.URL+tc.path, root)
-			set, err := f.fetch(context.Background(), true)
+			set, err := f.Load(context.Background(), true)
 			if tc.want == "" {
 				if err != nil || set == nil {
 					t.Fatalf("fetch: %v", err)

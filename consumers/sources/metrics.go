@@ -37,22 +37,37 @@ var (
 	}, []string{"source"})
 )
 
-// registerMetrics registers the store metrics on the registry of the config
-// being loaded: each config gets a fresh one, while the collectors, and so
-// the counts, live on.
-func registerMetrics(ctx caddy.Context) error {
+// storeCollectors are the metrics of every source, registered by Provide.
+var storeCollectors = []prometheus.Collector{consumersLoaded, keysLoaded, loadsTotal, loadFailuresTotal, lastLoad}
+
+// RegisterMetrics registers a source's collectors on the registry of the
+// config being loaded: each config gets a fresh one, while the collectors,
+// kept at package level, and so the counts, live on.
+func RegisterMetrics(ctx caddy.Context, collectors ...prometheus.Collector) error {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{consumersLoaded, keysLoaded, loadsTotal, loadFailuresTotal, lastLoad, lookupsTotal, lookupSeconds} {
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
-				return fmt.Errorf("registering store metrics: %w", err)
+				return fmt.Errorf("registering consumers source metrics: %w", err)
 			}
 		}
 	}
 	return nil
+}
+
+// InUse reports whether a source named name (see Name) other than except is
+// in use: a source that goes keeps its metrics while another of the same
+// name lives.
+func InUse(name string, except Live) bool {
+	for _, l := range Lives() {
+		if l != except && Name(l) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // storeMetrics records the stores' loads.
@@ -76,58 +91,10 @@ func (storeCollector) failed(s *Store) { loadFailuresTotal.WithLabelValues(s.Nam
 // store under the same name before the old one goes: its gauges stay.
 func (storeCollector) forget(s *Store) {
 	name := s.Name()
-	for _, o := range Stores() { // s has left the pool already
-		if o != s && o.Name() == name {
-			return
-		}
+	if InUse(name, s) { // s has left the pool already
+		return
 	}
 	consumersLoaded.DeleteLabelValues(name)
 	keysLoaded.DeleteLabelValues(name)
 	lastLoad.DeleteLabelValues(name)
-}
-
-// The Looker metrics: lookups by result, and the time of those that asked
-// the source.
-var (
-	lookupsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "key_auth", Name: "source_lookups_total",
-		Help: "Key lookups of sources that look keys up one by one (Redis), per source and result: cache_hit, redis_hit, miss (an unknown key, asked), error.",
-	}, []string{"source", "result"})
-	lookupSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "caddy", Subsystem: "key_auth", Name: "source_lookup_duration_seconds",
-		Help:    "Time of the key lookups that asked the source, per source.",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-	}, []string{"source"})
-)
-
-// lookupMetrics are one Looker's metrics, resolved once so a lookup only
-// adds to a counter.
-type lookupMetrics struct {
-	name                             string
-	cacheHit, redisHit, miss, failed prometheus.Counter
-	latency                          prometheus.Observer
-}
-
-func newLookupMetrics(name string) lookupMetrics {
-	return lookupMetrics{
-		name:     name,
-		cacheHit: lookupsTotal.WithLabelValues(name, "cache_hit"),
-		redisHit: lookupsTotal.WithLabelValues(name, "redis_hit"),
-		miss:     lookupsTotal.WithLabelValues(name, "miss"),
-		failed:   lookupsTotal.WithLabelValues(name, "error"),
-		latency:  lookupSeconds.WithLabelValues(name),
-	}
-}
-
-func (m lookupMetrics) forget() {
-	if m.name == "" {
-		return
-	}
-	for _, o := range Stores() {
-		if o.Name() == m.name {
-			return
-		}
-	}
-	lookupsTotal.DeletePartialMatch(prometheus.Labels{"source": m.name})
-	lookupSeconds.DeleteLabelValues(m.name)
 }

@@ -2,7 +2,10 @@ package sources
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -15,32 +18,53 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
-// stores holds the live stores keyed by their source's configuration. A
-// handler's source takes a reference at provision and drops it at cleanup;
-// since a reload provisions the new config before cleaning up the old one,
-// a store whose source is unchanged lives on with its consumers and its
-// poller.
-var stores = caddy.NewUsagePool()
+// Loader is what a source that holds its consumers whole provides to get a
+// Store, and with it polling, POST /key_auth/sources/refresh, the admin
+// view, the load metrics and sharing across reloads. A Loader that is an
+// io.Closer is closed when its store goes.
+type Loader interface {
+	// Load returns the source's consumers when they have changed since the
+	// last successful Load, or nil, nil when they have not; force loads
+	// them even so (a refresh). An error keeps the current set serving. The
+	// store never calls Load twice at once.
+	Load(ctx context.Context, force bool) (*consumers.Set, error)
+	// Info describes the source for logs, metric labels and the admin API,
+	// without secrets. It may change (an HTTP source's ETag) and is called
+	// while Load runs.
+	Info() SourceInfo
+}
 
-// fetcher is what a kind of source does: load its document when it has
-// changed.
-type fetcher interface {
-	// fetch returns the new set, or nil when the document has not changed
-	// since the last successful fetch. force loads even an unchanged one.
-	fetch(ctx context.Context, force bool) (*consumers.Set, error)
-	// retryAfter is how long to wait after failures failed fetches in a row;
-	// 0 failures is the normal polling interval, and 0 turns polling off.
-	retryAfter(failures int) time.Duration
-	// fetchAtStart reports whether polling begins with a fetch.
-	fetchAtStart() bool
-	// logsEachError reports whether every new error of a failure streak is
-	// logged, not only its first: so for a file, whose errors change only
-	// when someone writes it, and who wants to see what is wrong with each
-	// version. A polled server's errors may change on every poll.
-	logsEachError() bool
-	// info describes the source for operators, without secrets.
-	info() SourceInfo
-	close()
+// Polling is when a Store calls its Loader. The zero value loads once, when
+// a running Caddy starts, and then only on a refresh.
+type Polling struct {
+	// Every is the time between two loads, plus up to a tenth of it at
+	// random, so that a fleet of instances does not load in step. 0 does
+	// not poll.
+	Every time.Duration
+	// Backoff retries failed loads sooner, then less and less often: from
+	// Every (at most a second), doubling, up to Every or a minute,
+	// whichever is longer; it retries even when Every is 0. Without it a
+	// failed load waits Every, as a good one does.
+	Backoff bool
+	// EachError logs every new error of a failure streak at once, not
+	// only the first and then a reminder every FailureReminderEvery: for a
+	// source whose errors change only when someone edits it (a file), and
+	// who wants to see what is wrong with each version. A polled server's
+	// errors may change on every poll.
+	EachError bool
+}
+
+// wait is how long to wait before the next load after failures failed ones
+// in a row; 0 stops polling.
+func (p Polling) wait(failures int) time.Duration {
+	if failures == 0 || !p.Backoff {
+		return p.Every
+	}
+	base := p.Every
+	if base == 0 || base > time.Second {
+		base = time.Second
+	}
+	return min(base<<min(failures-1, 20), max(p.Every, time.Minute))
 }
 
 // SourceInfo is what operators see of a source. It never holds a key or a
@@ -52,13 +76,16 @@ type SourceInfo struct {
 	ETag string `json:"etag,omitempty"`
 }
 
-// Status is a store's state for the admin API.
+// Status is a source's state for the admin API.
 type Status struct {
 	SourceInfo
-	Consumers int        `json:"consumers"`
-	Keys      int        `json:"keys"`
-	Loaded    bool       `json:"loaded"`
-	LastLoad  *time.Time `json:"last_load,omitempty"`
+	Consumers int `json:"consumers"`
+	Keys      int `json:"keys"`
+	// Loaded is whether the source has consumers to serve: a set has
+	// loaded or, for a source that looks keys up one at a time, it is
+	// connected (see Lookups).
+	Loaded   bool       `json:"loaded"`
+	LastLoad *time.Time `json:"last_load,omitempty"`
 	// LastCheck is the last poll that succeeded, 304s included: a source
 	// whose document never changes shows an old last_load but a recent
 	// last_check.
@@ -66,47 +93,44 @@ type Status struct {
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
 	Failures      int        `json:"consecutive_failures"`
-	// Lookups is the state of a source that looks keys up one at a time
-	// (see Looker), such as Redis: connection, local cache, counts.
+	// Lookups is the state of a source that looks keys up one at a time,
+	// such as Redis: connection, local cache, counts.
 	Lookups *LookupStatus `json:"lookups,omitempty"`
 }
 
-// Looker is the second shape of a store: a source too large to hold whole,
-// which looks each key up where it lives (with a local cache of its own).
-// A store whose fetcher is a Looker has no Set; its handlers ask it instead.
-type Looker interface {
-	// Lookup finds the credential whose key has the digest d. An error
-	// means the source could not answer (ErrUnavailable): not that the key
-	// is unknown. d is a value, so the caller's digest stays on its stack.
-	Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error)
-	// Consumer finds a consumer by username, for the anonymous consumer.
-	Consumer(ctx context.Context, username string) (consumers.Consumer, bool, error)
+// LookupStatus is the state of a source that looks keys up one at a time,
+// for the admin API: never a key or a password.
+type LookupStatus struct {
+	Addresses []string `json:"addresses"`
+	Connected bool     `json:"connected"`
+	// CacheEntries and UnknownEntries count the cached answers for known
+	// and unknown keys; CacheBytes is their estimated memory.
+	CacheEntries   int   `json:"cache_entries"`
+	UnknownEntries int   `json:"unknown_entries"`
+	CacheBytes     int64 `json:"cache_bytes"`
+	// Hits are lookups answered from the cache; Misses asked the source.
+	Hits   uint64 `json:"hits"`
+	Misses uint64 `json:"misses"`
+	Errors uint64 `json:"errors"`
 }
 
-// ErrUnavailable is a Looker that cannot answer now: its source is down or
-// too slow. Handlers answer 503, never 401: the key may be good.
+// ErrUnavailable is a source that cannot answer a lookup now: it is down
+// or too slow. Handlers answer 503, never 401: the key may be good.
 var ErrUnavailable = errors.New("consumers source unavailable")
 
-// starter is a fetcher with work to do when a running Caddy starts it,
-// such as connecting.
-type starter interface{ start(ctx context.Context) }
-
-// lookupStatuser is a fetcher that reports a Looker's state.
-type lookupStatuser interface{ lookupStatus() *LookupStatus }
-
-// Store is the live consumer set of one source, shared by every handler that
-// names that source. Its set is swapped atomically: a request sees the old
-// set or the new one, never a mix.
+// Store is the live consumer set of a source that holds its consumers
+// whole, shared by every handler that names that source. Its set is swapped
+// atomically: a request sees the old set or the new one, never a mix.
 type Store struct {
-	set atomic.Pointer[consumers.Set]
+	now atomic.Pointer[snapshot]
 
-	key     string
-	fetcher fetcher
+	loader  Loader
+	polling Polling
 	// logger is that of the latest config started with this store: a store
 	// outlives the config that made it, whose logs close with it.
 	logger atomic.Pointer[zap.Logger]
 
-	refreshMu sync.Mutex // one fetch at a time; guards the streak fields
+	refreshMu sync.Mutex // one load at a time; guards the streak fields
 	statusMu  sync.Mutex
 	status    Status
 	// The failure streak, for its log lines: when it began, when a line
@@ -118,7 +142,7 @@ type Store struct {
 	// jitter is a random duration in [0, n): rand.Int64N but in tests.
 	jitter func(n int64) int64
 
-	// The poller runs from start until Destruct cancels ctx.
+	// The poller runs from Start until Destruct cancels ctx.
 	ctx       context.Context
 	cancel    context.CancelFunc
 	startOnce sync.Once
@@ -126,57 +150,133 @@ type Store struct {
 	done      chan struct{}
 }
 
-func newStore(key string, f fetcher, logger *zap.Logger) *Store {
+// snapshot is a Store's consumers between two swaps: what one request
+// sees (keyauth.Source's Now).
+type snapshot struct {
+	set *consumers.Set
+	// found holds the consumers found by name in set (the anonymous ones,
+	// a few), copied on write. Finding one scans the set, so each is found
+	// once per set; the cache goes with the set.
+	found atomic.Pointer[map[string]foundConsumer]
+}
+
+type foundConsumer struct {
+	c  consumers.Consumer
+	ok bool
+}
+
+// Lookup finds the credential whose key has the digest d. It never fails:
+// the set is in memory.
+func (v *snapshot) Lookup(_ context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
+	cred, ok := v.set.Lookup(&d)
+	return cred, ok, nil
+}
+
+// Consumer finds a consumer by username, then by id, disabled ones too.
+func (v *snapshot) Consumer(_ context.Context, nameOrID string) (consumers.Consumer, bool, error) {
+	old := v.found.Load()
+	if old != nil {
+		if f, ok := (*old)[nameOrID]; ok {
+			return f.c, f.ok, nil
+		}
+	}
+	c, ok := v.set.FindConsumer(nameOrID)
+	m := map[string]foundConsumer{nameOrID: {c, ok}}
+	if old != nil {
+		for n, f := range *old {
+			m[n] = f
+		}
+	}
+	v.found.CompareAndSwap(old, &m) // lost to another writer: found again next time
+	return c, ok, nil
+}
+
+// NewStore makes the store of a Loader, polled as p says once a running
+// Caddy starts it. initial, when not nil, serves until the first load: a
+// file read at provision, a cached copy; without it requests get 503 until
+// a load succeeds.
+func NewStore(l Loader, p Polling, initial *consumers.Set) *Store {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{key: key, fetcher: f, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	s := &Store{loader: l, polling: p, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		clock: wallClock{}, jitter: rand.Int64N}
-	s.logger.Store(logger)
-	s.status.SourceInfo = f.info()
+	s.logger.Store(caddy.Log())
+	s.status.SourceInfo = l.Info()
+	if initial != nil {
+		s.swap(initial)
+	}
 	return s
 }
 
 // StaticStore is a store that serves set and never changes: for tests and
 // for programs that build their sets themselves.
 func StaticStore(set *consumers.Set) *Store {
-	s := newStore("static", staticFetcher{}, zap.NewNop())
-	s.swap(set)
-	return s
+	return NewStore(staticLoader{}, Polling{}, set)
 }
 
-type staticFetcher struct{}
+type staticLoader struct{}
 
-func (staticFetcher) fetch(context.Context, bool) (*consumers.Set, error) { return nil, nil }
-func (staticFetcher) retryAfter(int) time.Duration                        { return 0 }
-func (staticFetcher) fetchAtStart() bool                                  { return false }
-func (staticFetcher) logsEachError() bool                                 { return false }
-func (staticFetcher) info() SourceInfo                                    { return SourceInfo{Kind: "static"} }
-func (staticFetcher) close()                                              {}
+func (staticLoader) Load(context.Context, bool) (*consumers.Set, error) { return nil, nil }
+func (staticLoader) Info() SourceInfo                                   { return SourceInfo{Kind: "static"} }
 
 // returnMemoryAbove is the size of a set whose loading or replacement
 // gives memory back to the OS at once.
 const returnMemoryAbove = 32 << 20
 
-// Set is the current consumer set, or nil when none has loaded yet (and
-// always for a Looker's store).
-func (s *Store) Set() *consumers.Set { return s.set.Load() }
-
-// Looker is the store's source when it looks keys up one at a time, or nil
-// when the store holds a whole Set.
-func (s *Store) Looker() Looker {
-	l, _ := s.fetcher.(Looker)
-	return l
+// Set is the current consumer set, or nil when none has loaded yet.
+func (s *Store) Set() *consumers.Set {
+	if v := s.now.Load(); v != nil {
+		return v.set
+	}
+	return nil
 }
+
+// Now is the current set as one request sees it, or nil when none has
+// loaded yet (keyauth.Source).
+func (s *Store) Now() View {
+	if v := s.now.Load(); v != nil {
+		return v
+	}
+	return nil // not a nil *snapshot: that would be a View that is not nil
+}
+
+// Lookup finds the credential whose key has the digest d in the current
+// set (keyauth.Source).
+func (s *Store) Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
+	if v := s.now.Load(); v != nil {
+		return v.Lookup(ctx, d)
+	}
+	return consumers.Credential{}, false, nil
+}
+
+// Consumer finds a consumer of the current set by username, then by id
+// (keyauth.Source), disabled ones too.
+func (s *Store) Consumer(ctx context.Context, nameOrID string) (consumers.Consumer, bool, error) {
+	if v := s.now.Load(); v != nil {
+		return v.Consumer(ctx, nameOrID)
+	}
+	return consumers.Consumer{}, false, nil
+}
+
+// Loader is the store's loader.
+func (s *Store) Loader() Loader { return s.loader }
+
+// Logger is the logger of the latest config started with the store, for a
+// Loader's own lines.
+func (s *Store) Logger() *zap.Logger { return s.logger.Load() }
 
 func (s *Store) log() *zap.Logger { return s.logger.Load() }
 
+// Info describes the store's source.
+func (s *Store) Info() SourceInfo { return s.loader.Info() }
+
 // Name describes the store's source in logs and metric labels.
-func (s *Store) Name() string {
-	i := s.fetcher.info()
-	return i.Kind + " " + i.Location
-}
+func (s *Store) Name() string { return Name(s) }
 
 func (s *Store) swap(set *consumers.Set) {
-	old := s.set.Swap(set)
+	var old *consumers.Set
+	if prev := s.now.Swap(&snapshot{set: set}); prev != nil {
+		old = prev.set
+	}
 	if set.Bytes() >= returnMemoryAbove || old.Bytes() >= returnMemoryAbove {
 		// The replaced set (and the loading's scratch) would wait for the
 		// heap to double before the garbage collector took it, and longer
@@ -198,11 +298,7 @@ func (s *Store) Status() Status {
 	s.statusMu.Lock()
 	st := s.status
 	s.statusMu.Unlock()
-	st.SourceInfo = s.fetcher.info()
-	if l, ok := s.fetcher.(lookupStatuser); ok {
-		st.Lookups = l.lookupStatus()
-		st.Loaded = st.Lookups.Connected
-	}
+	st.SourceInfo = s.loader.Info()
 	return st
 }
 
@@ -212,7 +308,7 @@ func (s *Store) failures() int {
 	return s.status.Failures
 }
 
-// Refresh fetches the source now and swaps in what it brings. A refused
+// Refresh loads the source now and swaps in what it brings. A refused
 // document leaves the current set serving.
 func (s *Store) Refresh(ctx context.Context) error {
 	return s.refresh(ctx, true)
@@ -221,7 +317,7 @@ func (s *Store) Refresh(ctx context.Context) error {
 func (s *Store) refresh(ctx context.Context, force bool) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
-	set, err := s.fetcher.fetch(ctx, force)
+	set, err := s.loader.Load(ctx, force)
 	now := s.clock.Now()
 	s.statusMu.Lock()
 	failures := s.status.Failures
@@ -272,7 +368,7 @@ func (s *Store) logFailure(err error, failures int, now time.Time) {
 	switch {
 	case failures == 1:
 		s.streakStart = now
-	case s.fetcher.logsEachError() && err.Error() != s.lastErr:
+	case s.polling.EachError && err.Error() != s.lastErr:
 	case now.Sub(s.streakLogged) >= FailureReminderEvery:
 		what = "consumers source still failing"
 	default:
@@ -283,28 +379,32 @@ func (s *Store) logFailure(err error, failures int, now time.Time) {
 		zap.Int("failed_attempts", failures), zap.Duration("failing_for", now.Sub(s.streakStart)))
 }
 
-// start begins polling, once; only a running Caddy starts it (see App).
+// Start begins polling, once, and logs into logger from now on; only a
+// running Caddy starts a store (see App).
+func (s *Store) Start(logger *zap.Logger) {
+	s.logger.Store(logger)
+	s.start()
+}
+
 func (s *Store) start() {
 	s.startOnce.Do(func() {
 		if s.ctx.Err() != nil {
 			return
 		}
 		s.started.Store(true)
-		if st, ok := s.fetcher.(starter); ok {
-			st.start(s.ctx)
-		}
 		go s.poll()
 	})
 }
 
 func (s *Store) poll() {
 	defer close(s.done)
-	if s.fetcher.fetchAtStart() {
-		_ = s.refresh(s.ctx, false)
-	}
+	// A running Caddy loads at once: an HTTP source even with a cached
+	// copy serving; a file read at provision is checked again, which costs
+	// a stat.
+	_ = s.refresh(s.ctx, false)
 	for {
 		// The failures in a row, admin refreshes included, set the wait.
-		wait := s.fetcher.retryAfter(s.failures())
+		wait := s.polling.wait(s.failures())
 		if wait <= 0 {
 			<-s.ctx.Done()
 			return
@@ -322,46 +422,46 @@ func (s *Store) poll() {
 	}
 }
 
-// Destruct stops the poller and closes the source's connections when the
-// last handler using the store goes away.
+// Destruct stops the poller and closes the loader when the last handler
+// using the store goes away.
 func (s *Store) Destruct() error {
 	s.cancel()
 	s.startOnce.Do(func() {}) // a store not started by now never starts
 	if s.started.Load() {
 		<-s.done
 	}
-	s.fetcher.close()
+	var err error
+	if c, ok := s.loader.(io.Closer); ok {
+		err = c.Close()
+	}
 	storeMetrics.forget(s)
-	return nil
+	return err
 }
 
-var _ caddy.Destructor = (*Store)(nil)
-
-// acquire returns the live store for key, creating it with open when there
-// is none. Every successful acquire is matched by one release.
-func acquire(key string, open func() (*Store, error)) (*Store, error) {
-	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) { return open() })
+// Key names the live state of a source in the pool: its kind and its
+// configuration as JSON, with placeholders and defaults filled in by the
+// caller, so that every source that would load the same consumers shares
+// one. JSON is canonical here: struct fields come in declaration order, map
+// keys sorted, and a pointer is written as what it points to, so a field
+// added tomorrow takes part in the key without anyone remembering to.
+// Anything the key must follow but must not hold, such as a secret header
+// value or a password, the caller passes as a digest in extra.
+func Key(kind string, cfg any, extra ...string) (string, error) {
+	b, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, err
+		return "", fmt.Errorf("encoding the %s source's configuration: %w", kind, err)
 	}
-	return v.(*Store), nil
+	key := kind + " " + string(b)
+	for _, e := range extra {
+		key += " " + e
+	}
+	return key, nil
 }
 
-func release(s *Store) {
-	if _, err := stores.Delete(s.key); err != nil {
-		s.log().Error("releasing consumers store", zap.String("source", s.Name()), zap.Error(err))
-	}
-}
-
-// Stores lists the live stores.
-func Stores() []*Store {
-	var out []*Store
-	stores.Range(func(_, v any) bool {
-		out = append(out, v.(*Store))
-		return true
-	})
-	return out
-}
+var (
+	_ caddy.Destructor = (*Store)(nil)
+	_ Live             = (*Store)(nil)
+)
 
 // clock is the store's time: the wall clock, or a fake one in tests, which
 // so drive the poll schedule and the log lines without waiting.

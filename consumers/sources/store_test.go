@@ -79,19 +79,15 @@ func (f *fakeClock) fire(w fakeTimer) {
 	w.c <- f.Now()
 }
 
-// scriptFetcher plays a list of fetch outcomes (nil: a new set) and takes
-// its schedule from an HTTP source's: retryAfter and fetchAtStart are the
-// httpFetcher's own.
+// scriptFetcher plays a list of fetch outcomes (nil: a new set); its
+// store takes its schedule from an HTTP source's (httpPolling).
 type scriptFetcher struct {
-	*httpFetcher
-	eachError bool
-
 	mu     sync.Mutex
 	script []error
 	calls  int
 }
 
-func (f *scriptFetcher) fetch(context.Context, bool) (*consumers.Set, error) {
+func (f *scriptFetcher) Load(context.Context, bool) (*consumers.Set, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -106,14 +102,18 @@ func (f *scriptFetcher) fetch(context.Context, bool) (*consumers.Set, error) {
 	return consumers.Parse([]byte(fileDoc(fmt.Sprintf("c%d", f.calls))))
 }
 
-func (f *scriptFetcher) logsEachError() bool { return f.eachError }
-func (f *scriptFetcher) close()              {}
+func (f *scriptFetcher) Info() SourceInfo {
+	return SourceInfo{Kind: "http", Location: "http://source.test/c.json"}
+}
 
 func newScriptStore(t *testing.T, refresh time.Duration, eachError bool, script ...error) (*Store, *fakeClock, *observer.ObservedLogs) {
 	t.Helper()
-	f := &scriptFetcher{httpFetcher: &httpFetcher{location: "http://source.test/c.json", refresh: refresh}, eachError: eachError, script: script}
+	f := &scriptFetcher{script: script}
 	core, logs := observer.New(zap.DebugLevel)
-	s := newStore(t.Name(), f, zap.New(core))
+	p := httpPolling(refresh)
+	p.EachError = eachError
+	s := NewStore(f, p, nil)
+	s.logger.Store(zap.New(core))
 	fc := newFakeClock()
 	s.clock = fc
 	t.Cleanup(func() {
@@ -177,7 +177,7 @@ func wantLines(t *testing.T, when string, got []logLine, want ...logLine) {
 func TestStoreFailureStreakLogging(t *testing.T) {
 	ctx := context.Background()
 	s, fc, logs := newScriptStore(t, 30*time.Second, false)
-	f := s.fetcher.(*scriptFetcher)
+	f := s.loader.(*scriptFetcher)
 	poll := func(err error) {
 		t.Helper()
 		f.mu.Lock()
@@ -262,7 +262,7 @@ func TestStoreFailureEachErrorLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	takeLines(logs)
-	f := s.fetcher.(*scriptFetcher)
+	f := s.loader.(*scriptFetcher)
 	f.script = []error{errDupUser, errDupUser, errDupUser, errJSON, errJSON}
 	for range 5 {
 		fc.advance(5 * time.Second)
@@ -294,13 +294,13 @@ func TestHTTPRetryAfter(t *testing.T) {
 		{5 * time.Minute, []time.Duration{300 * s, 1 * s, 2 * s, 4 * s, 8 * s, 16 * s, 32 * s, 64 * s, 128 * s, 256 * s, 300 * s, 300 * s}},
 		{0, []time.Duration{0, 1 * s, 2 * s, 4 * s, 8 * s, 16 * s, 32 * s, 60 * s}},
 	} {
-		f := &httpFetcher{refresh: tc.refresh}
+		p := httpPolling(tc.refresh)
 		for failures, want := range tc.want {
-			if got := f.retryAfter(failures); got != want {
+			if got := p.wait(failures); got != want {
 				t.Errorf("refresh %s, %d failures: retry after %s, want %s", tc.refresh, failures, got, want)
 			}
 		}
-		if got := f.retryAfter(1 << 20); got != max(tc.refresh, time.Minute) {
+		if got := p.wait(1 << 20); got != max(tc.refresh, time.Minute) {
 			t.Errorf("refresh %s, a million failures: retry after %s", tc.refresh, got)
 		}
 	}
@@ -344,7 +344,7 @@ func TestPollSchedule(t *testing.T) {
 				fc.fire(w)
 			}
 			fc.next(t) // the poller is waiting again: every fetch above is done
-			f := st.fetcher.(*scriptFetcher)
+			f := st.loader.(*scriptFetcher)
 			f.mu.Lock()
 			calls := f.calls
 			f.mu.Unlock()

@@ -308,6 +308,8 @@ func TestRevokeRefusals(t *testing.T) {
 		{[]string{"revoke", "--file", path, "--credential", "nope"}, `no credential "nope"`},
 		{[]string{"revoke", "--file", path, "--consumer", "nope"}, `no consumer "nope"`},
 		{[]string{"revoke", "--file", path + ".missing", "--consumer", "bob"}, "no such file"},
+		// new on a file that is not there says how to make it.
+		{[]string{"new", "--file", path + ".missing", "--consumer", "bob"}, "no such file or directory (--create makes it)"},
 	} {
 		_, _, err := run(t, "", tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -3,7 +3,9 @@ package command
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/spf13/cobra"
 
@@ -100,6 +102,9 @@ func runNew(cmd *cobra.Command, _ []string) error {
 		open = docfile.OpenOrNew
 	}
 	file, err := open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w (--create makes it)", err)
+	}
 	if err != nil {
 		return err
 	}

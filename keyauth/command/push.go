@@ -26,7 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
-	"github.com/keyauth/caddy-keyauth/consumers/sources"
+	"github.com/keyauth/caddy-keyauth/consumers/sources/redis"
 )
 
 // pushCmd is `caddy key-auth push`.
@@ -53,7 +53,7 @@ present a client certificate; either implies --tls.`,
 	fs := cmd.Flags()
 	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
 	fs.String("file", "", "the consumers file")
-	fs.String("prefix", sources.DefaultRedisPrefix, "key prefix")
+	fs.String("prefix", redis.DefaultPrefix, "key prefix")
 	fs.Int("db", 0, "database number (standalone Redis only)")
 	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
 	fs.Bool("tls", false, "connect with TLS")
@@ -161,24 +161,15 @@ func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
 // Stats is what a push did.
 type Stats struct {
 	Consumers, Keys    int
-	Written, Unchanged int
+	Written, Unchanged int // consumer and credential hashes
 	Removed            int
+	// IDsWritten counts the consumer-id hashes written, apart: they only
+	// index the consumers whose id is not their username.
+	IDsWritten int
 }
 
 // batch is how many hashes go in one pipeline.
 const batch = 1000
-
-// rawDoc is the part of a consumers document the Set does not give back:
-// the keys themselves (or their hashes) and the expiry as written.
-type rawDoc struct {
-	Consumers []struct {
-		Keys []struct {
-			Key       *string `json:"key"`
-			Hash      *string `json:"hash"`
-			ExpiresAt string  `json:"expires_at"`
-		} `json:"keys"`
-	} `json:"consumers"`
-}
 
 type hash struct {
 	key    string
@@ -204,12 +195,15 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	if err != nil {
 		return st, err
 	}
-	var raw rawDoc
+	// The document gives back what the Set does not: the keys themselves
+	// (or their hashes) and the expiry as written.
+	var raw consumers.Document
 	if err := json.Unmarshal(doc, &raw); err != nil {
 		return st, err
 	}
 	st.Consumers, st.Keys = set.Len()
 	usernames := make(map[string]struct{}, st.Consumers)
+	ids := map[string]struct{}{} // of the consumers whose id is not the username
 
 	var pending []hash
 	flush := func() error {
@@ -225,58 +219,52 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 		}
 		return nil
 	}
+	var idPending []hash
+	var idSt Stats
+	flushIDs := func() error {
+		err := syncHashes(ctx, c, idPending, &idSt)
+		idPending = idPending[:0]
+		st.IDsWritten = idSt.Written
+		report()
+		return err
+	}
+	layout := redis.NewLayout(prefix)
 	// Consumers first, so no key is written before its consumer.
 	for i := range st.Consumers {
 		cons := set.ConsumerAt(i)
 		usernames[cons.Username()] = struct{}{}
-		f := map[string]string{"id": cons.ID()}
-		if v := cons.CustomID(); v != "" {
-			f["custom_id"] = v
-		}
-		if v := cons.Tags(); len(v) > 0 {
-			f["tags"] = strings.Join(v, ",")
-		}
-		if v := cons.Groups(); len(v) > 0 {
-			f["groups"] = strings.Join(v, ",")
-		}
-		if v := cons.Labels(); len(v) > 0 {
-			b, _ := json.Marshal(v)
-			f["labels"] = string(b)
-		}
-		if cons.Disabled() {
-			f["disabled"] = "true"
-		}
-		if err := add(hash{prefix + "consumer:" + cons.Username(), f}); err != nil {
+		if err := add(hash{layout.ConsumerKey(cons.Username()), redis.EncodeConsumer(cons)}); err != nil {
 			return st, err
+		}
+		if f, ok := redis.EncodeConsumerID(cons); ok {
+			ids[cons.ID()] = struct{}{}
+			if idPending = append(idPending, hash{layout.ConsumerIDKey(cons.ID()), f}); len(idPending) == batch {
+				if err := flushIDs(); err != nil {
+					return st, err
+				}
+			}
 		}
 	}
 	if err := flush(); err != nil {
+		return st, err
+	}
+	if err := flushIDs(); err != nil {
 		return st, err
 	}
 	for _, rc := range raw.Consumers {
 		for _, k := range rc.Keys {
 			var d consumers.Digest
 			switch {
-			case k.Key != nil:
-				d = sha256Sum(*k.Key)
-			case k.Hash != nil:
-				_, _ = hex.Decode(d[:], []byte(strings.TrimPrefix(*k.Hash, "sha256:")))
+			case k.Key != "":
+				d = sha256Sum(k.Key)
+			case k.Hash != "":
+				_, _ = hex.Decode(d[:], []byte(strings.TrimPrefix(k.Hash, consumers.HashPrefix)))
 			}
 			cred, ok := set.Lookup(&d)
 			if !ok {
 				return st, errors.New("a key of the document is not in its set") // cannot happen: Parse checked it
 			}
-			f := map[string]string{"consumer": cred.Consumer().Username(), "id": cred.ID()}
-			if k.ExpiresAt != "" {
-				f["expires_at"] = k.ExpiresAt
-			}
-			if cred.Disabled() {
-				f["disabled"] = "true"
-			}
-			if cred.Canary() {
-				f["canary"] = "true"
-			}
-			if err := add(hash{prefix + "cred:" + hex.EncodeToString(d[:]), f}); err != nil {
+			if err := add(hash{layout.CredentialKey(&d), redis.EncodeCredential(cred, k.ExpiresAt)}); err != nil {
 				return st, err
 			}
 		}
@@ -284,7 +272,7 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	if err := flush(); err != nil {
 		return st, err
 	}
-	return st, remove(ctx, c, prefix, set, usernames, &st, report)
+	return st, remove(ctx, c, layout, set, usernames, ids, &st, report)
 }
 
 // syncHashes writes the hashes that differ from what Redis holds: HSET of the
@@ -337,8 +325,7 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 // is matched literally: SCAN's pattern has its glob characters escaped, and
 // a key is deleted only if it starts with the prefix itself, so a prefix
 // such as "app[v2]:" never reaches another application's "app2:" keys.
-func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers.Set, usernames map[string]struct{}, st *Stats, report func()) error {
-	credPfx, consPfx := prefix+"cred:", prefix+"consumer:"
+func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, usernames, ids map[string]struct{}, st *Stats, report func()) error {
 	var dels rueidis.Commands
 	flush := func() error {
 		for _, r := range c.DoMulti(ctx, dels...) {
@@ -350,7 +337,7 @@ func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers
 		return nil
 	}
 	// Credentials first, so no key outlives its consumer.
-	for _, pass := range []string{credPfx, consPfx} {
+	for _, pass := range layout.KeyPrefixes() {
 		for _, node := range c.Nodes() {
 			var cursor uint64
 			for {
@@ -359,7 +346,7 @@ func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers
 					return fmt.Errorf("scanning: %w", err)
 				}
 				for _, k := range e.Elements {
-					if !strings.HasPrefix(k, pass) || keep(k, credPfx, consPfx, set, usernames) {
+					if !strings.HasPrefix(k, pass) || keep(layout, k, set, usernames, ids) {
 						continue
 					}
 					dels = append(dels, c.B().Del().Key(k).Build())
@@ -383,20 +370,16 @@ func remove(ctx context.Context, c rueidis.Client, prefix string, set *consumers
 	return nil
 }
 
-func keep(k, credPfx, consPfx string, set *consumers.Set, usernames map[string]struct{}) bool {
-	if h, ok := strings.CutPrefix(k, credPfx); ok {
-		var d consumers.Digest
-		if len(h) != 64 {
-			return false
-		}
-		if _, err := hex.Decode(d[:], []byte(h)); err != nil {
-			return false
-		}
-		_, found := set.Lookup(&d)
-		return found
+func keep(layout redis.Layout, k string, set *consumers.Set, usernames, ids map[string]struct{}) bool {
+	var found bool
+	switch kind, d, name := layout.Parse(k); kind {
+	case redis.KindCredential:
+		_, found = set.Lookup(&d)
+	case redis.KindConsumer:
+		_, found = usernames[name]
+	case redis.KindConsumerID:
+		_, found = ids[name]
 	}
-	name, _ := strings.CutPrefix(k, consPfx)
-	_, found := usernames[name]
 	return found
 }
 

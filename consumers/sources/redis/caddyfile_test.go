@@ -1,4 +1,4 @@
-package sources
+package redis
 
 import (
 	"encoding/json"
@@ -9,8 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
-func TestParseRedisSource(t *testing.T) {
-	var src RedisSource
+func TestParseSource(t *testing.T) {
+	var src Source
 	err := src.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`redis 10.0.0.1:7000 10.0.0.2:7000 {
 			username  caddy                 # ACL user
 			password  {env.REDIS_PASSWORD}
@@ -38,7 +38,7 @@ func TestParseRedisSource(t *testing.T) {
 	}
 }
 
-func TestParseRedisSourceErrors(t *testing.T) {
+func TestParseSourceErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ input, want string }{
 		"no address":     {"redis", "wrong argument count"},
 		"unknown option": {"redis a:1 {\n  retries 3\n }", "unrecognized consumers redis option 'retries'"},
@@ -50,7 +50,7 @@ func TestParseRedisSourceErrors(t *testing.T) {
 		"password args":  {"redis a:1 {\n  password\n }", "wrong argument count"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var src RedisSource
+			var src Source
 			err := src.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Testfile:") {
 				t.Errorf("error %v, want %q with file:line", err, tc.want)

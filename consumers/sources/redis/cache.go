@@ -1,14 +1,15 @@
-package sources
+package redis
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
-// lookupCache is a Looker's local cache: one entry per key digest that joins
+// lookupCache is a Redis source's local cache: one entry per key digest that joins
 // the credential and its consumer, so a hit is one map read under a shard's
 // read lock. Entries are dropped when Redis reports either of their hashes
 // changed, and all of them when a connection is lost.
@@ -32,7 +33,7 @@ type lookupCache struct {
 	byConsumer map[string]map[consumers.Digest]struct{}
 
 	consMu    sync.RWMutex
-	consumers map[string]*consumerEntry // looked up by username: the anonymous ones
+	consumers map[string]*consumerEntry // by username or id: the anonymous ones, a few
 
 	entries [2]atomic.Int64
 	bytes   atomic.Int64
@@ -66,9 +67,12 @@ type cacheEntry struct {
 	ref      atomic.Bool
 }
 
+// consumerEntry is a consumer found by name or id, and the hashes it was
+// read from.
 type consumerEntry struct {
 	cons  consumers.Consumer
 	found bool
+	deps  []string
 }
 
 type ticket struct {
@@ -192,11 +196,13 @@ func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer
 	}
 }
 
-func (c *lookupCache) putConsumer(name string, e *consumerEntry, t ticket) {
+func (c *lookupCache) putConsumer(name string, e *consumerEntry, tks []ticket) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.valid(t) {
-		return
+	for _, t := range tks {
+		if !c.valid(t) {
+			return
+		}
 	}
 	c.consMu.Lock()
 	c.consumers[name] = e
@@ -236,8 +242,8 @@ func (c *lookupCache) dropCredential(key string, d *consumers.Digest) {
 	sh.mu.Unlock()
 }
 
-// dropConsumer forgets every answer that depends on the consumer name,
-// whose hash key changed.
+// dropConsumer forgets every answer that depends on the hash key: that of
+// the consumer name, or "" for another consumer hash.
 func (c *lookupCache) dropConsumer(key, name string) {
 	c.bump(key)
 	c.mu.Lock()
@@ -249,7 +255,11 @@ func (c *lookupCache) dropConsumer(key, name string) {
 		sh.mu.Unlock()
 	}
 	c.consMu.Lock()
-	delete(c.consumers, name)
+	for n, e := range c.consumers {
+		if slices.Contains(e.deps, key) {
+			delete(c.consumers, n)
+		}
+	}
 	c.consMu.Unlock()
 }
 

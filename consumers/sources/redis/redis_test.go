@@ -1,4 +1,4 @@
-package sources
+package redis
 
 import (
 	"context"
@@ -15,43 +15,40 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
 )
 
 type testLooker struct {
-	*redisLooker
+	*looker
 	logs *observer.ObservedLogs
 }
 
 // newTestLooker connects a Redis source's looker, as a running Caddy does,
 // and waits until it is connected.
-func newTestLooker(t testing.TB, cfg RedisSource) testLooker {
+func newTestLooker(t testing.TB, cfg Source) testLooker {
 	t.Helper()
 	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultRedisPrefix
+		cfg.Prefix = DefaultPrefix
 	}
 	if cfg.Cache == 0 {
-		cfg.Cache = DefaultRedisCache
+		cfg.Cache = DefaultCache
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = caddy.Duration(DefaultRedisTimeout)
+		cfg.Timeout = caddy.Duration(DefaultTimeout)
 	}
 	if cfg.PartitionTimeout == 0 {
-		cfg.PartitionTimeout = caddy.Duration(DefaultRedisPartitionTimeout)
+		cfg.PartitionTimeout = caddy.Duration(DefaultPartitionTimeout)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	l := newRedisLooker(&cfg, cfg.Password, nil)
+	l := newLooker(&cfg, cfg.Password, nil)
 	core, logs := observer.New(zap.DebugLevel)
-	logger := zap.New(core)
-	l.log = func() *zap.Logger { return logger }
 	l.metrics = newLookupMetrics("redis test " + t.Name())
-	ctx, cancel := context.WithCancel(context.Background())
-	l.start(ctx)
+	l.Start(zap.New(core))
 	t.Cleanup(func() {
-		cancel()
-		l.close()
+		_ = l.Destruct()
 		for _, e := range logs.All() {
 			if strings.Contains(fmt.Sprint(e.Message, e.ContextMap()), keyMark) {
 				t.Errorf("a log line holds key material: %s %v", e.Message, e.ContextMap())
@@ -110,7 +107,7 @@ func TestRedisLookup(t *testing.T) {
 	do("HSET", "keyauth:consumer:dave", "labels", "not json")
 	do("HSET", credKey("keyauth:", keyMark+"dave"), "consumer", "dave", "id", "dave-key")
 
-	l := newTestLooker(t, RedisSource{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
 	for round := range 2 { // the second round is answered from the cache
 		cred, ok := mustLookup(t, l, "alice-1")
 		if !ok {
@@ -168,7 +165,7 @@ func TestRedisRevocation(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
 	seed(t, do, "p:")
-	l := newTestLooker(t, RedisSource{Addresses: []string{srv.Addr()}, Prefix: "p:"})
+	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Prefix: "p:"})
 	for _, k := range []string{"alice-1", "alice-2", "bob-1"} {
 		if _, ok := mustLookup(t, l, k); !ok {
 			t.Fatalf("%s not found", k)
@@ -222,14 +219,36 @@ func TestRedisAnonymousConsumer(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
 	do("HSET", "keyauth:consumer:guest", "id", "anon", "groups", "free")
-	l := newTestLooker(t, RedisSource{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
 	c, ok, err := l.Consumer(context.Background(), "guest")
 	if err != nil || !ok || c.ID() != "anon" || c.GroupsHeader() != "free" {
 		t.Fatalf("guest: %v %v %q", ok, err, c.ID())
 	}
+	// By id too, as in a consumers file: through the consumer-id hash,
+	// whose consumer must still have that id.
+	if _, ok, err := l.Consumer(context.Background(), "anon"); err != nil || ok {
+		t.Fatalf("anon without its consumer-id hash: found %v, %v", ok, err)
+	}
+	do("HSET", "keyauth:consumer-id:anon", "consumer", "guest")
+	waitFor(t, "guest found by its id", func() bool {
+		c, ok, _ := l.Consumer(context.Background(), "anon")
+		return ok && c.Username() == "guest"
+	})
+	// A disabled consumer is found, and its handler says it is disabled,
+	// as with a file.
 	do("HSET", "keyauth:consumer:guest", "disabled", "true")
 	waitFor(t, "guest disabled", func() bool {
-		_, ok, _ := l.Consumer(context.Background(), "guest")
+		c, ok, _ := l.Consumer(context.Background(), "guest")
+		return ok && c.Disabled()
+	})
+	waitFor(t, "guest disabled, by id", func() bool {
+		c, ok, _ := l.Consumer(context.Background(), "anon")
+		return ok && c.Disabled()
+	})
+	// A consumer-id hash that names a consumer with another id is ignored.
+	do("HSET", "keyauth:consumer:guest", "id", "someone-else")
+	waitFor(t, "anon no longer guest's id", func() bool {
+		_, ok, _ := l.Consumer(context.Background(), "anon")
 		return !ok
 	})
 	if _, ok, _ := l.Consumer(context.Background(), "nobody"); ok {
@@ -242,13 +261,13 @@ func TestRedisOutages(t *testing.T) {
 	do := redisDo(t, srv.Addr())
 	seed(t, do, "keyauth:")
 	const bound = 300 * time.Millisecond
-	l := newTestLooker(t, RedisSource{Addresses: []string{srv.Addr()}, PartitionTimeout: caddy.Duration(bound)})
+	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, PartitionTimeout: caddy.Duration(bound)})
 	if _, ok := mustLookup(t, l, "alice-1"); !ok {
 		t.Fatal("alice not found")
 	}
 	unavailable := func(key string) bool {
 		_, _, err := l.Lookup(context.Background(), *digestOf(keyMark + key))
-		return errors.Is(err, ErrUnavailable)
+		return errors.Is(err, sources.ErrUnavailable)
 	}
 
 	// Stopped: the connection closes, the cache goes with it, and every
@@ -305,7 +324,7 @@ func TestRedisFlood(t *testing.T) {
 		do("HSET", credKey("keyauth:", fmt.Sprintf("%sgood-%d", keyMark, i)), "consumer", "alice", "id", fmt.Sprint("k", i))
 	}
 	const budget = 1 << 20
-	l := newTestLooker(t, RedisSource{Addresses: []string{srv.Addr()}, Cache: budget})
+	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Cache: budget})
 	for i := range good {
 		if _, ok := mustLookup(t, l, fmt.Sprint("good-", i)); !ok {
 			t.Fatalf("good key %d not found", i)
@@ -328,19 +347,19 @@ func TestRedisFlood(t *testing.T) {
 	}
 }
 
-func TestRedisSourceValidate(t *testing.T) {
+func TestSourceValidate(t *testing.T) {
 	t.Setenv("KEYAUTH_TEST_REDIS", "10.0.0.1:6379")
 	for _, tc := range []struct {
-		src  RedisSource
+		src  Source
 		want string
 	}{
-		{RedisSource{Addresses: []string{"127.0.0.1:6379"}}, ""},
-		{RedisSource{Addresses: []string{"{env.KEYAUTH_TEST_REDIS}"}}, ""},
-		{RedisSource{}, "at least one Redis address"},
-		{RedisSource{Addresses: []string{"redis"}}, `"redis" is not host:port`},
-		{RedisSource{Addresses: []string{"a:1"}, Cache: -1}, "must not be negative"},
-		{RedisSource{Addresses: []string{"a:1", "b:1"}, DB: 2}, "only database 0"},
-		{RedisSource{Addresses: []string{"a:1"}, PartitionTimeout: caddy.Duration(time.Millisecond)}, "at least 30ms"},
+		{Source{Addresses: []string{"127.0.0.1:6379"}}, ""},
+		{Source{Addresses: []string{"{env.KEYAUTH_TEST_REDIS}"}}, ""},
+		{Source{}, "at least one Redis address"},
+		{Source{Addresses: []string{"redis"}}, `"redis" is not host:port`},
+		{Source{Addresses: []string{"a:1"}, Cache: -1}, "must not be negative"},
+		{Source{Addresses: []string{"a:1", "b:1"}, DB: 2}, "only database 0"},
+		{Source{Addresses: []string{"a:1"}, PartitionTimeout: caddy.Duration(time.Millisecond)}, "at least 30ms"},
 	} {
 		err := tc.src.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -368,7 +387,7 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	}
-	l := newTestLooker(t, RedisSource{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
+	l := newTestLooker(t, Source{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
 	nodes := map[int]bool{}
 	needs := make([][2]int, n) // the nodes of each key's credential and consumer hashes
 	for i := range n {
@@ -390,7 +409,7 @@ func TestRedisCluster(t *testing.T) {
 		if needs[i][0] == dead || needs[i][1] == dead {
 			waitFor(t, fmt.Sprintf("key %d unavailable", i), func() bool {
 				_, _, err := l.Lookup(ctx, *digestOf(key))
-				return errors.Is(err, ErrUnavailable)
+				return errors.Is(err, sources.ErrUnavailable)
 			})
 			unavailable++
 			continue
@@ -425,7 +444,7 @@ func TestLookupCacheEntryBytes(t *testing.T) {
 			name := ""
 			if found {
 				name = fmt.Sprintf("user-%06d", i)
-				set, err := buildSet(name, cons, hex.EncodeToString(d[:]), map[string]string{"consumer": name, "id": fmt.Sprintf("cred-%06d", i)})
+				set, err := Decode(name, cons, d, map[string]string{"consumer": name, "id": fmt.Sprintf("cred-%06d", i)})
 				if err != nil {
 					t.Fatal(err)
 				}

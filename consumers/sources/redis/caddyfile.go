@@ -1,4 +1,4 @@
-package sources
+package redis
 
 import (
 	"strconv"
@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/caddyfilearg"
 )
 
@@ -25,7 +26,7 @@ import (
 //			use_server_identity
 //		}
 //	}
-func (s *RedisSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (s *Source) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the source's name
 	s.Addresses = d.RemainingArgs()
 	if len(s.Addresses) == 0 {
@@ -64,7 +65,7 @@ func (s *RedisSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "tls":
-			s.TLS, err = unmarshalTLS(d)
+			s.TLS, err = sources.UnmarshalTLS(d, "redis")
 		default:
 			return d.Errf("unrecognized consumers redis option '%s'", opt)
 		}
@@ -75,4 +76,4 @@ func (s *RedisSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var _ caddyfile.Unmarshaler = (*RedisSource)(nil)
+var _ caddyfile.Unmarshaler = (*Source)(nil)
