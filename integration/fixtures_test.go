@@ -88,7 +88,8 @@ var (
 )
 
 // cookieConfig has a site per path a request can go on by, each with
-// key_in_cookie and hide_credentials, and one without hide_credentials.
+// key_in_cookie and hide_credentials, one without hide_credentials, and one
+// with cookie_cross_site.
 const cookieConfig = `{{.Global}}
 (auth) {
 	key_auth {
@@ -125,6 +126,9 @@ http://localhost:{{.Port5}} {
 	}
 	reverse_proxy {{.Up}}
 }
+http://localhost:{{.Port6}} {
+	import auth cookie_cross_site
+}
 `
 
 // The sites of cookieConfig.
@@ -134,6 +138,7 @@ var (
 	cookieSitePreflight = site3
 	cookieSiteErrors    = site4
 	cookieSiteKeep      = site5
+	cookieSiteCrossSite = siteURL(5)
 )
 
 // newCookieEnv is an env with cookieDoc, running cookieConfig; no module

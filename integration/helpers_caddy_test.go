@@ -9,6 +9,8 @@ package integration
 //   matrix_test.go           every on/off combination of the locations
 //   body_test.go             form, JSON and multipart bodies, limits, timeouts
 //   hide_credentials_test.go hide_credentials on every path and location
+//   cookies_test.go          cookie spellings upstreams read, cross-site
+//                            requests (cookie_cross_site)
 //   identity_test.go         identity headers and placeholders, forgery
 //   anonymous_test.go        the anonymous consumer, CORS preflight
 //   failures_test.go         failure responses, realms, handle_errors

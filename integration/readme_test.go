@@ -517,3 +517,38 @@ func TestReadmeACLRecipe(t *testing.T) {
 		wantFailure(t, get(t, site+"/", "apikey", key), http.StatusForbidden, "You cannot consume this service", "")
 	}
 }
+
+// The README's key cookie (Security, Keys in cookies), as written but for
+// its address, files and upstream: the __Host- cookie authenticates and
+// goes no further, other cookies stay, and a cross-site POST does not
+// spend it.
+func TestReadmeCookieRecipe(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recipe string
+	for _, m := range regexp.MustCompile("(?s)\n  ```caddyfile\n(.*?)  ```").FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(m[1], "key_names __Host-apikey") {
+			recipe = regexp.MustCompile("(?m)^  ").ReplaceAllString(m[1], "")
+		}
+	}
+	if recipe == "" {
+		t.Fatal("no recipe in the README names __Host-apikey")
+	}
+	out := strings.NewReplacer("app.example.com {", "{{.Site}} {",
+		"/etc/caddy/consumers.json", "{{.Consumers}}", "localhost:8080", "{{.Up}}").Replace(recipe)
+	for _, p := range []string{"example.com", "/etc/caddy", "localhost:8080"} {
+		if strings.Contains(out, p) {
+			t.Fatalf("the recipe holds %s, which this test does not know how to run:\n%s", p, recipe)
+		}
+	}
+	e := newEnv(t)
+	e.load("{{.Global}}\n"+out, "caddyfile")
+	got := wantIdentity(t, get(t, site+"/", "Cookie", "theme=dark; __Host-apikey="+keyAlice), idAlice)
+	if c := got.Header["Cookie"]; len(c) != 1 || c[0] != "theme=dark" {
+		t.Errorf("upstream got Cookie %q", c)
+	}
+	want401(t, do(t, req(http.MethodPost, site+"/", strings.NewReader("{}"),
+		"Cookie", "__Host-apikey="+keyAlice, "Sec-Fetch-Site", "cross-site")), msgNoKey)
+}

@@ -19,6 +19,7 @@ const sourcesNamespace = "key_auth.sources"
 //		key_names <name...>
 //		key_in_header <bool>
 //		key_in_cookie [<bool>]
+//		cookie_cross_site [<bool>]
 //		key_in_query <bool>
 //		key_in_body <bool>
 //		max_body_size <size>
@@ -61,6 +62,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfilearg.NoBlock(d, opt)
 		case "run_on_preflight":
 			h.RunOnPreflight, err = boolPtr(d)
+		case "cookie_cross_site":
+			h.CookieCrossSite, err = caddyfilearg.Bool(d, true)
 		case "hide_credentials":
 			h.HideCredentials, err = caddyfilearg.Bool(d, true)
 		case "handle_errors":

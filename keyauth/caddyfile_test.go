@@ -76,6 +76,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"key_in_body true", "key_auth {\n\tkey_in_body true" + file + "}", `{"key_in_body": true, ` + fileJSON + `}`},
 		{"key_in_cookie bare", "key_auth {\n\tkey_in_cookie" + file + "}", `{"key_in_cookie": true, ` + fileJSON + `}`},
 		{"key_in_cookie true", "key_auth {\n\tkey_in_cookie true" + file + "}", `{"key_in_cookie": true, ` + fileJSON + `}`},
+		{"cookie_cross_site bare", "key_auth {\n\tkey_in_cookie\n\tcookie_cross_site" + file + "}", `{"key_in_cookie": true, "cookie_cross_site": true, ` + fileJSON + `}`},
+		{"cookie_cross_site false", "key_auth {\n\tkey_in_cookie\n\tcookie_cross_site false" + file + "}", `{"key_in_cookie": true, ` + fileJSON + `}`},
 		{"key_in_cookie false", "key_auth {\n\tkey_in_cookie false" + file + "}", `{` + fileJSON + `}`},
 		{"key_in_body false", "key_auth {\n\tkey_in_body false" + file + "}", `{` + fileJSON + `}`},
 		{"run_on_preflight false", "key_auth {\n\trun_on_preflight false" + file + "}", `{"run_on_preflight": false, ` + fileJSON + `}`},
@@ -242,6 +244,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"hide_groups_header bad", "key_auth {\n\thide_groups_header yes\n" + file + "}", "hide_groups_header: want true or false, got 'yes'", 2},
 		{"hide_groups_header extra", "key_auth {\n\thide_groups_header true false\n" + file + "}", "wrong argument count", 2},
 		{"hide_groups_header twice", "key_auth {\n\thide_groups_header\n\thide_groups_header\n" + file + "}", "hide_groups_header given twice", 3},
+		{"cookie_cross_site bad", "key_auth {\n\tcookie_cross_site on\n" + file + "}", "cookie_cross_site: want true or false, got 'on'", 2},
+		{"cookie_cross_site twice", "key_auth {\n\tcookie_cross_site\n\tcookie_cross_site false\n" + file + "}", "cookie_cross_site given twice", 3},
 
 		// consumers.
 		{"consumers missing", "key_auth {\n\tconsumers\n}", "wrong argument count or unexpected line ending after 'consumers'", 2},

@@ -2,7 +2,6 @@ package keyauth
 
 import (
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strings"
 )
@@ -36,6 +35,9 @@ type locator struct {
 	// readsBody: value and hide are handed the request's body, read once
 	// for all names (nil until it is read).
 	readsBody bool
+	// ambient: a browser sends it by itself, to whichever site the page
+	// asks, so a key found here counts only when cookieAllowed.
+	ambient bool
 	// value returns the first value of the name here and how many values
 	// there are.
 	value func(r *http.Request, b *body, kn *keyName) (string, int)
@@ -62,7 +64,7 @@ var locations = [...]locator{
 		},
 	},
 	{
-		loc: locCookie, name: "cookie", option: "key_in_cookie", bare: true,
+		loc: locCookie, name: "cookie", option: "key_in_cookie", bare: true, ambient: true,
 		enabled: func(h *Handler) bool { return h.KeyInCookie },
 		set:     func(h *Handler, on bool) { h.KeyInCookie = on },
 		value: func(r *http.Request, _ *body, kn *keyName) (string, int) {
@@ -150,12 +152,15 @@ type request struct {
 	r     *http.Request
 	found found
 	body  *body // read at most once, and only when needed
+	// cookieSite is worked out when a key is found in a cookie.
+	cookieSite cookieSite
 }
 
 // find looks for the key, trying each name in order in each location the
 // handler searches (header, cookie, query, body). The first location where
 // a name is present decides; the next name is tried only when one is
-// absent everywhere.
+// absent everywhere. A cookie a cross-site request may not use counts as
+// absent, as if the browser had not sent it (cookieAllowed).
 func (h *Handler) find(q *request) (string, *failure) {
 	for i := range h.names {
 		kn := &h.names[i]
@@ -168,6 +173,9 @@ func (h *Handler) find(q *request) (string, *failure) {
 				}
 			}
 			if v, n := l.value(q.r, b, kn); n > 0 {
+				if l.ambient && !h.cookieAllowed(q) {
+					continue
+				}
 				q.found = found{kn, l.loc}
 				return decide(v, n)
 			}
@@ -217,103 +225,6 @@ func stripBearer(v string) string {
 		return strings.TrimLeft(v[len(scheme):], " \t")
 	}
 	return v
-}
-
-// cookieValue finds the cookie named name in the Cookie header lines,
-// without parsing the others (http.Request.Cookies would allocate every
-// cookie of every request). It returns the first value and how many
-// cookies have the name, in one line or several. Names match exactly, as
-// cookie names are case-sensitive (RFC 6265, section 5.4); a pair without
-// '=' has no value and counts as absent. The value is taken as sent but
-// for the double quotes a cookie value may be wrapped in; it is not
-// percent-decoded, as cookies are not.
-func cookieValue(lines []string, name string) (string, int) {
-	var v string
-	n := 0
-	for _, line := range lines {
-		for line != "" {
-			var pair string
-			pair, line, _ = strings.Cut(line, ";")
-			k, val, ok := strings.Cut(textproto.TrimString(pair), "=")
-			if !ok || k != name {
-				continue
-			}
-			if n == 0 {
-				if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
-					val = val[1 : len(val)-1]
-				}
-				v = val
-			}
-			n++
-		}
-	}
-	return v, n
-}
-
-// removeCookie removes every cookie named name from the Cookie header
-// lines; the other cookies stay as sent, with their separators, and a line
-// left empty goes. It allocates only when there is a cookie to remove.
-func removeCookie(hdr http.Header, name string) {
-	lines := hdr["Cookie"]
-	var kept []string
-	changed := false
-	for i, line := range lines {
-		nl, ok := removeCookieFromLine(line, name)
-		if ok && !changed {
-			changed = true
-			kept = append(make([]string, 0, len(lines)), lines[:i]...)
-		}
-		if changed && nl != "" {
-			kept = append(kept, nl)
-		}
-	}
-	switch {
-	case !changed:
-	case len(kept) == 0:
-		delete(hdr, "Cookie")
-	default:
-		hdr["Cookie"] = kept
-	}
-}
-
-// removeCookieFromLine removes the cookies named name from one Cookie line.
-func removeCookieFromLine(line, name string) (string, bool) {
-	if !hasCookie(line, name) {
-		return line, false
-	}
-	var b strings.Builder
-	b.Grow(len(line))
-	for rest, more := line, true; more; {
-		var pair string
-		pair, rest, more = strings.Cut(rest, ";")
-		if k, _, ok := strings.Cut(textproto.TrimString(pair), "="); ok && k == name {
-			continue
-		}
-		if b.Len() == 0 {
-			// The first pair kept loses the space that followed the
-			// separator of a pair removed before it.
-			pair = strings.TrimLeft(pair, " \t")
-			if pair == "" {
-				continue
-			}
-		} else {
-			b.WriteByte(';')
-		}
-		b.WriteString(pair)
-	}
-	return b.String(), true
-}
-
-// hasCookie reports whether a cookie named name, with a '=', is in line.
-func hasCookie(line, name string) bool {
-	for line != "" {
-		var pair string
-		pair, line, _ = strings.Cut(line, ";")
-		if k, _, ok := strings.Cut(textproto.TrimString(pair), "="); ok && k == name {
-			return true
-		}
-	}
-	return false
 }
 
 // lookupParam finds name among the pairs of a query string or a form body,

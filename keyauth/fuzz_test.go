@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/internal/cookieread"
 )
 
 // fuzzKeys are the keys of the fuzzing store: alice's, bob's (stored as a
@@ -67,6 +68,8 @@ func FuzzServeHTTP(f *testing.F) {
 		{"GET", "", "Api-Key: \x00\xff" + fuzzAliceKey, "", nil, 15},
 		{"GET", "apikey=x", "Cookie: a=1; apikey=" + fuzzAliceKey + "; b=\"2\"", "", nil, 32 + 2},
 		{"GET", "", "Cookie: apikey=" + fuzzAliceKey + "\nCookie: apikey=" + fuzzBobKey, "", nil, 32},
+		{"POST", "", "Cookie: x=1 apikey=" + fuzzAliceKey + "; api_key =" + fuzzBobKey + "\nSec-Fetch-Site: cross-site", "", nil, 32 + 2},
+		{"POST", "", "Cookie: apikey=" + fuzzAliceKey + "\nOrigin: http://x", "", nil, 64 + 32},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.query, s.headers, s.ctype, s.body, s.opts)
@@ -75,7 +78,7 @@ func FuzzServeHTTP(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	handlers := make([]*Handler, 64)
+	handlers := make([]*Handler, 128)
 	for i := range handlers {
 		h := &Handler{
 			KeyNames:        []string{"apikey", "api_key", "authorization"},
@@ -83,6 +86,7 @@ func FuzzServeHTTP(f *testing.F) {
 			HideCredentials: i&2 != 0,
 			MaxBodySize:     64 << (i & 4),
 			KeyInCookie:     i&32 != 0,
+			CookieCrossSite: i&64 != 0,
 		}
 		if i&8 != 0 {
 			h.Anonymous = "anon"
@@ -153,6 +157,13 @@ func FuzzServeHTTP(f *testing.F) {
 			if !strings.Contains(all, key) && !strings.Contains(mustUnescape(originalQuery), key) &&
 				!strings.Contains(mustUnescape(string(body)), key) {
 				t.Fatalf("authenticated as %s without sending its key", cred)
+			}
+		}
+		if h.HideCredentials && h.KeyInCookie {
+			for _, name := range h.KeyNames {
+				if who := cookieread.Holds(hdr["Cookie"], name); len(who) > 0 {
+					t.Fatalf("a hidden cookie %s is still there for %s: %q", name, strings.Join(who, ", "), hdr["Cookie"])
+				}
 			}
 		}
 		if !h.HideCredentials && !bytes.Equal(got.body, body) && len(body) > 0 && r.Body != http.NoBody {

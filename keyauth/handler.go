@@ -38,12 +38,27 @@ type Handler struct {
 
 	// KeyInCookie looks for the key in a cookie named by one of KeyNames,
 	// after the header and before the query. Cookie names match exactly
-	// (they are case-sensitive); the value is used as sent, without
-	// surrounding double quotes, and is not percent-decoded. Two cookies of
-	// the name, in one Cookie header or several, are a duplicate. As in
-	// Envoy Gateway, Tyk and Traefik; Kong's key-auth has no such option.
-	// Default: false.
+	// (they are case-sensitive) but for white space around them, as most
+	// cookie parsers and browsers read them; the value is used as sent,
+	// without surrounding white space and double quotes, and is not
+	// percent-decoded. Two cookies of the name, in one Cookie header or
+	// several, are a duplicate. Unless CookieCrossSite is set, a cookie
+	// counts only on requests with a safe method or from the same site. As
+	// in Envoy Gateway, Tyk and Traefik; Kong's key-auth has no such
+	// option. Default: false.
 	KeyInCookie bool `json:"key_in_cookie,omitempty"`
+
+	// CookieCrossSite lets a key in a cookie authenticate requests of any
+	// method from any site. Otherwise (the default) a browser can not be
+	// made to spend it from another site's page (cross-site request
+	// forgery): on a request whose method is not GET, HEAD, OPTIONS or
+	// TRACE, the cookie counts only when Sec-Fetch-Site is same-origin,
+	// same-site or none, or, without Sec-Fetch-Site, when Origin is the
+	// request's own scheme, host and port, or when the request has neither
+	// header (not a browser). A cookie that does not count is as absent:
+	// the other locations and Anonymous apply, and HideCredentials still
+	// removes it. Only with KeyInCookie. Default: false.
+	CookieCrossSite bool `json:"cookie_cross_site,omitempty"`
 
 	// KeyInQuery looks for the key in the query string. Default: true.
 	KeyInQuery *bool `json:"key_in_query,omitempty"`
@@ -62,10 +77,12 @@ type Handler struct {
 	// on (authenticated, anonymous, a preflight let through, a failure
 	// handed to handle_errors): both header spellings (and, where the
 	// server keeps names with '_' or '.', every spelling that folds to a
-	// key name), the cookie (the other cookies stay as sent), the query
-	// parameter in any percent-encoded spelling, and
-	// the body field when the body was read. The rest of the query and the
-	// body stay byte for byte. Default: false.
+	// key name), the query parameter in any percent-encoded spelling, the
+	// body field when the body was read, and every cookie pair an upstream
+	// may read as a key name: the name padded with white space, or, as
+	// Python's http.cookies reads it, after white space or a comma inside
+	// another pair ("x=1 apikey=K" goes whole). The other cookies, the rest
+	// of the query and the body stay byte for byte. Default: false.
 	HideCredentials bool `json:"hide_credentials,omitempty"`
 
 	// Anonymous is the username (or else the id) of the consumer a request
@@ -192,6 +209,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
+	}
+	if h.CookieCrossSite && !h.KeyInCookie {
+		return errors.New("cookie_cross_site needs key_in_cookie: without it no key is read from a cookie")
 	}
 	return checkACL(h.Allow, h.Deny)
 }
