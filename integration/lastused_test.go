@@ -3,12 +3,17 @@ package integration
 // Last use and idle keys (README: The key_auth handler, max_idle; Last use).
 
 import (
+	"bytes"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/spf13/cobra"
+
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
+	"github.com/keyauth/caddy-keyauth/keyauth/command"
 )
 
 // A key's last use survives a restart of Caddy (a stop, then a start with
@@ -42,6 +47,20 @@ func TestLastUsedAcrossRestart(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"ann-used"`) || strings.Contains(string(b), `"ann-idle"`) {
 		t.Fatalf("record of use:\n%s", b)
+	}
+
+	// caddy key-auth stale reads the same record: the idle key alone.
+	root := &cobra.Command{Use: "key-auth"}
+	command.Setup(root)
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"stale", "--file", e.consumers, "--unused", "90d", "--data-dir", caddy.AppDataDir()})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, `credential "ann-idle": never used`) || strings.Count(got, "\n") != 1 {
+		t.Errorf("stale:\n%s\n%s", got, errOut.String())
 	}
 
 	// Start it again, now with max_idle.

@@ -129,7 +129,10 @@ func UseFile(dir string, info SourceInfo) string {
 
 // UseDir is where the stores of file and HTTP sources keep their records
 // of use: in Caddy's data directory.
-func UseDir() string { return filepath.Join(caddy.AppDataDir(), "key_auth", "last_used") }
+func UseDir() string { return UseDirIn(caddy.AppDataDir()) }
+
+// UseDirIn is UseDir for the Caddy data directory dataDir.
+func UseDirIn(dataDir string) string { return filepath.Join(dataDir, "key_auth", "last_used") }
 
 // UseRecord is the content of a record-of-use file.
 type UseRecord struct {
