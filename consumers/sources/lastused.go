@@ -170,7 +170,24 @@ func (s *Store) writeUse() error {
 	if u.path == "" || !u.dirty.Swap(false) {
 		return nil
 	}
-	r := UseRecord{Source: s.Name(), LastUsed: s.LastUsed()}
+	// Another store of the same source may have written meanwhile (a
+	// reload that changed the source's configuration runs two for a
+	// moment): for the credentials of this set, the later minute wins.
+	v := s.now.Load()
+	used := v.minutes()
+	if prev, err := ReadUseFile(u.path); err == nil && v != nil {
+		_, keys := v.set.Len()
+		for i := range keys {
+			id := v.set.CredentialAt(i).ID()
+			if m, ok := prev[id]; ok && m > used[id] {
+				used[id] = m
+			}
+		}
+	}
+	r := UseRecord{Source: s.Name(), LastUsed: make(map[string]time.Time, len(used))}
+	for id, m := range used {
+		r.LastUsed[id] = MinuteTime(m)
+	}
 	b, err := json.Marshal(&r)
 	if err == nil {
 		err = writeAtomic(u.path, b)

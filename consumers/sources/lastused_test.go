@@ -152,3 +152,43 @@ type usageView = interface {
 }
 
 var _ usageView = (*snapshot)(nil)
+
+// TestUseFileMerged: two stores of one source (a reload that changed its
+// configuration runs both for a moment) write one record, the later minute
+// of each credential winning, whichever writes last.
+func TestUseFileMerged(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	path := filepath.Join(t.TempDir(), "consumers.json")
+	doc := `{"consumers": [{"username": "a", "keys": [{"id": "one", "key": "` + keyMark + `-one"}, {"id": "two", "key": "` + keyMark + `-two"}]}]}`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *Store {
+		l := &fileLoader{path: path}
+		set, err := l.Load(context.Background(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newStore(l, Polling{}, set, true)
+	}
+	use := func(s *Store, id string) {
+		d := sha256.Sum256([]byte(keyMark + "-" + id))
+		v := s.Now().(*snapshot)
+		cred, _ := v.set.Lookup(&d)
+		v.Use(cred)
+	}
+	older, newer := open(), open()
+	use(newer, "one")
+	if err := newer.writeUse(); err != nil {
+		t.Fatal(err)
+	}
+	use(older, "two")
+	if err := older.Destruct(); err != nil { // written last, without "one" of its own
+		t.Fatal(err)
+	}
+	got, err := ReadUseFile(UseFile(UseDir(), newer.Info()))
+	if err != nil || got["one"] == 0 || got["two"] == 0 {
+		t.Errorf("merged record %v, %v: want one and two", got, err)
+	}
+	_ = newer.Destruct()
+}
