@@ -72,3 +72,27 @@ func TestLastUsedAcrossRestart(t *testing.T) {
 		t.Error("a refused key was recorded as used")
 	}
 }
+
+// The HTTP source keeps its keys' last use across a restart too.
+func TestLastUsedAcrossRestartHTTP(t *testing.T) {
+	longAgo := time.Now().Add(-100 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	srv := newSourceServer(t, `{"consumers": [{"username": "ann", "keys": [
+		{"id": "ann-used", "key": "ann-used-key-01", "created_at": "`+longAgo+`"},
+		{"id": "ann-idle", "key": "ann-idle-key-01", "created_at": "`+longAgo+`"}]}]}`)
+	url := srv.URL("/c.json")
+	site := siteURL(0) + "/"
+	start := func(opts string) {
+		startCaddy(t, globalOptions("")+httpSourceSite(sitePort[0], url, "refresh 1h", opts, "one"), "caddyfile")
+		waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
+	}
+	start("")
+	expect(t, site, "ann-used-key-01", 200, "one ann")
+	info := storeAt(t, url).Info()
+	unload(t)
+	if got, err := sources.ReadUseFile(sources.UseFile(sources.UseDir(), info)); err != nil || got["ann-used"] == 0 || got["ann-idle"] != 0 {
+		t.Fatalf("record of use after the stop: %v, %v", got, err)
+	}
+	start("max_idle 90d")
+	expect(t, site, "ann-used-key-01", 200, "one ann")
+	expect(t, site, "ann-idle-key-01", 401, "")
+}
