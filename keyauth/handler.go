@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -142,6 +143,8 @@ type Handler struct {
 	challenge    []string
 	acl          aclMode
 	groups       []string // Allow or Deny, whichever is set
+	anonMissing  *failure // the anonymous consumer is not in the source
+	anonDisabled *failure // the anonymous consumer is disabled
 	logger       *zap.Logger
 }
 
@@ -265,6 +268,12 @@ func (h *Handler) configure(logger *zap.Logger) {
 		h.acl, h.groups = aclAllow, h.Allow
 	case h.Deny != nil:
 		h.acl, h.groups = aclDeny, h.Deny
+	}
+	if h.Anonymous != "" {
+		h.anonMissing = newFailure(http.StatusInternalServerError,
+			"anonymous consumer "+h.Anonymous+" is configured but doesn't exist", outcomeError)
+		h.anonDisabled = newFailure(http.StatusInternalServerError,
+			"anonymous consumer "+h.Anonymous+" is configured but disabled", outcomeError)
 	}
 	h.challenge = []string{"Key"}
 	if h.Realm != "" {
