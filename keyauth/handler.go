@@ -136,7 +136,6 @@ type Handler struct {
 
 	names        []keyName
 	locs         []*locator // the locations searched, in order
-	in           uint8      // the same, as a set of 1<<location
 	maxBody      int64
 	runPreflight bool
 	src          Source
@@ -248,11 +247,10 @@ func (h *Handler) configure(logger *zap.Logger) {
 		kn.folded = fold(n)
 		h.names = append(h.names, kn)
 	}
-	h.locs, h.in = nil, 0
+	h.locs = nil
 	for i := range locations {
 		if l := &locations[i]; l.enabled(h) {
 			h.locs = append(h.locs, l)
-			h.in |= 1 << l.loc
 		}
 	}
 	if len(h.locs) == 0 {
