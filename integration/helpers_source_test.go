@@ -146,8 +146,8 @@ func (s *sourceServer) SetMode(m sourceMode) {
 	s.mode = m
 }
 
-// SetToken makes the source answer 401 to a request without
-// "Authorization: Bearer <token>"; "" accepts any.
+// SetToken makes the source answer 401 to a request with neither
+// "Authorization: Bearer <token>" nor "?token=<token>"; "" accepts any.
 func (s *sourceServer) SetToken(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,7 +208,8 @@ func (s *sourceServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := len(s.requests)
 	s.requests = append(s.requests, sourceRequest{At: time.Now(), Header: r.Header.Clone(), URL: r.URL.String()})
 	mode, doc, etag, lastMod, noETag, over, release := s.mode, s.doc, s.etag, s.lastMod, s.noETag, s.oversize, s.release
-	refused := s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token
+	refused := s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token &&
+		r.URL.Query().Get("token") != s.token
 	s.mu.Unlock()
 	status := http.StatusOK
 	defer func() {

@@ -459,6 +459,45 @@ func TestReloadChangedSourceKeepsServing(t *testing.T) {
 	expect(t, site+"/", "alice-key-1", 200, "rotation 3 alice")
 }
 
+// A token in the source URL's query (issue 16 item 12) is a credential like
+// a header token: rotating it finds the source's previous configuration,
+// which keeps serving while the new token is refused and until the first
+// fetch with a good one.
+func TestReloadRotatedQueryTokenKeepsServing(t *testing.T) {
+	const envName = "KEYAUTH_TEST_RELOAD_QUERY_TOKEN"
+	t.Setenv(envName, "token-one")
+	srv := newSourceServer(t, consumersDoc("alice", "alice-key-1"))
+	srv.SetToken("token-one")
+	url := srv.URL("/rotating")
+	cfg := func(body string) string {
+		return globalOptions("") + httpSourceSite(sitePort[0], `"`+url+"?token={env."+envName+`}"`, "refresh 1h", "", body)
+	}
+	startCaddy(t, cfg("one"), "caddyfile")
+	waitStatus(t, url, "first load", func(st sources.Status) bool { return st.Loaded })
+	expect(t, site+"/", "alice-key-1", 200, "one alice")
+
+	t.Setenv(envName, "token-refused")
+	h := startHammer(t, site+"/", "alice-key-1")
+	mustLoad(t, cfg("two"), "caddyfile")
+	st := waitStatus(t, url, "the new token refused", func(st sources.Status) bool { return st.Failures > 0 })
+	expect(t, site+"/", "alice-key-1", 200, "two alice")
+	h.Stop(t)
+	if !st.ServingPrevious || !st.Loaded || st.Keys != 1 || !strings.Contains(st.LastError, "status 401") ||
+		strings.Contains(st.Location+st.LastError, "token-") {
+		t.Errorf("the refused configuration's status: %+v", st)
+	}
+
+	h = startHammer(t, site+"/", "alice-key-1")
+	srv.SetToken("token-three")
+	t.Setenv(envName, "token-three")
+	mustLoad(t, cfg("three"), "caddyfile")
+	waitStatus(t, url, "the rotated token's first load", func(st sources.Status) bool {
+		return st.Loaded && !st.ServingPrevious && st.Failures == 0
+	})
+	h.Stop(t)
+	expect(t, site+"/", "alice-key-1", 200, "three alice")
+}
+
 // Two sites naming one URL with two tokens in one config are two sources,
 // not a source and its next configuration: the one whose token is refused
 // does not serve the other's set.

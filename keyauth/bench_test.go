@@ -443,3 +443,45 @@ func BenchmarkIdentifyAlternatives(b *testing.B) {
 		}
 	})
 }
+
+// anonymousHandleErrorsAllocs is what caddyhttp.Error allocates (an id, a
+// trace of the caller) and the error interface holding its value; it was
+// 10 when each request built its failure and its error.
+const anonymousHandleErrorsAllocs = 7
+
+// TestAnonymousFailureAllocs holds the anonymous consumer's 500s (missing,
+// disabled) to the budget of the other failures: answered as JSON they
+// allocate nothing (4 when each request built its failure), their answer
+// being built at configure; handed to
+// handle_errors they allocate only what caddyhttp.Error does (an error id
+// and a trace) and the interface holding its value.
+func TestAnonymousFailureAllocs(t *testing.T) {
+	set, err := consumers.Parse([]byte(`{"consumers": [{"username": "off", "disabled": true}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, anon := range []string{"nobody", "off"} {
+		for _, handleErrors := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/handle_errors=%v", anon, handleErrors), func(t *testing.T) {
+				h := newBenchHandler(t, &Handler{Anonymous: anon, HandleErrors: handleErrors}, set)
+				reqs := copier(httptest.NewRequest(http.MethodGet, "/v1/things", nil))(1)
+				w := &discardWriter{h: http.Header{}}
+				var err error
+				got := testing.AllocsPerRun(1000, func() { err = h.ServeHTTP(w, reqs[0], nextOK) })
+				want := 0.0
+				if handleErrors {
+					want = anonymousHandleErrorsAllocs
+					if herr, ok := err.(caddyhttp.HandlerError); !ok || herr.StatusCode != 500 || !strings.Contains(herr.Err.Error(), "anonymous consumer "+anon) {
+						t.Errorf("error %v", err)
+					}
+				} else if w.status != 500 {
+					t.Errorf("status %d", w.status)
+				}
+				t.Logf("%.0f allocations per request", got)
+				if got > want {
+					t.Errorf("%.0f allocations per request, want at most %.0f", got, want)
+				}
+			})
+		}
+	}
+}

@@ -138,8 +138,16 @@ func (l location) String() string {
 	return "none"
 }
 
-// searches reports whether h looks for keys in l.
-func (h *Handler) searches(l location) bool { return h.in&(1<<l) != 0 }
+// searches reports whether h looks for keys in l: a scan of its few
+// locations, not a second record of them to keep in step.
+func (h *Handler) searches(l location) bool {
+	for _, x := range h.locs {
+		if x.loc == l {
+			return true
+		}
+	}
+	return false
+}
 
 // found is the key name and location that decided a request.
 type found struct {

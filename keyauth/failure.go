@@ -8,17 +8,20 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// failure is a way a request can fail, with its answer written once.
+// failure is a way a request can fail, with its answer written once: the
+// JSON body, and the error handed to handle_errors. (The caddyhttp.Error
+// value itself is made per request: it carries an id unique to the error.)
 type failure struct {
 	status  int
 	message string
 	outcome outcome
 	body    []byte
+	err     error
 }
 
 func newFailure(status int, message string, o outcome) *failure {
 	body, _ := jsonMessage(message)
-	return &failure{status: status, message: message, outcome: o, body: body}
+	return &failure{status: status, message: message, outcome: o, body: body, err: errors.New(message)}
 }
 
 // jsonMessage is the body of a failure answered as JSON, as Kong's.
@@ -56,7 +59,7 @@ var (
 
 // errCanary answers a canary key exactly as errInvalid an unknown one, so
 // its holder cannot tell it tripped a wire; only the count differs.
-var errCanary = &failure{status: errInvalid.status, message: errInvalid.message, outcome: outcomeCanary, body: errInvalid.body}
+var errCanary = &failure{status: errInvalid.status, message: errInvalid.message, outcome: outcomeCanary, body: errInvalid.body, err: errInvalid.err}
 
 const statusClientClosedRequest = 499
 
@@ -76,13 +79,9 @@ func (h *Handler) challengeFor(w http.ResponseWriter, f *failure) {
 // answer writes a failure's answer, as JSON: nothing goes on.
 func (h *Handler) answer(w http.ResponseWriter, f *failure) error {
 	h.challengeFor(w, f)
-	body := f.body
-	if body == nil {
-		body, _ = jsonMessage(f.message)
-	}
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(f.status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(f.body)
 	return nil
 }
 
@@ -98,7 +97,7 @@ func (h *Handler) toErrorRoutes(w http.ResponseWriter, r *http.Request, f *failu
 		w.WriteHeader(f.status)
 		return nil
 	}
-	return caddyhttp.Error(f.status, errors.New(f.message))
+	return caddyhttp.Error(f.status, f.err)
 }
 
 // hasErrorRoutes reports whether the request's server has error routes

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -144,13 +145,14 @@ type Handler struct {
 
 	names        []keyName
 	locs         []*locator // the locations searched, in order
-	in           uint8      // the same, as a set of 1<<location
 	maxBody      int64
 	runPreflight bool
 	src          Source
 	challenge    []string
 	acl          aclMode
 	groups       []string // Allow or Deny, whichever is set
+	anonMissing  *failure // the anonymous consumer is not in the source
+	anonDisabled *failure // the anonymous consumer is disabled
 	logger       *zap.Logger
 	maxIdle      time.Duration
 	now          func() time.Time // the clock of max_idle: time.Now but in tests
@@ -263,11 +265,10 @@ func (h *Handler) configure(logger *zap.Logger) {
 		kn.folded = fold(n)
 		h.names = append(h.names, kn)
 	}
-	h.locs, h.in = nil, 0
+	h.locs = nil
 	for i := range locations {
 		if l := &locations[i]; l.enabled(h) {
 			h.locs = append(h.locs, l)
-			h.in |= 1 << l.loc
 		}
 	}
 	if len(h.locs) == 0 {
@@ -283,6 +284,12 @@ func (h *Handler) configure(logger *zap.Logger) {
 		h.acl, h.groups = aclAllow, h.Allow
 	case h.Deny != nil:
 		h.acl, h.groups = aclDeny, h.Deny
+	}
+	if h.Anonymous != "" {
+		h.anonMissing = newFailure(http.StatusInternalServerError,
+			"anonymous consumer "+h.Anonymous+" is configured but doesn't exist", outcomeError)
+		h.anonDisabled = newFailure(http.StatusInternalServerError,
+			"anonymous consumer "+h.Anonymous+" is configured but disabled", outcomeError)
 	}
 	h.challenge = []string{"Key"}
 	if h.Realm != "" {

@@ -350,29 +350,31 @@ func (cond *ConsumerCondition) match(c consumers.Consumer, anonymous bool, repl 
 	if cond.Group != nil && !inAnyGroup(c, &cond.group, repl) {
 		return false
 	}
-	if cond.Username != nil && !cond.username.holds(c.Username(), repl, usernameRule) {
+	if cond.Username != nil && !cond.username.holds(c.Username(), repl, true) {
 		return false
 	}
-	if cond.ID != nil && !cond.id.holds(c.ID(), repl, idRule) {
+	if cond.ID != nil && !cond.id.holds(c.ID(), repl, true) {
 		return false
 	}
-	if cond.CustomID != nil && !cond.customID.holds(c.CustomID(), repl, customIDRule) {
+	if cond.CustomID != nil && !cond.customID.holds(c.CustomID(), repl, true) {
 		return false
 	}
 	for i := range cond.label {
 		l := &cond.label[i]
 		v, ok := c.Label(l.name)
-		if !ok || !l.vals.holds(v, repl, consumers.CheckLabelValue) {
+		if !ok || !l.vals.holds(v, repl, false) {
 			return false
 		}
 	}
 	return true
 }
 
-// holds reports whether s, a consumer's, is one of v. A value resolved per
-// request counts only when a consumer can hold it by rule: the custom_id a
-// consumer does not have is "", and no request's empty value may match it.
-func (v *values) holds(s string, repl *caddy.Replacer, rule func(string) error) bool {
+// holds reports whether s, a consumer's, is one of v. The consumer's values
+// passed their rules at load, so a value resolved per request that fails
+// them can never equal one: equality is the whole check, but for an
+// identifier (emptyIsNone), where "" is the username, id or custom_id a
+// consumer does not have, and no request's empty value may match it.
+func (v *values) holds(s string, repl *caddy.Replacer, emptyIsNone bool) bool {
 	if v.set != nil {
 		if _, ok := v.set[s]; ok {
 			return true
@@ -384,7 +386,7 @@ func (v *values) holds(s string, repl *caddy.Replacer, rule func(string) error) 
 		if repl == nil {
 			break
 		}
-		if r := repl.ReplaceKnown(t, ""); r == s && rule(r) == nil {
+		if r := repl.ReplaceKnown(t, ""); r == s && (s != "" || !emptyIsNone) {
 			return true
 		}
 	}
@@ -414,7 +416,9 @@ func inAnyGroup(c consumers.Consumer, groups *values, repl *caddy.Replacer) bool
 		if repl == nil {
 			break
 		}
-		if g := repl.ReplaceKnown(t, ""); consumers.CheckGroupName(g) == nil && c.InGroup(g) {
+		// InGroup matches only a whole group of the consumer's, which
+		// passed CheckGroupName at load: no need to check g again.
+		if c.InGroup(repl.ReplaceKnown(t, "")) {
 			return true
 		}
 	}

@@ -534,6 +534,22 @@ func BenchmarkMatchConsumerPlaceholder(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchConsumerPlaceholderNoMatch is a request whose placeholder
+// resolves to what no consumer can hold (a group name with white space):
+// it costs a comparison, not a rule check building an error.
+func BenchmarkMatchConsumerPlaceholderNoMatch(b *testing.B) {
+	r := identified(b, matchHandler(b), "alice-key")
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set("test.v", "no such group")
+	m := MatchConsumer{{Group: []string{"free", "{test.v}"}}}
+	m.provision()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, _ := m.MatchWithError(r); ok {
+			b.Fatal("a match")
+		}
+	}
+}
+
 // Whatever a placeholder resolves to, the matcher, in a line or in CEL,
 // never errs, and a value no consumer can hold matches nobody.
 func FuzzMatchConsumerPerRequest(f *testing.F) {

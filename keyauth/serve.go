@@ -162,17 +162,9 @@ func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
 	case err != nil:
 		return failed(errUnavailable)
 	case !ok:
-		return failed(&failure{
-			status:  http.StatusInternalServerError,
-			message: "anonymous consumer " + h.Anonymous + " is configured but doesn't exist",
-			outcome: outcomeError,
-		})
+		return failed(h.anonMissing)
 	case anon.Disabled():
-		return failed(&failure{
-			status:  http.StatusInternalServerError,
-			message: "anonymous consumer " + h.Anonymous + " is configured but disabled",
-			outcome: outcomeError,
-		})
+		return failed(h.anonDisabled)
 	}
 	o := outcomeAnonymous
 	if f.outcome == outcomeCanary {

@@ -164,7 +164,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	}
 
 	logger := ctx.Logger()
-	return s.ProvideAt(ctx, key, "http "+withoutUserInfo(resolvedURL), func(prev Live) (Live, error) {
+	return s.ProvideAt(ctx, key, "http "+sourceLocation(resolvedURL), func(prev Live) (Live, error) {
 		client, err := s.client(ctx, resolvedURL, timeout)
 		if err != nil {
 			return nil, err
@@ -335,14 +335,16 @@ func resolveHeaders(h http.Header) http.Header {
 	return out
 }
 
-// withoutUserInfo is a URL without its user info: where an HTTP source
-// lives, whatever the credentials.
-func withoutUserInfo(raw string) string {
+// sourceLocation is where an HTTP source lives, whatever the credentials:
+// its URL without user info, query or fragment, so a token rotated in the
+// user info or the query (?token={env.X}) still finds the source's
+// previous configuration.
+func sourceLocation(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return raw
 	}
-	u.User = nil
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
 	return u.String()
 }
 

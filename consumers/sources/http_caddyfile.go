@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -87,57 +86,42 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // is in ("consumers redis tls: ..."), since the HTTP and Redis sources share
 // these options and their messages.
 func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
-	t, err := unmarshalTLS(d, kind)
-	if err != nil && !errors.Is(err, errUnknownTLSOption) {
-		err = fmt.Errorf("consumers %s tls: %w", kind, err)
-	}
-	return t, err
-}
-
-// errUnknownTLSOption marks the one error of a tls block that names its
-// block already.
-var errUnknownTLSOption = errors.New("unrecognized tls option")
-
-func unmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
+	// in puts the block's name before a message of the shared Caddyfile
+	// helpers, which end with the file and line.
+	in := func(err error) error { return fmt.Errorf("consumers %s tls: %w", kind, err) }
 	if d.NextArg() {
-		return nil, d.ArgErr()
+		return nil, in(d.ArgErr())
 	}
 	t := new(HTTPSourceTLS)
 	seen := caddyfilearg.Seen{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if err := seen.Once(d); err != nil {
-			return nil, err
+			return nil, in(err)
 		}
 		switch opt {
 		case "client_certificate":
 			if !d.Args(&t.ClientCertificateFile, &t.ClientCertificateKeyFile) || d.NextArg() {
-				return nil, d.ArgErr()
+				return nil, in(d.ArgErr())
 			}
 		case "root_ca":
 			t.RootCAPEMFiles = d.RemainingArgs()
 			if len(t.RootCAPEMFiles) == 0 {
-				return nil, d.ArgErr()
+				return nil, in(d.ArgErr())
 			}
 		case "use_server_identity":
 			if d.NextArg() {
-				return nil, d.ArgErr()
+				return nil, in(d.ArgErr())
 			}
 			t.UseServerIdentity = true
 		default:
-			return nil, d.WrapErr(fmt.Errorf("unrecognized consumers %s tls option '%s'%w", kind, opt, noText{errUnknownTLSOption}))
+			return nil, d.Errf("unrecognized consumers %s tls option '%s'", kind, opt)
 		}
 		if err := caddyfilearg.NoBlock(d, opt); err != nil {
-			return nil, err
+			return nil, in(err)
 		}
 	}
 	return t, nil
 }
 
 var _ caddyfile.Unmarshaler = (*HTTPSource)(nil)
-
-// noText is an error that adds nothing to a message that wraps it: a mark
-// for errors.Is.
-type noText struct{ error }
-
-func (noText) Error() string { return "" }

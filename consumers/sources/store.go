@@ -70,7 +70,10 @@ func (p Polling) wait(failures int) time.Duration {
 // SourceInfo is what operators see of a source. It never holds a key or a
 // header value.
 type SourceInfo struct {
-	Kind     string `json:"kind"`
+	// Kind is the source's module: "file", "http", "redis" or "static".
+	Kind string `json:"kind"`
+	// Location is where it reads: a file path, a URL without credentials
+	// or query values, or Redis addresses joined with commas.
 	Location string `json:"location"`
 	// ETag is the entity tag of the last document an HTTP source served.
 	ETag string `json:"etag,omitempty"`
@@ -79,20 +82,26 @@ type SourceInfo struct {
 // Status is a source's state for the admin API.
 type Status struct {
 	SourceInfo
+	// Consumers is the number of consumers of the set served.
 	Consumers int `json:"consumers"`
-	Keys      int `json:"keys"`
+	// Keys is the number of keys of the set served.
+	Keys int `json:"keys"`
 	// Loaded is whether the source has consumers to serve: a set has
 	// loaded or, for a source that looks keys up one at a time, it is
 	// connected (see Lookups).
-	Loaded   bool       `json:"loaded"`
+	Loaded bool `json:"loaded"`
+	// LastLoad is when the set served was loaded.
 	LastLoad *time.Time `json:"last_load,omitempty"`
 	// LastCheck is the last poll that succeeded, 304s included: a source
 	// whose document never changes shows an old last_load but a recent
 	// last_check.
-	LastCheck     *time.Time `json:"last_check,omitempty"`
-	LastError     string     `json:"last_error,omitempty"`
+	LastCheck *time.Time `json:"last_check,omitempty"`
+	// LastError is why the last load failed, or empty once one succeeds.
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorTime is when LastError happened.
 	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
-	Failures      int        `json:"consecutive_failures"`
+	// Failures counts the loads that failed since the last that succeeded.
+	Failures int `json:"consecutive_failures"`
 	// ServingPrevious is a source whose configuration changed in a reload
 	// (a rotated token, another option) and that has not loaded (or
 	// connected) with its new configuration yet: it serves the consumers
@@ -107,8 +116,10 @@ type Status struct {
 // LookupStatus is the state of a source that looks keys up one at a time,
 // for the admin API: never a key or a password.
 type LookupStatus struct {
+	// Addresses are the servers the source connects to.
 	Addresses []string `json:"addresses"`
-	Connected bool     `json:"connected"`
+	// Connected is whether the source has a connection to look keys up.
+	Connected bool `json:"connected"`
 	// CacheEntries and UnknownEntries count the cached answers for known
 	// and unknown keys; CacheBytes is their estimated memory.
 	CacheEntries   int   `json:"cache_entries"`
@@ -117,6 +128,8 @@ type LookupStatus struct {
 	// Hits are lookups answered from the cache; Misses asked the source.
 	Hits   uint64 `json:"hits"`
 	Misses uint64 `json:"misses"`
+	// Errors are lookups that got no answer (not connected, a failure or
+	// a timeout): each one a 503.
 	Errors uint64 `json:"errors"`
 }
 

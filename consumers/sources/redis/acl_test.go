@@ -2,11 +2,14 @@ package redis
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -74,5 +77,30 @@ func TestRedisACLWithoutTracking(t *testing.T) {
 	}
 	if st := l.Status(); st.LastError != msg || st.Failures == 0 {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// The plain words keep the error they explain: errors.Is still finds
+// rueidis's error under them, and its advice stays out of the message.
+func TestPlainConnectErrorWraps(t *testing.T) {
+	l := newLooker(&Source{Username: "caddy"}, "", nil)
+	noperm := errors.New("NOPERM User caddy has no permissions to run the 'client|tracking' command: [CLIENT TRACKING ON OPTIN]\nuse DisableCache")
+	nopermGet := errors.New("NOPERM User caddy has no permissions to run the 'get' command")
+	noCache := fmt.Errorf("%w: [CLIENT TRACKING ON OPTIN]\nuse DisableCache", rueidis.ErrNoCache)
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{noperm, `the Redis user "caddy" may not run CLIENT TRACKING`},
+		{nopermGet, `the Redis user "caddy" may not run GET`},
+		{noCache, "the Redis server refused CLIENT TRACKING"},
+	} {
+		got := l.plainConnectError(tc.err)
+		if !errors.Is(got, tc.err) || !strings.HasPrefix(got.Error(), tc.want) || strings.Contains(got.Error(), "use DisableCache") {
+			t.Errorf("%q: got %q, want %q wrapping it", tc.err, got, tc.want)
+		}
+	}
+	if !errors.Is(l.plainConnectError(noCache), rueidis.ErrNoCache) {
+		t.Error("rueidis.ErrNoCache lost")
 	}
 }

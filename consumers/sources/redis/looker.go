@@ -258,7 +258,7 @@ func (l *looker) plainConnectError(err error) error {
 	redisErr, _, _ = strings.Cut(redisErr, "\n")
 	if !strings.HasPrefix(redisErr, "NOPERM") {
 		if errors.Is(err, rueidis.ErrNoCache) {
-			return fmt.Errorf("the Redis server refused CLIENT TRACKING, which the source needs (Redis or Valkey 6 or later, with RESP3): %s", redisErr)
+			return &plainError{fmt.Sprintf("the Redis server refused CLIENT TRACKING, which the source needs (Redis or Valkey 6 or later, with RESP3): %s", redisErr), err}
 		}
 		return err
 	}
@@ -274,10 +274,21 @@ func (l *looker) plainConnectError(err error) error {
 		}
 	}
 	if cmd == "client|tracking" {
-		return fmt.Errorf("the Redis user %q may not run CLIENT TRACKING, which the source needs: Redis keeps its local cache correct through it; grant it +client|tracking (the README lists every right the source needs): %s", user, redisErr)
+		return &plainError{fmt.Sprintf("the Redis user %q may not run CLIENT TRACKING, which the source needs: Redis keeps its local cache correct through it; grant it +client|tracking (the README lists every right the source needs): %s", user, redisErr), err}
 	}
-	return fmt.Errorf("the Redis user %q may not run %s, which the source needs; grant it +%s (the README lists every right the source needs): %s", user, strings.ToUpper(strings.ReplaceAll(cmd, "|", " ")), cmd, redisErr)
+	return &plainError{fmt.Sprintf("the Redis user %q may not run %s, which the source needs; grant it +%s (the README lists every right the source needs): %s", user, strings.ToUpper(strings.ReplaceAll(cmd, "|", " ")), cmd, redisErr), err}
 }
+
+// plainError is a connection error said in plain words: its message holds
+// only Redis's own part of err's (not rueidis's advice, which %w would
+// repeat), and errors.Is and errors.As still reach err.
+type plainError struct {
+	msg string
+	err error
+}
+
+func (e *plainError) Error() string { return e.msg }
+func (e *plainError) Unwrap() error { return e.err }
 
 // noteConnect records the outcome of a connection attempt for the admin
 // view.
