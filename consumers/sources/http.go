@@ -164,7 +164,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 	}
 
 	logger := ctx.Logger()
-	return s.ProvideAt(ctx, key, "http "+sourceLocation(resolvedURL), func(prev Live) (Live, error) {
+	return s.ProvideAt(ctx, key, "http "+sourceLocation(s.URL), func(prev Live) (Live, error) {
 		client, err := s.client(ctx, resolvedURL, timeout)
 		if err != nil {
 			return nil, err
@@ -336,15 +336,17 @@ func resolveHeaders(h http.Header) http.Header {
 }
 
 // sourceLocation is where an HTTP source lives, whatever the credentials:
-// its URL without user info, query or fragment, so a token rotated in the
-// user info or the query (?token={env.X}) still finds the source's
-// previous configuration.
+// its URL as configured, placeholders unresolved, without user info. So a
+// token rotated through a placeholder in the query (?token={env.X}) or in
+// the user info finds the source's previous configuration, while a URL
+// whose literal query changed (?tenant=a to ?tenant=b) is another source
+// and never serves the other's consumers.
 func sourceLocation(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return raw
 	}
-	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	u.User = nil
 	return u.String()
 }
 
