@@ -149,15 +149,18 @@ func (r *Result) warnUnrendered(key, where string) {
 // withoutScheme is a key as key_auth must store it. Kong and APISIX compare
 // the whole header value, so clients that send "Authorization: Bearer
 // <token>" have their key stored with the scheme; key_auth takes the key
-// after the scheme, so the stored key must lose it.
+// after the scheme (consumers.StripBearer), so the stored key must lose it.
 func (r *Result) withoutScheme(key, where string) string {
-	const scheme = "bearer"
-	if len(key) <= len(scheme) || !strings.EqualFold(key[:len(scheme)], scheme) || key[len(scheme)] != ' ' && key[len(scheme)] != '\t' {
-		return key
-	}
-	rest := strings.TrimLeft(key[len(scheme):], " \t")
+	rest := consumers.StripBearer(key)
 	switch {
+	case len(rest) == len(key):
+		return key
 	case rest == "":
+		// Only the scheme: key_auth reads it in Authorization as no key at
+		// all, and in any other header as the key it is.
+		if r.fromAuthorization {
+			r.note("%s: the key is only a Bearer scheme, which key_auth reads in Authorization as no key: imported as written, for clients that send it in another header", where)
+		}
 		return key
 	case r.fromAuthorization:
 		r.note("%s: the key is stored with its scheme (Bearer), as clients send it in Authorization: imported without it, as key_auth takes the key after the scheme", where)
