@@ -195,7 +195,11 @@ func parseFlag(v string) (bool, error) {
 	return false, fmt.Errorf("want true or false, got %q", v)
 }
 
-// splitList reads a comma-separated hash field.
+// splitList reads a comma-separated hash field (tags, groups): each part
+// trimmed of white space, empty parts dropped. A tag or group that is empty,
+// holds a comma or has white space at an end would read back as other
+// ones, which is why a consumers document refuses them (consumers.CheckTag,
+// consumers.CheckGroupName) whatever source holds it.
 func splitList(v string) []string {
 	var out []string
 	for p := range strings.SplitSeq(v, ",") {
