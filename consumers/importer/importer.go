@@ -129,9 +129,6 @@ func retype(generic any, jsonFile bool, v any) error {
 	return nil
 }
 
-// addKey adds a key to a consumer, hashed unless plain. A key that could
-// never be sent as stored is refused here, as a load refuses it in plain
-// text: once hashed, no load could tell.
 // unrendered is a key that looks like a template variable a shell or a
 // template engine was meant to replace before the gateway read the file:
 // the whole key $NAME, or ${NAME} (with a shell default) or ${{...}}
@@ -171,6 +168,9 @@ func (r *Result) withoutScheme(key, where string) string {
 	}
 }
 
+// addKey adds a key to a consumer, hashed unless plain. A key that could
+// never be sent as stored is refused here, as a load refuses it in plain
+// text: once hashed, no load could tell.
 func addKey(c *consumers.ConsumerEntry, id, key, expires, where string, plain bool) error {
 	if err := consumers.ValidateKey(key); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
