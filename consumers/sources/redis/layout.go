@@ -26,7 +26,7 @@ import (
 // serve to find an anonymous consumer named by its id; one that names a
 // consumer whose id is no longer that id is ignored.
 type Layout struct {
-	prefix, cred, cons, ids string
+	cred, cons, ids string
 }
 
 // Hash fields of the layout.
@@ -44,11 +44,8 @@ const (
 
 // NewLayout is the layout under prefix.
 func NewLayout(prefix string) Layout {
-	return Layout{prefix: prefix, cred: prefix + "cred:", cons: prefix + "consumer:", ids: prefix + "consumer-id:"}
+	return Layout{cred: prefix + "cred:", cons: prefix + "consumer:", ids: prefix + "consumer-id:"}
 }
-
-// Prefix is the prefix of every key of the layout.
-func (l Layout) Prefix() string { return l.prefix }
 
 // CredentialKey is the key of the credential hash of a key's digest.
 func (l Layout) CredentialKey(d *consumers.Digest) string {
