@@ -169,6 +169,17 @@ func (b *builder) add(d *consumerDraft) error {
 		}
 		k := uint32(len(s.credentials))
 		s.credentials = append(s.credentials, cr)
+		// created_at lives in a side array, made at the first credential
+		// that has one: a document without them costs nothing for it.
+		if secs, ok := d.createdAt(c); ok || s.created != nil {
+			if s.created == nil {
+				s.created = make([]int64, k, b.nCredentials)
+			}
+			s.created = append(s.created, secs)
+			if ok {
+				s.credentials[k].flags |= flagCreated
+			}
+		}
 		if other, dup := b.credentialIDs.insert(b, cr.id, k, credentialID); dup {
 			return fmt.Errorf("%s: credential id %q is already used by %s", d.credName(i), b.str(cr.id), b.credentialName(other))
 		}

@@ -78,6 +78,11 @@ type CredentialEntry struct {
 	// never.
 	ExpiresAt string `json:"expires_at,omitempty"`
 
+	// CreatedAt is when the key was issued, an RFC 3339 time; absent when
+	// unknown. `caddy key-auth new` writes it; max_idle and `caddy key-auth
+	// stale` count a key that was never used from it.
+	CreatedAt string `json:"created_at,omitempty"`
+
 	// Disabled turns the key away.
 	Disabled bool `json:"disabled,omitempty"`
 

@@ -17,7 +17,7 @@ func everyField() *Document {
 			Groups: []string{"gold", "beta"}, Labels: map[string]string{"plan": "gold", "region": "eu"},
 			Disabled: true,
 			Keys: []CredentialEntry{
-				{ID: "alice-1", Key: keyMark + "-alice-1", ExpiresAt: "2030-01-01T00:00:00Z", Disabled: true, Canary: true},
+				{ID: "alice-1", Key: keyMark + "-alice-1", ExpiresAt: "2030-01-01T00:00:00Z", CreatedAt: "2026-01-01T00:00:00Z", Disabled: true, Canary: true},
 				{ID: "alice-2", Hash: HashKey(keyMark + "-alice-2")},
 			},
 		},

@@ -21,8 +21,9 @@ type span struct{ start, end int }
 
 type credentialDraft struct {
 	id, key, hash, expiry  span
+	created                span
 	hasID, hasKey, hasHash bool
-	hasExpiry              bool
+	hasExpiry, hasCreated  bool
 	disabled, canary       bool
 }
 
@@ -107,6 +108,16 @@ func (d *consumerDraft) expires(c *credentialDraft) int64 {
 	return -1 // the epoch itself, which 0 cannot say
 }
 
+// createdAt is the credential's created_at in unix seconds; ok is false
+// when it has none.
+func (d *consumerDraft) createdAt(c *credentialDraft) (secs int64, ok bool) {
+	if !c.hasCreated {
+		return 0, false
+	}
+	t, _ := time.Parse(time.RFC3339, string(d.s(c.created)))
+	return t.Unix(), true
+}
+
 var minExpiry, maxExpiry = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
 
 // credentialID is the credential's id: its own, or one derived from the
@@ -149,6 +160,7 @@ func (d *consumerDraft) load(index int, c *ConsumerEntry) {
 			key: d.keepString(k.Key), hasKey: k.Key != "",
 			hash: d.keepString(k.Hash), hasHash: k.Hash != "",
 			expiry: d.keepString(k.ExpiresAt), hasExpiry: k.ExpiresAt != "",
+			created: d.keepString(k.CreatedAt), hasCreated: k.CreatedAt != "",
 			disabled: k.Disabled, canary: k.Canary,
 		})
 	}

@@ -57,6 +57,11 @@ func FuzzParseDiff(f *testing.F) {
 		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength) + `"}]}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "` + strings.Repeat("k", MaxKeyLength+1) + `"}]}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "k", "expires_at": "1500-01-01T00:00:00Z"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "created_at": "2026-01-02T03:04:05+01:00"}, {"key": "k2"}, {"key": "k3", "created_at": "1970-01-01T00:00:00Z"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k"}, {"key": "k2", "created_at": "1500-01-01T00:00:00Z"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "created_at": "yesterday"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "created_at": ""}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "created_at": null}]}]}`,
 		`{"consumers": [{"username": "a"}, {"username": "b", "id": "a"}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "k1"}, {"id": "a#1", "key": "k2"}]}]}`,
 		// Groups, labels and flags.
@@ -123,7 +128,7 @@ func stringRules(why *string) json.Options {
 			if null && *why == "" {
 				*why = "a null element of " + at[2]
 			}
-		case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at"}, at[4]):
+		case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at", "created_at"}, at[4]):
 			if !null && *why == "" {
 				v, err := dec.ReadValue()
 				if err != nil {
@@ -186,6 +191,7 @@ type refWantCredential struct {
 	id               string
 	digest           Digest
 	expires          *time.Time
+	created          *time.Time
 	disabled, canary bool
 }
 
@@ -302,6 +308,13 @@ func refCredentialOf(k *CredentialEntry, consumerID string, i int) (refWantCrede
 		}
 		w.expires = &t
 	}
+	if k.CreatedAt != "" {
+		t, err := time.Parse(time.RFC3339, k.CreatedAt)
+		if err != nil {
+			return w, "created_at is not RFC 3339"
+		}
+		w.created = &t
+	}
 	w.disabled, w.canary = k.Disabled, k.Canary
 	return w, ""
 }
@@ -362,6 +375,9 @@ func compareSet(t *testing.T, s *Set, want []refWant) {
 				t.Fatalf("consumer #%d, key #%d: Expires() = %v", i+1, j+1, cr.Expires())
 			case wc.expires != nil:
 				checkExpiry(t, cr, *wc.expires, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
+			}
+			if at, ok := cr.CreatedAt(); ok != (wc.created != nil) || ok && at.Unix() != wc.created.Unix() {
+				t.Fatalf("consumer #%d, key #%d: CreatedAt() = %v, %v, the reference %v", i+1, j+1, at, ok, wc.created)
 			}
 		}
 	}

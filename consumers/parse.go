@@ -171,6 +171,10 @@ var (
 			c.hasExpiry, err = p.optStr(fixed("expires_at"), &c.expiry)
 			return err
 		}},
+		{"created_at", func(p *parser, c *credentialDraft) (err error) {
+			c.hasCreated, err = p.optStr(fixed("created_at"), &c.created)
+			return err
+		}},
 		{"disabled", func(p *parser, c *credentialDraft) error { return p.optBool("disabled", &c.disabled) }},
 		{"canary", func(p *parser, c *credentialDraft) error { return p.optBool("canary", &c.canary) }},
 	}

@@ -46,6 +46,11 @@ func (d *consumerDraft) check() error {
 				return fmt.Errorf("%s has an expires_at that is not an RFC 3339 time", d.credName(i))
 			}
 		}
+		if c.hasCreated {
+			if _, err := time.Parse(time.RFC3339, string(d.s(c.created))); err != nil {
+				return fmt.Errorf("%s has a created_at that is not an RFC 3339 time", d.credName(i))
+			}
+		}
 	}
 	if err := d.checkTags(); err != nil {
 		return err

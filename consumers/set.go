@@ -60,6 +60,7 @@ type labelRec struct{ name, value strRef }
 const (
 	flagDisabled = 1 << iota
 	flagCanary
+	flagCreated // credentials only: created[i] holds its created_at
 )
 
 type credentialRec struct {
@@ -79,6 +80,9 @@ type Set struct {
 	extras      []extraRec
 	consumers   []consumerRec
 	credentials []credentialRec
+	// created is each credential's created_at in unix seconds, parallel to
+	// credentials, or nil when no credential has one.
+	created []int64
 	// slots is the digest index: 0 is an empty slot, i+1 names credentials[i].
 	slots []uint32
 	mask  uint64
@@ -112,7 +116,7 @@ func (s *Set) Bytes() int {
 	return len(s.arena) + len(s.tags)*int(unsafe.Sizeof(strRef{})) +
 		len(s.labels)*int(unsafe.Sizeof(labelRec{})) + len(s.extras)*int(unsafe.Sizeof(extraRec{})) +
 		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
-		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4
+		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8
 }
 
 // Lookup finds the credential whose key has the digest d.
@@ -176,6 +180,23 @@ func (c Credential) ExpiredAt(now time.Time) bool {
 // Expires reports whether the credential expires at all; callers skip reading
 // the clock for the keys that never do.
 func (c Credential) Expires() bool { return c.set.credentials[c.i].expires != 0 }
+
+// CreatedAt is when the credential was issued, to the second, and whether
+// its document says so (created_at).
+func (c Credential) CreatedAt() (time.Time, bool) {
+	if c.set.credentials[c.i].flags&flagCreated == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(c.set.created[c.i], 0), true
+}
+
+// Index is the credential's position in its set, from 0 to the number of
+// keys: callers keep per-credential state in arrays indexed by it.
+func (c Credential) Index() int { return int(c.i) }
+
+// CredentialAt is the credential at index i, as reported by
+// Credential.Index.
+func (s *Set) CredentialAt(i int) Credential { return Credential{s, uint32(i)} }
 
 // Disabled reports whether the credential is marked "disabled": its key is
 // to be refused like an unknown one. Whether its consumer is disabled is

@@ -2,11 +2,13 @@ package consumers
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -405,5 +407,37 @@ func BenchmarkLookup(b *testing.B) {
 		if ok != (i%len(digests)%2 == 0) {
 			b.Fatal("wrong lookup result")
 		}
+	}
+}
+
+// TestCreatedAt reads created_at to the second, keeps the side array out of
+// documents that have none, and refuses one that is not RFC 3339.
+func TestCreatedAt(t *testing.T) {
+	s, err := Parse([]byte(`{"consumers": [{"username": "a", "keys": [{"key": "k1"},
+		{"key": "k2", "created_at": "2026-03-04T05:06:07+01:00"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"k1": "", "k2": "2026-03-04T04:06:07Z"} {
+		d := sha256.Sum256([]byte(key))
+		c, ok := s.Lookup(&d)
+		if !ok {
+			t.Fatalf("%s not found", key)
+		}
+		at, ok := c.CreatedAt()
+		if got := at.UTC().Format(time.RFC3339); ok != (want != "") || ok && got != want {
+			t.Errorf("%s: CreatedAt() = %s, %v, want %q", key, got, ok, want)
+		}
+		if s.CredentialAt(c.Index()) != c {
+			t.Errorf("%s: CredentialAt(Index()) is another credential", key)
+		}
+	}
+	s, err = Parse([]byte(`{"consumers": [{"username": "a", "keys": [{"key": "k1"}]}]}`))
+	if err != nil || s.created != nil {
+		t.Errorf("a document without created_at: err %v, side array %v", err, s.created)
+	}
+	_, err = Parse([]byte(`{"consumers": [{"username": "a", "keys": [{"id": "c1", "key": "k1", "created_at": "now"}]}]}`))
+	if err == nil || !strings.Contains(err.Error(), `credential "c1" has a created_at that is not an RFC 3339 time`) {
+		t.Errorf("a created_at that is not a time: %v", err)
 	}
 }

@@ -31,6 +31,7 @@ const sourcesNamespace = "key_auth.sources"
 //		allow <group...>
 //		deny <group...>
 //		hide_groups_header [<bool>]
+//		max_idle <duration>
 //		consumers <source> ...
 //	}
 //
@@ -80,6 +81,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.groupList(d, opt, &h.Deny)
 		case "hide_groups_header":
 			h.HideGroupsHeader, err = caddyfilearg.Bool(d, true)
+		case "max_idle":
+			var m *caddy.Duration
+			if m, err = caddyfilearg.Duration(d); err == nil {
+				h.MaxIdle = *m
+			}
 		case "consumers":
 			err = h.unmarshalSource(d)
 		default:

@@ -69,6 +69,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"hide_groups_header bare", "key_auth {\n\thide_groups_header" + file + "}", `{"hide_groups_header": true, ` + fileJSON + `}`},
 		{"hide_groups_header true", "key_auth {\n\thide_groups_header true" + file + "}", `{"hide_groups_header": true, ` + fileJSON + `}`},
 		{"hide_groups_header false", "key_auth {\n\thide_groups_header false" + file + "}", `{` + fileJSON + `}`},
+		{"max_idle", "key_auth {\n\tmax_idle 90d" + file + "}", `{"max_idle": 7776000000000000, ` + fileJSON + `}`},
 		{"allow with hide_groups_header", "key_auth {\n\tallow gold\n\thide_groups_header" + file + "}", `{"allow": ["gold"], "hide_groups_header": true, ` + fileJSON + `}`},
 		{"key_in_header true", "key_auth {\n\tkey_in_header true" + file + "}", `{"key_in_header": true, ` + fileJSON + `}`},
 		{"key_in_query false", "key_auth {\n\tkey_in_query false" + file + "}", `{"key_in_query": false, ` + fileJSON + `}`},
@@ -244,6 +245,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"hide_groups_header bad", "key_auth {\n\thide_groups_header yes\n" + file + "}", "hide_groups_header: want true or false, got 'yes'", 2},
 		{"hide_groups_header extra", "key_auth {\n\thide_groups_header true false\n" + file + "}", "wrong argument count", 2},
 		{"hide_groups_header twice", "key_auth {\n\thide_groups_header\n\thide_groups_header\n" + file + "}", "hide_groups_header given twice", 3},
+		{"max_idle bad", "key_auth {\n\tmax_idle soon\n" + file + "}", "max_idle: invalid duration 'soon'", 2},
+		{"max_idle negative", "key_auth {\n\tmax_idle -1h\n" + file + "}", "max_idle must not be negative", 2},
+		{"max_idle missing", "key_auth {\n\tmax_idle\n" + file + "}", "wrong argument count", 2},
 		{"cookie_cross_site bad", "key_auth {\n\tcookie_cross_site on\n" + file + "}", "cookie_cross_site: want true or false, got 'on'", 2},
 		{"cookie_cross_site twice", "key_auth {\n\tcookie_cross_site\n\tcookie_cross_site false\n" + file + "}", "cookie_cross_site given twice", 3},
 

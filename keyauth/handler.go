@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -128,6 +129,14 @@ type Handler struct {
 	// Default: false.
 	HideGroupsHeader bool `json:"hide_groups_header,omitempty"`
 
+	// MaxIdle refuses a key unused for this long, exactly as an expired
+	// one: counted from its last use as this instance recorded it (to the
+	// minute, kept across restarts in Caddy's data directory for file and
+	// HTTP sources), or from its created_at when it was never used. A key
+	// with neither, and every key of a source that keeps no record of use
+	// (Redis, for now), is exempt. Default: 0, no limit.
+	MaxIdle caddy.Duration `json:"max_idle,omitempty"`
+
 	// Consumers is the source the consumers come from: a module of the
 	// key_auth.sources namespace, named by its "source" key, such as
 	// {"source": "file", "path": "consumers.json"}. Required.
@@ -143,6 +152,8 @@ type Handler struct {
 	acl          aclMode
 	groups       []string // Allow or Deny, whichever is set
 	logger       *zap.Logger
+	maxIdle      time.Duration
+	now          func() time.Time // the clock of max_idle: time.Now but in tests
 }
 
 // keyName is a configured key name, with its header spellings worked out
@@ -210,6 +221,9 @@ func (h *Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
 	}
+	if h.MaxIdle < 0 {
+		return fmt.Errorf("max_idle must not be negative, got %s", time.Duration(h.MaxIdle))
+	}
 	if h.CookieCrossSite && !h.KeyInCookie {
 		return errors.New("cookie_cross_site needs key_in_cookie: without it no key is read from a cookie")
 	}
@@ -233,6 +247,10 @@ func checkKeyNames(names []string) error {
 // has checked.
 func (h *Handler) configure(logger *zap.Logger) {
 	h.logger = logger
+	h.maxIdle = time.Duration(h.MaxIdle)
+	if h.now == nil {
+		h.now = time.Now
+	}
 	if len(h.KeyNames) == 0 {
 		h.KeyNames = []string{"apikey"}
 	}

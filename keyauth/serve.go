@@ -78,6 +78,7 @@ func (h *Handler) decide(q *request, v *verdict) {
 	cred, f := h.authenticate(q, src)
 	switch {
 	case f == nil:
+		h.used(src, cred)
 		*v = verdict{way: goConsumer, consumer: cred.Consumer(), credID: cred.ID(), outcome: outcomeAuthenticated}
 	case f.status != http.StatusUnauthorized || h.Anonymous == "":
 		h.logRejected(q, f)
@@ -119,6 +120,11 @@ func (h *Handler) authenticate(q *request, src View) (consumers.Credential, *fai
 			ce.Write(zap.String("credential_id", cred.ID()))
 		}
 		return cred, errInvalid
+	case h.maxIdle > 0 && h.idle(src, cred):
+		if ce := h.logger.Check(zapcore.DebugLevel, "credential idle"); ce != nil {
+			ce.Write(zap.String("credential_id", cred.ID()))
+		}
+		return cred, errInvalid
 	case cred.Disabled() || cred.Consumer().Disabled():
 		// Refused exactly as an unknown key, so a client cannot tell a
 		// disabled key from a wrong one.
@@ -128,6 +134,23 @@ func (h *Handler) authenticate(q *request, src View) (consumers.Credential, *fai
 		return cred, errInvalid
 	}
 	return cred, nil
+}
+
+// idle reports whether cred has been unused for max_idle: since its last
+// use, or since its created_at when the view knows of no use. A key with
+// neither, or from a view that keeps no record of use, is never idle.
+func (h *Handler) idle(src View, cred consumers.Credential) bool {
+	u, ok := src.(UsageView)
+	if !ok {
+		return false
+	}
+	var since time.Time
+	if m := u.LastUsed(cred); m != 0 {
+		since = time.Unix(int64(m)*60, 0)
+	} else if since, ok = cred.CreatedAt(); !ok {
+		return false
+	}
+	return h.now().Sub(since) >= h.maxIdle
 }
 
 // fallback is the verdict on a request refused with f (a 401) when an

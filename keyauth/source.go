@@ -80,6 +80,19 @@ type View = interface {
 	Consumer(ctx context.Context, nameOrID string) (c consumers.Consumer, ok bool, err error)
 }
 
+// UsageView is a View that records when each of its credentials last let a
+// request in (last_used), to the minute: a sources.Store's set does. The
+// handler records every authenticated request on it and counts max_idle
+// from it. Use must not lock, do I/O or allocate: it is on every request.
+// It is an alias of an interface literal, as View is.
+type UsageView = interface {
+	// Use records that cred, found by this view, let a request in now.
+	Use(cred consumers.Credential)
+	// LastUsed is the minute since the Unix epoch cred, found by this
+	// view, last let a request in, 0 for never.
+	LastUsed(cred consumers.Credential) uint32
+}
+
 // The request flow reaches its source only through these: view once per
 // request, then lookup and anonymousConsumer on what view returned.
 
@@ -89,6 +102,14 @@ func (h *Handler) view() View { return h.src.Now() }
 // lookup finds the credential of a key digest in the request's view.
 func (h *Handler) lookup(ctx context.Context, v View, d consumers.Digest) (consumers.Credential, bool, error) {
 	return v.Lookup(ctx, d)
+}
+
+// used records that cred let the request in, where the view keeps such a
+// record.
+func (h *Handler) used(v View, cred consumers.Credential) {
+	if u, ok := v.(UsageView); ok {
+		u.Use(cred)
+	}
 }
 
 // anonymousConsumer finds the anonymous consumer in the request's view.

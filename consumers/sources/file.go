@@ -85,7 +85,7 @@ func (f *FileSource) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return NewStore(l, filePolling(refresh), set), nil
+		return newStore(l, filePolling(refresh), set, true), nil
 	})
 }
 

@@ -187,7 +187,7 @@ func (s *HTTPSource) Provision(ctx caddy.Context) error {
 		if p == nil || p.Set() == nil {
 			initial = l.loadCache(logger)
 		}
-		st := NewStore(l, httpPolling(refresh), initial)
+		st := newStore(l, httpPolling(refresh), initial, true)
 		if initial == nil && p != nil {
 			st.Inherit(p)
 		}

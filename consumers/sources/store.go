@@ -155,6 +155,9 @@ type Store struct {
 	startOnce sync.Once
 	started   atomic.Bool
 	done      chan struct{}
+
+	usage   usage
+	useDone chan struct{} // closed when keepUse has written for the last time
 }
 
 // snapshot is a Store's consumers between two swaps: what one request
@@ -165,6 +168,10 @@ type snapshot struct {
 	// a few), copied on write. Finding one scans the set, so each is found
 	// once per set; the cache goes with the set.
 	found atomic.Pointer[map[string]foundConsumer]
+	// used is the minute each credential of set last let a request in
+	// (lastused.go), indexed as the set's credentials.
+	used  []atomic.Uint32
+	usage *usage
 }
 
 type foundConsumer struct {
@@ -203,11 +210,22 @@ func (v *snapshot) Consumer(_ context.Context, nameOrID string) (consumers.Consu
 // file read at provision, a cached copy; without it requests get 503 until
 // a load succeeds.
 func NewStore(l Loader, p Polling, initial *consumers.Set) *Store {
+	return newStore(l, p, initial, false)
+}
+
+// newStore is NewStore; keepUse keeps the record of last use across
+// restarts, in Caddy's data directory.
+func newStore(l Loader, p Polling, initial *consumers.Set, keepUse bool) *Store {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{loader: l, polling: p, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		clock: wallClock{}, jitter: rand.Int64N}
+		clock: wallClock{}, jitter: rand.Int64N, useDone: make(chan struct{})}
 	s.logger.Store(caddy.Log())
 	s.status.SourceInfo = l.Info()
+	s.usage.now = func() time.Time { return s.clock.Now() }
+	s.usage.tick()
+	if keepUse {
+		s.usage.path = UseFile(UseDir(), s.status.SourceInfo)
+	}
 	if initial != nil {
 		s.swap(initial)
 	}
@@ -288,7 +306,7 @@ func (s *Store) Inherit(prev Live) {
 	if v == nil {
 		return
 	}
-	s.now.Store(&snapshot{set: v.set})
+	s.now.Store(newSnapshot(v.set, &s.usage, v.minutes()))
 	pst := p.Status()
 	c, k := v.set.Len()
 	s.statusMu.Lock()
@@ -322,7 +340,19 @@ func (s *Store) Disinherit() {
 
 func (s *Store) swap(set *consumers.Set) {
 	var old *consumers.Set
-	if prev := s.now.Swap(&snapshot{set: set}); prev != nil {
+	prev := s.now.Load()
+	var used map[string]Minute
+	if prev != nil {
+		// A request that records on prev from here on is lost: a minute
+		// of one key, which its next request records again.
+		used = prev.minutes()
+	} else if s.usage.path != "" {
+		var err error
+		if used, err = ReadUseFile(s.usage.path); err != nil {
+			s.log().Error("reading the last use of keys; counting from now", zap.String("source", s.Name()), zap.Error(err))
+		}
+	}
+	if prev := s.now.Swap(newSnapshot(set, &s.usage, used)); prev != nil {
 		old = prev.set
 	}
 	if set.Bytes() >= returnMemoryAbove || old.Bytes() >= returnMemoryAbove {
@@ -445,6 +475,7 @@ func (s *Store) start() {
 		}
 		s.started.Store(true)
 		go s.poll()
+		go s.keepUse(s.ctx, s.useDone)
 	})
 }
 
@@ -481,6 +512,9 @@ func (s *Store) Destruct() error {
 	s.startOnce.Do(func() {}) // a store not started by now never starts
 	if s.started.Load() {
 		<-s.done
+		<-s.useDone // it has written the record of use
+	} else if err := s.writeUse(); err != nil {
+		s.log().Error("keeping the last use of keys", zap.String("source", s.Name()), zap.Error(err))
 	}
 	var err error
 	if c, ok := s.loader.(io.Closer); ok {

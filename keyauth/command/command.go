@@ -21,7 +21,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "key-auth",
-		Usage: "<new|revoke|hash|check|whois|import|push> [flags]",
+		Usage: "<new|revoke|hash|check|whois|stale|import|push> [flags]",
 		Short: "Manages key_auth's keys and consumers files",
 		Long: `
 Manages the API keys and consumers files of the key_auth handler.
@@ -44,7 +44,7 @@ func Setup(cmd *cobra.Command) {
 	cmd.Args = cobra.NoArgs
 	cmd.SilenceUsage = true
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
-	cmd.AddCommand(newCmd(), revokeCmd(), hashCmd(), checkCmd(), whoisCmd(), importCmd(), pushCmd())
+	cmd.AddCommand(newCmd(), revokeCmd(), hashCmd(), checkCmd(), whoisCmd(), staleCmd(), importCmd(), pushCmd())
 }
 
 // testHookBeforeSave runs between reading a consumers file and writing it

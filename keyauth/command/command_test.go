@@ -118,7 +118,8 @@ func TestNewWithFile(t *testing.T) {
 	}
 	content := readFile(t, path)
 	noSecret(t, []string{key}, content, errOut)
-	if !strings.Contains(content, consumers.HashKey(key)) || !strings.Contains(content, `"expires_at": "2026-07-30T10:00:00Z"`) {
+	if !strings.Contains(content, consumers.HashKey(key)) || !strings.Contains(content, `"expires_at": "2026-07-30T10:00:00Z"`) ||
+		!strings.Contains(content, `"created_at": "2026-05-01T10:00:00Z"`) {
 		t.Errorf("file:\n%s", content)
 	}
 	// The other keys work as before, derived ids and all.
@@ -171,6 +172,7 @@ func TestNewCreate(t *testing.T) {
 }
 
 func TestNewWithoutFile(t *testing.T) {
+	setNow(t, time.Date(2026, 5, 1, 10, 0, 0, 0, time.FixedZone("x", 3600)))
 	out, errOut, err := run(t, "", "new", "--consumer", "erin", "--id", "erin-1", "--expires", "2099-01-01T00:00:00Z")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +182,7 @@ func TestNewWithoutFile(t *testing.T) {
 		t.Fatalf("stdout %q", out)
 	}
 	noSecret(t, []string{key}, errOut)
-	for _, want := range []string{`"id": "erin-1"`, `"hash": "` + consumers.HashKey(key) + `"`, `"expires_at": "2099-01-01T00:00:00Z"`, `consumer "erin"`} {
+	for _, want := range []string{`"id": "erin-1"`, `"hash": "` + consumers.HashKey(key) + `"`, `"expires_at": "2099-01-01T00:00:00Z"`, `"created_at": "2026-05-01T09:00:00Z"`, `consumer "erin"`} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr does not say %s:\n%s", want, errOut)
 		}

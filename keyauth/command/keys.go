@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +31,8 @@ a consumers file is printed on standard error.
 
 --id is the credential id the upstream is told (X-Credential-Identifier);
 default <username>-<8 random hex digits>. --expires takes a duration from
-now (2h, 90d) or an RFC 3339 time. --canary marks the key as a canary: a
+now (2h, 90d) or an RFC 3339 time. The entry records when it was made
+(created_at). --canary marks the key as a canary: a
 key issued to nobody, planted where a leak would expose it.
 `,
 		Args: noArgs,
@@ -79,7 +81,10 @@ func runNew(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	cred := consumers.CredentialEntry{ID: id, Hash: consumers.HashKey(key), ExpiresAt: expires, Canary: canary}
+	// created_at is what max_idle and `stale` count from while the key is
+	// unused; to the second, in UTC, like the expiry from a duration.
+	created := now().UTC().Truncate(time.Second).Format(time.RFC3339)
+	cred := consumers.CredentialEntry{ID: id, Hash: consumers.HashKey(key), ExpiresAt: expires, CreatedAt: created, Canary: canary}
 
 	if path == "" {
 		if cred.ID == "" {

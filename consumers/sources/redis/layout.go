@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
@@ -14,7 +15,8 @@ import (
 // writer) share, and that any service may write with HSET and DEL:
 //
 //	<prefix>cred:<hex SHA-256 of the key>  hash: consumer, id (both required),
-//	                                       expires_at (RFC 3339), disabled, canary
+//	                                       expires_at, created_at (RFC 3339),
+//	                                       disabled, canary
 //	<prefix>consumer:<username>            hash: id (default the username), custom_id,
 //	                                       tags, groups (comma-separated),
 //	                                       labels (a JSON object), disabled
@@ -34,6 +36,7 @@ const (
 	FieldConsumer  = "consumer"
 	FieldID        = "id"
 	FieldExpiresAt = "expires_at"
+	FieldCreatedAt = "created_at"
 	FieldDisabled  = "disabled"
 	FieldCanary    = "canary"
 	FieldCustomID  = "custom_id"
@@ -133,11 +136,15 @@ func EncodeConsumerID(c consumers.Consumer) (map[string]string, bool) {
 }
 
 // EncodeCredential is the hash of a credential. expiresAt is its expiry as
-// the document wrote it (RFC 3339), or "".
+// the document wrote it (RFC 3339), or "". Its created_at is written in UTC,
+// to the second the Set holds.
 func EncodeCredential(c consumers.Credential, expiresAt string) map[string]string {
 	f := map[string]string{FieldConsumer: c.Consumer().Username(), FieldID: c.ID()}
 	if expiresAt != "" {
 		f[FieldExpiresAt] = expiresAt
+	}
+	if at, ok := c.CreatedAt(); ok {
+		f[FieldCreatedAt] = at.UTC().Format(time.RFC3339)
 	}
 	if c.Disabled() {
 		f[FieldDisabled] = "true"
@@ -169,7 +176,7 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		return nil, fmt.Errorf("consumer %q: disabled: %w", username, err)
 	}
 	if cred != nil {
-		k := consumers.CredentialEntry{ID: cred[FieldID], Hash: consumers.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt]}
+		k := consumers.CredentialEntry{ID: cred[FieldID], Hash: consumers.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt], CreatedAt: cred[FieldCreatedAt]}
 		if k.Disabled, err = parseFlag(cred[FieldDisabled]); err != nil {
 			return nil, fmt.Errorf("credential %q: disabled: %w", k.ID, err)
 		}

@@ -25,6 +25,7 @@ func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 		ID        string `json:"id,omitempty"`
 		Key       string `json:"key"`
 		ExpiresAt string `json:"expires_at,omitempty"`
+		CreatedAt string `json:"created_at,omitempty"`
 		Disabled  bool   `json:"disabled,omitempty"`
 		Canary    bool   `json:"canary,omitempty"`
 	}
@@ -69,6 +70,9 @@ func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 			}
 			if r.IntN(3) == 0 {
 				k.ExpiresAt = pick("2030-01-01T00:00:00Z", "2029-06-30T12:34:56+02:00", "2020-01-01T00:00:00.123456789Z")
+			}
+			if r.IntN(2) == 0 {
+				k.CreatedAt = pick("2026-01-01T00:00:00Z", "2025-06-30T12:34:56+02:00", "1969-12-31T23:59:59Z")
 			}
 			expiries[k.Key] = k.ExpiresAt
 			k.Disabled = r.IntN(5) == 0
@@ -118,6 +122,10 @@ func SameCredential(a, b consumers.Credential, expiresAt string) string {
 		return fmt.Sprintf("disabled, canary %v %v, want %v %v", b.Disabled(), b.Canary(), a.Disabled(), a.Canary())
 	case a.Expires() != b.Expires():
 		return fmt.Sprintf("expires %v, want %v", b.Expires(), a.Expires())
+	}
+	at, ok := a.CreatedAt()
+	if bt, bok := b.CreatedAt(); ok != bok || !at.Equal(bt) {
+		return fmt.Sprintf("created_at %v %v, want %v %v", bt, bok, at, ok)
 	}
 	if expiresAt != "" {
 		at, err := time.Parse(time.RFC3339Nano, expiresAt)
