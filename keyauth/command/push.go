@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 
@@ -105,6 +106,12 @@ func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
 	src.Username = get("username")
 	if !fl.Changed("username") {
 		src.Username = os.Getenv("REDIS_USERNAME")
+	}
+	// Validate reads {env.*} in an address as the source does: so does the
+	// connection.
+	repl := caddy.NewReplacer()
+	for i, a := range src.Addresses {
+		src.Addresses[i] = repl.ReplaceKnown(a, "")
 	}
 	opt := rueidis.ClientOption{
 		InitAddress:  src.Addresses,

@@ -448,3 +448,19 @@ func TestPushCreatedAt(t *testing.T) {
 		}
 	}
 }
+
+// An address takes {env.*} as the source's does: what the check accepts is
+// what push connects to.
+func TestPushAddressPlaceholder(t *testing.T) {
+	srv := redistest.Start(t)
+	t.Setenv("KEYAUTH_TEST_PUSH_REDIS", srv.Addr())
+	if out, err := runPush(t, "--redis", "{env.KEYAUTH_TEST_PUSH_REDIS}", "--file", pushFile(t), "--prefix", "p:"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := hgetall(t, redistest.Client(t, srv.Addr()), credKey("alice-secret")); got["consumer"] != "alice" {
+		t.Errorf("pushed through the placeholder: %v", got)
+	}
+	if _, err := runPush(t, "--redis", "{env.KEYAUTH_TEST_PUSH_UNSET}", "--file", pushFile(t)); err == nil || !strings.Contains(err.Error(), `--redis: "{env.KEYAUTH_TEST_PUSH_UNSET}" is not host:port`) {
+		t.Errorf("an unset variable: %v", err)
+	}
+}
