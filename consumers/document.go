@@ -91,6 +91,17 @@ type CredentialEntry struct {
 	Canary bool `json:"canary,omitempty"`
 }
 
+// Digest is the digest the credential's key is looked up by (Set.Lookup,
+// the Redis layout's credential keys): the key's SHA-256, or its Hash
+// decoded. It is false for a credential with neither a key nor a well-formed
+// hash, which no document holds once checked (Build, DecodeDocument).
+func (c *CredentialEntry) Digest() (Digest, bool) {
+	if c.Key == "" && !validHash([]byte(c.Hash)) {
+		return Digest{}, false
+	}
+	return credentialDigest(c.Key != "", c.Key, c.Hash), true
+}
+
 // HashPrefix starts the hash of a credential; 64 hex digits of the key's
 // SHA-256 follow it.
 const HashPrefix = "sha256:"

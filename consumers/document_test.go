@@ -147,3 +147,31 @@ func TestHashKey(t *testing.T) {
 		t.Error("the parser refuses what HashKey writes")
 	}
 }
+
+// A credential's Digest is what its Set looks it up by, from a key or from
+// its hash; a credential with neither has none.
+func TestCredentialEntryDigest(t *testing.T) {
+	key := keyMark + "-digest"
+	doc := &Document{Consumers: []ConsumerEntry{{Username: "a", Keys: []CredentialEntry{{Key: key}, {Hash: HashKey(key + "2")}}}}}
+	set, err := Build(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range doc.Consumers[0].Keys {
+		d, ok := k.Digest()
+		if !ok {
+			t.Fatalf("key #%d: no digest", i+1)
+		}
+		if cred, found := set.Lookup(&d); !found || cred.ID() != doc.Consumers[0].CredentialID(i) {
+			t.Errorf("key #%d: the digest finds no credential or another one", i+1)
+		}
+	}
+	if d, ok := (&CredentialEntry{Key: key}).Digest(); !ok || d != *digestOf(key) {
+		t.Error("the digest of a key is not its SHA-256")
+	}
+	for _, c := range []CredentialEntry{{}, {Hash: "sha256:12"}, {Hash: "md5:" + strings.Repeat("0", 64)}} {
+		if _, ok := c.Digest(); ok {
+			t.Errorf("%+v has a digest", c)
+		}
+	}
+}

@@ -71,14 +71,20 @@ func (d *consumerDraft) credName(i int) string {
 	return fmt.Sprintf("%s, key #%d", d.name(), i+1)
 }
 
-// digest is the credential's key digest: hashed from the key, or decoded
-// from the hash.
+// digest is the credential's key digest (credentialDigest); the draft has
+// passed check.
 func (d *consumerDraft) digest(c *credentialDraft) Digest {
-	if c.hasKey {
-		return sha256.Sum256(d.s(c.key))
+	return credentialDigest(c.hasKey, d.s(c.key), d.s(c.hash))
+}
+
+// credentialDigest is a credential's key digest: hashed from the key if it
+// has one, else decoded from its hash, which must be well formed (validHash).
+func credentialDigest[S ~string | ~[]byte](hasKey bool, key, hash S) Digest {
+	if hasKey {
+		return sha256.Sum256([]byte(key))
 	}
 	var dg Digest
-	_, _ = hex.Decode(dg[:], d.s(c.hash)[len(HashPrefix):])
+	_, _ = hex.Decode(dg[:], []byte(hash[len(HashPrefix):]))
 	return dg
 }
 

@@ -72,15 +72,11 @@ const (
 
 func (d *consumerDraft) checkGroups() error {
 	for i, g := range d.groups {
-		name := d.s(g)
-		switch n := utf8.RuneCount(name); {
-		case n == 0:
-			return fmt.Errorf("%s: group #%d is empty", d.name(), i+1)
-		case n > MaxGroupNameChars:
-			return fmt.Errorf("%s: group #%d is longer than %d characters", d.name(), i+1, MaxGroupNameChars)
-		}
-		if !validGroupName(name) {
-			return fmt.Errorf("%s: group %q holds white space, a comma or a control character", d.name(), name)
+		if f, quote := groupFault(d.s(g)); f != "" {
+			if quote {
+				return fmt.Errorf("%s: group %q %s", d.name(), d.s(g), f)
+			}
+			return fmt.Errorf("%s: group #%d %s", d.name(), i+1, f)
 		}
 	}
 	if len(d.groups) <= 8 { // the usual few: compared pairwise, cheaper than sorting
@@ -159,6 +155,22 @@ func keyFault(k []byte) error {
 	return nil
 }
 
+// groupFault is why a group name is refused, or "", and whether the error
+// may quote the name: an empty one or one too long to read is named by its
+// place instead.
+func groupFault(name []byte) (fault string, quote bool) {
+	switch n := utf8.RuneCount(name); {
+	case n == 0:
+		return "is empty", false
+	case n > MaxGroupNameChars:
+		return fmt.Sprintf("is longer than %d characters", MaxGroupNameChars), false
+	}
+	if !validGroupName(name) {
+		return "holds white space, a comma or a control character", true
+	}
+	return "", false
+}
+
 // validGroupName reports whether a group name holds no white space, comma or
 // control character (Unicode's categories, so no NEL or no-break space
 // either).
@@ -193,11 +205,10 @@ func (d *consumerDraft) checkLabels() error {
 				d.name(), name, MaxLabelNameLength)
 		}
 		// A value is not quoted: it may be an address or a token.
-		v := d.s(l.value)
-		if len(v) > MaxLabelValueBytes {
+		switch labelValueFault(d.s(l.value)) {
+		case valueTooLong:
 			return fmt.Errorf("%s: label %q has a value longer than %d bytes", d.name(), name, MaxLabelValueBytes)
-		}
-		if hasControl(v) {
+		case valueControl:
 			return fmt.Errorf("%s: label %q has a control character in its value", d.name(), name)
 		}
 	}
@@ -224,6 +235,27 @@ func validLabelName(name []byte) bool {
 		}
 	}
 	return true
+}
+
+// valueFault is why a label value is refused: the rule is labelValueFault's,
+// and each caller words it for what it names (a document's label, or the
+// value alone).
+type valueFault uint8
+
+const (
+	valueOK valueFault = iota
+	valueTooLong
+	valueControl
+)
+
+func labelValueFault(v []byte) valueFault {
+	switch {
+	case len(v) > MaxLabelValueBytes:
+		return valueTooLong
+	case hasControl(v):
+		return valueControl
+	}
+	return valueOK
 }
 
 // hasControl reports whether v holds a control character: C0, DEL or C1.
@@ -262,14 +294,11 @@ func validHash(h []byte) bool {
 // a consumers document's groups follow, for configuration (a matcher, an
 // allow list) that names groups and would otherwise silently never match.
 func CheckGroupName(name string) error {
-	switch n := utf8.RuneCountInString(name); {
-	case n == 0:
-		return fmt.Errorf("group name is empty")
-	case n > MaxGroupNameChars:
-		return fmt.Errorf("group name is longer than %d characters", MaxGroupNameChars)
-	}
-	if !validGroupName([]byte(name)) {
-		return fmt.Errorf("group name %q holds white space, a comma or a control character", name)
+	if f, quote := groupFault([]byte(name)); f != "" {
+		if quote {
+			return fmt.Errorf("group name %q %s", name, f)
+		}
+		return fmt.Errorf("group name %s", f)
 	}
 	return nil
 }
@@ -284,11 +313,11 @@ func CheckLabelName(name string) error {
 
 // CheckLabelValue reports why v cannot be a label's value, or nil.
 func CheckLabelValue(v string) error {
-	if len(v) > MaxLabelValueBytes {
+	switch labelValueFault([]byte(v)) {
+	case valueTooLong:
 		return fmt.Errorf("label value is longer than %d bytes", MaxLabelValueBytes)
-	}
-	if hasControl([]byte(v)) {
-		return fmt.Errorf("label value has a control character")
+	case valueControl:
+		return errors.New("label value has a control character")
 	}
 	return nil
 }

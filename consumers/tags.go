@@ -7,11 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-// CheckTag reports why tag cannot be a consumer's tag, or nil. Every source
-// must give a consumer the same tags: the Redis layout stores them
-// comma-separated and reads each part trimmed of white space, dropping empty
-// ones, so a tag that is empty, holds a comma or starts or ends with white
-// space would read back as other tags (Kong refuses a comma in a tag too).
+// CheckTag reports why tag cannot be a consumer's tag, or nil: a tag is not
+// empty, holds no comma and has no white space at either end, so that every
+// source gives a consumer the same tags (why: the list fields of
+// consumers/sources/redis.Layout). Kong refuses a comma in a tag too.
 func CheckTag(tag string) error {
 	if f := tagFault([]byte(tag)); f != "" {
 		return fmt.Errorf("tag %q %s", tag, f)

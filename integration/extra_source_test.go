@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,9 +73,14 @@ func (s *staticTestSource) Provision(ctx caddy.Context) error {
 	}
 	return s.Provide(ctx, key, func() (sources.Live, error) {
 		l := &staticTestLoader{pairs: s.Consumers}
+		staticTestLoaders.Store(l.Info().Location, l)
 		return sources.NewStore(l, sources.Polling{Every: time.Minute}, nil), nil
 	})
 }
+
+// staticTestLoaders holds the latest loader made for each location, for
+// tests to count its loads.
+var staticTestLoaders sync.Map // location → *staticTestLoader
 
 // staticTestLoader builds its set from the pairs, once (and again on a
 // refresh).
@@ -165,7 +171,8 @@ http://localhost:{{.Port}} {
 	if st == nil || st.Consumers != 2 || st.Keys != 2 || !st.Loaded || st.Handlers != 1 || st.RefreshError != "" {
 		t.Errorf("admin view of the static_test source: %s", body)
 	}
-	loader := storesAt("2 consumers inline")[0].Loader().(*staticTestLoader)
+	v, _ := staticTestLoaders.Load("2 consumers inline")
+	loader := v.(*staticTestLoader)
 	if n := loader.loads.Load(); n != 2 {
 		t.Errorf("%d loads, want 2 (at start, and the refresh)", n)
 	}

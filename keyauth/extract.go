@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // location is a place a key may be sent: one entry of locations.
@@ -219,20 +221,9 @@ func headerValue(hdr http.Header, kn *keyName) (string, int) {
 		return "", 0
 	}
 	if kn.authorization {
-		return stripBearer(vals[0]), n
+		return consumers.StripBearer(vals[0]), n
 	}
 	return vals[0], n
-}
-
-// stripBearer drops a Bearer scheme, in any case, from an Authorization
-// value; a bare value is the key itself.
-func stripBearer(v string) string {
-	const scheme = "bearer"
-	if len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) &&
-		(len(v) == len(scheme) || v[len(scheme)] == ' ' || v[len(scheme)] == '\t') {
-		return strings.TrimLeft(v[len(scheme):], " \t")
-	}
-	return v
 }
 
 // lookupParam finds name among the pairs of a query string or a form body,

@@ -99,31 +99,6 @@ func TestRemoveParam(t *testing.T) {
 	}
 }
 
-func TestStripBearer(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"Bearer k", "k"},
-		{"bearer k", "k"},
-		{"BEARER k", "k"},
-		{"BeArEr k", "k"},
-		{"Bearer\tk", "k"},
-		{"Bearer    k", "k"},
-		{"Bearer k with space", "k with space"},
-		{"k", "k"}, // bare
-		{"Bearerk", "Bearerk"},
-		{"Bearer-k", "Bearer-k"},
-		{"Bear k", "Bear k"},
-		{"Basic dXNlcjpwYXNz", "Basic dXNlcjpwYXNz"},
-		{"Bearer", ""},
-		{"Bearer ", ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		if got := stripBearer(tt.in); got != tt.want {
-			t.Errorf("stripBearer(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestKeyNameSpellings(t *testing.T) {
 	h := provisioned(t, &Handler{KeyNames: []string{"apikey", "api_key", "X-API-KEY", "authorization", "my_api_key"}})
 	want := []keyName{
@@ -186,6 +161,7 @@ func TestHeaderValue(t *testing.T) {
 		{"Authorization", []hdr{{"Authorization", "Bearer\tk"}}, "k", 1},
 		{"Authorization", []hdr{{"Authorization", "k"}}, "k", 1},
 		{"Authorization", []hdr{{"Authorization", "Bearer "}}, "", 1},
+		{"Authorization", []hdr{{"Authorization", "Bearer"}}, "", 1}, // the bare scheme carries no key
 		{"Authorization", []hdr{{"Authorization", "Bearer a"}, {"Authorization", "Bearer b"}}, "a", 2},
 		{"Authorization", []hdr{{"Authorization", "Basic dXNlcjpwYXNz"}}, "Basic dXNlcjpwYXNz", 1},
 	}

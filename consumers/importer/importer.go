@@ -129,9 +129,6 @@ func retype(generic any, jsonFile bool, v any) error {
 	return nil
 }
 
-// addKey adds a key to a consumer, hashed unless plain. A key that could
-// never be sent as stored is refused here, as a load refuses it in plain
-// text: once hashed, no load could tell.
 // unrendered is a key that looks like a template variable a shell or a
 // template engine was meant to replace before the gateway read the file:
 // the whole key $NAME, or ${NAME} (with a shell default) or ${{...}}
@@ -149,15 +146,18 @@ func (r *Result) warnUnrendered(key, where string) {
 // withoutScheme is a key as key_auth must store it. Kong and APISIX compare
 // the whole header value, so clients that send "Authorization: Bearer
 // <token>" have their key stored with the scheme; key_auth takes the key
-// after the scheme, so the stored key must lose it.
+// after the scheme (consumers.StripBearer), so the stored key must lose it.
 func (r *Result) withoutScheme(key, where string) string {
-	const scheme = "bearer"
-	if len(key) <= len(scheme) || !strings.EqualFold(key[:len(scheme)], scheme) || key[len(scheme)] != ' ' && key[len(scheme)] != '\t' {
-		return key
-	}
-	rest := strings.TrimLeft(key[len(scheme):], " \t")
+	rest := consumers.StripBearer(key)
 	switch {
+	case len(rest) == len(key):
+		return key
 	case rest == "":
+		// Only the scheme: key_auth reads it in Authorization as no key at
+		// all, and in any other header as the key it is.
+		if r.fromAuthorization {
+			r.note("%s: the key is only a Bearer scheme, which key_auth reads in Authorization as no key: imported as written, for clients that send it in another header", where)
+		}
 		return key
 	case r.fromAuthorization:
 		r.note("%s: the key is stored with its scheme (Bearer), as clients send it in Authorization: imported without it, as key_auth takes the key after the scheme", where)
@@ -168,6 +168,9 @@ func (r *Result) withoutScheme(key, where string) string {
 	}
 }
 
+// addKey adds a key to a consumer, hashed unless plain. A key that could
+// never be sent as stored is refused here, as a load refuses it in plain
+// text: once hashed, no load could tell.
 func addKey(c *consumers.ConsumerEntry, id, key, expires, where string, plain bool) error {
 	if err := consumers.ValidateKey(key); err != nil {
 		return fmt.Errorf("%s: %w", where, err)

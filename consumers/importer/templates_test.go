@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 // decK's ${{ env "DECK_X" }} is rendered from the import's environment,
@@ -133,6 +135,43 @@ consumers:
 		t.Errorf("keys: %+v", r.Doc.Consumers[0].Keys)
 	}
 	wantLines(t, r.Notes, `consumer "llm", keyauth credential #1: the key starts with a Bearer scheme, and no key-auth`)
+}
+
+// A key that is only the Bearer scheme is what the handler reads in
+// Authorization as no key (consumers.StripBearer): kept as written, with a
+// note when a key-auth reads Authorization, and without one otherwise.
+func TestKeyOnlyScheme(t *testing.T) {
+	if consumers.StripBearer("Bearer") != "" {
+		t.Fatal(`the handler reads "Bearer" as a key`)
+	}
+	kong := `_format_version: "3.0"
+plugins:
+- name: key-auth
+  config: {key_names: [Authorization]}
+consumers:
+- username: llm
+  keyauth_credentials: [{key: "Bearer"}]
+`
+	r, err := Kong([]byte(kong), Options{Plain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := r.Doc.Consumers[0].Keys[0].Key; k != "Bearer" {
+		t.Errorf("key: %q", k)
+	}
+	wantLines(t, r.Notes, `consumer "llm", keyauth credential #1: the key is only a Bearer scheme, which key_auth reads in Authorization as no key`)
+	r, err = Kong([]byte(strings.Replace(kong, "Authorization", "apikey", 1)), Options{Plain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := r.Doc.Consumers[0].Keys[0].Key; k != "Bearer" {
+		t.Errorf("key: %q", k)
+	}
+	for _, n := range r.Notes {
+		if strings.Contains(n, "Bearer") {
+			t.Errorf("a note on a key another header sends as it is: %s", n)
+		}
+	}
 }
 
 // A decK file without _format_version is read as 1.1, as decK reads it.

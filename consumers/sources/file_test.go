@@ -283,7 +283,7 @@ func TestFileSourceRefused(t *testing.T) {
 			if strings.Contains(err.Error(), keyMark) {
 				t.Errorf("error holds key material: %q", err)
 			}
-			if src.Live() != nil {
+			if src.live != nil {
 				t.Error("a failed Provision left a store")
 			}
 			if err := src.Cleanup(); err != nil {

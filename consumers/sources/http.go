@@ -263,15 +263,33 @@ func originOf(raw string) (string, error) {
 
 // Config builds the TLS configuration to reach a source with.
 func (t *HTTPSourceTLS) Config(ctx caddy.Context) (*tls.Config, error) {
+	if !t.UseServerIdentity {
+		return t.FileConfig()
+	}
+	certs, err := ctx.IdentityCredentials(ctx.Logger())
+	if err != nil {
+		return nil, fmt.Errorf("getting server identity credentials: %w", err)
+	}
+	// The server identity is the client certificate: the files give the
+	// roots only.
+	roots := HTTPSourceTLS{RootCAPEMFiles: t.RootCAPEMFiles}
+	cfg, err := roots.FileConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Certificates = certs
+	return cfg, nil
+}
+
+// FileConfig builds the TLS configuration from the files alone, for a tool
+// outside a running Caddy (caddy key-auth push), which has no server
+// identity to present. Its errors about an option are OptionErrors.
+func (t *HTTPSourceTLS) FileConfig() (*tls.Config, error) {
+	if t.UseServerIdentity {
+		return nil, errors.New("use_server_identity needs a running Caddy")
+	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	switch {
-	case t.UseServerIdentity:
-		certs, err := ctx.IdentityCredentials(ctx.Logger())
-		if err != nil {
-			return nil, fmt.Errorf("getting server identity credentials: %w", err)
-		}
-		cfg.Certificates = certs
-	case t.ClientCertificateFile != "" || t.ClientCertificateKeyFile != "":
+	if t.ClientCertificateFile != "" || t.ClientCertificateKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.ClientCertificateFile, t.ClientCertificateKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("loading client certificate: %w", err)
@@ -286,13 +304,23 @@ func (t *HTTPSourceTLS) Config(ctx caddy.Context) (*tls.Config, error) {
 				return nil, fmt.Errorf("reading CA certificate: %w", err)
 			}
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("no certificate found in %s", f)
+				return nil, &OptionError{Option: "root_ca_pem_files", Rest: ": no certificate found in " + f}
 			}
 		}
 		cfg.RootCAs = pool
 	}
 	return cfg, nil
 }
+
+// OptionError is an option a check refuses: Option is its JSON name and
+// Rest the message after the name, so that a tool that takes the options
+// under other names (the flags of caddy key-auth push) can name them its
+// own way.
+type OptionError struct {
+	Option, Rest string
+}
+
+func (e *OptionError) Error() string { return e.Option + e.Rest }
 
 // Validate checks the configuration: an absolute http or https URL once
 // its placeholders are filled in, and no negative duration or size.

@@ -131,9 +131,6 @@ func (h *Handle) ProvideAt(ctx caddy.Context, key, location string, open func(pr
 	return RegisterMetrics(ctx, storeCollectors...)
 }
 
-// Live is the state Provide gave the module, or nil before.
-func (h *Handle) Live() Live { return h.live }
-
 // Lookup finds the credential of a key digest (keyauth.Source).
 func (h *Handle) Lookup(ctx context.Context, d consumers.Digest) (consumers.Credential, bool, error) {
 	if h.store != nil {

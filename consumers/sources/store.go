@@ -295,9 +295,6 @@ func (s *Store) Consumer(ctx context.Context, nameOrID string) (consumers.Consum
 	return consumers.Consumer{}, false, nil
 }
 
-// Loader is the store's loader.
-func (s *Store) Loader() Loader { return s.loader }
-
 // Logger is the logger of the latest config started with the store, for a
 // Loader's own lines.
 func (s *Store) Logger() *zap.Logger { return s.logger.Load() }

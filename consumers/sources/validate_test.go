@@ -1,6 +1,10 @@
 package sources
 
 import (
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +57,26 @@ func TestFileSourceValidate(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: error %v, want %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// FileConfig builds a TLS configuration outside a running Caddy: it refuses
+// the server identity, and a CA file without a certificate names its option.
+func TestHTTPSourceTLSFileConfig(t *testing.T) {
+	if _, err := (&HTTPSourceTLS{UseServerIdentity: true}).FileConfig(); err == nil || !strings.Contains(err.Error(), "use_server_identity needs a running Caddy") {
+		t.Errorf("server identity: %v", err)
+	}
+	cfg, err := (&HTTPSourceTLS{}).FileConfig()
+	if err != nil || cfg.MinVersion != tls.VersionTLS12 || cfg.RootCAs != nil || len(cfg.Certificates) != 0 {
+		t.Errorf("no files: %+v, %v", cfg, err)
+	}
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&HTTPSourceTLS{RootCAPEMFiles: []string{notPEM}}).FileConfig()
+	var oe *OptionError
+	if !errors.As(err, &oe) || oe.Option != "root_ca_pem_files" || err.Error() != "root_ca_pem_files: no certificate found in "+notPEM {
+		t.Errorf("a CA file without a certificate: %v", err)
 	}
 }

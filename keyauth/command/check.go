@@ -116,23 +116,29 @@ func runCheck(cmd *cobra.Command, args []string) error {
 }
 
 func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns int) {
-	set, err := consumers.ParseFile(s.location)
-	if err != nil {
-		fmt.Fprintf(out, "error: consumers file %s: %v\n", s.location, err)
-		return 1, 0
-	}
 	data, err := os.ReadFile(s.location)
+	var set *consumers.Set
 	var doc *consumers.Document
+	if err == nil {
+		set, err = consumers.Parse(data)
+	}
 	if err == nil {
 		doc, err = consumers.DecodeDocument(data)
 	}
-	if err != nil { // changed since ParseFile read it
+	if err != nil {
 		fmt.Fprintf(out, "error: consumers file %s: %v\n", s.location, err)
 		return 1, 0
 	}
 	var lines []string
 	warnf := func(format string, args ...any) {
 		lines = append(lines, "  warning: "+fmt.Sprintf(format, args...))
+	}
+	// The consumers anonymous names, found as the handler finds them.
+	anonymous := map[string]bool{}
+	for _, a := range s.anonymous {
+		if c, ok := set.FindConsumer(a); ok {
+			anonymous[c.Username()] = true
+		}
 	}
 	t := now()
 	var plain, disabledConsumers, disabledKeys, canaries, expired int
@@ -141,7 +147,7 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 		if c.Disabled {
 			disabledConsumers++
 		}
-		if len(c.Keys) == 0 && !c.Disabled && !slices.ContainsFunc(s.anonymous, func(a string) bool { return a == c.Username || a == c.ConsumerID() }) {
+		if len(c.Keys) == 0 && !c.Disabled && !anonymous[c.Username] {
 			warnf("consumer %q has no keys", c.Username)
 		}
 		for k := range c.Keys {
@@ -175,11 +181,10 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 	}
 	for _, a := range s.anonymous {
 		c, ok := set.FindConsumer(a)
-		if !ok {
+		switch {
+		case !ok:
 			warnf("anonymous consumer %q is not in the file: requests that continue as it get 500", a)
-			continue
-		}
-		if dc, ok := doc.Consumer(c.Username()); ok && dc.Disabled {
+		case c.Disabled():
 			warnf("anonymous consumer %q is disabled: requests that continue as it get 500", a)
 		}
 	}

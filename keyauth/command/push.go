@@ -8,24 +8,20 @@ package command
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/consumers/sources/redis"
 )
 
@@ -93,35 +89,35 @@ present a client certificate; either implies --tls.`,
 	return cmd
 }
 
-// pushClientOption is the connection push's flags and environment ask for,
-// checked as the Redis source checks its block.
+// pushClientOption is the connection push's flags and environment ask for:
+// a Redis source filled from them, checked by its own Validate, with its TLS
+// configuration built as the source builds it.
 func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
 	fl := cmd.Flags()
 	get := func(n string) string { v, _ := fl.GetString(n); return v }
-	addrs := strings.Split(get("redis"), ",")
-	for i, a := range addrs {
-		a = strings.TrimSpace(a)
-		addrs[i] = a
-		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
-			return rueidis.ClientOption{}, fmt.Errorf("--redis: %q is not host:port", a)
-		}
+	var src redis.Source
+	for a := range strings.SplitSeq(get("redis"), ",") {
+		src.Addresses = append(src.Addresses, strings.TrimSpace(a))
 	}
-	db, _ := fl.GetInt("db")
-	switch {
-	case db < 0:
-		return rueidis.ClientOption{}, errors.New("--db must not be negative")
-	case db != 0 && len(addrs) > 1:
-		return rueidis.ClientOption{}, errors.New("--db: a Redis Cluster has only database 0")
+	src.DB, _ = fl.GetInt("db")
+	if err := src.Validate(); err != nil {
+		return rueidis.ClientOption{}, flagError(err)
 	}
-	username := get("username")
+	src.Username = get("username")
 	if !fl.Changed("username") {
-		username = os.Getenv("REDIS_USERNAME")
+		src.Username = os.Getenv("REDIS_USERNAME")
+	}
+	// Validate reads {env.*} in an address as the source does: so does the
+	// connection.
+	repl := caddy.NewReplacer()
+	for i, a := range src.Addresses {
+		src.Addresses[i] = repl.ReplaceKnown(a, "")
 	}
 	opt := rueidis.ClientOption{
-		InitAddress:  addrs,
-		Username:     username,
+		InitAddress:  src.Addresses,
+		Username:     src.Username,
 		Password:     os.Getenv("REDIS_PASSWORD"),
-		SelectDB:     db,
+		SelectDB:     src.DB,
 		DisableCache: true,
 	}
 	useTLS, _ := fl.GetBool("tls")
@@ -130,32 +126,31 @@ func pushClientOption(cmd *cobra.Command) (rueidis.ClientOption, error) {
 	if !useTLS && len(roots) == 0 && cert == "" && key == "" {
 		return opt, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cert != "" || key != "" {
-		if cert == "" || key == "" {
-			return opt, errors.New("--tls-client-certificate and --tls-client-certificate-key go together")
-		}
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return opt, fmt.Errorf("loading client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+	if (cert == "") != (key == "") {
+		return opt, errors.New("--tls-client-certificate and --tls-client-certificate-key go together")
 	}
-	if len(roots) > 0 {
-		pool := x509.NewCertPool()
-		for _, f := range roots {
-			pem, err := os.ReadFile(f)
-			if err != nil {
-				return opt, fmt.Errorf("reading CA certificate: %w", err)
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return opt, fmt.Errorf("--tls-root-ca: no certificate found in %s", f)
-			}
-		}
-		cfg.RootCAs = pool
+	src.TLS = &sources.HTTPSourceTLS{ClientCertificateFile: cert, ClientCertificateKeyFile: key, RootCAPEMFiles: roots}
+	cfg, err := src.TLS.FileConfig()
+	if err != nil {
+		return opt, flagError(err)
 	}
 	opt.TLSConfig = cfg
 	return opt, nil
+}
+
+// pushFlags are push's flags by the name of the Redis source's option they
+// set.
+var pushFlags = map[string]string{"addresses": "--redis", "db": "--db", "root_ca_pem_files": "--tls-root-ca"}
+
+// flagError names the flag an error of the source's checks is about.
+func flagError(err error) error {
+	var oe *sources.OptionError
+	if errors.As(err, &oe) {
+		if f, ok := pushFlags[oe.Option]; ok {
+			return errors.New(f + oe.Rest)
+		}
+	}
+	return err
 }
 
 // Stats is what a push did.
@@ -191,14 +186,14 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 			progress(st)
 		}
 	}
-	set, err := consumers.Parse(doc)
+	// The document gives back what the Set does not: the keys themselves
+	// (or their hashes) and the expiry as written.
+	raw, err := consumers.DecodeDocument(doc)
 	if err != nil {
 		return st, err
 	}
-	// The document gives back what the Set does not: the keys themselves
-	// (or their hashes) and the expiry as written.
-	var raw consumers.Document
-	if err := json.Unmarshal(doc, &raw); err != nil {
+	set, err := consumers.Build(raw)
+	if err != nil {
 		return st, err
 	}
 	st.Consumers, st.Keys = set.Len()
@@ -253,16 +248,13 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	}
 	for _, rc := range raw.Consumers {
 		for _, k := range rc.Keys {
-			var d consumers.Digest
-			switch {
-			case k.Key != "":
-				d = sha256Sum(k.Key)
-			case k.Hash != "":
-				_, _ = hex.Decode(d[:], []byte(strings.TrimPrefix(k.Hash, consumers.HashPrefix)))
+			d, ok := k.Digest()
+			if !ok {
+				return st, errors.New("a key of the document has no digest") // cannot happen: Build checked it
 			}
 			cred, ok := set.Lookup(&d)
 			if !ok {
-				return st, errors.New("a key of the document is not in its set") // cannot happen: Parse checked it
+				return st, errors.New("a key of the document is not in its set") // cannot happen: Build made the set from it
 			}
 			if err := add(hash{layout.CredentialKey(&d), redis.EncodeCredential(cred, k.ExpiresAt)}); err != nil {
 				return st, err
@@ -396,5 +388,3 @@ func globEscape(s string) string {
 	}
 	return b.String()
 }
-
-func sha256Sum(key string) consumers.Digest { return sha256.Sum256([]byte(key)) }

@@ -427,3 +427,40 @@ func TestPushProgress(t *testing.T) {
 		t.Error("progress drawn on a file")
 	}
 }
+
+// A credential's created_at reaches Redis in UTC, whether the document
+// gives its key or its hash.
+func TestPushCreatedAt(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	doc := `{"consumers": [{"username": "carol", "keys": [
+		{"id": "c-1", "key": "carol-secret-1", "created_at": "2026-01-02T03:04:05+01:00"},
+		{"id": "c-2", "hash": "sha256:` + strings.TrimPrefix(credKey("carol-secret-2"), "p:cred:") + `", "created_at": "2026-02-03T04:05:06Z"}]}]}`
+	if _, err := Push(context.Background(), c, []byte(doc), "p:"); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]map[string]string{
+		credKey("carol-secret-1"): {"consumer": "carol", "id": "c-1", "created_at": "2026-01-02T02:04:05Z"},
+		credKey("carol-secret-2"): {"consumer": "carol", "id": "c-2", "created_at": "2026-02-03T04:05:06Z"},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+}
+
+// An address takes {env.*} as the source's does: what the check accepts is
+// what push connects to.
+func TestPushAddressPlaceholder(t *testing.T) {
+	srv := redistest.Start(t)
+	t.Setenv("KEYAUTH_TEST_PUSH_REDIS", srv.Addr())
+	if out, err := runPush(t, "--redis", "{env.KEYAUTH_TEST_PUSH_REDIS}", "--file", pushFile(t), "--prefix", "p:"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := hgetall(t, redistest.Client(t, srv.Addr()), credKey("alice-secret")); got["consumer"] != "alice" {
+		t.Errorf("pushed through the placeholder: %v", got)
+	}
+	if _, err := runPush(t, "--redis", "{env.KEYAUTH_TEST_PUSH_UNSET}", "--file", pushFile(t)); err == nil || !strings.Contains(err.Error(), `--redis: "{env.KEYAUTH_TEST_PUSH_UNSET}" is not host:port`) {
+		t.Errorf("an unset variable: %v", err)
+	}
+}

@@ -28,7 +28,7 @@ import (
 // serve to find an anonymous consumer named by its id; one that names a
 // consumer whose id is no longer that id is ignored.
 type Layout struct {
-	prefix, cred, cons, ids string
+	cred, cons, ids string
 }
 
 // Hash fields of the layout.
@@ -47,11 +47,8 @@ const (
 
 // NewLayout is the layout under prefix.
 func NewLayout(prefix string) Layout {
-	return Layout{prefix: prefix, cred: prefix + "cred:", cons: prefix + "consumer:", ids: prefix + "consumer-id:"}
+	return Layout{cred: prefix + "cred:", cons: prefix + "consumer:", ids: prefix + "consumer-id:"}
 }
-
-// Prefix is the prefix of every key of the layout.
-func (l Layout) Prefix() string { return l.prefix }
 
 // CredentialKey is the key of the credential hash of a key's digest.
 func (l Layout) CredentialKey(d *consumers.Digest) string {
@@ -202,7 +199,11 @@ func parseFlag(v string) (bool, error) {
 	return false, fmt.Errorf("want true or false, got %q", v)
 }
 
-// splitList reads a comma-separated hash field.
+// splitList reads a comma-separated hash field (tags, groups): each part
+// trimmed of white space, empty parts dropped. A tag or group that is empty,
+// holds a comma or has white space at an end would read back as other
+// ones, which is why a consumers document refuses them (consumers.CheckTag,
+// consumers.CheckGroupName) whatever source holds it.
 func splitList(v string) []string {
 	var out []string
 	for p := range strings.SplitSeq(v, ",") {

@@ -94,7 +94,8 @@ func (Source) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration. Its errors about an option are
+// sources.OptionErrors.
 func (s *Source) Validate() error {
 	if len(s.Addresses) == 0 {
 		return errors.New("addresses: at least one Redis address is required")
@@ -103,14 +104,19 @@ func (s *Source) Validate() error {
 	for _, a := range s.Addresses {
 		host, port, err := net.SplitHostPort(repl.ReplaceKnown(a, ""))
 		if err != nil || host == "" || port == "" {
-			return fmt.Errorf("addresses: %q is not host:port", a)
+			return &sources.OptionError{Option: "addresses", Rest: fmt.Sprintf(": %q is not host:port", a)}
 		}
 	}
-	if s.DB < 0 || s.Cache < 0 || s.Timeout < 0 || s.PartitionTimeout < 0 {
-		return errors.New("db, cache, timeout and partition_timeout must not be negative")
+	for _, o := range []struct {
+		name     string
+		negative bool
+	}{{"db", s.DB < 0}, {"cache", s.Cache < 0}, {"timeout", s.Timeout < 0}, {"partition_timeout", s.PartitionTimeout < 0}} {
+		if o.negative {
+			return &sources.OptionError{Option: o.name, Rest: " must not be negative"}
+		}
 	}
 	if s.DB != 0 && len(s.Addresses) > 1 {
-		return errors.New("db: a Redis Cluster has only database 0")
+		return &sources.OptionError{Option: "db", Rest: ": a Redis Cluster has only database 0"}
 	}
 	if s.PartitionTimeout != 0 && time.Duration(s.PartitionTimeout) < 30*time.Millisecond {
 		return errors.New("partition_timeout must be at least 30ms")

@@ -358,12 +358,20 @@ func TestSourceValidate(t *testing.T) {
 		{Source{}, "at least one Redis address"},
 		{Source{Addresses: []string{"redis"}}, `"redis" is not host:port`},
 		{Source{Addresses: []string{"a:1"}, Cache: -1}, "must not be negative"},
+		{Source{Addresses: []string{"a:1"}, Cache: -1}, "cache must not be negative"},
+		{Source{Addresses: []string{"a:1"}, DB: -1}, "db must not be negative"},
 		{Source{Addresses: []string{"a:1", "b:1"}, DB: 2}, "only database 0"},
+		{Source{Addresses: []string{"a:1", "b:1"}, DB: 2}, "db: a Redis Cluster has only database 0"},
 		{Source{Addresses: []string{"a:1"}, PartitionTimeout: caddy.Duration(time.Millisecond)}, "at least 30ms"},
 	} {
 		err := tc.src.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: error %v, want %q", tc.src, err, tc.want)
+		}
+		// An option's error names it apart, for push to name its flag.
+		var oe *sources.OptionError
+		if err != nil && (strings.Contains(tc.want, "not") || strings.Contains(tc.want, "database")) && (!errors.As(err, &oe) || !strings.HasPrefix(err.Error(), oe.Option) || oe.Option == "") {
+			t.Errorf("%+v: %v is not an OptionError", tc.src, err)
 		}
 	}
 }
