@@ -435,17 +435,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	if n := len(storesAt(e.consumers)); n != 0 {
 		t.Errorf("%d stores left once no config names the file", n)
 	}
-	g := settleGoroutines(g0 + 3)
-	var f int
-	eventually(t, "open files back", func() bool {
-		f = openFiles(t)
-		return f <= f0+3
-	})
-	t.Logf("goroutines %d → %d, open files %d → %d", g0, g, f0, f)
-	if g > g0+3 {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutines: %d after %d reloads, %d before\n%s", g, loads, g0, buf[:runtime.Stack(buf, true)])
-	}
+	noLeaks(t, g0, f0, loads)
 }
 
 func hostileCases() []testCase {

@@ -338,3 +338,24 @@ func writeOddConsumers(e *env) {
 	doc = doc[:len(doc)-2] + `, {"username": "odd", "id": "odd-1", "keys": ` + string(keys) + "}\n]}"
 	e.writeConsumers(doc)
 }
+
+// fourWays is one site for each way a request goes on, each importing the
+// (auth) snippet its test defines before it: as it came (Port), with an
+// anonymous consumer (Port2), with preflights let through (Port3), and
+// with failures handed to error routes that proxy on (Port4).
+const fourWays = `http://localhost:{{.Port}} {
+	import auth
+}
+http://localhost:{{.Port2}} {
+	import auth anonymous guest
+}
+http://localhost:{{.Port3}} {
+	import auth run_on_preflight false
+}
+http://localhost:{{.Port4}} {
+	import auth handle_errors
+	handle_errors {
+		reverse_proxy {{.Up}}
+	}
+}
+`

@@ -66,6 +66,24 @@ func settleGoroutines(limit int) int {
 	}
 }
 
+// noLeaks checks that loads reloads left at most three goroutines and
+// three open files more than the g0 and f0 counted before them (the slack
+// is the runtime's and Caddy's own, started once), waiting for each to
+// settle.
+func noLeaks(t *testing.T, g0, f0, loads int) {
+	t.Helper()
+	g := settleGoroutines(g0 + 3)
+	var f int
+	eventually(t, "open files back", func() bool {
+		f = openFiles(t)
+		return f <= f0+3
+	})
+	t.Logf("goroutines %d → %d, open files %d → %d", g0, g, f0, f)
+	if g > g0+3 {
+		t.Errorf("goroutines: %d after %d reloads, %d before\n%s", g, loads, g0, stacks())
+	}
+}
+
 // stacks is every goroutine's stack.
 func stacks() []byte {
 	buf := make([]byte, 1<<20)

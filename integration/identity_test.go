@@ -175,22 +175,7 @@ func TestIdentityForgedSpellings(t *testing.T) {
 	}
 	reverse_proxy {{.Up}}
 }
-http://localhost:{{.Port}} {
-	import auth
-}
-http://localhost:{{.Port2}} {
-	import auth anonymous guest
-}
-http://localhost:{{.Port3}} {
-	import auth run_on_preflight false
-}
-http://localhost:{{.Port4}} {
-	import auth handle_errors
-	handle_errors {
-		reverse_proxy {{.Up}}
-	}
-}
-`, "caddyfile")
+`+fourWays, "caddyfile")
 	for _, tc := range []struct {
 		name   string
 		base   string
