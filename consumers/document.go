@@ -89,6 +89,24 @@ type CredentialEntry struct {
 	// Canary marks a key that must never be used: a request that presents
 	// it is refused and reported as a leak.
 	Canary bool `json:"canary,omitempty"`
+
+	// Previous are the credential's earlier secrets, left by a roll (`caddy
+	// key-auth roll`, the management API): each one keeps letting requests
+	// in, as this same credential (its id, consumer, flags), until its own
+	// ExpiresAt, which a roll sets to the earlier of the grace's end and
+	// the credential's expiry.
+	Previous []PreviousSecret `json:"previous,omitempty"`
+}
+
+// PreviousSecret is a secret a roll replaced, kept for a grace period.
+type PreviousSecret struct {
+	// Hash is the secret's SHA-256 (HashKey): a roll never writes an old
+	// secret in plain text.
+	Hash string `json:"hash"`
+
+	// ExpiresAt is when the secret stops working, an RFC 3339 time;
+	// required.
+	ExpiresAt string `json:"expires_at"`
 }
 
 // Digest is the digest the credential's key is looked up by (Set.Lookup,

@@ -2,6 +2,8 @@ package keyauth
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 )
@@ -19,24 +21,10 @@ import (
 // way and is called concurrently. Lookup and Consumer are on the request
 // path: a source that must ask a server bounds the time it takes.
 //
-// Room for what comes next, without the handler changing again.
-//
-// Writing (issue 17, the management API): a source that can be written will
-// also implement an interface declared here beside Source, shaped like
-//
-//	type Writer interface {
-//		Source
-//		// Write applies one change to the document atomically: a file
-//		// rewritten and renamed, a Redis transaction in the layout push
-//		// writes.
-//		Write(ctx context.Context, change func(*consumers.Document) error) error
-//	}
-//
-// The management handler, which loads its own key_auth.sources module as
-// key_auth does, asks for it with a type assertion; a source without it (HTTP,
-// a third-party one) is read-only. A written change reaches the handlers
-// through the live state they share (package sources: a Store swaps its set),
-// so Lookup answers it at once; the request path is untouched.
+// A source that can be changed at runtime implements Writer as well (the
+// management API, key_auth_api, asks for it with a type assertion); one
+// that does not (the HTTP source, a third-party one without it) is
+// read-only there.
 //
 // Limits (issue 18): what limits a request travels with the values Lookup and
 // Consumer return, as groups and labels do today. A credential's and a
@@ -116,3 +104,48 @@ func (h *Handler) used(v View, cred consumers.Credential) {
 func (h *Handler) anonymousConsumer(ctx context.Context, v View) (consumers.Consumer, bool, error) {
 	return v.Consumer(ctx, h.Anonymous)
 }
+
+// Writer is a Source that the management API (key_auth_api) can change:
+// the file source rewrites its document, the Redis source writes the layout
+// the source reads and push writes. A change reaches the handlers that share
+// the source at once (a file source's store swaps its set; the Redis source
+// drops what its cache held of the consumer), so Lookup answers it without
+// waiting for a refresh; the request path is untouched.
+//
+// Entries are in the document's own shape (consumers.ConsumerEntry), keys as
+// the source holds them: a key in plain text where the document has one.
+// The management API never answers with a key or a hash.
+type Writer interface {
+	Source
+
+	// Consumers calls yield with the source's consumers in bytewise
+	// username order, starting with the first username greater than after
+	// ("" for the first), until yield returns false or none is left.
+	Consumers(ctx context.Context, after string, yield func(*consumers.ConsumerEntry) bool) error
+
+	// ReadConsumer is the consumer named username, nil when there is none.
+	ReadConsumer(ctx context.Context, username string) (*consumers.ConsumerEntry, error)
+
+	// Edit changes the consumer named username atomically: change gets a
+	// copy of its entry (nil when there is none) and returns the entry to
+	// write (nil deletes the consumer; a returned error, written nothing,
+	// comes back from Edit as it is). What is written passes the checks a
+	// load makes (a refusal wraps consumers' error, naming the field), and
+	// a change that another writer made meanwhile is never lost: Edit
+	// retries change on the newer entry or fails with ErrConflict.
+	// Another error means nothing was written (the store unreachable, a
+	// full disk).
+	Edit(ctx context.Context, username string, change func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error)) error
+
+	// LastUsed is when each credential of ids last let a request in, to
+	// the minute, in ids' order; the zero time for never or unknown.
+	LastUsed(ctx context.Context, ids []string) ([]time.Time, error)
+}
+
+// ErrConflict is a write that another writer's change made meanwhile
+// refused: nothing was written, and the caller may read again and retry.
+var ErrConflict = errors.New("the consumers changed meanwhile")
+
+// ErrCredentialTaken is a write that gives a credential an id another
+// credential of the source already has.
+var ErrCredentialTaken = errors.New("credential id already in use")
