@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keyauth/caddy-keyauth/internal/caddyfilearg"
 )
@@ -33,6 +34,12 @@ const sourcesNamespace = "key_auth.sources"
 //		hide_groups_header [<bool>]
 //		max_idle <duration>
 //		consumers <source> ...
+//		limits {
+//			cost <meter> <amount|placeholder>
+//			cost <meter> usage <reserve|placeholder>
+//			store <store> ...
+//			on_error deny|allow
+//		}
 //	}
 //
 // `consumers <source> ...` is parsed by the module key_auth.sources.<source>
@@ -88,6 +95,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "consumers":
 			err = h.unmarshalSource(d)
+		case "limits":
+			err = h.unmarshalLimits(d)
 		default:
 			l := locatorOf(opt)
 			if l == nil {
@@ -127,9 +136,12 @@ func (h *Handler) unmarshalSource(d *caddyfile.Dispenser) error {
 }
 
 // sourceNames lists the registered sources: "file or http".
-func sourceNames() string {
+func sourceNames() string { return moduleNames(sourcesNamespace) }
+
+// moduleNames lists the modules of a namespace: "a, b or c".
+func moduleNames(namespace string) string {
 	var names []string
-	for _, m := range caddy.GetModules(sourcesNamespace) {
+	for _, m := range caddy.GetModules(namespace) {
 		names = append(names, m.ID.Name())
 	}
 	if len(names) < 2 {
@@ -150,6 +162,97 @@ func (h *Handler) groupList(d *caddyfile.Dispenser, opt string, list *[]string) 
 		return d.Err(err.Error())
 	}
 	return caddyfilearg.NoBlock(d, opt)
+}
+
+// unmarshalLimits reads the limits block:
+//
+//	limits {
+//		cost <meter> <amount|placeholder>
+//		cost <meter> usage <reserve|placeholder>
+//		store <store> ...
+//		on_error deny|allow
+//	}
+//
+// A bare `limits` (or an empty block) charges requests 1 in store local.
+func (h *Handler) unmarshalLimits(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	l := new(Limits)
+	seen := caddyfilearg.Seen{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "cost":
+			c, err := unmarshalCost(d)
+			if err != nil {
+				return err
+			}
+			for _, other := range l.Costs {
+				if other.Meter == c.Meter {
+					return d.Errf("limits: meter %s is charged twice", c.Meter)
+				}
+			}
+			l.Costs = append(l.Costs, c)
+		case "store":
+			if err := seen.Once(d); err != nil {
+				return err
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			id := limitStoresNamespace + "." + name
+			if _, err := caddy.GetModule(id); err != nil {
+				return d.Errf("unknown limits store '%s' (want %s)", name, moduleNames(limitStoresNamespace))
+			}
+			store, err := caddyfile.UnmarshalModule(d, id)
+			if err != nil {
+				return err
+			}
+			l.StoreRaw = caddyconfig.JSONModuleObject(store, "store", name, nil)
+		case "on_error":
+			if err := seen.Once(d); err != nil {
+				return err
+			}
+			v, err := caddyfilearg.One(d)
+			if err != nil {
+				return err
+			}
+			if v != onErrorDeny && v != onErrorAllow {
+				return d.Errf("limits: on_error must be deny or allow, got '%s'", v)
+			}
+			l.OnError = v
+		default:
+			return d.Errf("unrecognized limits option '%s'", opt)
+		}
+	}
+	h.Limits = l
+	return nil
+}
+
+// unmarshalCost reads `cost <meter> <amount>` or `cost <meter> usage
+// <reserve>`.
+func unmarshalCost(d *caddyfile.Dispenser) (Cost, error) {
+	args := d.RemainingArgs()
+	var c Cost
+	switch {
+	case len(args) == 2 && args[1] == "usage":
+		return c, d.Errf("cost %s usage needs a reserve: cost %s usage <reserve>", args[0], args[0])
+	case len(args) == 2:
+		c = Cost{Meter: args[0], Amount: caddyhttp.WeakString(args[1])}
+	case len(args) == 3 && args[1] == "usage":
+		c = Cost{Meter: args[0], Amount: caddyhttp.WeakString(args[2]), Usage: true}
+	default:
+		return c, d.Errf("cost wants <meter> <amount> or <meter> usage <reserve>, got %d argument(s)", len(args))
+	}
+	if err := checkMeter(c.Meter); err != nil {
+		return c, d.Errf("limits: %v", err)
+	}
+	if err := checkAmount(c.Meter, string(c.Amount)); err != nil {
+		return c, d.Errf("limits: %v", err)
+	}
+	return c, caddyfilearg.NoBlock(d, "cost")
 }
 
 func boolPtr(d *caddyfile.Dispenser) (*bool, error) {

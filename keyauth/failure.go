@@ -141,3 +141,16 @@ func hideOriginalQuery(h *Handler, r *http.Request) {
 		}
 	}
 }
+
+// errRateLimited is Kong's rate-limiting plugin's answer to a request over a
+// limit (kong/plugins/rate-limiting/handler.lua); Retry-After and the
+// RateLimit headers go with it.
+var errRateLimited = newFailure(http.StatusTooManyRequests, "API rate limit exceeded", outcomeLimited)
+
+// errLimitsUnavailable is a limits store that cannot answer, with on_error
+// deny: the request may be within its limits, so never 429.
+var errLimitsUnavailable = newFailure(http.StatusServiceUnavailable, "limits store unavailable", outcomeError)
+
+// errBadCost is a cost placeholder that did not resolve to a count for this
+// request (a header the route reads it from, missing or not a number).
+var errBadCost = newFailure(http.StatusBadRequest, "Invalid request cost", outcomeError)

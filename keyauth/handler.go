@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 func init() {
@@ -143,6 +145,13 @@ type Handler struct {
 	// {"source": "file", "path": "consumers.json"}. Required.
 	ConsumersRaw json.RawMessage `json:"consumers,omitempty" caddy:"namespace=key_auth.sources inline_key=source"`
 
+	// Limits charges requests against the limits their consumers have in
+	// the consumers document (quotas over fixed windows, in-flight caps,
+	// token budgets settled from the answer) and refuses those over one
+	// with 429. Only a handler with Limits charges. Default: none (limits
+	// in the document are not enforced here).
+	Limits *Limits `json:"limits,omitempty"`
+
 	names        []keyName
 	locs         []*locator // the locations searched, in order
 	maxBody      int64
@@ -155,7 +164,12 @@ type Handler struct {
 	anonDisabled *failure // the anonymous consumer is disabled
 	logger       *zap.Logger
 	maxIdle      time.Duration
-	now          func() time.Time // the clock of max_idle: time.Now but in tests
+	now          func() time.Time // the clock of max_idle and limits: time.Now but in tests
+	limiter      *limiter         // with Limits
+	// limitsFor yields the limits that apply to a verdict's credential and
+	// consumer. TEMPORARY: set by tests until the consumers document
+	// carries limits (issue 18, s18-data).
+	limitsFor func(c consumers.Consumer, yield func(limit) bool)
 }
 
 // keyName is a configured key name, with its header spellings worked out
@@ -196,6 +210,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("module %s is not a consumers source: it does not implement keyauth.Source", caddy.GetModuleID(mod))
 	}
 	h.src = src
+	if err := h.provisionLimits(ctx); err != nil {
+		return err
+	}
 	// A source that has its consumers now (a file) tells at once whether
 	// the anonymous one is there.
 	if h.Anonymous != "" && h.src.Now() != nil {
@@ -228,6 +245,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.CookieCrossSite && !h.KeyInCookie {
 		return errors.New("cookie_cross_site needs key_in_cookie: without it no key is read from a cookie")
+	}
+	if h.Limits != nil {
+		if err := h.Limits.Validate(); err != nil {
+			return err
+		}
 	}
 	return checkACL(h.Allow, h.Deny)
 }

@@ -53,8 +53,15 @@ type identity struct {
 	vals     [6]string
 	repl     *caddy.Replacer
 	consumer consumers.Consumer // valid when hasConsumer
+	// cred is the credential that authenticated the consumer, when one did
+	// (not anonymous): a later key_auth with limits charges its limits.
+	cred consumers.Credential
+	// lim is the request's limits, when a key_auth with limits charged it:
+	// the {http.auth.user.limits.*} placeholders read it.
+	lim *limitRun
 	// hasConsumer is false for nobody: a request let on without a consumer.
 	hasConsumer bool
+	hasCred     bool
 	anonymous   bool
 	// static is set when the identity's placeholders are static values,
 	// because a provider that cannot be removed answers before its own.
@@ -66,6 +73,7 @@ type identity struct {
 func (id *identity) clear() {
 	id.vals = nobodyVals
 	id.consumer, id.hasConsumer, id.anonymous = consumers.Consumer{}, false, false
+	id.cred, id.hasCred, id.lim = consumers.Credential{}, false, nil
 	if id.static {
 		// The shared nobody, mapped before, answers once these are gone.
 		id.repl.DeleteByPrefix(placeholderPrefix)
@@ -103,13 +111,15 @@ const (
 	placeholderPrefix = "http.auth.user."
 	userIDPlaceholder = placeholderPrefix + "id"
 	labelsPrefix      = "labels."
+	limitsPrefix      = "limits."
 )
 
 // emptyPlaceholder is the value of a placeholder of nobody.
 var emptyPlaceholder = new(placeholder)
 
 // placeholder serves {http.auth.user.*}: id, consumer_id, custom_id,
-// credential_id, anonymous, groups, tags and labels.<name>.
+// credential_id, anonymous, groups, tags, labels.<name> and
+// limits.<meter>.remaining, .max and .reset.
 func (id *identity) placeholder(key string) (any, bool) {
 	name, ok := strings.CutPrefix(key, placeholderPrefix)
 	if !ok {
@@ -138,6 +148,12 @@ func (id *identity) placeholder(key string) (any, bool) {
 		}
 		return id.consumer.TagsJoined(), true
 	default:
+		if rest, ok := strings.CutPrefix(name, limitsPrefix); ok {
+			if id.lim == nil || !id.hasConsumer || id.supersededBy() {
+				return emptyPlaceholder, true
+			}
+			return id.lim.placeholder(rest)
+		}
 		label, ok := strings.CutPrefix(name, labelsPrefix)
 		if !ok {
 			return nil, false
@@ -174,7 +190,10 @@ func (id *identity) supersededBy() bool {
 // key_auth handler's identity is reused; another auth handler's
 // placeholders (basic_auth's static http.auth.user.*) are removed, so they
 // do not outlive the identity that replaces them.
-func requestIdentity(r *http.Request, nobody bool) *identity {
+//
+// spare, when not nil, is the memory a new identity takes (a limitRun's),
+// so that a request with limits allocates no more than one without.
+func requestIdentity(r *http.Request, nobody bool, spare *identity) *identity {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return nil
@@ -192,7 +211,11 @@ func requestIdentity(r *http.Request, nobody bool) *identity {
 		repl.Map(nobodyPlaceholders)
 		return nil
 	case !ok:
-		id := &identity{repl: repl}
+		id := spare
+		if id == nil {
+			id = new(identity)
+		}
+		id.repl = repl
 		repl.Map(id.placeholder)
 		return id
 	case mine && u.id() != nobodyIdentity:
@@ -203,7 +226,11 @@ func requestIdentity(r *http.Request, nobody bool) *identity {
 	// A provider that cannot be removed answers first: the shared nobody,
 	// or another module's. Static values come before every provider; set
 	// by setStatic once the identity has its values.
-	id := &identity{repl: repl, static: true}
+	id := spare
+	if id == nil {
+		id = new(identity)
+	}
+	id.repl, id.static = repl, true
 	return id
 }
 
@@ -232,12 +259,24 @@ var placeholderNames = [...]string{"id", "consumer_id", "custom_id", "credential
 // sets every identity header that applies and removes the others, which a
 // client may have sent, in any spelling.
 func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) {
-	id := requestIdentity(r, false)
+	h.identifyAs(r, &verdict{consumer: c, credID: credentialID, anonymous: anonymous}, nil)
+}
+
+// identifyAs is identify for a verdict: its consumer and credential, and the
+// request's limits (run; nil without), which the limits placeholders read.
+func (h *Handler) identifyAs(r *http.Request, v *verdict, run *limitRun) {
+	c, anonymous := v.consumer, v.anonymous
+	var spare *identity
+	if run != nil {
+		spare = &run.id
+	}
+	id := requestIdentity(r, false, spare)
 	if id == nil {
 		id = new(identity)
 	}
-	id.vals = [6]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false", c.GroupsHeader()}
+	id.vals = [6]string{c.Username(), c.ID(), c.CustomID(), v.credID, "false", c.GroupsHeader()}
 	id.consumer, id.hasConsumer, id.anonymous = c, true, anonymous
+	id.cred, id.hasCred, id.lim = v.cred, v.hasCred, run
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
 	hdr[headerConsumerID] = id.vals[1:2:2]
@@ -271,7 +310,7 @@ func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID s
 // nobody.
 func identifyNobody(r *http.Request) {
 	removeIdentityHeaders(r.Header)
-	if id := requestIdentity(r, true); id != nil {
+	if id := requestIdentity(r, true, nil); id != nil {
 		id.clear()
 	}
 }
@@ -306,28 +345,28 @@ func removeIdentityHeaders(hdr http.Header) {
 
 // authenticatedBefore tells whether an earlier handler authenticated the
 // request: a key_auth handler (an identity with a consumer that is not
-// anonymous), whose consumer it returns, or another auth handler
+// anonymous), whose identity it returns, or another auth handler
 // (basic_auth sets a static {http.auth.user.id}, which comes before every
 // provider, so one Get answers both).
-func authenticatedBefore(r *http.Request) (authBefore, consumers.Consumer) {
+func authenticatedBefore(r *http.Request) (authBefore, *identity) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
-		return notBefore, consumers.Consumer{}
+		return notBefore, nil
 	}
 	v, ok := repl.Get(userIDPlaceholder)
 	if !ok {
-		return notBefore, consumers.Consumer{}
+		return notBefore, nil
 	}
 	if u, mine := v.(*user); mine {
 		if id := u.id(); id.hasConsumer && !id.anonymous {
-			return byKeyAuth, id.consumer
+			return byKeyAuth, id
 		}
-		return notBefore, consumers.Consumer{}
+		return notBefore, nil
 	}
 	if caddy.ToString(v) != "" {
-		return byOther, consumers.Consumer{}
+		return byOther, nil
 	}
-	return notBefore, consumers.Consumer{}
+	return notBefore, nil
 }
 
 type authBefore uint8

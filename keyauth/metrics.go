@@ -24,10 +24,12 @@ const (
 	// outcomeCanary is a canary key, whether rejected or let on as
 	// anonymous.
 	outcomeCanary
+	// outcomeLimited is a request refused by a limit (429).
+	outcomeLimited
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"authenticated", "anonymous", "missing", "invalid", "duplicate", "error", "forbidden", "canary"}
+var outcomeNames = [numOutcomes]string{"authenticated", "anonymous", "missing", "invalid", "duplicate", "error", "forbidden", "canary", "limited"}
 
 // requestsTotal lives at package level so its counts survive config
 // reloads; each new config's registry gets it registered again.
@@ -35,7 +37,7 @@ var requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "caddy",
 	Subsystem: "key_auth",
 	Name:      "requests_total",
-	Help:      "Requests seen by key_auth, by outcome: authenticated, anonymous, missing, invalid, duplicate, error, forbidden, canary (a canary key, whether rejected or let on as anonymous).",
+	Help:      "Requests seen by key_auth, by outcome: authenticated, anonymous, missing, invalid, duplicate, error, forbidden, canary (a canary key, whether rejected or let on as anonymous), limited (refused by a limit, 429).",
 }, []string{"outcome"})
 
 // outcomes are the counter's children, resolved once so counting a request
@@ -47,14 +49,45 @@ var outcomes = func() (c [numOutcomes]prometheus.Counter) {
 	return c
 }()
 
+// limitRefusals counts the requests a limit refused, by the refusing
+// limit's meter and the kind of its scope (credential, consumer, group):
+// never a name or a key, so the series are few (a meter is a name of the
+// configuration, not of a consumer).
+var limitRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "caddy",
+	Subsystem: "key_auth",
+	Name:      "limit_refusals_total",
+	Help:      "Requests refused by a limit (429), by meter and scope kind (credential, consumer, group).",
+}, []string{"meter", "scope"})
+
+// limitStoreErrors counts the times a limits store could not answer, by
+// what was asked of it (admit, settle).
+var limitStoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "caddy",
+	Subsystem: "key_auth",
+	Name:      "limit_store_errors_total",
+	Help:      "Times a limits store could not answer, by operation: admit (the request got 503, or went on uncounted with on_error allow), settle.",
+}, []string{"op"})
+
+// limitUncounted counts the requests let on uncounted: the store could not
+// answer and on_error allows.
+var limitUncounted = prometheus.NewCounter(prometheus.CounterOpts{
+	Namespace: "caddy",
+	Subsystem: "key_auth",
+	Name:      "limit_uncounted_total",
+	Help:      "Requests let on without counting them because the limits store could not answer (on_error allow).",
+})
+
 func registerMetrics(ctx caddy.Context) error {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
 	}
-	if err := reg.Register(requestsTotal); err != nil {
-		if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
-			return fmt.Errorf("registering key_auth metrics: %w", err)
+	for _, c := range []prometheus.Collector{requestsTotal, limitRefusals, limitStoreErrors, limitUncounted} {
+		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				return fmt.Errorf("registering key_auth metrics: %w", err)
+			}
 		}
 	}
 	return nil

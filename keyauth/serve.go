@@ -31,11 +31,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // identity an earlier auth handler gave it, or not at all (fail).
 type verdict struct {
 	way       way
-	consumer  consumers.Consumer // goConsumer, goEarlier
-	credID    string             // goConsumer, not anonymous
-	anonymous bool               // goConsumer: the anonymous fallback
-	fail      *failure           // goFail
-	outcome   outcome            // counted when the request goes on
+	consumer  consumers.Consumer   // goConsumer, goEarlier
+	cred      consumers.Credential // when hasCred: goConsumer not anonymous, goEarlier
+	credID    string               // goConsumer, not anonymous
+	hasCred   bool
+	anonymous bool     // goConsumer: the anonymous fallback
+	fail      *failure // goFail
+	outcome   outcome  // counted when the request goes on
 }
 
 // way is how a request goes on.
@@ -79,7 +81,7 @@ func (h *Handler) decide(q *request, v *verdict) {
 	switch {
 	case f == nil:
 		h.used(src, cred)
-		*v = verdict{way: goConsumer, consumer: cred.Consumer(), credID: cred.ID(), outcome: outcomeAuthenticated}
+		*v = verdict{way: goConsumer, consumer: cred.Consumer(), cred: cred, hasCred: true, credID: cred.ID(), outcome: outcomeAuthenticated}
 	case f.status != http.StatusUnauthorized || h.Anonymous == "":
 		h.logRejected(q, f)
 		v.fail = f
@@ -175,8 +177,8 @@ func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
 		// Kong's logical OR of auth methods: a handler with an anonymous
 		// consumer leaves a request an earlier one authenticated as it is
 		// (its headers are set already); the lists here apply to that
-		// consumer.
-		return verdict{way: goEarlier, consumer: earlier, outcome: o}
+		// consumer, and so do the limits of a handler with a limits block.
+		return verdict{way: goEarlier, consumer: earlier.consumer, cred: earlier.cred, hasCred: earlier.hasCred, outcome: o}
 	case byOther:
 		// Another auth handler's user stays the request's.
 		return verdict{way: goOtherAuth, outcome: o}
@@ -191,6 +193,11 @@ func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
 // handler's identity, or as a failure handed to the error routes), it
 // carries no key, with hide_credentials, no identity header or placeholder
 // but the ones set here, and no forged spelling of them.
+//
+// A handler with limits charges a request that goes on as a consumer here,
+// the last thing before it goes on (nothing after can fail it): a request
+// over a limit fails like any other (429, or the error routes), and the
+// others carry the RateLimit headers and settle when they end.
 func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next caddyhttp.Handler) error {
 	r := q.r
 	way, f := v.way, v.fail
@@ -198,6 +205,10 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 		if err := q.hideAll(h); err != nil {
 			f = errUnexpected
 		}
+	}
+	var run *limitRun
+	if f == nil && h.limiter != nil && (way == goConsumer || way == goEarlier) {
+		run, f = h.admit(w, q, v)
 	}
 	if f != nil {
 		outcomes[f.outcome].Inc()
@@ -211,11 +222,17 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	}
 	switch way {
 	case goConsumer:
-		h.identify(r, v.consumer, v.credID, v.anonymous)
+		h.identifyAs(r, v, run)
 	case goNobody:
 		identifyNobody(r)
 	case goEarlier:
-		// The earlier handler's identity headers and placeholders stay.
+		// The earlier handler's identity headers and placeholders stay;
+		// the limits placeholders are this handler's.
+		if run != nil {
+			if _, id := authenticatedBefore(r); id != nil {
+				id.lim = run
+			}
+		}
 	case goOtherAuth:
 		identifyOtherUser(r)
 	}
@@ -225,6 +242,9 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	}
 	if v.outcome != notCounted {
 		outcomes[v.outcome].Inc()
+	}
+	if run != nil && run.pending {
+		return run.serve(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
 }
