@@ -13,6 +13,10 @@
 #   proxy            reverse_proxy to an upstream Caddy (a separate process)
 #   proxy+key_auth   key_auth + reverse_proxy
 #   401              key_auth + respond, with an unknown key
+#   quota            key_auth with a limits block (store local) + respond, every
+#                    consumer with a daily quota of requests it never reaches
+#   quota-redis      the same with store redis (a redis-server started here,
+#                    pinned to the load generator's core; only when chosen)
 #
 # Every request carries the same apikey header (basic_auth's also carries its
 # Authorization), so the scenarios differ only in their handlers. The
@@ -56,6 +60,9 @@ build_tools
 
 # --- inputs ---------------------------------------------------------------
 "$BENCHTOOL" gen -n "$CONSUMERS" -seed 1 -stable "$CONSUMERS" -o "$RUN/consumers.json" -keys "$RUN/keys.txt"
+# The same consumers and keys, each with a quota no round reaches.
+"$BENCHTOOL" gen -n "$CONSUMERS" -seed 1 -stable "$CONSUMERS" -o "$RUN/quota-consumers.json" \
+	-limits '{"requests": {"max": 1000000000000, "per": "day"}}'
 KEY=$(head -1 "$RUN/keys.txt")
 BAD_KEY=00000000000000000000000000000000 # as long as a real key, in no consumer
 BASIC_USER=bench
@@ -119,6 +126,15 @@ http://:18006 {
 	vars noop 1
 	respond "ok" 200
 }
+http://:18007 {
+	key_auth {
+		consumers file $RUN/quota-consumers.json
+		limits {
+			cost requests 1
+		}
+	}
+	respond "ok" 200
+}
 EOF
 
 # name|port|expected status|an extra request header
@@ -130,6 +146,8 @@ SCENARIOS=(
 	"proxy+key_auth|18005|200|"
 	"401|18002|401|"
 	"vars|18006|200|"
+	"quota|18007|200|"
+	"quota-redis|18008|200|"
 )
 if [[ -n ${ONLY:-} ]]; then
 	chosen=()
@@ -138,6 +156,28 @@ if [[ -n ${ONLY:-} ]]; then
 	done
 	((${#chosen[@]} > 0)) || die "ONLY names no scenario: $ONLY"
 	SCENARIOS=("${chosen[@]}")
+else
+	# quota-redis needs a redis-server: only when chosen.
+	chosen=()
+	for spec in "${SCENARIOS[@]}"; do
+		[[ ${spec%%|*} == quota-redis ]] || chosen+=("$spec")
+	done
+	SCENARIOS=("${chosen[@]}")
+fi
+if [[ " ${SCENARIOS[*]%%|*} " == *" quota-redis "* ]]; then
+	start_redis "$LOAD_CPU" "$RUN/redis"
+	cat >>"$RUN/Caddyfile" <<EOF
+http://:18008 {
+	key_auth {
+		consumers file $RUN/quota-consumers.json
+		limits {
+			cost requests 1
+			store redis 127.0.0.1:$REDIS_PORT
+		}
+	}
+	respond "ok" 200
+}
+EOF
 fi
 
 # --- start ------------------------------------------------------------------
@@ -235,6 +275,9 @@ summarize() {
 	echo
 	printf '%-30s %14s %16s %10s\n' "cpu per request" "ratio of medians" "median of rounds" "target"
 	ratio_line key_auth vars "+5%" 5
+	ratio_line quota vars "+6%" 6
+	ratio_line quota key_auth "none" ""
+	ratio_line quota-redis key_auth "+25%" 25
 	ratio_line key_auth respond "none" ""
 	ratio_line vars respond "none" ""
 	ratio_line proxy+key_auth proxy "+3.5%" 3.5

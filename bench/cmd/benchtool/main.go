@@ -27,6 +27,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -82,9 +83,17 @@ func gen(args []string) error {
 	stable := fs.Int("stable", 1000, "number of leading consumers whose keys do not depend on the seed")
 	out := fs.String("o", "", "consumers file to write")
 	keysOut := fs.String("keys", "", "file to write the stable keys to, one a line")
+	limits := fs.String("limits", "", `a limits object every consumer gets, e.g. {"requests": {"max": 1000000000, "per": "day"}}`)
 	_ = fs.Parse(args)
 	if *out == "" || *n < 1 {
 		usage()
+	}
+	extra := ""
+	if *limits != "" {
+		if !json.Valid([]byte(*limits)) {
+			return fmt.Errorf("-limits is not JSON: %s", *limits)
+		}
+		extra = `, "limits": ` + *limits
 	}
 	rng := rand.New(rand.NewChaCha8(seedBytes(*seed)))
 	tmp := *out + ".tmp"
@@ -113,7 +122,7 @@ func gen(args []string) error {
 		if i > 0 {
 			w.WriteString(",\n")
 		}
-		fmt.Fprintf(w, `{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": "%s"}]}`, i, i, key)
+		fmt.Fprintf(w, `{"username": "user-%d", "custom_id": "c-%d", "keys": [{"key": "%s"}]%s}`, i, i, key, extra)
 	}
 	w.WriteString("\n]}\n")
 	if err := w.Flush(); err != nil {
