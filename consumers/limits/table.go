@@ -449,6 +449,10 @@ func (t *Table) InFlight() int64 {
 // since the last call, and forgets it: a saver writes only then.
 func (t *Table) Changed() bool { return t.dirty.Swap(false) }
 
+// MarkChanged makes the next Changed true: a saver whose write failed
+// tries again.
+func (t *Table) MarkChanged() { t.dirty.Store(true) }
+
 // Used is the usage of a counter: of the window starting at start, or the
 // slots in use for InFlight (start ignored); 0 when none is counted.
 func (t *Table) Used(kind ScopeKind, scope, meter string, start time.Time) int64 {
