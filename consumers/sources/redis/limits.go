@@ -263,8 +263,10 @@ func (c *limitsClient) conn() (rueidis.Client, error) {
 // goes. Leases still held are no longer renewed: they expire within the
 // TTL.
 func (c *limitsClient) Destruct() error {
+	// Under the lock: a connection being made is kept before, and none is
+	// made after.
+	c.connectMu.Lock()
 	c.cancel()
-	c.connectMu.Lock() // no connection is made any more
 	c.connectMu.Unlock()
 	c.renewing.Wait()
 	if h := c.client.Swap(nil); h != nil {
