@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -606,3 +607,43 @@ func BenchmarkRedisLimits(b *testing.B) {
 		b.ReportMetric(float64(scriptCalls(b, srv.Addr())-mid)/n, "round-trips/settlement")
 	})
 }
+
+// limitsACLRules are the rights the README gives the limits store's Redis
+// user: the scripts and what they run, on the store's keys only.
+const limitsACLRules = "resetkeys ~{keyauth:limits}:* resetchannels -@all +hello +ping +select +evalsha +eval +time +get +incrby +set +exists +pexpire +pexpireat +zadd +zrem +zcard +zremrangebyscore +cluster|slots +cluster|shards"
+
+// The README's ACL line is limitsACLRules, and a user with exactly those
+// rights runs the store: admissions, settlements, renewals.
+func TestRedisLimitsACLRights(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "ACL SETUSER caddy-limits on >CHANGE-ME "+limitsACLRules) {
+		t.Errorf("the README's ACL line for the limits store is not %q", limitsACLRules)
+	}
+	srv := redistest.Start(t)
+	do := rdo(t, srv.Addr())
+	do(append([]string{"ACL", "SETUSER", "caddy-limits", "on", ">limits-pass"}, strings.Fields(limitsACLRules)...)...)
+	cfg := LimitStore{Options: Options{Addresses: []string{srv.Addr()}, Username: "caddy-limits"}, LeaseTTL: caddy.Duration(300 * time.Millisecond)}
+	cfg.Options, _ = cfg.resolved()
+	c := newLimitsClient(&cfg, "limits-pass", nil)
+	defer c.Destruct()
+	core, logs := observer.New(zap.InfoLevel)
+	c.logger.Store(zap.New(core))
+	h := admitOK(t, c, quota(limits.Consumer, "a", "tokens", 1e6, 4000), slot(limits.Consumer, "a", 2))
+	start := c.renewals.Load()
+	waitFor(t, "two renewals", func() bool { return c.renewals.Load() >= start+2 })
+	settleOK(t, c, h, 12)
+	if got, _ := do("GET", c.keyOf(&limits.Charge{Kind: limits.Consumer, Scope: "a", Meter: "tokens", Start: thisHourStart()})).ToString(); got != "12" {
+		t.Errorf("settled to %q, want 12", got)
+	}
+	if n := logs.Len(); n != 0 {
+		t.Errorf("the store logged %d lines: %v", n, logs.All())
+	}
+	if n := counted(c); n != 0 {
+		t.Errorf("%v errors", n)
+	}
+}
+
+func thisHourStart() time.Time { s, _ := thisHour(); return s }
