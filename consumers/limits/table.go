@@ -46,10 +46,10 @@ const shardCount = 256
 type shard struct {
 	mu       sync.Mutex
 	m        map[uint64]*counter
-	n        int
+	n, peak  int          // counters, and the most since the map was made
 	inFlight atomic.Int64 // slots in use, for the gauge
 	// The locks of neighbouring shards share no cache line.
-	_ [32]byte
+	_ [24]byte
 }
 
 // key names a counter. It holds the charge's strings as they are: the
@@ -84,6 +84,7 @@ func (sh *shard) add(h uint64, p *counter) {
 	p.next = sh.m[h]
 	sh.m[h] = p
 	sh.n++
+	sh.peak = max(sh.peak, sh.n)
 }
 
 // drop removes the counters gone says are, and reports how many.
@@ -107,6 +108,15 @@ func (sh *shard) drop(gone func(*counter) bool) int {
 		}
 	}
 	sh.n -= n
+	// A map keeps its memory when emptied: one that lost most of its
+	// counters (a big window ended) is made again, its size.
+	if sh.peak > 64 && sh.n < sh.peak/4 {
+		m := make(map[uint64]*counter, sh.n)
+		for h, p := range sh.m {
+			m[h] = p
+		}
+		sh.m, sh.peak = m, sh.n
+	}
 	return n
 }
 

@@ -385,3 +385,32 @@ func TestChanged(t *testing.T) {
 		t.Error("Changed does not report an admission once")
 	}
 }
+
+// Sweeping a million ended counters gives their memory back, and an
+// admission of no charge is allowed.
+func TestSweepReclaims(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a table with 200,000 counters")
+	}
+	tb := NewTable()
+	c := []Charge{window(Credential, "", "requests", 10, 1)}
+	for i := range 200_000 {
+		c[0].Scope = fmt.Sprint("k", i)
+		settle(t, tb, admit(t, tb, c...))
+	}
+	var full, swept runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&full)
+	if n := tb.Sweep(hour1); n != 200_000 || tb.Len() != 0 {
+		t.Fatalf("swept %d, %d left", n, tb.Len())
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&swept)
+	if swept.HeapAlloc > full.HeapAlloc/10 {
+		t.Errorf("the heap is %d B after the sweep, %d B before", swept.HeapAlloc, full.HeapAlloc)
+	}
+	if a := admit(t, tb); !a.Allowed || len(a.Remaining) != 0 {
+		t.Errorf("no charge: %+v", a)
+	}
+	runtime.KeepAlive(tb)
+}
