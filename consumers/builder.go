@@ -3,6 +3,7 @@ package consumers
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -18,7 +19,7 @@ import (
 type builder struct {
 	filling                                 bool
 	nConsumers, nCredentials, nTags, nArena int
-	nLabels, nExtras                        int
+	nLabels, nExtras, nPrevious             int
 
 	set   *Set
 	arena []byte
@@ -30,7 +31,7 @@ type builder struct {
 
 func (b *builder) startFill() error {
 	// Records address the arena and each other with 32-bit offsets.
-	if b.nArena > math.MaxUint32 || b.nCredentials >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
+	if b.nArena > math.MaxUint32 || b.nCredentials+b.nPrevious >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
 		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32 {
 		return fmt.Errorf("document too large: %d consumers, %d keys and %d bytes of names and ids; at most 4 GiB of them",
 			b.nConsumers, b.nCredentials, b.nArena)
@@ -47,12 +48,15 @@ func (b *builder) startFill() error {
 	if b.nLabels > 0 {
 		b.set.labels = make([]labelRec, 0, b.nLabels)
 	}
+	if b.nPrevious > 0 {
+		b.set.previous = make([]previousRec, 0, b.nPrevious)
+	}
 	b.arena = make([]byte, 0, b.nArena)
 	b.seed = maphash.MakeSeed()
 	b.usernames = newStrTable(b.nConsumers)
 	b.ids = newStrTable(b.nConsumers)
 	b.credentialIDs = newStrTable(b.nCredentials)
-	n := tableSize(b.nCredentials)
+	n := tableSize(b.nCredentials + b.nPrevious)
 	b.set.slots = make([]uint32, n)
 	b.set.mask = uint64(n - 1)
 	return nil
@@ -79,6 +83,7 @@ func (b *builder) add(d *consumerDraft) error {
 	if !b.filling {
 		b.nConsumers++
 		b.nCredentials += len(d.credentials)
+		b.nPrevious += len(d.previous)
 		b.nTags += len(d.tags)
 		b.nArena += len(d.s(d.username)) + len(d.s(d.customID))
 		if !idShared(d) {
@@ -151,6 +156,7 @@ func (b *builder) add(d *consumerDraft) error {
 		return fmt.Errorf("%s has id %q, already the id of %s", d.name(), b.str(rec.id), b.consumerName(other))
 	}
 
+	first := uint32(len(s.credentials))
 	for i := range d.credentials {
 		c := &d.credentials[i]
 		start := len(b.arena)
@@ -184,7 +190,24 @@ func (b *builder) add(d *consumerDraft) error {
 			return fmt.Errorf("%s: credential id %q is already used by %s", d.credName(i), b.str(cr.id), b.credentialName(other))
 		}
 		if other, dup := b.insertDigest(k); dup {
-			return fmt.Errorf("%s has the same key as %s", d.credName(i), b.credentialName(other))
+			return fmt.Errorf("%s has the same key as %s", d.credName(i), b.slotName(other))
+		}
+	}
+	// Previous secrets after every credential of the consumer: the slot
+	// of previous secret j is past every credential's.
+	n, last := 0, -1
+	for i := range d.previous {
+		p := &d.previous[i]
+		if p.cred != last {
+			n, last = 0, p.cred
+		}
+		n++
+		var dg Digest
+		_, _ = hex.Decode(dg[:], d.s(p.hash)[len(HashPrefix):])
+		j := uint32(len(s.previous))
+		s.previous = append(s.previous, previousRec{digest: dg, cred: first + uint32(p.cred), expires: d.previousExpires(p)})
+		if other, dup := b.insertDigest(uint32(b.nCredentials) + j); dup {
+			return fmt.Errorf("%s: previous secret #%d has the same key as %s", d.credName(p.cred), n, b.slotName(other))
 		}
 	}
 	return nil
@@ -211,16 +234,28 @@ func (b *builder) credentialName(i uint32) string {
 	return fmt.Sprintf("%s, credential %q", b.consumerName(c.consumer), b.str(c.id))
 }
 
+// slotName names what entry k of the digest index is: a credential, or a
+// previous secret of one.
+func (b *builder) slotName(k uint32) string {
+	if n := uint32(b.nCredentials); k >= n {
+		return "a previous secret of " + b.credentialName(b.set.previous[k-n].cred)
+	}
+	return b.credentialName(k)
+}
+
+// insertDigest indexes entry k: credential k, or previous secret
+// k-nCredentials (Set.digestOf).
 func (b *builder) insertDigest(k uint32) (uint32, bool) {
 	s := b.set
-	d := &s.credentials[k].digest
+	base := uint32(b.nCredentials)
+	d := s.digestOf(k, base)
 	for i := binary.LittleEndian.Uint64(d[:8]) & s.mask; ; i = (i + 1) & s.mask {
 		slot := s.slots[i]
 		if slot == 0 {
 			s.slots[i] = k + 1
 			return 0, false
 		}
-		if s.credentials[slot-1].digest == *d {
+		if *s.digestOf(slot-1, base) == *d {
 			return slot - 1, true
 		}
 	}

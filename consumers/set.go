@@ -71,6 +71,15 @@ type credentialRec struct {
 	expires  int64 // unix nanoseconds; 0 means never
 }
 
+// previousRec is a previous secret of credential cred, left by a roll. Only
+// rolled credentials have them, in a side table: a credential costs nothing
+// more for the feature.
+type previousRec struct {
+	digest  Digest
+	cred    uint32
+	expires int64 // unix nanoseconds: its own expiry or its credential's, the earlier; never 0
+}
+
 // Set is an immutable, loaded consumers document. The zero value is an empty
 // set. A Set is safe for concurrent use.
 type Set struct {
@@ -83,15 +92,22 @@ type Set struct {
 	// created is each credential's created_at in unix seconds, parallel to
 	// credentials, or nil when no credential has one.
 	created []int64
-	// slots is the digest index: 0 is an empty slot, i+1 names credentials[i].
+	// previous are the previous secrets of rolled credentials, or nil.
+	previous []previousRec
+	// slots is the digest index: 0 is an empty slot, i+1 names
+	// credentials[i] and len(credentials)+j+1 names previous[j].
 	slots []uint32
 	mask  uint64
 }
 
-// Credential identifies one credential of a Set.
+// Credential identifies one credential of a Set, and by which of its
+// secrets it was found.
 type Credential struct {
 	set *Set
 	i   uint32
+	// p is previous[p-1] when the credential was found by that previous
+	// secret, else 0. It sits in what was padding.
+	p uint32
 }
 
 // Consumer identifies one consumer of a Set.
@@ -116,23 +132,40 @@ func (s *Set) Bytes() int {
 	return len(s.arena) + len(s.tags)*int(unsafe.Sizeof(strRef{})) +
 		len(s.labels)*int(unsafe.Sizeof(labelRec{})) + len(s.extras)*int(unsafe.Sizeof(extraRec{})) +
 		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
-		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8
+		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8 +
+		len(s.previous)*int(unsafe.Sizeof(previousRec{}))
 }
 
-// Lookup finds the credential whose key has the digest d.
+// Lookup finds the credential whose key has the digest d: its current
+// secret, or a previous one (Credential.Previous), which finds the same
+// credential with the previous secret's expiry.
 func (s *Set) Lookup(d *Digest) (Credential, bool) {
 	if s == nil || len(s.slots) == 0 {
 		return Credential{}, false
 	}
+	n := uint32(len(s.credentials))
 	for i := binary.LittleEndian.Uint64(d[:8]) & s.mask; ; i = (i + 1) & s.mask {
 		slot := s.slots[i]
 		if slot == 0 {
 			return Credential{}, false
 		}
-		if s.credentials[slot-1].digest == *d {
-			return Credential{s, slot - 1}, true
+		if k := slot - 1; k < n {
+			if s.credentials[k].digest == *d {
+				return Credential{s, k, 0}, true
+			}
+		} else if p := &s.previous[k-n]; p.digest == *d {
+			return Credential{s, p.cred, k - n + 1}, true
 		}
 	}
+}
+
+// digestOf is the digest of entry k of the digest index, where base is the
+// number of credentials.
+func (s *Set) digestOf(k, base uint32) *Digest {
+	if k >= base {
+		return &s.previous[k-base].digest
+	}
+	return &s.credentials[k].digest
 }
 
 // FindConsumer finds a consumer by username, or failing that by id. It scans
@@ -171,15 +204,41 @@ func (c Credential) Consumer() Consumer {
 	return Consumer{c.set, c.set.credentials[c.i].consumer}
 }
 
-// ExpiredAt reports whether the credential has expired at now.
+// expires is when the secret the credential was found by stops working, in
+// unix nanoseconds; 0 for never.
+func (c Credential) expires() int64 {
+	if c.p != 0 {
+		return c.set.previous[c.p-1].expires
+	}
+	return c.set.credentials[c.i].expires
+}
+
+// ExpiredAt reports whether the credential has expired at now. Found by a
+// previous secret, it has expired once that secret has (or the credential).
 func (c Credential) ExpiredAt(now time.Time) bool {
-	exp := c.set.credentials[c.i].expires
+	exp := c.expires()
 	return exp != 0 && now.UnixNano() >= exp
 }
 
 // Expires reports whether the credential expires at all; callers skip reading
-// the clock for the keys that never do.
-func (c Credential) Expires() bool { return c.set.credentials[c.i].expires != 0 }
+// the clock for the keys that never do. A previous secret always expires.
+func (c Credential) Expires() bool { return c.expires() != 0 }
+
+// ExpiresAt is when the credential, or the previous secret it was found
+// by, stops working, and whether it ever does. Instants outside the years
+// 1678 to 2262 are held as the nearest one inside.
+func (c Credential) ExpiresAt() (time.Time, bool) {
+	exp := c.expires()
+	if exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, exp), true
+}
+
+// Previous reports whether the credential was found by a previous secret:
+// a key it had before a roll, still let in until its expiry. It is the same
+// credential (ID, Index, Consumer and flags) as its current key finds.
+func (c Credential) Previous() bool { return c.p != 0 }
 
 // CreatedAt is when the credential was issued, to the second, and whether
 // its document says so (created_at).
@@ -196,7 +255,7 @@ func (c Credential) Index() int { return int(c.i) }
 
 // CredentialAt is the credential at index i, as reported by
 // Credential.Index.
-func (s *Set) CredentialAt(i int) Credential { return Credential{s, uint32(i)} }
+func (s *Set) CredentialAt(i int) Credential { return Credential{s, uint32(i), 0} }
 
 // Disabled reports whether the credential is marked "disabled": its key is
 // to be refused like an unknown one. Whether its consumer is disabled is
