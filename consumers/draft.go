@@ -48,8 +48,8 @@ type consumerDraft struct {
 	labels                 []labelDraft // sorted by name once checked
 	credentials            []credentialDraft
 	previous               []previousDraft // of all its credentials, in order
-	buf                    []byte // the decoded strings the spans point into
-	order                  []span // scratch: the groups sorted, to find a duplicate
+	buf                    []byte          // the decoded strings the spans point into
+	order                  []span          // scratch: the groups sorted, to find a duplicate
 }
 
 func (d *consumerDraft) reset(index, at int) {
