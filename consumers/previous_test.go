@@ -166,3 +166,23 @@ func BenchmarkLookupRolled(b *testing.B) {
 		}
 	}
 }
+
+// TestAllPrevious yields each previous secret as the credential it finds.
+func TestAllPrevious(t *testing.T) {
+	s := mustParse(t, rolledDoc)
+	var got []string
+	for c := range s.AllPrevious() {
+		at, _ := c.ExpiresAt()
+		if want, ok := s.Lookup(digestOf(keyMark + "-" + c.Consumer().Username() + "-new")); !ok || want.Index() != c.Index() || !c.Previous() {
+			t.Errorf("a previous secret of %q yielded as credential %q", c.Consumer().Username(), c.ID())
+		}
+		got = append(got, c.Consumer().Username()+" "+at.UTC().Format(time.RFC3339))
+	}
+	want := []string{"bob 2026-06-02T12:00:00Z", "bob 2026-05-01T00:00:00Z", "carol 2026-06-01T13:00:00Z", "dave 2026-06-02T00:00:00Z"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("AllPrevious yields %q, want %q", got, want)
+	}
+	for range (*Set)(nil).AllPrevious() {
+		t.Error("a nil set yields a previous secret")
+	}
+}

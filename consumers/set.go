@@ -249,6 +249,22 @@ func (c Credential) CreatedAt() (time.Time, bool) {
 	return time.Unix(c.set.created[c.i], 0), true
 }
 
+// AllPrevious yields every previous secret of the set, in the document's
+// order, as the credential it finds (Previous reports true, ExpiresAt is
+// the secret's): what a tool needs to say which credentials were rolled.
+func (s *Set) AllPrevious() iter.Seq[Credential] {
+	return func(yield func(Credential) bool) {
+		if s == nil {
+			return
+		}
+		for j := range s.previous {
+			if !yield(Credential{s, s.previous[j].cred, uint32(j) + 1}) {
+				return
+			}
+		}
+	}
+}
+
 // Index is the credential's position in its set, from 0 to the number of
 // keys: callers keep per-credential state in arrays indexed by it.
 func (c Credential) Index() int { return int(c.i) }
