@@ -9,6 +9,9 @@ package integration
 import (
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -134,4 +137,50 @@ func TestRollRedis(t *testing.T) {
 		return get(t, site+"/", "apikey", keyBob).status == http.StatusUnauthorized
 	})
 	wantIdentity(t, get(t, site+"/", "apikey", key), idBob)
+}
+
+// TestReadmeRoll runs the README's roll example (Managing keys) as written,
+// in an empty directory, with the built binary as caddy: each command's
+// output is what the README shows, its times aside.
+func TestReadmeRoll(t *testing.T) {
+	bin := caddyBinary(t)
+	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block string
+	for _, m := range regexp.MustCompile("(?s)```console\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(m[1], "key-auth roll") {
+			block = m[1]
+		}
+	}
+	if block == "" {
+		t.Fatal("README.md has no console example of key-auth roll")
+	}
+	times := regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+	dir := t.TempDir()
+	steps := strings.Split(strings.TrimPrefix(block, "$ "), "\n$ ")
+	for _, step := range steps {
+		cmdLine, want, _ := strings.Cut(step, "\n")
+		cmd := exec.Command("sh", "-c", cmdLine)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "HOME="+dir, "XDG_DATA_HOME="+dir)
+		got, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", cmdLine, err, got)
+		}
+		norm := func(s string) string { return times.ReplaceAllString(strings.TrimRight(s, "\n"), "<time>") }
+		if norm(string(got)) != norm(want) {
+			t.Errorf("%s printed\n%s\nthe README shows\n%s", cmdLine, got, want)
+		}
+	}
+	if len(steps) < 4 {
+		t.Errorf("the example has %d commands", len(steps))
+	}
+	for _, f := range []string{"key.txt", "new-key.txt"} {
+		key, _ := os.ReadFile(filepath.Join(dir, f))
+		if doc, _ := os.ReadFile(filepath.Join(dir, "consumers.json")); len(key) < 10 || strings.Contains(string(doc), strings.TrimSpace(string(key))) {
+			t.Errorf("%s holds no key, or consumers.json holds it", f)
+		}
+	}
 }
