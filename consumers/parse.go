@@ -131,8 +131,8 @@ type member[T any] struct {
 
 // The members of a consumer, a credential and a previous secret: those of
 // their description, ConsumerEntry, CredentialEntry and PreviousSecret
-// (TestParseFieldsAreDescribed), the
-// frequent ones first, as fields tries them in turn.
+// (TestParseFieldsAreDescribed), the frequent ones first, as fields tries
+// them in turn.
 var (
 	consumerMembers = []member[consumerDraft]{
 		{"username", func(p *parser, d *consumerDraft) (err error) {
