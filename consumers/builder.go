@@ -20,6 +20,9 @@ type builder struct {
 	filling                                 bool
 	nConsumers, nCredentials, nTags, nArena int
 	nLabels, nExtras, nPrevious             int
+	// The records filled so far: keys from 0, previous secrets from
+	// nCredentials (Set.previousOf).
+	nextKey, nextPrevious uint32
 
 	set   *Set
 	arena []byte
@@ -39,7 +42,7 @@ func (b *builder) startFill() error {
 	b.filling = true
 	b.set = &Set{
 		consumers:   make([]consumerRec, 0, b.nConsumers),
-		credentials: make([]credentialRec, 0, b.nCredentials),
+		credentials: make([]credentialRec, b.nCredentials+b.nPrevious),
 		tags:        make([]strRef, 0, b.nTags),
 	}
 	if b.nExtras > 0 {
@@ -49,7 +52,7 @@ func (b *builder) startFill() error {
 		b.set.labels = make([]labelRec, 0, b.nLabels)
 	}
 	if b.nPrevious > 0 {
-		b.set.previous = make([]previousRec, 0, b.nPrevious)
+		b.set.previousOf = make([]uint32, b.nPrevious)
 	}
 	b.arena = make([]byte, 0, b.nArena)
 	b.seed = maphash.MakeSeed()
@@ -156,7 +159,7 @@ func (b *builder) add(d *consumerDraft) error {
 		return fmt.Errorf("%s has id %q, already the id of %s", d.name(), b.str(rec.id), b.consumerName(other))
 	}
 
-	first := uint32(len(s.credentials))
+	first := b.nextKey
 	for i := range d.credentials {
 		c := &d.credentials[i]
 		start := len(b.arena)
@@ -173,8 +176,9 @@ func (b *builder) add(d *consumerDraft) error {
 		if c.canary {
 			cr.flags |= flagCanary
 		}
-		k := uint32(len(s.credentials))
-		s.credentials = append(s.credentials, cr)
+		k := b.nextKey
+		b.nextKey++
+		s.credentials[k] = cr
 		// created_at lives in a side array, made at the first credential
 		// that has one: a document without them costs nothing for it.
 		if secs, ok := d.createdAt(c); ok || s.created != nil {
@@ -193,8 +197,8 @@ func (b *builder) add(d *consumerDraft) error {
 			return fmt.Errorf("%s has the same key as %s", d.credName(i), b.slotName(other))
 		}
 	}
-	// Previous secrets after every credential of the consumer: the slot
-	// of previous secret j is past every credential's.
+	// A previous secret is a copy of its credential's record with its own
+	// digest and expiry, past every key's (Set.previousOf).
 	n, last := 0, -1
 	for i := range d.previous {
 		p := &d.previous[i]
@@ -202,11 +206,15 @@ func (b *builder) add(d *consumerDraft) error {
 			n, last = 0, p.cred
 		}
 		n++
-		var dg Digest
-		_, _ = hex.Decode(dg[:], d.s(p.hash)[len(HashPrefix):])
-		j := uint32(len(s.previous))
-		s.previous = append(s.previous, previousRec{digest: dg, cred: first + uint32(p.cred), expires: d.previousExpires(p)})
-		if other, dup := b.insertDigest(uint32(b.nCredentials) + j); dup {
+		cred := first + uint32(p.cred)
+		rec := s.credentials[cred]
+		_, _ = hex.Decode(rec.digest[:], d.s(p.hash)[len(HashPrefix):])
+		rec.expires = d.previousExpires(p)
+		j := b.nextPrevious
+		b.nextPrevious++
+		k := uint32(b.nCredentials) + j
+		s.credentials[k], s.previousOf[j] = rec, cred
+		if other, dup := b.insertDigest(k); dup {
 			return fmt.Errorf("%s: previous secret #%d has the same key as %s", d.credName(p.cred), n, b.slotName(other))
 		}
 	}
@@ -234,28 +242,25 @@ func (b *builder) credentialName(i uint32) string {
 	return fmt.Sprintf("%s, credential %q", b.consumerName(c.consumer), b.str(c.id))
 }
 
-// slotName names what entry k of the digest index is: a credential, or a
-// previous secret of one.
+// slotName names the key of record k: a credential's, or a previous
+// secret of one.
 func (b *builder) slotName(k uint32) string {
-	if n := uint32(b.nCredentials); k >= n {
-		return "a previous secret of " + b.credentialName(b.set.previous[k-n].cred)
+	if k >= uint32(b.nCredentials) {
+		return "a previous secret of " + b.credentialName(k)
 	}
 	return b.credentialName(k)
 }
 
-// insertDigest indexes entry k: credential k, or previous secret
-// k-nCredentials (Set.digestOf).
 func (b *builder) insertDigest(k uint32) (uint32, bool) {
 	s := b.set
-	base := uint32(b.nCredentials)
-	d := s.digestOf(k, base)
+	d := &s.credentials[k].digest
 	for i := binary.LittleEndian.Uint64(d[:8]) & s.mask; ; i = (i + 1) & s.mask {
 		slot := s.slots[i]
 		if slot == 0 {
 			s.slots[i] = k + 1
 			return 0, false
 		}
-		if *s.digestOf(slot-1, base) == *d {
+		if s.credentials[slot-1].digest == *d {
 			return slot - 1, true
 		}
 	}

@@ -85,24 +85,22 @@ func TestSetPrevious(t *testing.T) {
 	}
 }
 
-// TestPreviousCostsNothingElse holds previous secrets to a side table: a
-// credential record, a Credential and a set without them stay as they were.
+// TestPreviousCostsNothingElse holds previous secrets to records past the
+// keys': a credential record, a Credential and a set without them stay as
+// they were.
 func TestPreviousCostsNothingElse(t *testing.T) {
 	if n := unsafe.Sizeof(Credential{}); n != 16 {
-		t.Errorf("Credential is %d bytes, want 16 (its previous index in what was padding)", n)
-	}
-	if n := unsafe.Sizeof(previousRec{}); n != 48 {
-		t.Errorf("previousRec is %d bytes, want 48", n)
+		t.Errorf("Credential is %d bytes, want 16", n)
 	}
 	plain := mustParse(t, `{"consumers": [{"username": "a", "keys": [{"key": "`+keyMark+`"}]}]}`)
-	if plain.previous != nil {
-		t.Error("a set without previous secrets has a previous table")
+	if plain.previousOf != nil || len(plain.credentials) != 1 {
+		t.Error("a set without previous secrets has records for them")
 	}
 	s := mustParse(t, rolledDoc)
-	if len(s.previous) != 4 || cap(s.previous) != 4 {
-		t.Errorf("previous table %d/%d, want 4/4", len(s.previous), cap(s.previous))
+	if len(s.previousOf) != 4 || cap(s.previousOf) != 4 || len(s.credentials) != 8 || cap(s.credentials) != 8 {
+		t.Errorf("previous secrets %d/%d, records %d/%d; want 4/4 and 8/8", len(s.previousOf), cap(s.previousOf), len(s.credentials), cap(s.credentials))
 	}
-	if s.Bytes() < len(s.previous)*48 {
+	if s.Bytes() < len(s.credentials)*int(unsafe.Sizeof(credentialRec{}))+len(s.previousOf)*4 {
 		t.Error("Bytes() leaves out the previous secrets")
 	}
 }

@@ -71,15 +71,6 @@ type credentialRec struct {
 	expires  int64 // unix nanoseconds; 0 means never
 }
 
-// previousRec is a previous secret of credential cred, left by a roll. Only
-// rolled credentials have them, in a side table: a credential costs nothing
-// more for the feature.
-type previousRec struct {
-	digest  Digest
-	cred    uint32
-	expires int64 // unix nanoseconds: its own expiry or its credential's, the earlier; never 0
-}
-
 // Set is an immutable, loaded consumers document. The zero value is an empty
 // set. A Set is safe for concurrent use.
 type Set struct {
@@ -92,22 +83,24 @@ type Set struct {
 	// created is each credential's created_at in unix seconds, parallel to
 	// credentials, or nil when no credential has one.
 	created []int64
-	// previous are the previous secrets of rolled credentials, or nil.
-	previous []previousRec
-	// slots is the digest index: 0 is an empty slot, i+1 names
-	// credentials[i] and len(credentials)+j+1 names previous[j].
+	// previousOf holds the previous secrets of rolled credentials, or is
+	// nil. A previous secret is a record of its own at the end of
+	// credentials, past the keys: its credential's id, consumer and flags,
+	// its own digest and expiry (its own or its credential's, the earlier;
+	// never 0), so that Lookup and what the handler asks of a credential
+	// are the same code for both. previousOf[j] is the index of the
+	// credential whose previous secret is record keys+j.
+	previousOf []uint32
+	// slots is the digest index: 0 is an empty slot, i+1 names credentials[i].
 	slots []uint32
 	mask  uint64
 }
 
-// Credential identifies one credential of a Set, and by which of its
-// secrets it was found.
+// Credential identifies one credential of a Set, as found by one of its
+// secrets.
 type Credential struct {
 	set *Set
-	i   uint32
-	// p is previous[p-1] when the credential was found by that previous
-	// secret, else 0. It sits in what was padding.
-	p uint32
+	i   uint32 // a key's record, or a previous secret's (Previous)
 }
 
 // Consumer identifies one consumer of a Set.
@@ -121,8 +114,12 @@ func (s *Set) Len() (consumers, keys int) {
 	if s == nil {
 		return 0, 0
 	}
-	return len(s.consumers), len(s.credentials)
+	return len(s.consumers), s.keys()
 }
+
+// keys is the number of keys: the credentials' records come first, their
+// previous secrets' after.
+func (s *Set) keys() int { return len(s.credentials) - len(s.previousOf) }
 
 // Bytes is the memory the set holds.
 func (s *Set) Bytes() int {
@@ -133,7 +130,7 @@ func (s *Set) Bytes() int {
 		len(s.labels)*int(unsafe.Sizeof(labelRec{})) + len(s.extras)*int(unsafe.Sizeof(extraRec{})) +
 		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
 		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8 +
-		len(s.previous)*int(unsafe.Sizeof(previousRec{}))
+		len(s.previousOf)*4
 }
 
 // Lookup finds the credential whose key has the digest d: its current
@@ -143,29 +140,15 @@ func (s *Set) Lookup(d *Digest) (Credential, bool) {
 	if s == nil || len(s.slots) == 0 {
 		return Credential{}, false
 	}
-	n := uint32(len(s.credentials))
 	for i := binary.LittleEndian.Uint64(d[:8]) & s.mask; ; i = (i + 1) & s.mask {
 		slot := s.slots[i]
 		if slot == 0 {
 			return Credential{}, false
 		}
-		if k := slot - 1; k < n {
-			if s.credentials[k].digest == *d {
-				return Credential{s, k, 0}, true
-			}
-		} else if p := &s.previous[k-n]; p.digest == *d {
-			return Credential{s, p.cred, k - n + 1}, true
+		if s.credentials[slot-1].digest == *d {
+			return Credential{s, slot - 1}, true
 		}
 	}
-}
-
-// digestOf is the digest of entry k of the digest index, where base is the
-// number of credentials.
-func (s *Set) digestOf(k, base uint32) *Digest {
-	if k >= base {
-		return &s.previous[k-base].digest
-	}
-	return &s.credentials[k].digest
 }
 
 // FindConsumer finds a consumer by username, or failing that by id. It scans
@@ -204,31 +187,22 @@ func (c Credential) Consumer() Consumer {
 	return Consumer{c.set, c.set.credentials[c.i].consumer}
 }
 
-// expires is when the secret the credential was found by stops working, in
-// unix nanoseconds; 0 for never.
-func (c Credential) expires() int64 {
-	if c.p != 0 {
-		return c.set.previous[c.p-1].expires
-	}
-	return c.set.credentials[c.i].expires
-}
-
 // ExpiredAt reports whether the credential has expired at now. Found by a
 // previous secret, it has expired once that secret has (or the credential).
 func (c Credential) ExpiredAt(now time.Time) bool {
-	exp := c.expires()
+	exp := c.set.credentials[c.i].expires
 	return exp != 0 && now.UnixNano() >= exp
 }
 
 // Expires reports whether the credential expires at all; callers skip reading
 // the clock for the keys that never do. A previous secret always expires.
-func (c Credential) Expires() bool { return c.expires() != 0 }
+func (c Credential) Expires() bool { return c.set.credentials[c.i].expires != 0 }
 
 // ExpiresAt is when the credential, or the previous secret it was found
 // by, stops working, and whether it ever does. Instants outside the years
 // 1678 to 2262 are held as the nearest one inside.
 func (c Credential) ExpiresAt() (time.Time, bool) {
-	exp := c.expires()
+	exp := c.set.credentials[c.i].expires
 	if exp == 0 {
 		return time.Time{}, false
 	}
@@ -238,7 +212,7 @@ func (c Credential) ExpiresAt() (time.Time, bool) {
 // Previous reports whether the credential was found by a previous secret:
 // a key it had before a roll, still let in until its expiry. It is the same
 // credential (ID, Index, Consumer and flags) as its current key finds.
-func (c Credential) Previous() bool { return c.p != 0 }
+func (c Credential) Previous() bool { return int(c.i) >= c.set.keys() }
 
 // CreatedAt is when the credential was issued, to the second, and whether
 // its document says so (created_at).
@@ -246,7 +220,7 @@ func (c Credential) CreatedAt() (time.Time, bool) {
 	if c.set.credentials[c.i].flags&flagCreated == 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(c.set.created[c.i], 0), true
+	return time.Unix(c.set.created[c.Index()], 0), true
 }
 
 // AllPrevious yields every previous secret of the set, in the document's
@@ -257,8 +231,8 @@ func (s *Set) AllPrevious() iter.Seq[Credential] {
 		if s == nil {
 			return
 		}
-		for j := range s.previous {
-			if !yield(Credential{s, s.previous[j].cred, uint32(j) + 1}) {
+		for i := s.keys(); i < len(s.credentials); i++ {
+			if !yield(Credential{s, uint32(i)}) {
 				return
 			}
 		}
@@ -266,12 +240,20 @@ func (s *Set) AllPrevious() iter.Seq[Credential] {
 }
 
 // Index is the credential's position in its set, from 0 to the number of
-// keys: callers keep per-credential state in arrays indexed by it.
-func (c Credential) Index() int { return int(c.i) }
+// keys: callers keep per-credential state in arrays indexed by it. Found by
+// a previous secret, a credential has its own index.
+func (c Credential) Index() int {
+	if p := c.set.previousOf; len(p) != 0 {
+		if j := int(c.i) - c.set.keys(); j >= 0 {
+			return int(p[j])
+		}
+	}
+	return int(c.i)
+}
 
 // CredentialAt is the credential at index i, as reported by
 // Credential.Index.
-func (s *Set) CredentialAt(i int) Credential { return Credential{s, uint32(i), 0} }
+func (s *Set) CredentialAt(i int) Credential { return Credential{s, uint32(i)} }
 
 // Disabled reports whether the credential is marked "disabled": its key is
 // to be refused like an unknown one. Whether its consumer is disabled is
