@@ -430,9 +430,9 @@ func (run *limitRun) placeholder(name string) (any, bool) {
 	return nil, false
 }
 
-// storeFailed counts and logs a store that could not answer.
+// storeFailed logs a store that could not answer (the store counts it, in
+// caddy_key_auth_limits_store_errors_total).
 func (l *limiter) storeFailed(err error, op string) {
-	limitStoreErrors.WithLabelValues(op).Inc()
 	l.streak.fail(l.logger, err, op, l.allow)
 }
 

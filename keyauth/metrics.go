@@ -56,25 +56,16 @@ var outcomes = func() (c [numOutcomes]prometheus.Counter) {
 var limitRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "caddy",
 	Subsystem: "key_auth",
-	Name:      "limit_refusals_total",
+	Name:      "limits_refused_total",
 	Help:      "Requests refused by a limit (429), by meter and scope kind (credential, consumer, group).",
 }, []string{"meter", "scope"})
-
-// limitStoreErrors counts the times a limits store could not answer, by
-// what was asked of it (admit, settle).
-var limitStoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "caddy",
-	Subsystem: "key_auth",
-	Name:      "limit_store_errors_total",
-	Help:      "Times a limits store could not answer, by operation: admit (the request got 503, or went on uncounted with on_error allow), settle.",
-}, []string{"op"})
 
 // limitUncounted counts the requests let on uncounted: the store could not
 // answer and on_error allows.
 var limitUncounted = prometheus.NewCounter(prometheus.CounterOpts{
 	Namespace: "caddy",
 	Subsystem: "key_auth",
-	Name:      "limit_uncounted_total",
+	Name:      "limits_uncounted_total",
 	Help:      "Requests let on without counting them because the limits store could not answer (on_error allow).",
 })
 
@@ -83,7 +74,7 @@ func registerMetrics(ctx caddy.Context) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, limitRefusals, limitStoreErrors, limitUncounted} {
+	for _, c := range []prometheus.Collector{requestsTotal, limitRefusals, limitUncounted} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return fmt.Errorf("registering key_auth metrics: %w", err)
