@@ -52,6 +52,9 @@ type extraRec struct {
 	groups strRef
 	labels strRef // labels[off:off+n] of Set.labels, sorted by name
 	flags  uint32
+	// limits is consumerLimits[limits-1], or 0: the consumer's own limits
+	// and its groups that have any.
+	limits uint32
 }
 
 type labelRec struct{ name, value strRef }
@@ -61,6 +64,7 @@ const (
 	flagDisabled = 1 << iota
 	flagCanary
 	flagCreated // credentials only: created[i] holds its created_at
+	flagLimits  // credentials only: credLimits holds its limits
 )
 
 type credentialRec struct {
@@ -86,6 +90,12 @@ type Set struct {
 	// slots is the digest index: 0 is an empty slot, i+1 names credentials[i].
 	slots []uint32
 	mask  uint64
+
+	// lim holds the limits and the document's groups, or is nil: a
+	// document without them costs one pointer for them (the Redis source
+	// caches a set per key), and a consumer or key without limits nothing
+	// more than a record's flag or index (setlimits.go).
+	lim *limitTables
 }
 
 // Credential identifies one credential of a Set.
@@ -116,7 +126,8 @@ func (s *Set) Bytes() int {
 	return len(s.arena) + len(s.tags)*int(unsafe.Sizeof(strRef{})) +
 		len(s.labels)*int(unsafe.Sizeof(labelRec{})) + len(s.extras)*int(unsafe.Sizeof(extraRec{})) +
 		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
-		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8
+		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8 +
+		s.lim.bytes()
 }
 
 // Lookup finds the credential whose key has the digest d.
