@@ -380,3 +380,29 @@ func BenchmarkLookupLimits(b *testing.B) {
 		}
 	}
 }
+
+func TestParseLimits(t *testing.T) {
+	l, err := ParseLimits([]byte(`{"requests": {"max": 5, "per": "90m"}, "in_flight": 2, "t": {"max": 1, "per": "day", "timezone": "Europe/Berlin"}}`), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LimitsEntry{"requests": {Max: 5, Per: "1h30m0s"}, InFlight: {Max: 2}, "t": {Max: 1, Per: "day", Timezone: "Europe/Berlin"}}
+	if fmt.Sprint(l) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", l, want)
+	}
+	for _, empty := range []string{"", " ", "null", "{}"} {
+		if l, err := ParseLimits([]byte(empty), "x"); err != nil || l != nil {
+			t.Errorf("%q: %v, %v", empty, l, err)
+		}
+	}
+	for in, want := range map[string]string{
+		`{"r": {"max": 1, "per": "day"}} x`:       `group "g": limits: line 1, column 33: unexpected data after the limits`,
+		`{"r": {"max": -1, "per": "day"}}`:        `group "g": limits: meter "r" has a negative max`,
+		`{"r": {"max": 1, "per": "day", "x": 1}}`: `group "g": limits: line 1, column 32: unknown field in a limit`,
+		`[]`: `group "g": limits: line 1, column 1: expected limits (an object)`,
+	} {
+		if _, err := ParseLimits([]byte(in), `group "g": limits`); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", in, err, want)
+		}
+	}
+}

@@ -335,3 +335,35 @@ func fields[T any](p *parser, what label, members []member[T], v *T) error {
 		return p.errAt(at, "unknown field in %s (fields: %s)", what, strings.Join(names, ", "))
 	})
 }
+
+// ParseLimits reads a limits object on its own, as a consumers document
+// holds one (the Redis layout keeps limits as JSON in a hash field), with
+// the same checks; what names it in errors ("consumer \"alice\": limits").
+// Null and the empty string are no limits.
+func ParseLimits(data []byte, what string) (LimitsEntry, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	var (
+		buf []byte
+		ls  []limitDraft
+	)
+	p := &parser{data: data, out: &buf}
+	if _, err := p.limits(fixed("limits"), &ls); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if p.peek() != 0 {
+		return nil, fmt.Errorf("%s: %w", what, p.errAt(p.pos, "unexpected data after the limits"))
+	}
+	if err := checkLimits(buf, ls, func() string { return what }); err != nil {
+		return nil, err
+	}
+	if len(ls) == 0 {
+		return nil, nil
+	}
+	out := make(LimitsEntry, len(ls))
+	for _, l := range ls {
+		out[string(buf[l.meter.start:l.meter.end])] = LimitEntry{Max: l.max, Per: l.window.Per(), Timezone: l.window.Timezone()}
+	}
+	return out, nil
+}
