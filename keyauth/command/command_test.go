@@ -887,3 +887,54 @@ func TestImportTemplateUnset(t *testing.T) {
 		}
 	}
 }
+
+// check sums up a file's limits and refuses invalid ones; with --config it
+// warns when no handler that uses the file enforces them.
+func TestCheckLimits(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "consumers.json")
+	if err := os.WriteFile(path, []byte(`{"groups": {
+    "free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}},
+    "acme-team": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}},
+    "acl-only": {}},
+  "consumers": [
+    {"username": "alice", "groups": ["free", "acme-team"], "limits": {"tokens": {"max": 2000000, "per": "month"}},
+     "keys": [{"id": "alice-ci", "hash": "`+consumers.HashKey("k1")+`", "limits": {"requests": {"max": 100, "per": "hour"}}}]},
+    {"username": "bob", "groups": ["free"], "keys": [{"hash": "`+consumers.HashKey("k2")+`"}]},
+    {"username": "carol", "groups": ["acl-only"], "keys": [{"hash": "`+consumers.HashKey("k3")+`"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "", "check", path)
+	want := "  limits on 1 key, 1 consumer, 2 groups (acme-team, free); meters: in_flight, requests, tokens; 2 consumers in groups with limits\n0 errors, 0 warnings\n"
+	if err != nil || !strings.HasSuffix(out, want) {
+		t.Errorf("check of a file with limits: %v\n%s\nwant it to end with\n%s", err, out, want)
+	}
+
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(caddyfile, []byte(":8080 {\n\tkey_auth {\n\t\tconsumers file "+path+"\n\t}\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "", "check", "--config", caddyfile)
+	if err != nil || !strings.Contains(out, "warning: the file holds limits, but no key_auth handler that uses it has a limits block: they are not enforced") {
+		t.Errorf("check --config with limits no handler enforces: %v\n%s", err, out)
+	}
+	for raw, want := range map[string]bool{
+		`{"handler": "key_auth", "limits": {}}`:      true,
+		`{"handler": "key_auth", "limits": null}`:    false,
+		`{"handler": "key_auth"}`:                    false,
+		`{"handler": "key_auth", "limits": {"x":1}}`: true,
+	} {
+		if got := hasLimitsBlock([]byte(raw)); got != want {
+			t.Errorf("hasLimitsBlock(%s) = %v", raw, got)
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"consumers": [{"username": "alice", "limits": {"requests": {"max": 1, "per": "fortnight"}}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "", "check", bad)
+	if err == nil || !strings.Contains(out, `error: consumers file `+bad+`: line 1: consumer "alice": limits: meter "requests" has per "fortnight"`) {
+		t.Errorf("check of invalid limits: %v\n%s", err, out)
+	}
+}
