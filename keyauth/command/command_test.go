@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -936,5 +937,35 @@ func TestCheckLimits(t *testing.T) {
 	out, _, err = run(t, "", "check", bad)
 	if err == nil || !strings.Contains(out, `error: consumers file `+bad+`: line 1: consumer "alice": limits: meter "requests" has per "fortnight"`) {
 		t.Errorf("check of invalid limits: %v\n%s", err, out)
+	}
+}
+
+// Editing a file (new, revoke) keeps its groups and limits as they were.
+func TestKeysKeepLimits(t *testing.T) {
+	path := writeFile(t, `{"groups": {"free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}}},
+  "consumers": [{"username": "alice", "groups": ["free"], "limits": {"tokens": {"max": 5, "per": "90m"}},
+    "keys": [{"id": "a1", "hash": "`+consumers.HashKey("k1")+`", "limits": {"requests": {"max": 1, "per": "day", "timezone": "Europe/Berlin"}}}]}]}`)
+	read := func() *consumers.Document {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := consumers.DecodeDocument(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	before := read()
+	if _, _, err := run(t, "", "new", "--consumer", "alice", "--file", path, "--id", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "", "revoke", "--file", path, "--credential", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	after := read()
+	if !reflect.DeepEqual(before.Groups, after.Groups) || !reflect.DeepEqual(before.Consumers[0].Limits, after.Consumers[0].Limits) ||
+		!reflect.DeepEqual(before.Consumers[0].Keys[0].Limits, after.Consumers[0].Keys[0].Limits) {
+		t.Errorf("limits changed by an edit:\n%+v\n%+v", before, after)
 	}
 }
