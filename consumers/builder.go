@@ -43,7 +43,7 @@ type builder struct {
 func (b *builder) startFill() error {
 	// Records address the arena and each other with 32-bit offsets.
 	if b.nArena > math.MaxUint32 || b.nCredentials >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
-		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32 || b.nLimits > math.MaxUint32 {
+		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32>>extraLimitsShift || b.nLimits > math.MaxUint32 {
 		return fmt.Errorf("document too large: %d consumers, %d keys and %d bytes of names and ids; at most 4 GiB of them",
 			b.nConsumers, b.nCredentials, b.nArena)
 	}
@@ -157,7 +157,7 @@ func (b *builder) add(d *consumerDraft) error {
 		if d.disabled {
 			x.flags |= flagDisabled
 		}
-		x.limits = b.putConsumerLimits(d)
+		x.flags |= b.putConsumerLimits(d) << extraLimitsShift
 		s.extras = append(s.extras, x)
 		rec.extra = uint32(len(s.extras))
 	}

@@ -300,8 +300,8 @@ func TestLimitsSideTables(t *testing.T) {
 	if s.lim != nil {
 		t.Error("a document without limits has tables of limits")
 	}
-	if n := unsafe.Sizeof(extraRec{}); n != 24 {
-		t.Errorf("extraRec is %d bytes, want 24", n)
+	if n := unsafe.Sizeof(extraRec{}); n != 20 {
+		t.Errorf("extraRec is %d bytes, want 20", n)
 	}
 	if n := unsafe.Sizeof(limitRec{}); n != 32 {
 		t.Errorf("limitRec is %d bytes, want 32", n)

@@ -51,11 +51,17 @@ type extraRec struct {
 	// back into its names unambiguously.
 	groups strRef
 	labels strRef // labels[off:off+n] of Set.labels, sorted by name
-	flags  uint32
-	// limits is consumerLimits[limits-1], or 0: the consumer's own limits
-	// and its groups that have any.
-	limits uint32
+	// flags holds the consumer's flags below extraLimitsShift and, above,
+	// i+1 for its record consumerLimits[i] (its own limits and its groups
+	// that have any), or 0: in the flags' spare bits, so that a consumer
+	// with groups or labels costs nothing more for limits.
+	flags uint32
 }
+
+const extraLimitsShift = 1 // above flagDisabled, the one flag of a consumer
+
+// limits is the index+1 of the consumer's limits record, or 0.
+func (x extraRec) limits() uint32 { return x.flags >> extraLimitsShift }
 
 type labelRec struct{ name, value strRef }
 

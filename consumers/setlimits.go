@@ -179,7 +179,7 @@ func (g Group) Limits() Limits { return g.set.limitsOf(g.set.lim.groups[g.i].lim
 func (g Group) MemberLimits() Limits { return g.set.limitsOf(g.set.lim.groups[g.i].memberLimits) }
 
 func (c Consumer) limitsRec() consumerLimitsRec {
-	if x := c.extra().limits; x != 0 {
+	if x := c.extra().limits(); x != 0 {
 		return c.set.lim.consumerLimits[x-1]
 	}
 	return consumerLimitsRec{}
@@ -208,7 +208,7 @@ func (c Consumer) LimitGroups() iter.Seq[Group] {
 // HasLimits reports whether any limit applies to the consumer's requests
 // (its own, or its groups'): the handler skips counting for the many
 // consumers that have none.
-func (c Consumer) HasLimits() bool { return c.extra().limits != 0 }
+func (c Consumer) HasLimits() bool { return c.extra().limits() != 0 }
 
 // EachLimit yields every limit that applies to a request of the consumer
 // made without a key of its own (the anonymous consumer's: every request
@@ -220,7 +220,7 @@ func (c Consumer) EachLimit(yield func(kind limits.ScopeKind, scope, meter strin
 
 // eachLimit is EachLimit, reporting whether yield asked for more.
 func (c Consumer) eachLimit(yield func(kind limits.ScopeKind, scope, meter string, l Limit) bool) bool {
-	x := c.extra().limits
+	x := c.extra().limits()
 	if x == 0 {
 		return true
 	}
