@@ -32,9 +32,10 @@ func pushCmd() *cobra.Command {
 			"[--username <name>] [--tls] [--tls-root-ca <file>] [--tls-client-certificate <file> --tls-client-certificate-key <file>]",
 		Short: "Makes Redis hold exactly a consumers file's consumers",
 		Long: `
-Writes the consumers and keys of a consumers file into Redis in the layout
-the key_auth Redis source reads, and removes the consumers and keys under
-the prefix that the file no longer has. Only what changed is written.
+Writes the consumers, keys and groups with limits of a consumers file into
+Redis in the layout the key_auth Redis source reads, and removes the
+consumers, keys and groups under the prefix that the file no longer has.
+Only what changed is written.
 Several --redis addresses are the seeds of a Redis Cluster.
 
 The connection takes the Redis source's options: --db (standalone Redis
@@ -82,8 +83,12 @@ present a client certificate; either implies --tls.`,
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%d consumers and %d keys: %d hashes written, %d unchanged, %d removed in %v\n",
-			st.Consumers, st.Keys, st.Written, st.Unchanged, st.Removed, time.Since(start).Round(time.Millisecond))
+		groups := ""
+		if st.Groups > 0 {
+			groups = fmt.Sprintf(", %d groups with limits", st.Groups)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%d consumers and %d keys%s: %d hashes written, %d unchanged, %d removed in %v\n",
+			st.Consumers, st.Keys, groups, st.Written, st.Unchanged, st.Removed, time.Since(start).Round(time.Millisecond))
 		return nil
 	}
 	return cmd
@@ -156,7 +161,8 @@ func flagError(err error) error {
 // Stats is what a push did.
 type Stats struct {
 	Consumers, Keys    int
-	Written, Unchanged int // consumer and credential hashes
+	Groups             int // the document's groups that have limits: those with a hash
+	Written, Unchanged int // group, consumer and credential hashes
 	Removed            int
 	// IDsWritten counts the consumer-id hashes written, apart: they only
 	// index the consumers whose id is not their username.
@@ -224,7 +230,21 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 		return err
 	}
 	layout := redis.NewLayout(prefix)
-	// Consumers first, so no key is written before its consumer.
+	// Groups first, so no consumer is read without its tier's limits;
+	// consumers next, so no key is written before its consumer.
+	groups := map[string]struct{}{}
+	for g := range set.Groups() {
+		if f, ok := redis.EncodeGroup(g); ok {
+			groups[g.Name()] = struct{}{}
+			st.Groups++
+			if err := add(hash{layout.GroupKey(g.Name()), f}); err != nil {
+				return st, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return st, err
+	}
 	for i := range st.Consumers {
 		cons := set.ConsumerAt(i)
 		usernames[cons.Username()] = struct{}{}
@@ -278,8 +298,12 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	if err := flush(); err != nil {
 		return st, err
 	}
-	return st, remove(ctx, c, layout, set, usernames, ids, &st, report)
+	return st, remove(ctx, c, layout, set, names{usernames, ids, groups}, &st, report)
 }
+
+// names are what a push keeps: the usernames, the ids of consumers whose
+// id is not their username, and the groups with a hash.
+type names struct{ usernames, ids, groups map[string]struct{} }
 
 // syncHashes writes the hashes that differ from what Redis holds: HSET of the
 // fields, then HDEL of the fields no longer there, so a reader never finds
@@ -326,12 +350,13 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 	return nil
 }
 
-// remove deletes the credentials and consumers under prefix that the set
-// does not have, scanning every node (each master of a cluster). The prefix
-// is matched literally: SCAN's pattern has its glob characters escaped, and
-// a key is deleted only if it starts with the prefix itself, so a prefix
-// such as "app[v2]:" never reaches another application's "app2:" keys.
-func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, usernames, ids map[string]struct{}, st *Stats, report func()) error {
+// remove deletes the credentials, consumers and groups under prefix that
+// the set does not have, scanning every node (each master of a cluster).
+// The prefix is matched literally: SCAN's pattern has its glob characters
+// escaped, and a key is deleted only if it starts with the prefix itself,
+// so a prefix such as "app[v2]:" never reaches another application's
+// "app2:" keys.
+func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, keepNames names, st *Stats, report func()) error {
 	var dels rueidis.Commands
 	flush := func() error {
 		for _, r := range c.DoMulti(ctx, dels...) {
@@ -352,7 +377,7 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 					return fmt.Errorf("scanning: %w", err)
 				}
 				for _, k := range e.Elements {
-					if !strings.HasPrefix(k, pass) || keep(layout, k, set, usernames, ids) {
+					if !strings.HasPrefix(k, pass) || keep(layout, k, set, keepNames) {
 						continue
 					}
 					dels = append(dels, c.B().Del().Key(k).Build())
@@ -376,15 +401,17 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 	return nil
 }
 
-func keep(layout redis.Layout, k string, set *consumers.Set, usernames, ids map[string]struct{}) bool {
+func keep(layout redis.Layout, k string, set *consumers.Set, n names) bool {
 	var found bool
 	switch kind, d, name := layout.Parse(k); kind {
 	case redis.KindCredential:
 		_, found = set.Lookup(&d)
 	case redis.KindConsumer:
-		_, found = usernames[name]
+		_, found = n.usernames[name]
 	case redis.KindConsumerID:
-		_, found = ids[name]
+		_, found = n.ids[name]
+	case redis.KindGroup:
+		_, found = n.groups[name]
 	}
 	return found
 }

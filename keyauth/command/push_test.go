@@ -464,3 +464,69 @@ func TestPushAddressPlaceholder(t *testing.T) {
 		t.Errorf("an unset variable: %v", err)
 	}
 }
+
+// TestPushLimits: push writes the limits of keys and consumers and a hash
+// per group with limits, rewrites them as they change and removes a group
+// the document no longer describes (or no longer gives limits).
+func TestPushLimits(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	ctx := context.Background()
+	redistest.Do(t, c, "HSET", "p:group:stale", "limits", `{"in_flight": 1}`)
+	doc := `{"groups": {
+			"free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}},
+			"team": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}},
+			"acl-only": {}},
+		"consumers": [{"username": "alice", "groups": ["free", "team", "acl-only"], "limits": {"tokens": {"max": 2000000, "per": "month"}},
+			"keys": [{"id": "alice-ci", "key": "alice-secret", "limits": {"requests": {"max": 100, "per": "90m"}}}]}]}`
+	st, err := Push(ctx, c, []byte(doc), "p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Groups != 2 || st.Written != 4 || st.Removed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	for key, want := range map[string]map[string]string{
+		"p:group:free":          {"member_limits": `{"in_flight":2,"requests":{"max":1000,"per":"day"}}`},
+		"p:group:team":          {"limits": `{"requests":{"max":100000,"per":"month","timezone":"Europe/Berlin"}}`},
+		"p:group:acl-only":      {},
+		"p:group:stale":         {},
+		"p:consumer:alice":      {"id": "alice", "groups": "free,team,acl-only", "limits": `{"tokens":{"max":2000000,"per":"month"}}`},
+		credKey("alice-secret"): {"consumer": "alice", "id": "alice-ci", "limits": `{"requests":{"max":100,"per":"1h30m0s"}}`},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+
+	// Again, changed: the tier loses its in_flight, the team its group
+	// entry, the key its limits.
+	doc2 := strings.Replace(doc, `, "in_flight": 2}}`, `}}`, 1)
+	doc2 = strings.Replace(doc2, `"team": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}},`, "", 1)
+	doc2 = strings.Replace(doc2, `, "limits": {"requests": {"max": 100, "per": "90m"}}`, "", 1)
+	st, err = Push(ctx, c, []byte(doc2), "p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Groups != 1 || st.Written != 2 || st.Unchanged != 1 || st.Removed != 1 {
+		t.Errorf("second push: stats %+v", st)
+	}
+	for key, want := range map[string]map[string]string{
+		"p:group:free":          {"member_limits": `{"requests":{"max":1000,"per":"day"}}`},
+		"p:group:team":          {},
+		credKey("alice-secret"): {"consumer": "alice", "id": "alice-ci"},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("second push: %s = %v, want %v", key, got, want)
+		}
+	}
+
+	// Invalid limits write nothing.
+	bad := strings.Replace(doc2, `"max": 1000`, `"max": -1`, 1)
+	if _, err := Push(ctx, c, []byte(bad), "p:"); err == nil || !strings.Contains(err.Error(), `group "free": member_limits: meter "requests" has a negative max`) {
+		t.Errorf("a document with a negative max: %v", err)
+	}
+	if got := hgetall(t, c, "p:group:free"); got["member_limits"] != `{"requests":{"max":1000,"per":"day"}}` {
+		t.Errorf("a refused push wrote %v", got)
+	}
+}

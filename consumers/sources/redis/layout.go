@@ -16,26 +16,29 @@ import (
 //
 //	<prefix>cred:<hex SHA-256 of the key>  hash: consumer, id (both required),
 //	                                       expires_at, created_at (RFC 3339),
-//	                                       disabled, canary, previous
+//	                                       disabled, canary, limits, previous
 //	<prefix>consumer:<username>            hash: id (default the username), custom_id,
 //	                                       tags, groups (comma-separated),
-//	                                       labels (a JSON object), disabled
+//	                                       labels (a JSON object), disabled, limits
 //	<prefix>consumer-id:<id>               hash: consumer (the username of the
 //	                                       consumer whose id this is, when it is
 //	                                       not the username)
+//	<prefix>group:<name>                   hash: limits, member_limits
 //
 // A rolled credential's previous secret is a credential hash of its own,
-// with the credential's consumer, id, created_at and flags, its own
+// with the credential's consumer, id, created_at, flags and limits, its own
 // expires_at (required: the earlier of the secret's and the credential's),
 // and previous "true", which tells a writer or a lister that it is not a
 // credential of its own; the source reads it as the credential with that
 // expiry. A canary has no previous secrets.
 //
-// Flags are "true" or "false" (empty is false). The consumer-id hashes only
-// serve to find an anonymous consumer named by its id; one that names a
-// consumer whose id is no longer that id is ignored.
+// Flags are "true" or "false" (empty is false). Limits are a limits object
+// of the consumers document, in JSON. The consumer-id hashes only serve to
+// find an anonymous consumer named by its id; one that names a consumer
+// whose id is no longer that id is ignored. A group hash describes a group
+// of the document's groups: a consumer's group without one has no limits.
 type Layout struct {
-	cred, cons, ids string
+	cred, cons, ids, group string
 }
 
 // Hash fields of the layout.
@@ -51,12 +54,18 @@ const (
 	FieldTags      = "tags"
 	FieldGroups    = "groups"
 	FieldLabels    = "labels"
+	FieldLimits    = "limits"
+	// FieldMemberLimits is a group hash's member_limits.
+	FieldMemberLimits = "member_limits"
 )
 
 // NewLayout is the layout under prefix.
 func NewLayout(prefix string) Layout {
-	return Layout{cred: prefix + "cred:", cons: prefix + "consumer:", ids: prefix + "consumer-id:"}
+	return Layout{cred: prefix + "cred:", cons: prefix + "consumer:", ids: prefix + "consumer-id:", group: prefix + "group:"}
 }
+
+// GroupKey is the key of a group's hash.
+func (l Layout) GroupKey(name string) string { return l.group + name }
 
 // CredentialKey is the key of the credential hash of a key's digest.
 func (l Layout) CredentialKey(d *consumers.Digest) string {
@@ -78,13 +87,15 @@ const (
 	KindCredential
 	KindConsumer
 	KindConsumerID
+	KindGroup
 )
 
 // KeyPrefixes are the prefixes of the layout's kinds of keys, credentials
 // first (so a writer that removes in this order never leaves a key without
-// its consumer). A SCAN for them must escape their glob characters.
+// its consumer) and groups last. A SCAN for them must escape their glob
+// characters.
 func (l Layout) KeyPrefixes() []string {
-	return []string{l.cred, l.ids, l.cons}
+	return []string{l.cred, l.ids, l.cons, l.group}
 }
 
 // Parse tells what a key holds: a credential's digest, or the username or
@@ -104,6 +115,8 @@ func (l Layout) Parse(key string) (kind KeyKind, d consumers.Digest, name string
 		return KindConsumer, d, key[len(l.cons):]
 	case strings.HasPrefix(key, l.ids):
 		return KindConsumerID, d, key[len(l.ids):]
+	case strings.HasPrefix(key, l.group):
+		return KindGroup, d, key[len(l.group):]
 	}
 	return KindOther, d, ""
 }
@@ -130,7 +143,30 @@ func EncodeConsumer(c consumers.Consumer) map[string]string {
 	if c.Disabled() {
 		f[FieldDisabled] = "true"
 	}
+	encodeLimits(f, FieldLimits, c.Limits())
 	return f
+}
+
+// encodeLimits sets field to a limits object, unless it is empty.
+func encodeLimits(f map[string]string, field string, l consumers.Limits) {
+	if l.Len() == 0 {
+		return
+	}
+	b, err := json.Marshal(l.Entry())
+	if err != nil {
+		panic(err) // a Set's limits always encode: they passed the checks
+	}
+	f[field] = string(b)
+}
+
+// EncodeGroup is the hash of a group of the document's groups, and whether
+// it needs one: a group without limits has none (a Redis hash needs a
+// field to exist), which reads back as no limits.
+func EncodeGroup(g consumers.Group) (map[string]string, bool) {
+	f := map[string]string{}
+	encodeLimits(f, FieldLimits, g.Limits())
+	encodeLimits(f, FieldMemberLimits, g.MemberLimits())
+	return f, len(f) > 0
 }
 
 // EncodeConsumerID is the hash that names the consumer of its id, and
@@ -162,6 +198,7 @@ func EncodeCredential(c consumers.Credential, expiresAt string) map[string]strin
 	if c.Canary() {
 		f[FieldCanary] = "true"
 	}
+	encodeLimits(f, FieldLimits, c.Limits())
 	if c.Previous() {
 		f[FieldPrevious] = "true"
 	}
@@ -188,6 +225,27 @@ func PreviousExpiresAt(own, credentialExpiresAt string) string {
 // nil, of one credential hash whose key has the digest d: the hashes become
 // a consumers.Document, which passes the checks of every source.
 func Decode(username string, cons map[string]string, d *consumers.Digest, cred map[string]string) (*consumers.Set, error) {
+	return DecodeWithGroups(username, cons, d, cred, nil)
+}
+
+// DecodeWithGroups is Decode with the hashes of the consumer's groups that
+// have one, by name: the set's groups.
+func DecodeWithGroups(username string, cons map[string]string, d *consumers.Digest, cred map[string]string, groups map[string]map[string]string) (*consumers.Set, error) {
+	doc := consumers.Document{}
+	for name, h := range groups {
+		if doc.Groups == nil {
+			doc.Groups = make(map[string]consumers.GroupEntry, len(groups))
+		}
+		var g consumers.GroupEntry
+		var err error
+		if g.Limits, err = consumers.ParseLimits([]byte(h[FieldLimits]), fmt.Sprintf("group %q: limits", name)); err != nil {
+			return nil, err
+		}
+		if g.MemberLimits, err = consumers.ParseLimits([]byte(h[FieldMemberLimits]), fmt.Sprintf("group %q: member_limits", name)); err != nil {
+			return nil, err
+		}
+		doc.Groups[name] = g
+	}
 	c := consumers.ConsumerEntry{
 		Username: username,
 		ID:       cons[FieldID],
@@ -204,8 +262,14 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 	if c.Disabled, err = parseFlag(cons[FieldDisabled]); err != nil {
 		return nil, fmt.Errorf("consumer %q: disabled: %w", username, err)
 	}
+	if c.Limits, err = consumers.ParseLimits([]byte(cons[FieldLimits]), fmt.Sprintf("consumer %q: limits", username)); err != nil {
+		return nil, err
+	}
 	if cred != nil {
 		k := consumers.CredentialEntry{ID: cred[FieldID], Hash: consumers.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt], CreatedAt: cred[FieldCreatedAt]}
+		if k.Limits, err = consumers.ParseLimits([]byte(cred[FieldLimits]), fmt.Sprintf("consumer %q, credential %q: limits", username, k.ID)); err != nil {
+			return nil, err
+		}
 		if k.Disabled, err = parseFlag(cred[FieldDisabled]); err != nil {
 			return nil, fmt.Errorf("credential %q: disabled: %w", k.ID, err)
 		}
@@ -225,7 +289,8 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		}
 		c.Keys = []consumers.CredentialEntry{k}
 	}
-	return consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{c}})
+	doc.Consumers = []consumers.ConsumerEntry{c}
+	return consumers.Build(&doc)
 }
 
 // parseFlag reads a "true"/"false" hash field; empty is false.
