@@ -16,8 +16,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-
-	"github.com/keyauth/caddy-keyauth/consumers"
 )
 
 func init() {
@@ -166,10 +164,6 @@ type Handler struct {
 	maxIdle      time.Duration
 	now          func() time.Time // the clock of max_idle and limits: time.Now but in tests
 	limiter      *limiter         // with Limits
-	// limitsFor yields the limits that apply to a verdict's credential and
-	// consumer. TEMPORARY: set by tests until the consumers document
-	// carries limits (issue 18, s18-data).
-	limitsFor func(c consumers.Consumer, yield func(limit) bool)
 }
 
 // keyName is a configured key name, with its header spellings worked out

@@ -58,7 +58,7 @@ type identity struct {
 	cred consumers.Credential
 	// lim is the request's limits, when a key_auth with limits charged it:
 	// the {http.auth.user.limits.*} placeholders read it.
-	lim *limitRun
+	lim *limitView
 	// hasConsumer is false for nobody: a request let on without a consumer.
 	hasConsumer bool
 	hasCred     bool
@@ -263,12 +263,13 @@ func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID s
 }
 
 // identifyAs is identify for a verdict: its consumer and credential, and the
-// request's limits (run; nil without), which the limits placeholders read.
-func (h *Handler) identifyAs(r *http.Request, v *verdict, run *limitRun) {
+// request's limits (li; nil without), which the limits placeholders read.
+func (h *Handler) identifyAs(r *http.Request, v *verdict, li *limitIdentity) {
 	c, anonymous := v.consumer, v.anonymous
 	var spare *identity
-	if run != nil {
-		spare = &run.id
+	var view *limitView
+	if li != nil {
+		spare, view = &li.id, &li.view
 	}
 	id := requestIdentity(r, false, spare)
 	if id == nil {
@@ -276,7 +277,7 @@ func (h *Handler) identifyAs(r *http.Request, v *verdict, run *limitRun) {
 	}
 	id.vals = [6]string{c.Username(), c.ID(), c.CustomID(), v.credID, "false", c.GroupsHeader()}
 	id.consumer, id.hasConsumer, id.anonymous = c, true, anonymous
-	id.cred, id.hasCred, id.lim = v.cred, v.hasCred, run
+	id.cred, id.hasCred, id.lim = v.cred, v.hasCred, view
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
 	hdr[headerConsumerID] = id.vals[1:2:2]

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
 )
 
@@ -35,19 +36,18 @@ type routeCost struct {
 }
 
 // maxCharges is how many charges a request's run holds without another
-// allocation: a credential's, its consumer's and two groups' limits.
+// allocation: a credential's, its consumer's and two groups' limits, and
+// in_flight.
 const maxCharges = 8
 
-// limitRun is one request's limits: what it charges, what the store
-// answered, and what settles it when the request ends. It is one
-// allocation, which holds the request's identity too when the request needs
-// a new one (the placeholders of its limits are the identity's), and the
-// answer's writer when one is settled from the answer: a request with
-// limits costs no allocation more than one without (but the store's).
+// limitRun is one request's limits at work: what it charges, what the store
+// answered, and what settles it when the request ends. It comes from a pool
+// and goes back once settled: nothing outside the handler's ServeHTTP holds
+// it. What does outlive it, the values of the RateLimit headers and of the
+// placeholders, is in the request's limitView.
 type limitRun struct {
-	id identity // the request's identity, when it has none yet
-
 	l         *limiter
+	view      *limitView
 	charges   []limits.Charge
 	remaining []int64 // the room each charge has, copied from the admission
 	usage     []bool  // charge i is settled from the answer
@@ -57,62 +57,96 @@ type limitRun struct {
 	shown     int // the charge RateLimit shows: the one with the least room
 
 	w      settleWriter
+	ctx    detached
 	actual [maxCharges]int64
 
 	chargesA   [maxCharges]limits.Charge
 	remainingA [maxCharges]int64
 	usageA     [maxCharges]bool
-	headerA    [384]byte
-	headers    [3]string // RateLimit-Policy, RateLimit, Retry-After
 }
 
-// limit is a limit of the consumers document that applies to a request:
-// the limits of its credential, of its consumer (or its group tier's), and
-// of each of its groups.
-type limit struct {
-	kind  limits.ScopeKind
-	scope string
-	meter string
-	max   int64
-	// bounds is the fixed window a request at t falls in; nil for
-	// in_flight.
-	bounds interface {
-		Bounds(t time.Time) (start, end time.Time)
+var runs = sync.Pool{New: func() any { return new(limitRun) }}
+
+// release puts the run back in the pool, holding nothing of the request.
+func (run *limitRun) release() {
+	// The charges' scopes and meters are strings of a Set, and the writer
+	// the client's: nothing of them stays in the pool. (Clearing what was
+	// used, not the whole run: it is most of a kilobyte.)
+	clear(run.charges)
+	if run.w.ResponseWriter != nil {
+		run.w = settleWriter{}
 	}
+	run.l, run.view, run.ctx = nil, nil, detached{}
+	run.adm, run.pending, run.shown = limits.Admission{}, false, 0
+	runs.Put(run)
+}
+
+// maxViewMeters is how many meters a request's placeholders tell of.
+const maxViewMeters = 3
+
+// limitView is what a request's limits show after the handler: the values
+// of its RateLimit headers (the header map points into it) and of its
+// {http.auth.user.limits.*} placeholders. It is one allocation with the
+// request's identity (limitIdentity), so that a request with limits
+// allocates no more than one without.
+type limitView struct {
+	meters  [maxViewMeters]meterView
+	n       int
+	headers [3]string // RateLimit-Policy, RateLimit, Retry-After
+	buf     [160]byte
+}
+
+// meterView is a meter's placeholders: its limit with the least room, as
+// admitted.
+type meterView struct {
+	meter          string
+	remaining, max int64
+	reset          int64 // seconds; 0 for in_flight
+}
+
+// limitIdentity is the identity of a request with limits, and its view.
+type limitIdentity struct {
+	id   identity
+	view limitView
 }
 
 // admit is the limits phase of a request that goes on as a consumer: it
 // charges what the route costs against every limit that applies, in one
-// step at the store. It returns the request's run (nil when no limit
-// applies, or when the store failed and on_error allows) or why the request
-// is refused: 429 (a limit has no room), 503 (the store cannot answer), 400
-// (a cost placeholder is not a count). Refused, the RateLimit headers and
-// Retry-After are set on w.
-func (h *Handler) admit(w http.ResponseWriter, q *request, v *verdict) (*limitRun, *failure) {
+// step at the store. It returns the request's identity-to-be with its view
+// of the limits (nil when no limit applies, or when the store failed and
+// on_error allows), the run still to settle when the request ends (nil when
+// none is), or why the request is refused: 429 (a limit has no room), 503
+// (the store cannot answer), 400 (a cost placeholder is not a count).
+// Refused, the RateLimit headers and Retry-After are set on w.
+func (h *Handler) admit(w http.ResponseWriter, q *request, v *verdict) (*limitIdentity, *limitRun, *failure) {
+	if !hasLimits(v) {
+		return nil, nil, nil
+	}
 	l := h.limiter
-	run := new(limitRun)
+	run := runs.Get().(*limitRun)
 	run.l = l
 	run.now = h.now()
 	run.charges = run.chargesA[:0]
 	run.usage = run.usageA[:0]
-	if f := h.chargesOf(run, q.r, v); f != nil {
-		return nil, f
-	}
-	if len(run.charges) == 0 {
-		return nil, nil
+	if f := h.chargesOf(run, q.r, v); f != nil || len(run.charges) == 0 {
+		run.release()
+		return nil, nil, f
 	}
 	adm, err := l.store.Admit(q.r.Context(), run.charges)
 	if err != nil {
+		run.release()
 		l.storeFailed(err, "admit")
 		if l.allow {
 			limitUncounted.Inc()
-			return nil, nil
+			return nil, nil, nil
 		}
-		return nil, errLimitsUnavailable
+		return nil, nil, errLimitsUnavailable
 	}
 	l.streak.ok(l.logger)
 	run.adm, run.pending = adm, true
 	run.remaining = append(run.remainingA[:0], adm.Remaining...)
+	li := new(limitIdentity)
+	run.view = &li.view
 	if !adm.Allowed {
 		run.settleNow(q.r.Context())
 		c := &run.charges[adm.Refused]
@@ -122,24 +156,29 @@ func (h *Handler) admit(w http.ResponseWriter, q *request, v *verdict) (*limitRu
 		}
 		run.shown = adm.Refused
 		run.setHeaders(w, true)
-		return nil, errRateLimited
+		run.release()
+		return nil, nil, errRateLimited
 	}
 	run.shown = run.leastRoom()
 	run.setHeaders(w, false)
+	run.setMeters()
 	if !run.settlesLater() {
 		run.settleNow(q.r.Context())
+		run.release()
+		return li, nil, nil
 	}
-	return run, nil
+	return li, run, nil
 }
 
-// add adds the charge of one limit, if the route charges its meter.
-func (run *limitRun) add(r *http.Request, lim limit) *failure {
-	c := limits.Charge{Kind: lim.kind, Scope: lim.scope, Meter: lim.meter, Max: lim.max}
+// add adds the charge of one limit that applies to the request (see
+// consumers.Credential.EachLimit), if the route charges its meter.
+func (run *limitRun) add(r *http.Request, kind limits.ScopeKind, scope, meter string, lim consumers.Limit) *failure {
+	c := limits.Charge{Kind: kind, Scope: scope, Meter: meter, Max: lim.Max}
 	usage := false
-	if lim.meter == limits.InFlight {
+	if meter == limits.InFlight {
 		c.Cost = 1
 	} else {
-		i := run.l.costOf(lim.meter)
+		i := run.l.costOf(meter)
 		if i < 0 {
 			return nil
 		}
@@ -149,9 +188,7 @@ func (run *limitRun) add(r *http.Request, lim limit) *failure {
 			return errBadCost
 		}
 		c.Cost, usage = n, rc.usage
-		if lim.bounds != nil {
-			c.Start, c.End = lim.bounds.Bounds(run.now)
-		}
+		c.Start, c.End = lim.Window.Bounds(run.now)
 	}
 	run.charges = append(run.charges, c)
 	run.usage = append(run.usage, usage)
@@ -216,11 +253,20 @@ func (run *limitRun) settle(ctx context.Context, s limits.Settlement) {
 	run.pending = false
 	// The request may be over (its client gone): the slot is given back
 	// all the same.
-	if err := run.l.store.Settle(context.WithoutCancel(ctx), run.adm, s); err != nil {
+	run.ctx.Context = ctx
+	if err := run.l.store.Settle(&run.ctx, run.adm, s); err != nil {
 		run.l.storeFailed(err, "settle")
 	}
 	run.adm = limits.Admission{}
 }
+
+// detached is context.WithoutCancel's context, kept in the run: the
+// standard one would be an allocation per settlement.
+type detached struct{ context.Context }
+
+func (detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (detached) Done() <-chan struct{}       { return nil }
+func (detached) Err() error                  { return nil }
 
 // serve passes the request on and settles the run when it ends, however it
 // ends: answered, failed upstream, its client gone, a stream or a WebSocket
@@ -228,7 +274,7 @@ func (run *limitRun) settle(ctx context.Context, s limits.Settlement) {
 // hijacked to close), or a panic. A charge settled from the answer reads
 // it as it goes by.
 func (run *limitRun) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
-	defer func() { run.end(r.Context(), err) }()
+	defer func() { run.end(r.Context(), err); run.release() }()
 	if !run.readsAnswer() {
 		return next.ServeHTTP(w, r)
 	}
@@ -342,7 +388,36 @@ func (run *limitRun) policyName(b []byte, i int) []byte {
 // in_flight. The values are built in the run's buffer, which the header map
 // then points into.
 func (run *limitRun) setHeaders(w http.ResponseWriter, refused bool) {
-	b := run.headerA[:0]
+	view := run.view
+	b := view.buf[:0]
+	b = run.appendPolicy(b)
+	policy := len(b)
+	b = append(b, '"')
+	b = run.policyName(b, run.shown)
+	b = append(b, `";r=`...)
+	b = strconv.AppendInt(b, run.remaining[run.shown], 10)
+	reset := run.resetIn(run.shown)
+	if reset > 0 {
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, reset, 10)
+	}
+	current := len(b)
+	if refused {
+		b = strconv.AppendInt(b, max(reset, 1), 10)
+	}
+	// b is not written to again: the strings stay valid.
+	all := unsafe.String(unsafe.SliceData(b), len(b))
+	view.headers = [3]string{all[:policy], all[policy:current], all[current:]}
+	hdr := w.Header()
+	hdr["Ratelimit-Policy"] = view.headers[0:1:1]
+	hdr["Ratelimit"] = view.headers[1:2:2]
+	if refused {
+		hdr["Retry-After"] = view.headers[2:3:3]
+	}
+}
+
+// appendPolicy appends the RateLimit-Policy value of the run's charges.
+func (run *limitRun) appendPolicy(b []byte) []byte {
 	for i := range run.charges {
 		c := &run.charges[i]
 		if i > 0 {
@@ -365,69 +440,68 @@ func (run *limitRun) setHeaders(w http.ResponseWriter, refused bool) {
 			b = append(b, '"')
 		}
 	}
-	policy := len(b)
-	b = append(b, '"')
-	b = run.policyName(b, run.shown)
-	b = append(b, `";r=`...)
-	b = strconv.AppendInt(b, run.remaining[run.shown], 10)
-	reset := run.resetIn(run.shown)
-	if reset > 0 {
-		b = append(b, ";t="...)
-		b = strconv.AppendInt(b, reset, 10)
-	}
-	current := len(b)
-	if refused {
-		b = strconv.AppendInt(b, max(reset, 1), 10)
-	}
-	// b is not written to again: the strings stay valid.
-	all := unsafe.String(unsafe.SliceData(b), len(b))
-	run.headers = [3]string{all[:policy], all[policy:current], all[current:]}
-	hdr := w.Header()
-	hdr["Ratelimit-Policy"] = run.headers[0:1:1]
-	hdr["Ratelimit"] = run.headers[1:2:2]
-	if refused {
-		hdr["Retry-After"] = run.headers[2:3:3]
-	}
+	return b
 }
 
-// meterState is what the placeholders of a meter say: the charge of that
-// meter with the least room, as admitted.
-func (run *limitRun) meterState(meter string) (int, bool) {
-	best := -1
+// setMeters fills the view's placeholders: for each meter charged (the
+// first maxViewMeters of them), its charge with the least room.
+func (run *limitRun) setMeters() {
+	view := run.view
 	for i := range run.charges {
-		if run.charges[i].Meter != meter {
+		c := &run.charges[i]
+		j := 0
+		for j < view.n && view.meters[j].meter != c.Meter {
+			j++
+		}
+		switch {
+		case j == view.n && j < maxViewMeters:
+			view.n++
+		case j == view.n, run.remaining[i] >= view.meters[j].remaining:
 			continue
 		}
-		if best < 0 || run.remaining[i] < run.remaining[best] {
-			best = i
-		}
+		view.meters[j] = meterView{meter: c.Meter, remaining: run.remaining[i], max: c.Max, reset: run.resetIn(i)}
 	}
-	return best, best >= 0
 }
 
 // placeholder serves {http.auth.user.limits.<meter>.remaining}, .max and
-// .reset (seconds; empty for in_flight).
-func (run *limitRun) placeholder(name string) (any, bool) {
-	for _, field := range [...]string{".remaining", ".max", ".reset"} {
-		if len(name) <= len(field) || name[len(name)-len(field):] != field {
-			continue
-		}
-		i, ok := run.meterState(name[:len(name)-len(field)])
-		if !ok {
-			return emptyPlaceholder, true
-		}
-		switch field {
-		case ".remaining":
-			return run.remaining[i], true
-		case ".max":
-			return run.charges[i].Max, true
-		}
-		if s := run.resetIn(i); s > 0 {
-			return s, true
-		}
-		return emptyPlaceholder, true
+// .reset (seconds; empty for in_flight), as admitted.
+func (view *limitView) placeholder(name string) (any, bool) {
+	meter, field, ok := cutLast(name, '.')
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	var m *meterView
+	for i := range view.n {
+		if view.meters[i].meter == meter {
+			m = &view.meters[i]
+		}
+	}
+	switch field {
+	case "remaining", "max", "reset":
+	default:
+		return nil, false
+	}
+	switch {
+	case m == nil:
+		return emptyPlaceholder, true
+	case field == "remaining":
+		return m.remaining, true
+	case field == "max":
+		return m.max, true
+	case m.reset > 0:
+		return m.reset, true
+	}
+	return emptyPlaceholder, true
+}
+
+// cutLast cuts s around the last sep.
+func cutLast(s string, sep byte) (before, after string, ok bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
 }
 
 // storeFailed logs a store that could not answer (the store counts it, in
@@ -492,15 +566,27 @@ func (s *failureStreak) ok(logger *zap.Logger) {
 }
 
 // chargesOf adds to run the charges of every limit that applies to the
-// verdict's credential and consumer.
+// verdict's credential (and so its consumer and groups), or to its
+// consumer when no credential let it in (the anonymous consumer).
 func (h *Handler) chargesOf(run *limitRun, r *http.Request, v *verdict) *failure {
-	if h.limitsFor == nil {
-		return nil
-	}
 	var f *failure
-	h.limitsFor(v.consumer, func(lim limit) bool {
-		f = run.add(r, lim)
+	yield := func(kind limits.ScopeKind, scope, meter string, l consumers.Limit) bool {
+		f = run.add(r, kind, scope, meter, l)
 		return f == nil
-	})
+	}
+	if v.hasCred {
+		v.cred.EachLimit(yield)
+	} else {
+		v.consumer.EachLimit(yield)
+	}
 	return f
+}
+
+// hasLimits reports whether any limit of the document applies to the
+// verdict's requests: a request without costs no allocation and no store.
+func hasLimits(v *verdict) bool {
+	if v.hasCred {
+		return v.cred.HasLimits()
+	}
+	return v.consumer.HasLimits()
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
 )
 
 // memStore counts in a map, all or nothing under one lock: the contract of
@@ -44,7 +45,7 @@ type memTicket struct {
 func newMemStore() *memStore { return &memStore{used: map[string]int64{}} }
 
 func memKey(c *limits.Charge) string {
-	return c.Kind.String() + "/" + c.Scope + "/" + c.Meter + "/" + c.Start.String()
+	return c.Kind.String() + "/" + c.Scope + "/" + c.Meter + "/" + strconv.FormatInt(c.Start.UnixNano(), 10)
 }
 
 func (s *memStore) Admit(_ context.Context, charges []limits.Charge) (limits.Admission, error) {
@@ -101,34 +102,42 @@ func (s *memStore) get(kind limits.ScopeKind, scope, meter string, start time.Ti
 	return s.used[memKey(&c)]
 }
 
-// fixedWindow is a window of a fixed length aligned to the Unix epoch.
-type fixedWindow time.Duration
-
-func (w fixedWindow) Bounds(t time.Time) (time.Time, time.Time) {
-	start := t.Truncate(time.Duration(w))
-	return start, start.Add(time.Duration(w))
-}
-
-// limitedHandler is fieldHandler with a limits block counted in store and
-// the limits each consumer (by username) has.
-func limitedHandler(t *testing.T, h *Handler, l *Limits, store LimitStore, byUser map[string][]limit) *Handler {
+// limitedHandler is a handler with a limits block counted in store, over
+// fieldConsumers' alice and guest with alice's key's and alice's own limits
+// objects (JSON, "" for none).
+func limitedHandler(t *testing.T, h *Handler, l *Limits, store LimitStore, keyLimits, aliceLimits string) *Handler {
 	t.Helper()
-	h = fieldHandler(t, h)
+	obj := func(l string) string {
+		if l == "" {
+			return ""
+		}
+		return `, "limits": ` + l
+	}
+	doc := `{"consumers": [
+  {"username": "alice", "id": "alice-id", "custom_id": "cust-a"` + obj(aliceLimits) + `,
+   "keys": [{"id": "alice-cred", "key": "alice-key-1"` + obj(keyLimits) + `}]},
+  {"username": "guest", "keys": []}
+]}`
+	set, err := consumers.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = provisioned(t, h)
+	h.src = sources.StaticStore(set)
 	h.Limits = l
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	h.limiter = newLimiter(l, store, zap.NewNop())
-	h.now = func() time.Time { return time.Date(2026, 12, 7, 10, 0, 30, 0, time.UTC) }
-	h.limitsFor = func(c consumers.Consumer, yield func(limit) bool) {
-		for _, lim := range byUser[c.Username()] {
-			if !yield(lim) {
-				return
-			}
-		}
-	}
+	h.now = func() time.Time { return testNow }
 	return h
 }
+
+// testNow is the clock of the limits tests: 30 s into an hour.
+var testNow = time.Date(2026, 12, 7, 10, 0, 30, 0, time.UTC)
+
+// hourStart is the start of testNow's hour.
+var hourStart = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 
 // upstreamCounter answers 200 and counts what it got.
 type upstreamCounter struct {
@@ -165,13 +174,9 @@ func serve(t *testing.T, h *Handler, next caddyhttp.Handler, method, target stri
 	return w, repl, err
 }
 
-var hourly = fixedWindow(time.Hour)
-
 func TestLimitsQuota(t *testing.T) {
 	store := newMemStore()
-	h := limitedHandler(t, &Handler{}, &Limits{}, store, map[string][]limit{
-		"alice": {{kind: limits.Credential, scope: "alice-cred", meter: "requests", max: 3, bounds: hourly}},
-	})
+	h := limitedHandler(t, &Handler{}, &Limits{}, store, `{"requests": {"max": 3, "per": "hour"}}`, "")
 	up := &upstreamCounter{}
 	for i := range 5 {
 		w, _, err := serve(t, h, up, "GET", "/?apikey=alice-key-1")
@@ -213,9 +218,7 @@ func TestLimitsQuota(t *testing.T) {
 // consumer without limits costs the store nothing.
 func TestLimitsNotCharged(t *testing.T) {
 	store := newMemStore()
-	h := limitedHandler(t, &Handler{RunOnPreflight: ptr(false), Allow: []string{"gold"}}, &Limits{}, store, map[string][]limit{
-		"alice": {{kind: limits.Consumer, scope: "alice-id", meter: "requests", max: 1, bounds: hourly}},
-	})
+	h := limitedHandler(t, &Handler{RunOnPreflight: ptr(false), Allow: []string{"gold"}}, &Limits{}, store, "", `{"requests": {"max": 1, "per": "hour"}}`)
 	up := &upstreamCounter{}
 	for _, c := range []struct {
 		method, target string
@@ -242,9 +245,7 @@ func TestLimitsNotCharged(t *testing.T) {
 
 func TestLimitsInFlight(t *testing.T) {
 	store := newMemStore()
-	h := limitedHandler(t, &Handler{}, &Limits{}, store, map[string][]limit{
-		"alice": {{kind: limits.Consumer, scope: "alice-id", meter: limits.InFlight, max: 1}},
-	})
+	h := limitedHandler(t, &Handler{}, &Limits{}, store, "", `{"in_flight": 1}`)
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	slow := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
@@ -281,9 +282,7 @@ func TestLimitsInFlight(t *testing.T) {
 // The slot comes back when the next handler panics too.
 func TestLimitsInFlightPanic(t *testing.T) {
 	store := newMemStore()
-	h := limitedHandler(t, &Handler{}, &Limits{}, store, map[string][]limit{
-		"alice": {{kind: limits.Consumer, scope: "alice-id", meter: limits.InFlight, max: 1}},
-	})
+	h := limitedHandler(t, &Handler{}, &Limits{}, store, "", `{"in_flight": 1}`)
 	func() {
 		defer func() { _ = recover() }()
 		_, _, _ = serve(t, h, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { panic("boom") }), "GET", "/?apikey=alice-key-1")
@@ -294,7 +293,7 @@ func TestLimitsInFlightPanic(t *testing.T) {
 }
 
 func TestLimitsTokens(t *testing.T) {
-	start, _ := hourly.Bounds(time.Date(2026, 12, 7, 10, 0, 30, 0, time.UTC))
+	start := hourStart
 	for _, c := range []struct {
 		name     string
 		up       *upstreamCounter
@@ -310,9 +309,7 @@ func TestLimitsTokens(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			store := newMemStore()
-			h := limitedHandler(t, &Handler{}, &Limits{Costs: []Cost{{Meter: "tokens", Amount: "100", Usage: true}}}, store, map[string][]limit{
-				"alice": {{kind: limits.Consumer, scope: "alice-id", meter: "tokens", max: 1000, bounds: hourly}},
-			})
+			h := limitedHandler(t, &Handler{}, &Limits{Costs: []Cost{{Meter: "tokens", Amount: "100", Usage: true}}}, store, "", `{"tokens": {"max": 1000, "per": "hour"}}`)
 			next := caddyhttp.Handler(c.up)
 			if c.name == "compressed is not read" {
 				next = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
@@ -342,9 +339,7 @@ func TestLimitsStoreDown(t *testing.T) {
 		if allow {
 			l.OnError = onErrorAllow
 		}
-		h := limitedHandler(t, &Handler{}, l, store, map[string][]limit{
-			"alice": {{kind: limits.Consumer, scope: "alice-id", meter: "requests", max: 10, bounds: hourly}},
-		})
+		h := limitedHandler(t, &Handler{}, l, store, "", `{"requests": {"max": 10, "per": "hour"}}`)
 		before := counterValue(limitUncounted)
 		up := &upstreamCounter{}
 		w, _, _ := serve(t, h, up, "GET", "/?apikey=alice-key-1")
@@ -361,13 +356,8 @@ func TestLimitsStoreDown(t *testing.T) {
 
 func TestLimitsPlaceholders(t *testing.T) {
 	store := newMemStore()
-	h := limitedHandler(t, &Handler{}, &Limits{Costs: []Cost{{Meter: "requests", Amount: "{http.request.header.X-Cost}"}}}, store, map[string][]limit{
-		"alice": {
-			{kind: limits.Credential, scope: "alice-cred", meter: "requests", max: 10, bounds: hourly},
-			{kind: limits.Consumer, scope: "alice-id", meter: "requests", max: 100, bounds: fixedWindow(24 * time.Hour)},
-			{kind: limits.Consumer, scope: "alice-id", meter: limits.InFlight, max: 5},
-		},
-	})
+	h := limitedHandler(t, &Handler{}, &Limits{Costs: []Cost{{Meter: "requests", Amount: "{http.request.header.X-Cost}"}}}, store,
+		`{"requests": {"max": 10, "per": "hour"}}`, `{"requests": {"max": 100, "per": "day"}, "in_flight": 5}`)
 	var got string
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -387,7 +377,7 @@ func TestLimitsPlaceholders(t *testing.T) {
 	if got := w.Header().Get("RateLimit"); got != `"requests-credential";r=6;t=3570` {
 		t.Errorf("RateLimit %q", got)
 	}
-	if got := w.Header().Get("RateLimit-Policy"); got != `"requests-credential";q=10;w=3600, "requests-consumer";q=100;w=86400, "in_flight-consumer";q=5;qu="concurrent-requests"` {
+	if got := w.Header().Get("RateLimit-Policy"); got != `"requests-credential";q=10;w=3600, "in_flight-consumer";q=5;qu="concurrent-requests", "requests-consumer";q=100;w=86400` {
 		t.Errorf("RateLimit-Policy %q", got)
 	}
 	for _, bad := range []string{"", "x", "-1", "1.5"} {
@@ -402,9 +392,7 @@ func TestLimitsPlaceholders(t *testing.T) {
 // its headers.
 func TestLimitsHandleErrors(t *testing.T) {
 	store := newMemStore()
-	h := limitedHandler(t, &Handler{HandleErrors: true}, &Limits{}, store, map[string][]limit{
-		"alice": {{kind: limits.Consumer, scope: "alice-id", meter: "requests", max: 0, bounds: hourly}},
-	})
+	h := limitedHandler(t, &Handler{HandleErrors: true}, &Limits{}, store, "", `{"requests": {"max": 0, "per": "hour"}}`)
 	w, _, err := serve(t, h, &upstreamCounter{}, "GET", "/?apikey=alice-key-1")
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != 429 {

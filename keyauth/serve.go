@@ -206,9 +206,10 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 			f = errUnexpected
 		}
 	}
+	var li *limitIdentity
 	var run *limitRun
 	if f == nil && h.limiter != nil && (way == goConsumer || way == goEarlier) {
-		run, f = h.admit(w, q, v)
+		li, run, f = h.admit(w, q, v)
 	}
 	if f != nil {
 		outcomes[f.outcome].Inc()
@@ -222,15 +223,15 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	}
 	switch way {
 	case goConsumer:
-		h.identifyAs(r, v, run)
+		h.identifyAs(r, v, li)
 	case goNobody:
 		identifyNobody(r)
 	case goEarlier:
 		// The earlier handler's identity headers and placeholders stay;
 		// the limits placeholders are this handler's.
-		if run != nil {
+		if li != nil {
 			if _, id := authenticatedBefore(r); id != nil {
-				id.lim = run
+				id.lim = &li.view
 			}
 		}
 	case goOtherAuth:
@@ -243,7 +244,7 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	if v.outcome != notCounted {
 		outcomes[v.outcome].Inc()
 	}
-	if run != nil && run.pending {
+	if run != nil {
 		return run.serve(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
