@@ -920,6 +920,14 @@ func TestCheckLimits(t *testing.T) {
 	if err != nil || !strings.Contains(out, "warning: the file holds limits, but no key_auth handler that uses it has a limits block: they are not enforced") {
 		t.Errorf("check --config with limits no handler enforces: %v\n%s", err, out)
 	}
+	// With a limits block (and a store of its own), they are.
+	if err := os.WriteFile(caddyfile, []byte(":8080 {\n\tkey_auth {\n\t\tconsumers file "+path+"\n\t\tlimits {\n\t\t\tcost tokens usage 4000\n\t\t\tstore local llm\n\t\t}\n\t}\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "", "check", "--config", caddyfile)
+	if err != nil || strings.Contains(out, "not enforced") {
+		t.Errorf("check --config with a limits block: %v\n%s", err, out)
+	}
 	for raw, want := range map[string]bool{
 		`{"handler": "key_auth", "limits": {}}`:      true,
 		`{"handler": "key_auth", "limits": null}`:    false,
