@@ -375,3 +375,37 @@ func TestLimitsInFlightRelease(t *testing.T) {
 	_ = c.Close()
 	free("a WebSocket closed")
 }
+
+// Stacked key_auth handlers: only the one with a limits block charges, so a
+// request is charged once, whichever of the two has it.
+func TestLimitsStacked(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprintf("limits_on_first=%v", first), func(t *testing.T) {
+			e := newEnv(t)
+			e.writeConsumers(limitsDoc(`{"requests": {"max": 10, "per": "day"}}`, "", ""))
+			limits := "\t\tlimits {\n\t\t\tstore local " + limitsTable(t) + "\n\t\t}\n"
+			a, b := limits, ""
+			if !first {
+				a, b = b, a
+			}
+			e.sites(`{{.Site}} {
+	route {
+		key_auth {
+			consumers file {{.Consumers}}
+	` + a + `	}
+		key_auth {
+			consumers file {{.Consumers}}
+	` + b + `	}
+		reverse_proxy {{.Up}}
+	}
+}
+`)
+			for i := range 3 {
+				r := get(t, siteURL(0)+"/", "apikey", keyLim1)
+				if want := fmt.Sprintf(";r=%d;", 9-i); r.status != 200 || !strings.Contains(r.header.Get("RateLimit"), want) {
+					t.Fatalf("request %d: %d RateLimit %q, want %s (charged once)", i, r.status, r.header.Get("RateLimit"), want)
+				}
+			}
+		})
+	}
+}

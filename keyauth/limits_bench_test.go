@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,12 @@ func limitsBenchStore(tb testing.TB, n int, limitsJSON string) (*consumers.Set, 
 	if limitsJSON == "" {
 		return base.set, base.keys
 	}
+	limitSetsMu.Lock()
+	defer limitSetsMu.Unlock()
+	k := limitSetKey{n, limitsJSON}
+	if set := limitSets[k]; set != nil {
+		return set, base.keys
+	}
 	var doc bytes.Buffer
 	doc.WriteString(`{"consumers": [{"username": "anon"}`)
 	for i, k := range base.keys {
@@ -34,7 +41,18 @@ func limitsBenchStore(tb testing.TB, n int, limitsJSON string) (*consumers.Set, 
 	if err != nil {
 		tb.Fatal(err)
 	}
+	limitSets[k] = set
 	return set, base.keys
+}
+
+var (
+	limitSetsMu sync.Mutex
+	limitSets   = map[limitSetKey]*consumers.Set{}
+)
+
+type limitSetKey struct {
+	n      int
+	limits string
 }
 
 // localStore is a provisioned key_auth.limits.stores.local of a table of
