@@ -53,15 +53,16 @@ type identity struct {
 	vals     [6]string
 	repl     *caddy.Replacer
 	consumer consumers.Consumer // valid when hasConsumer
-	// cred is the credential that authenticated the consumer, when one did
-	// (not anonymous): a later key_auth with limits charges its limits.
-	cred consumers.Credential
 	// lim is the request's limits, when a key_auth with limits charged it:
 	// the {http.auth.user.limits.*} placeholders read it.
 	lim *limitView
+	// cred is the index in consumer's set of the credential that
+	// authenticated it (a later key_auth with limits charges its limits);
+	// -1 when none did (anonymous). An index, not a Credential: it packs
+	// with the flags, and keeps the identity in its size class.
+	cred int32
 	// hasConsumer is false for nobody: a request let on without a consumer.
 	hasConsumer bool
-	hasCred     bool
 	anonymous   bool
 	// static is set when the identity's placeholders are static values,
 	// because a provider that cannot be removed answers before its own.
@@ -73,7 +74,7 @@ type identity struct {
 func (id *identity) clear() {
 	id.vals = nobodyVals
 	id.consumer, id.hasConsumer, id.anonymous = consumers.Consumer{}, false, false
-	id.cred, id.hasCred, id.lim = consumers.Credential{}, false, nil
+	id.cred, id.lim = -1, nil
 	if id.static {
 		// The shared nobody, mapped before, answers once these are gone.
 		id.repl.DeleteByPrefix(placeholderPrefix)
@@ -277,7 +278,10 @@ func (h *Handler) identifyAs(r *http.Request, v *verdict, li *limitIdentity) {
 	}
 	id.vals = [6]string{c.Username(), c.ID(), c.CustomID(), v.credID, "false", c.GroupsHeader()}
 	id.consumer, id.hasConsumer, id.anonymous = c, true, anonymous
-	id.cred, id.hasCred, id.lim = v.cred, v.hasCred, view
+	id.cred, id.lim = -1, view
+	if v.hasCred {
+		id.cred = int32(v.cred.Index())
+	}
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
 	hdr[headerConsumerID] = id.vals[1:2:2]

@@ -178,7 +178,11 @@ func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
 		// consumer leaves a request an earlier one authenticated as it is
 		// (its headers are set already); the lists here apply to that
 		// consumer, and so do the limits of a handler with a limits block.
-		return verdict{way: goEarlier, consumer: earlier.consumer, cred: earlier.cred, hasCred: earlier.hasCred, outcome: o}
+		v := verdict{way: goEarlier, consumer: earlier.consumer, outcome: o}
+		if earlier.cred >= 0 {
+			v.cred, v.hasCred = earlier.consumer.CredentialAt(int(earlier.cred)), true
+		}
+		return v
 	case byOther:
 		// Another auth handler's user stays the request's.
 		return verdict{way: goOtherAuth, outcome: o}
