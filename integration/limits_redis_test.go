@@ -289,3 +289,33 @@ func TestLimitsRedisKill9(t *testing.T) {
 		t.Errorf("slots back after %s, want within lease_ttl (2s) and a margin", back)
 	}
 }
+
+// A store that cannot answer: 503 with on_error deny, the request let on
+// uncounted (and counted as such) with allow.
+func TestLimitsStoreDown(t *testing.T) {
+	dead := "127.0.0.1:" + strconv.Itoa(freePorts(1)[0]) // nothing listens there
+	for _, onError := range []string{"deny", "allow"} {
+		t.Run(onError, func(t *testing.T) {
+			e := newEnv(t)
+			e.writeConsumers(limitsDoc(`{"requests": {"max": 10, "per": "day"}}`, "", ""))
+			e.sites(limitsSite("{{.Site}}", nil, []string{"store redis " + dead, "on_error " + onError}))
+			before, _ := metrics(t)
+			r := get(t, siteURL(0)+"/", "apikey", keyLim1)
+			after, _ := metrics(t)
+			uncounted := after["caddy_key_auth_limits_uncounted_total"] - before["caddy_key_auth_limits_uncounted_total"]
+			switch onError {
+			case "deny":
+				wantFailure(t, r, http.StatusServiceUnavailable, "limits store unavailable", "")
+			case "allow":
+				if r.status != 200 || !r.fromUpstream() || uncounted != 1 {
+					t.Errorf("allow: %d from upstream %v, %v uncounted, want 200, true, 1", r.status, r.fromUpstream(), uncounted)
+				}
+			}
+			if line := e.waitLog("caddy.log", func(l logEntry) bool {
+				return strings.HasPrefix(l.str("msg"), "limits store unavailable")
+			}); line == nil {
+				t.Error("the failure is not logged")
+			}
+		})
+	}
+}
