@@ -177,6 +177,12 @@ func (c Credential) ExpiredAt(now time.Time) bool {
 	return exp != 0 && now.UnixNano() >= exp
 }
 
+// ExpiresAt is when the credential stops working, and whether it does.
+func (c Credential) ExpiresAt() (time.Time, bool) {
+	exp := c.set.credentials[c.i].expires
+	return time.Unix(0, exp).UTC(), exp != 0
+}
+
 // Expires reports whether the credential expires at all; callers skip reading
 // the clock for the keys that never do.
 func (c Credential) Expires() bool { return c.set.credentials[c.i].expires != 0 }

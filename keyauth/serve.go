@@ -31,11 +31,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // identity an earlier auth handler gave it, or not at all (fail).
 type verdict struct {
 	way       way
-	consumer  consumers.Consumer // goConsumer, goEarlier
-	credID    string             // goConsumer, not anonymous
-	anonymous bool               // goConsumer: the anonymous fallback
-	fail      *failure           // goFail
-	outcome   outcome            // counted when the request goes on
+	consumer  consumers.Consumer   // goConsumer, goEarlier
+	cred      consumers.Credential // goConsumer, not anonymous
+	view      View                 // where cred was found
+	anonymous bool                 // goConsumer: the anonymous fallback
+	fail      *failure             // goFail
+	outcome   outcome              // counted when the request goes on
 }
 
 // way is how a request goes on.
@@ -79,7 +80,7 @@ func (h *Handler) decide(q *request, v *verdict) {
 	switch {
 	case f == nil:
 		h.used(src, cred)
-		*v = verdict{way: goConsumer, consumer: cred.Consumer(), credID: cred.ID(), outcome: outcomeAuthenticated}
+		*v = verdict{way: goConsumer, consumer: cred.Consumer(), cred: cred, view: src, outcome: outcomeAuthenticated}
 	case f.status != http.StatusUnauthorized || h.Anonymous == "":
 		h.logRejected(q, f)
 		v.fail = f
@@ -211,7 +212,12 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	}
 	switch way {
 	case goConsumer:
-		h.identify(r, v.consumer, v.credID, v.anonymous)
+		var credID string
+		if v.view != nil {
+			credID = v.cred.ID()
+		}
+		id := h.identify(r, v.consumer, credID, v.anonymous)
+		id.cred, id.view = v.cred, v.view
 	case goNobody:
 		identifyNobody(r)
 	case goEarlier:
