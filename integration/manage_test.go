@@ -7,16 +7,20 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/docfile"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/keyauth"
 )
@@ -385,5 +389,462 @@ func TestManageConfigRefused(t *testing.T) {
 		"consumers": {"source": "file", "path": "{{.Consumers}}"}}]}`), "json")
 	if !strings.Contains(msg, "scope: a label name is required") {
 		t.Errorf("error: %s", msg)
+	}
+}
+
+// consumerOut is a consumer as the API shows it.
+type consumerOut struct {
+	Username string            `json:"username"`
+	ID       string            `json:"id"`
+	CustomID string            `json:"custom_id"`
+	Tags     []string          `json:"tags"`
+	Groups   []string          `json:"groups"`
+	Labels   map[string]string `json:"labels"`
+	Disabled bool              `json:"disabled"`
+	Keys     []keyOut          `json:"keys"`
+}
+
+type keyOut struct {
+	ID        string `json:"id"`
+	ExpiresAt string `json:"expires_at"`
+	CreatedAt string `json:"created_at"`
+	LastUsed  string `json:"last_used"`
+	Disabled  bool   `json:"disabled"`
+	Previous  []struct {
+		ExpiresAt string `json:"expires_at"`
+	} `json:"previous"`
+}
+
+type pageOut struct {
+	Consumers []consumerOut `json:"consumers"`
+	Next      string        `json:"next"`
+}
+
+type issuedOut struct {
+	ID        string `json:"id"`
+	ExpiresAt string `json:"expires_at"`
+	CreatedAt string `json:"created_at"`
+	Key       string `json:"key"`
+}
+
+func usernames(p pageOut) string {
+	var out []string
+	for _, c := range p.Consumers {
+		out = append(out, c.Username)
+	}
+	return strings.Join(out, " ")
+}
+
+// recent reports whether an RFC 3339 time is within the last two minutes.
+func recent(s string) bool {
+	t, err := time.Parse(time.RFC3339, s)
+	return err == nil && time.Since(t) < 2*time.Minute && time.Until(t) < time.Minute
+}
+
+// Every endpoint against the file source: each change is in the file at
+// once (keys as hashes, with created_at) and answered at once by the
+// protected site, which never polls the file.
+func TestManageEndpointsFile(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "")
+	const keyTom, keyTomMig = "tom-secret-0001", "tom-migrated-0002"
+	m.keys = append(m.keys, keyTom, keyTomMig)
+
+	// List: in username order, no secrets, filters, pages.
+	var p pageOut
+	m.want(m.api(http.MethodGet, "/consumers", keyRoot, ""), http.StatusOK, &p)
+	if got := usernames(p); got != "acme-admin ann globex-admin guest gus lost-admin root" || p.Next != "" {
+		t.Errorf("list: %s, next %q", got, p.Next)
+	}
+	ann := p.Consumers[1]
+	if ann.ID != "ann-1" || ann.CustomID != "crm-7" || ann.Labels["tenant"] != "acme" || len(ann.Keys) != 1 ||
+		ann.Keys[0].ID != "ann-key" || ann.Keys[0].ExpiresAt != "2099-01-01T00:00:00Z" || ann.Keys[0].Disabled {
+		t.Errorf("ann: %+v", ann)
+	}
+	m.want(m.api(http.MethodGet, "/consumers?group=staff", keyRoot, ""), http.StatusOK, &p)
+	if got := usernames(p); got != "ann gus" {
+		t.Errorf("?group=staff: %s", got)
+	}
+	m.want(m.api(http.MethodGet, "/consumers?label=tenant:globex&group=key-admins", keyRoot, ""), http.StatusOK, &p)
+	if got := usernames(p); got != "globex-admin" {
+		t.Errorf("?label=tenant:globex&group=key-admins: %s", got)
+	}
+	var pages []string
+	for after, n := "", 0; n < 10; n++ {
+		m.want(m.api(http.MethodGet, "/consumers?limit=3&after="+after, keyRoot, ""), http.StatusOK, &p)
+		pages = append(pages, usernames(p))
+		if after = p.Next; after == "" {
+			break
+		}
+	}
+	if got := strings.Join(pages, " | "); got != "acme-admin ann globex-admin | guest gus lost-admin | root" {
+		t.Errorf("pages: %s", got)
+	}
+
+	// One consumer; the key the protected site saw has a last use.
+	m.protected(keyAnn, "ann")
+	var c consumerOut
+	m.want(m.api(http.MethodGet, "/consumers/ann", keyRoot, ""), http.StatusOK, &c)
+	if c.Username != "ann" || !recent(c.Keys[0].LastUsed) {
+		t.Errorf("GET ann: %+v", c)
+	}
+	m.wantMessage(m.api(http.MethodGet, "/consumers/nobody", keyRoot, ""), http.StatusNotFound, `no consumer "nobody"`)
+
+	// PUT creates tom, his key stored as its hash, live at once.
+	m.protected(keyTom, "")
+	m.want(m.api(http.MethodPut, "/consumers/tom", keyRoot,
+		`{"custom_id": "t-1", "groups": ["staff"], "keys": [{"id": "tom-key", "key": "`+keyTom+`"}]}`), http.StatusCreated, &c)
+	if c.Username != "tom" || c.CustomID != "t-1" || len(c.Keys) != 1 || c.Keys[0].ID != "tom-key" || !recent(c.Keys[0].CreatedAt) {
+		t.Errorf("PUT tom: %+v", c)
+	}
+	m.protected(keyTom, "tom")
+	tom, _ := m.document().Consumer("tom")
+	if tom == nil || tom.Keys[0].Key != "" || tom.Keys[0].Hash != consumers.HashKey(keyTom) || tom.Keys[0].CreatedAt != c.Keys[0].CreatedAt {
+		t.Fatalf("tom in the file: %+v", tom)
+	}
+	created := tom.Keys[0].CreatedAt
+	// PUT again replaces (200); the unchanged key keeps its created_at.
+	m.want(m.api(http.MethodPut, "/consumers/tom", keyRoot,
+		`{"username": "tom", "tags": ["x"], "keys": [{"id": "tom-key", "key": "`+keyTom+`"}]}`), http.StatusOK, &c)
+	if c.CustomID != "" || len(c.Tags) != 1 || c.Keys[0].CreatedAt != created {
+		t.Errorf("PUT tom again: %+v", c)
+	}
+
+	// PATCH: a merge patch; disabled stops the keys, null brings them back.
+	m.want(m.api(http.MethodPatch, "/consumers/tom", keyRoot, `{"disabled": true, "labels": {"plan": "gold", "tier": "1"}}`), http.StatusOK, &c)
+	if !c.Disabled || c.Labels["plan"] != "gold" || len(c.Tags) != 1 {
+		t.Errorf("PATCH tom: %+v", c)
+	}
+	m.protected(keyTom, "")
+	m.want(m.api(http.MethodPatch, "/consumers/tom", keyRoot, `{"disabled": null, "labels": {"tier": null}, "tags": null}`), http.StatusOK, &c)
+	if c.Disabled || len(c.Labels) != 1 || c.Labels["plan"] != "gold" || c.Tags != nil {
+		t.Errorf("PATCH tom back: %+v", c)
+	}
+	m.protected(keyTom, "tom")
+
+	// POST keys: generated, with the configured prefix (the CLI's default
+	// here), and given; the same id again is 409.
+	var iss issuedOut
+	m.want(m.api(http.MethodPost, "/consumers/tom/keys", keyRoot, ""), http.StatusCreated, &iss)
+	if !strings.HasPrefix(iss.Key, "ka_") || !strings.HasPrefix(iss.ID, "tom-") || !recent(iss.CreatedAt) || iss.ExpiresAt != "" {
+		t.Errorf("a generated key: %+v", iss)
+	}
+	m.keys = append(m.keys, iss.Key)
+	m.protected(iss.Key, "tom")
+	generated := iss.ID
+	m.want(m.api(http.MethodPost, "/consumers/tom/keys", keyRoot,
+		`{"id": "tom-mig", "key": "`+keyTomMig+`", "expires_at": "2098-01-01T00:00:00Z"}`), http.StatusCreated, &iss)
+	if iss.Key != "" || iss.ID != "tom-mig" || iss.ExpiresAt != "2098-01-01T00:00:00Z" {
+		t.Errorf("a given key: %s", iss.Key)
+	}
+	m.protected(keyTomMig, "tom")
+	m.wantMessage(m.api(http.MethodPost, "/consumers/tom/keys", keyRoot, `{"id": "tom-mig", "key": "`+keyTomMig+`"}`),
+		http.StatusConflict, `"tom-mig" is already in use`)
+	m.wantMessage(m.api(http.MethodPost, "/consumers/tom/keys", keyRoot, `{"id": "ann-key"}`), http.StatusConflict)
+	m.wantMessage(m.api(http.MethodPost, "/consumers/nobody/keys", keyRoot, `{"id": "n-1"}`), http.StatusNotFound)
+
+	// PATCH a key: expired in the past, then never.
+	var k keyOut
+	m.want(m.api(http.MethodPatch, "/consumers/tom/keys/tom-mig", keyRoot, `{"expires_at": "2020-01-01T00:00:00Z"}`), http.StatusOK, &k)
+	if k.ID != "tom-mig" || k.ExpiresAt != "2020-01-01T00:00:00Z" {
+		t.Errorf("PATCH tom-mig: %+v", k)
+	}
+	m.protected(keyTomMig, "")
+	m.want(m.api(http.MethodPatch, "/consumers/tom/keys/tom-mig", keyRoot, `{"expires_at": null, "disabled": true}`), http.StatusOK, &k)
+	m.protected(keyTomMig, "")
+	m.want(m.api(http.MethodPatch, "/consumers/tom/keys/tom-mig", keyRoot, `{"disabled": false}`), http.StatusOK, &k)
+	if k.ExpiresAt != "" || k.Disabled {
+		t.Errorf("PATCH tom-mig back: %+v", k)
+	}
+	m.protected(keyTomMig, "tom")
+	m.wantMessage(m.api(http.MethodPatch, "/consumers/tom/keys/nope", keyRoot, `{"disabled": true}`), http.StatusNotFound, `no credential "nope"`)
+
+	// DELETE a key: revoked at once; again, 404.
+	m.want(m.api(http.MethodDelete, "/consumers/tom/keys/tom-mig", keyRoot, ""), http.StatusNoContent, nil)
+	m.protected(keyTomMig, "")
+	m.protected(iss.Key, "tom")
+	m.wantMessage(m.api(http.MethodDelete, "/consumers/tom/keys/tom-mig", keyRoot, ""), http.StatusNotFound)
+
+	// DELETE the consumer: every key stops.
+	m.want(m.api(http.MethodDelete, "/consumers/tom", keyRoot, ""), http.StatusNoContent, nil)
+	m.protected(keyTom, "")
+	m.wantMessage(m.api(http.MethodGet, "/consumers/tom", keyRoot, ""), http.StatusNotFound)
+	m.wantMessage(m.api(http.MethodDelete, "/consumers/tom", keyRoot, ""), http.StatusNotFound)
+	if d := m.document(); len(d.Consumers) != 7 {
+		t.Errorf("%d consumers left, want 7", len(d.Consumers))
+	}
+
+	// Every change has its audit line: root, its credential, the action,
+	// the consumer, the credential, the result.
+	var got []string
+	for _, l := range m.auditLines() {
+		if l.str("manager") != "root" || l.str("manager_credential") != "root-key" {
+			t.Errorf("audit line: %v", l)
+		}
+		got = append(got, l.str("action")+" "+l.str("consumer")+" "+l.str("credential_id")+" "+l.str("result"))
+	}
+	want := []string{
+		"create_consumer tom  ok", "replace_consumer tom  ok", "patch_consumer tom  ok", "patch_consumer tom  ok",
+		"add_key tom " + generated + " ok", "add_key tom tom-mig ok", "add_key tom tom-mig conflict", "add_key tom ann-key conflict",
+		"add_key nobody n-1 not_found",
+		"patch_key tom tom-mig ok", "patch_key tom tom-mig ok", "patch_key tom tom-mig ok", "patch_key tom nope not_found",
+		"delete_key tom tom-mig ok", "delete_key tom tom-mig not_found", "delete_consumer tom  ok", "delete_consumer tom  not_found",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit lines:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// And its count.
+	mt, _ := metrics(t)
+	if n := mt[`caddy_key_auth_api_changes_total{action="add_key",result="conflict"}`]; n < 2 {
+		t.Errorf("caddy_key_auth_api_changes_total add_key conflict = %v", n)
+	}
+}
+
+// APISIX's getting-started walkthrough, through the API: create tom with
+// the key secret-key by a PUT, and it works on the protected site at once;
+// disable tom, it stops; delete tom, it stays stopped.
+func TestManageAPISIXWalkthrough(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "")
+	m.keys = append(m.keys, "secret-key")
+	m.protected("secret-key", "")
+	m.want(m.api(http.MethodPut, "/consumers/tom", keyRoot, `{"keys": [{"key": "secret-key"}]}`), http.StatusCreated, nil)
+	m.protected("secret-key", "tom")
+	m.want(m.api(http.MethodPatch, "/consumers/tom", keyRoot, `{"disabled": true}`), http.StatusOK, nil)
+	m.protected("secret-key", "")
+	m.want(m.api(http.MethodDelete, "/consumers/tom", keyRoot, ""), http.StatusNoContent, nil)
+	m.protected("secret-key", "")
+	if b, _ := os.ReadFile(m.consumers); strings.Contains(string(b), "secret-key") || strings.Contains(string(b), `"tom"`) {
+		t.Errorf("the file after the walkthrough:\n%s", b)
+	}
+}
+
+// scope label tenant: a manager sees and changes only the consumers of its
+// own tenant, gives that tenant to what it creates, cannot move a consumer
+// out of it, and one without the label manages nothing.
+func TestManageScope(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "scope label tenant")
+	var p pageOut
+	m.want(m.api(http.MethodGet, "/consumers", keyAcme, ""), http.StatusOK, &p)
+	if got := usernames(p); got != "acme-admin ann" {
+		t.Errorf("acme's list: %s", got)
+	}
+	m.want(m.api(http.MethodGet, "/consumers?group=staff", keyGlobex, ""), http.StatusOK, &p)
+	if got := usernames(p); got != "gus" {
+		t.Errorf("globex's staff: %s", got)
+	}
+	before, _ := os.ReadFile(m.consumers)
+	// Another tenant's consumer is not there for acme.
+	m.wantMessage(m.api(http.MethodGet, "/consumers/gus", keyAcme, ""), http.StatusNotFound)
+	m.wantMessage(m.api(http.MethodPatch, "/consumers/gus", keyAcme, `{"disabled": true}`), http.StatusNotFound)
+	m.wantMessage(m.api(http.MethodDelete, "/consumers/gus", keyAcme, ""), http.StatusNotFound)
+	m.wantMessage(m.api(http.MethodPost, "/consumers/gus/keys", keyAcme, ""), http.StatusNotFound)
+	m.wantMessage(m.api(http.MethodDelete, "/consumers/gus/keys/gus-key", keyAcme, ""), http.StatusNotFound)
+	m.wantMessage(m.api(http.MethodPut, "/consumers/gus", keyAcme, `{}`), http.StatusConflict, `username "gus" is taken`)
+	// Nor can acme move ann out, or create for globex.
+	m.wantMessage(m.api(http.MethodPatch, "/consumers/ann", keyAcme, `{"labels": {"tenant": "globex"}}`), http.StatusBadRequest, "labels.tenant")
+	m.wantMessage(m.api(http.MethodPatch, "/consumers/ann", keyAcme, `{"labels": null}`), http.StatusBadRequest, "labels.tenant")
+	m.wantMessage(m.api(http.MethodPut, "/consumers/zed", keyAcme, `{"labels": {"tenant": "globex"}}`), http.StatusBadRequest, "labels.tenant")
+	// A manager without the label: 403 on every management endpoint.
+	m.wantMessage(m.api(http.MethodGet, "/consumers", keyLost, ""), http.StatusForbidden, `has no "tenant" label`)
+	m.wantMessage(m.api(http.MethodPut, "/consumers/zed", keyLost, `{}`), http.StatusForbidden)
+	if after, _ := os.ReadFile(m.consumers); string(after) != string(before) {
+		t.Fatalf("refused changes wrote the file:\n%s", after)
+	}
+	// What acme creates is acme's.
+	var c consumerOut
+	m.want(m.api(http.MethodPut, "/consumers/zed", keyAcme, `{"labels": {"plan": "free"}}`), http.StatusCreated, &c)
+	if c.Labels["tenant"] != "acme" || c.Labels["plan"] != "free" {
+		t.Errorf("zed: %+v", c)
+	}
+	m.want(m.api(http.MethodPatch, "/consumers/zed", keyAcme, `{"labels": {"plan": "gold"}}`), http.StatusOK, &c)
+	m.wantMessage(m.api(http.MethodGet, "/consumers/zed", keyGlobex, ""), http.StatusNotFound)
+	m.want(m.api(http.MethodGet, "/consumers?label=plan:gold", keyAcme, ""), http.StatusOK, &p)
+	if got := usernames(p); got != "zed" {
+		t.Errorf("acme's gold: %s", got)
+	}
+	// root, a manager without a tenant, manages nothing here.
+	m.wantMessage(m.api(http.MethodGet, "/consumers", keyRoot, ""), http.StatusForbidden)
+}
+
+// Bad input is 400 naming the field (413 for a body over 1 MiB), never
+// echoes a key, and writes nothing: the file stays byte for byte.
+func TestManageBadInput(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "")
+	before, _ := os.ReadFile(m.consumers)
+	for _, c := range []struct {
+		name, method, path, body string
+		status                   int
+		says                     string
+	}{
+		{"unknown field", http.MethodPut, "/consumers/tom", `{"grups": ["a"]}`, 400, `unknown field "grups"`},
+		{"unknown key field", http.MethodPut, "/consumers/tom", `{"keys": [{"kee": "x"}]}`, 400, `unknown field "kee"`},
+		{"wrong type", http.MethodPut, "/consumers/tom", `{"groups": "staff"}`, 400, "groups: want an array"},
+		{"not JSON", http.MethodPut, "/consumers/tom", `{"groups": [`, 400, "not valid JSON"},
+		{"not an object", http.MethodPut, "/consumers/tom", `["tom"]`, 400, "must be a JSON object"},
+		{"two values", http.MethodPut, "/consumers/tom", `{} {}`, 400, "more than one JSON value"},
+		{"empty body", http.MethodPut, "/consumers/tom", ``, 400, "empty"},
+		{"other username", http.MethodPut, "/consumers/tom", `{"username": "ann"}`, 400, "username"},
+		{"empty username in path", http.MethodGet, "/consumers/", ``, 400, "username is empty"},
+		{"bad group", http.MethodPut, "/consumers/tom", `{"groups": ["a b"]}`, 400, `group "a b"`},
+		{"group twice", http.MethodPut, "/consumers/tom", `{"groups": ["a", "a"]}`, 400, `group "a" twice`},
+		{"bad label", http.MethodPut, "/consumers/tom", `{"labels": {"a b": "x"}}`, 400, `label name "a b"`},
+		{"key and hash", http.MethodPut, "/consumers/tom", `{"keys": [{"key": "edged-key-1", "hash": "sha256:` + strings.Repeat("0", 64) + `"}]}`, 400, "both key and hash"},
+		{"malformed hash", http.MethodPut, "/consumers/tom", `{"keys": [{"hash": "md5:x"}]}`, 400, "malformed hash"},
+		{"bad expiry", http.MethodPut, "/consumers/tom", `{"keys": [{"key": "edged-key-1", "expires_at": "tomorrow"}]}`, 400, "expires_at"},
+		{"empty credential id", http.MethodPatch, "/consumers/ann/keys/", `{}`, 400, "credential id is empty"},
+		{"patch keys", http.MethodPatch, "/consumers/ann", `{"keys": []}`, 400, `unknown field "keys"`},
+		{"patch username", http.MethodPatch, "/consumers/ann", `{"username": "x"}`, 400, `unknown field "username"`},
+		{"patch wrong type", http.MethodPatch, "/consumers/ann", `{"disabled": "yes"}`, 400, "disabled: want true or false"},
+		{"patch bad group", http.MethodPatch, "/consumers/ann", `{"groups": [""]}`, 400, "group #1 is empty"},
+		{"patch not an object", http.MethodPatch, "/consumers/ann", `true`, 400, "must be a JSON object"},
+		{"key patch field", http.MethodPatch, "/consumers/ann/keys/ann-key", `{"key": "edged-key-1"}`, 400, `unknown field "key"`},
+		{"key patch expiry", http.MethodPatch, "/consumers/ann/keys/ann-key", `{"expires_at": "soon"}`, 400, "expires_at: want an RFC 3339 time"},
+		{"new key expiry", http.MethodPost, "/consumers/ann/keys", `{"expires_at": "2020-01-01T00:00:00Z"}`, 400, "not in the future"},
+		{"new key unknown", http.MethodPost, "/consumers/ann/keys", `{"secret": "edged-key-1"}`, 400, `unknown field "secret"`},
+		{"list limit", http.MethodGet, "/consumers?limit=0", ``, 400, "limit"},
+		{"list big limit", http.MethodGet, "/consumers?limit=1001", ``, 400, "limit"},
+		{"list label", http.MethodGet, "/consumers?label=tenant", ``, 400, "name:value"},
+		{"list group", http.MethodGet, "/consumers?group=a,b", ``, 400, "group"},
+		{"list param", http.MethodGet, "/consumers?page=2", ``, 400, `unknown query parameter "page"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m.t = t
+			m.wantMessage(m.api(c.method, c.path, keyRoot, c.body), c.status, c.says)
+		})
+	}
+	// Keys the document would refuse, in a PUT and a POST: named, never
+	// quoted.
+	for _, bk := range badKeys {
+		t.Run("key "+bk.name, func(t *testing.T) {
+			m.t = t
+			k, _ := json.Marshal(bk.key)
+			msg := m.wantMessage(m.api(http.MethodPut, "/consumers/tom", keyRoot, `{"keys": [{"id": "t1", "key": `+string(k)+`}]}`), 400, bk.fault, `"t1"`)
+			noKeyIn(t, "the answer", msg)
+			msg = m.wantMessage(m.api(http.MethodPost, "/consumers/ann/keys", keyRoot, `{"key": `+string(k)+`}`), 400, "key: "+bk.fault)
+			noKeyIn(t, "the answer", msg)
+		})
+	}
+	m.t = t
+	long, _ := json.Marshal(strings.Repeat("k", consumers.MaxKeyLength+1))
+	m.wantMessage(m.api(http.MethodPost, "/consumers/ann/keys", keyRoot, `{"key": `+string(long)+`}`), 400, "key: longer than 4096 bytes")
+	// A key another consumer's credential has: refused, naming neither.
+	msg := m.wantMessage(m.api(http.MethodPost, "/consumers/root/keys", keyRoot, `{"key": "`+keyAnn+`"}`), http.StatusConflict)
+	if strings.Contains(msg, "ann") {
+		t.Errorf("the refusal names the other credential: %s", msg)
+	}
+	// Over 1 MiB: 413.
+	big := `{"tags": ["` + strings.Repeat("x", 1<<20) + `"]}`
+	m.wantMessage(m.api(http.MethodPut, "/consumers/tom", keyRoot, big), http.StatusRequestEntityTooLarge, "larger than 1048576 bytes")
+	if after, _ := os.ReadFile(m.consumers); string(after) != string(before) {
+		t.Fatalf("bad input wrote the file:\n%s", after)
+	}
+	for _, l := range m.logLines("caddy.log") {
+		noKeyIn(t, "a log line", l)
+	}
+}
+
+// Many API writers at once and a CLI-style writer of the same file
+// (docfile, as `caddy key-auth` edits it) lose nothing: every key a POST
+// got 201 for, and every consumer the other writer saved, is in the file
+// and answered by the protected site.
+func TestManageConcurrentWriters(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "")
+	const writers, each, cliWrites = 8, 6, 10
+	var wg sync.WaitGroup
+	keys := make([][]string, writers)
+	errs := make(chan error, writers+1)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("c-%d-%d", w, i)
+				key := fmt.Sprintf("concurrent-key-%d-%d", w, i)
+				for try := 0; ; try++ {
+					r, err := send(client, req(http.MethodPost, site+"/keys/consumers/root/keys",
+						strings.NewReader(`{"id": "`+id+`", "key": "`+key+`"}`), "apikey", keyRoot))
+					if err != nil {
+						errs <- err
+						return
+					}
+					if r.status == http.StatusCreated || r.status == http.StatusConflict && strings.Contains(string(r.body), "already in use") {
+						break
+					}
+					if r.status != http.StatusConflict || try > 50 {
+						errs <- fmt.Errorf("POST %s: %s", id, r)
+						return
+					}
+					// 409: another writer's change won; nothing written, send again.
+				}
+				keys[w] = append(keys[w], key)
+			}
+		})
+	}
+	var cliUsers []string
+	wg.Go(func() {
+		for i := range cliWrites {
+			name := fmt.Sprintf("cli-user-%d", i)
+			for try := 0; ; try++ {
+				f, err := docfile.Open(m.consumers)
+				if err == nil {
+					f.Doc.Consumers = append(f.Doc.Consumers, consumers.ConsumerEntry{Username: name,
+						Keys: []consumers.CredentialEntry{{ID: name + "-key", Key: "cli-key-" + name}}})
+					if err = f.Save(); err == nil {
+						break
+					}
+				}
+				if !errors.Is(err, keyauth.ErrConflict) || try > 50 {
+					errs <- fmt.Errorf("the CLI-style writer: %w", err)
+					return
+				}
+			}
+			cliUsers = append(cliUsers, name)
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	d := m.document()
+	root, _ := d.Consumer("root")
+	if n := len(root.Keys); n != 1+writers*each {
+		t.Errorf("root has %d keys, want %d", n, 1+writers*each)
+	}
+	for _, ks := range keys {
+		for _, k := range ks {
+			m.keys = append(m.keys, k)
+			m.protected(k, "root")
+		}
+	}
+	for _, u := range cliUsers {
+		if _, ok := d.Consumer(u); !ok {
+			t.Errorf("%s is missing from the file", u)
+		}
+	}
+	// The store follows the file the other writer replaced when the API
+	// writes next, or at once on a refresh.
+	adminRefresh(t)
+	m.protected("cli-key-cli-user-0", "cli-user-0")
+}
+
+// A key's last use, shown by the API, survives a restart of Caddy.
+func TestManageLastUsedAcrossRestart(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "")
+	m.protected(keyGus, "gus")
+	var c consumerOut
+	m.want(m.api(http.MethodGet, "/consumers/gus", keyRoot, ""), http.StatusOK, &c)
+	used := c.Keys[0].LastUsed
+	if !recent(used) {
+		t.Fatalf("gus-key's last use: %q", used)
+	}
+	unload(t)
+	m.load(manageSites, "caddyfile")
+	m.want(m.api(http.MethodGet, "/consumers/gus", keyRoot, ""), http.StatusOK, &c)
+	if c.Keys[0].LastUsed != used {
+		t.Errorf("gus-key's last use after a restart: %q, want %q", c.Keys[0].LastUsed, used)
 	}
 }
