@@ -259,6 +259,20 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 			if err := add(hash{layout.CredentialKey(&d), redis.EncodeCredential(cred, k.ExpiresAt)}); err != nil {
 				return st, err
 			}
+			// A rolled credential's previous secrets, each its own hash.
+			for _, p := range k.Previous {
+				d, ok := (&consumers.CredentialEntry{Hash: p.Hash}).Digest()
+				if !ok {
+					return st, errors.New("a previous secret of the document has no digest") // cannot happen: Build checked it
+				}
+				prev, ok := set.Lookup(&d)
+				if !ok || !prev.Previous() {
+					return st, errors.New("a previous secret of the document is not in its set") // cannot happen
+				}
+				if err := add(hash{layout.CredentialKey(&d), redis.EncodeCredential(prev, redis.PreviousExpiresAt(p.ExpiresAt, k.ExpiresAt))}); err != nil {
+					return st, err
+				}
+			}
 		}
 	}
 	if err := flush(); err != nil {

@@ -21,7 +21,9 @@ Lists the credentials of a consumers file that have let no request in for
 --unused (90d, 12h): by their last use as the Caddy that serves the file
 recorded it (to the minute, in its data directory), or by their created_at
 when that Caddy never saw them used. Keys with neither are exempt, as for
-key_auth's max_idle, and counted on standard error.
+key_auth's max_idle, and counted on standard error. A credential rolled
+(caddy key-auth roll) is one credential: its previous keys share its use,
+and its line says until when the last of them works.
 
 The record is the one this Caddy keeps: run the command on the machine, and
 as the user, that runs Caddy, or point --data-dir at its data directory
@@ -74,6 +76,14 @@ func runStale(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(errOut, "No record of use at %s: no key of %s has been used there (or Caddy never ran it with this data directory).\n", record, abs)
 	}
 	t := now()
+	// A rolled credential's previous keys share its record of use: a line
+	// says until when the last of them still works.
+	rolled := map[int]time.Time{}
+	for p := range set.AllPrevious() {
+		if at, _ := p.ExpiresAt(); at.After(t) && at.After(rolled[p.Index()]) {
+			rolled[p.Index()] = at
+		}
+	}
 	_, keys := set.Len()
 	stale, exempt := 0, 0
 	for i := range keys {
@@ -90,8 +100,12 @@ func runStale(cmd *cobra.Command, _ []string) error {
 		}
 		if idle := t.Sub(since); idle >= unused {
 			stale++
-			fmt.Fprintf(out, "consumer %q, credential %q: %s %s, %s ago\n", cred.Consumer().Username(), cred.ID(),
+			fmt.Fprintf(out, "consumer %q, credential %q: %s %s, %s ago", cred.Consumer().Username(), cred.ID(),
 				what, since.UTC().Format(time.RFC3339), within(idle))
+			if at, ok := rolled[i]; ok {
+				fmt.Fprintf(out, "; rolled, its previous key works until %s", at.UTC().Format(time.RFC3339))
+			}
+			fmt.Fprintln(out)
 		}
 	}
 	fmt.Fprintf(errOut, "%d of %s unused for %s", stale, plural(keys, "key", "keys"), unusedFlag)

@@ -16,13 +16,20 @@ import (
 //
 //	<prefix>cred:<hex SHA-256 of the key>  hash: consumer, id (both required),
 //	                                       expires_at, created_at (RFC 3339),
-//	                                       disabled, canary
+//	                                       disabled, canary, previous
 //	<prefix>consumer:<username>            hash: id (default the username), custom_id,
 //	                                       tags, groups (comma-separated),
 //	                                       labels (a JSON object), disabled
 //	<prefix>consumer-id:<id>               hash: consumer (the username of the
 //	                                       consumer whose id this is, when it is
 //	                                       not the username)
+//
+// A rolled credential's previous secret is a credential hash of its own,
+// with the credential's consumer, id, created_at and flags, its own
+// expires_at (required: the earlier of the secret's and the credential's),
+// and previous "true", which tells a writer or a lister that it is not a
+// credential of its own; the source reads it as the credential with that
+// expiry. A canary has no previous secrets.
 //
 // Flags are "true" or "false" (empty is false). The consumer-id hashes only
 // serve to find an anonymous consumer named by its id; one that names a
@@ -39,6 +46,7 @@ const (
 	FieldCreatedAt = "created_at"
 	FieldDisabled  = "disabled"
 	FieldCanary    = "canary"
+	FieldPrevious  = "previous"
 	FieldCustomID  = "custom_id"
 	FieldTags      = "tags"
 	FieldGroups    = "groups"
@@ -136,8 +144,10 @@ func EncodeConsumerID(c consumers.Consumer) (map[string]string, bool) {
 }
 
 // EncodeCredential is the hash of a credential. expiresAt is its expiry as
-// the document wrote it (RFC 3339), or "". Its created_at is written in UTC,
-// to the second the Set holds.
+// the document wrote it (RFC 3339), or "": for a credential found by a
+// previous secret (Credential.Previous), that secret's, or the
+// credential's when it comes first (PreviousExpiresAt). Its created_at is
+// written in UTC, to the second the Set holds.
 func EncodeCredential(c consumers.Credential, expiresAt string) map[string]string {
 	f := map[string]string{FieldConsumer: c.Consumer().Username(), FieldID: c.ID()}
 	if expiresAt != "" {
@@ -152,7 +162,26 @@ func EncodeCredential(c consumers.Credential, expiresAt string) map[string]strin
 	if c.Canary() {
 		f[FieldCanary] = "true"
 	}
+	if c.Previous() {
+		f[FieldPrevious] = "true"
+	}
 	return f
+}
+
+// PreviousExpiresAt is the expires_at of a previous secret's hash, as
+// written in the document: the secret's own, or its credential's
+// (credentialExpiresAt, "" for never) when that comes first. Both are
+// checked RFC 3339 times.
+func PreviousExpiresAt(own, credentialExpiresAt string) string {
+	if credentialExpiresAt == "" {
+		return own
+	}
+	a, _ := time.Parse(time.RFC3339, own)
+	b, _ := time.Parse(time.RFC3339, credentialExpiresAt)
+	if b.Before(a) {
+		return credentialExpiresAt
+	}
+	return own
 }
 
 // Decode makes the one-consumer set of a consumer hash and, unless cred is
@@ -182,6 +211,17 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		}
 		if k.Canary, err = parseFlag(cred[FieldCanary]); err != nil {
 			return nil, fmt.Errorf("credential %q: canary: %w", k.ID, err)
+		}
+		// A previous secret reads as its credential with its own expiry,
+		// under the document's rules for previous secrets.
+		previous, err := parseFlag(cred[FieldPrevious])
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("credential %q: previous: %w", k.ID, err)
+		case previous && k.Canary:
+			return nil, fmt.Errorf("credential %q is a canary and cannot have previous secrets", k.ID)
+		case previous && k.ExpiresAt == "":
+			return nil, fmt.Errorf("credential %q: a previous secret without expires_at", k.ID)
 		}
 		c.Keys = []consumers.CredentialEntry{k}
 	}
