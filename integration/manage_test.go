@@ -421,10 +421,11 @@ type pageOut struct {
 }
 
 type issuedOut struct {
-	ID        string `json:"id"`
-	ExpiresAt string `json:"expires_at"`
-	CreatedAt string `json:"created_at"`
-	Key       string `json:"key"`
+	ID                string `json:"id"`
+	ExpiresAt         string `json:"expires_at"`
+	CreatedAt         string `json:"created_at"`
+	Key               string `json:"key"`
+	PreviousExpiresAt string `json:"previous_expires_at"`
 }
 
 func usernames(p pageOut) string {
@@ -559,6 +560,38 @@ func TestManageEndpointsFile(t *testing.T) {
 	m.protected(keyTomMig, "tom")
 	m.wantMessage(m.api(http.MethodPatch, "/consumers/tom/keys/nope", keyRoot, `{"disabled": true}`), http.StatusNotFound, `no credential "nope"`)
 
+	// Roll: a new secret for tom-key; the old one goes on, as tom-key,
+	// for the grace; with no grace it stops at once.
+	var rolled issuedOut
+	m.want(m.api(http.MethodPost, "/consumers/tom/keys/tom-key/roll", keyRoot, `{"grace": "1h"}`), http.StatusCreated, &rolled)
+	if rolled.ID != "tom-key" || !strings.HasPrefix(rolled.Key, "ka_") || rolled.CreatedAt != created {
+		t.Errorf("roll: %+v", rolled)
+	}
+	m.keys = append(m.keys, rolled.Key)
+	if until, err := time.Parse(time.RFC3339, rolled.PreviousExpiresAt); err != nil || time.Until(until) < 58*time.Minute || time.Until(until) > time.Hour {
+		t.Errorf("roll: the old secret ends at %q", rolled.PreviousExpiresAt)
+	}
+	for _, k := range []string{keyTom, rolled.Key} {
+		if got := get(t, site2+"/", "apikey", k).echo(t).Header.Get("X-Credential-Identifier"); got != "tom-key" {
+			t.Errorf("after the roll, a secret of tom-key is credential %q", got)
+		}
+	}
+	m.want(m.api(http.MethodGet, "/consumers/tom", keyRoot, ""), http.StatusOK, &c)
+	if len(c.Keys[0].Previous) != 1 || c.Keys[0].Previous[0].ExpiresAt != rolled.PreviousExpiresAt {
+		t.Errorf("tom-key after the roll: %+v", c.Keys[0])
+	}
+	var again issuedOut
+	m.want(m.api(http.MethodPost, "/consumers/tom/keys/tom-key/roll", keyRoot, ``), http.StatusCreated, &again)
+	m.keys = append(m.keys, again.Key)
+	if again.PreviousExpiresAt != "" {
+		t.Errorf("a roll without grace kept the old secret until %s", again.PreviousExpiresAt)
+	}
+	m.protected(rolled.Key, "")
+	m.protected(keyTom, "tom") // the first roll's grace goes on
+	m.protected(again.Key, "tom")
+	m.wantMessage(m.api(http.MethodPost, "/consumers/tom/keys/tom-key/roll", keyRoot, `{"grace": "soon"}`), http.StatusBadRequest, "grace")
+	m.wantMessage(m.api(http.MethodPost, "/consumers/tom/keys/nope/roll", keyRoot, `{"grace": "1h"}`), http.StatusNotFound)
+
 	// DELETE a key: revoked at once; again, 404.
 	m.want(m.api(http.MethodDelete, "/consumers/tom/keys/tom-mig", keyRoot, ""), http.StatusNoContent, nil)
 	m.protected(keyTomMig, "")
@@ -588,6 +621,7 @@ func TestManageEndpointsFile(t *testing.T) {
 		"add_key tom " + generated + " ok", "add_key tom tom-mig ok", "add_key tom tom-mig conflict", "add_key tom ann-key conflict",
 		"add_key nobody n-1 not_found",
 		"patch_key tom tom-mig ok", "patch_key tom tom-mig ok", "patch_key tom tom-mig ok", "patch_key tom nope not_found",
+		"roll_key tom tom-key ok", "roll_key tom tom-key ok", "roll_key tom tom-key invalid", "roll_key tom nope not_found",
 		"delete_key tom tom-mig ok", "delete_key tom tom-mig not_found", "delete_consumer tom  ok", "delete_consumer tom  not_found",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

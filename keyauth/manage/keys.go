@@ -1,9 +1,12 @@
 package manage
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/apikey"
@@ -26,8 +29,11 @@ type newKey struct {
 type issued struct {
 	ID        string `json:"id"`
 	ExpiresAt string `json:"expires_at,omitempty"`
-	CreatedAt string `json:"created_at"`
+	CreatedAt string `json:"created_at,omitempty"`
 	Key       string `json:"key,omitempty"`
+	// PreviousExpiresAt is, after a roll, when the secret it replaced
+	// stops working; absent when it stopped at once.
+	PreviousExpiresAt string `json:"previous_expires_at,omitempty"`
 }
 
 // addKey is POST /consumers/{username}/keys: a key given or generated.
@@ -197,7 +203,63 @@ func (h *Handler) findKey(q *call, cur *consumers.ConsumerEntry) (int, *apiError
 	return i, nil
 }
 
-// rollKey is POST /consumers/{username}/keys/{id}/roll.
+// rollBody is the body of POST /consumers/{username}/keys/{id}/roll.
+type rollBody struct {
+	// Grace is how long the current secret keeps working: a duration
+	// such as 24h or 7d. Default 0: it stops at once.
+	Grace string `json:"grace,omitempty"`
+}
+
+// rollKey is POST /consumers/{username}/keys/{id}/roll: a new generated
+// secret for the credential, its current one kept working for the grace
+// (consumers.ConsumerEntry.Roll, as `caddy key-auth roll`).
 func (h *Handler) rollKey(q *call) (int, any, *apiError) {
-	return 0, nil, fail(http.StatusNotImplemented, "roll is not available yet")
+	body, e := readBody(q.w, q.r, true)
+	if e != nil {
+		return 0, nil, e
+	}
+	var in rollBody
+	if e := decodeStrict(body, &in); e != nil {
+		return 0, nil, e
+	}
+	var grace time.Duration
+	if in.Grace != "" {
+		d, err := caddy.ParseDuration(in.Grace)
+		if err != nil || d < 0 {
+			return 0, nil, badRequest("grace: want a duration such as 24h or 7d")
+		}
+		grace = d
+	}
+	key, err := apikey.Generate(h.KeyPrefix)
+	if err != nil {
+		return 0, nil, fail(http.StatusInternalServerError, "generating a key failed")
+	}
+	now := h.now()
+	var rolled consumers.CredentialEntry
+	var until time.Time
+	err = h.writer.Edit(q.r.Context(), q.username, func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+		i, e := h.findKey(q, cur)
+		if e != nil {
+			return nil, e
+		}
+		next := *cur
+		next.Keys = slices.Clone(cur.Keys)
+		u, err := next.Roll(i, consumers.HashKey(key), grace, now)
+		switch {
+		case errors.Is(err, consumers.ErrRollCanary), errors.Is(err, consumers.ErrRollExpired):
+			return nil, fail(http.StatusConflict, "%v", err)
+		case err != nil:
+			return nil, badRequest("%v", err)
+		}
+		rolled, until = next.Keys[i], u
+		return &next, nil
+	})
+	if err != nil {
+		return 0, nil, h.writeFailed(q, err)
+	}
+	out := issued{ID: q.credID, ExpiresAt: rolled.ExpiresAt, CreatedAt: rolled.CreatedAt, Key: key}
+	if until.After(now) {
+		out.PreviousExpiresAt = formatTime(until)
+	}
+	return http.StatusCreated, out, nil
 }
