@@ -3,6 +3,7 @@ package consumers
 import (
 	"encoding/hex"
 	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -160,4 +161,18 @@ func (c Credential) Entry() CredentialEntry {
 		k.CreatedAt = at.UTC().Format(time.RFC3339)
 	}
 	return k
+}
+
+// Clone is a copy of the entry that shares no slice or map with it, for a
+// change to edit.
+func (c *ConsumerEntry) Clone() *ConsumerEntry {
+	out := *c
+	out.Tags = slices.Clone(c.Tags)
+	out.Groups = slices.Clone(c.Groups)
+	out.Labels = maps.Clone(c.Labels)
+	out.Keys = slices.Clone(c.Keys)
+	for i := range out.Keys {
+		out.Keys[i].Previous = slices.Clone(out.Keys[i].Previous)
+	}
+	return &out
 }

@@ -179,3 +179,15 @@ func setSummary(s *Set) string {
 	slices.Sort(lines)
 	return fmt.Sprint(lines)
 }
+
+// A clone shares nothing a change could edit with its original.
+func TestConsumerEntryClone(t *testing.T) {
+	orig := cloneDoc(entryDoc).Consumers[1]
+	want := fmt.Sprintf("%+v", orig)
+	c := orig.Clone()
+	c.Tags[0], c.Groups[0], c.Labels["plan"] = "x", "x", "x"
+	c.Keys[1].ID, c.Keys[1].Previous[0].Hash = "x", "x"
+	if got := fmt.Sprintf("%+v", orig); got != want {
+		t.Errorf("the original changed with its clone:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -79,6 +79,11 @@ var lives = caddy.NewUsagePool()
 // Provide, called at the end of the module's Provision, fills it with the
 // live state; Lookup, Consumer and Now are then the handler's contract
 // (keyauth.Source), and Cleanup lets the state go with the module's config.
+//
+// A Handle only reads: a module that embeds one is read-only for the
+// management API (keyauth.Writer), whatever its live state, unless the
+// module itself has the writing methods, as FileSource and the Redis source
+// do.
 type Handle struct {
 	live Live
 	// store is live when it is a Store: the request path calls it without

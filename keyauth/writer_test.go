@@ -1,0 +1,27 @@
+package keyauth
+
+import (
+	"testing"
+
+	"github.com/keyauth/caddy-keyauth/consumers/sources"
+)
+
+// The file source is writable through the source contract.
+var _ Writer = (*sources.FileSource)(nil)
+
+// The HTTP source, and a source of another package that embeds a Handle
+// and writes nothing itself, are read-only: the management API's type
+// assertion fails for them.
+func TestReadOnlySources(t *testing.T) {
+	type thirdParty struct {
+		sources.Handle
+	}
+	for name, src := range map[string]any{"http": new(sources.HTTPSource), "handle": new(sources.Handle), "third party": new(thirdParty)} {
+		if _, ok := src.(Source); !ok {
+			t.Errorf("%s is not a Source", name)
+		}
+		if _, ok := src.(Writer); ok {
+			t.Errorf("%s is a Writer", name)
+		}
+	}
+}
