@@ -335,13 +335,17 @@ func removeMembers(ctx context.Context, c rueidis.Client, layout redis.Layout, s
 				return c.B().Zscan().Key(layout.ConsumersKey()).Cursor(cursor).Count(batch).Build()
 			},
 			func(m string) bool { _, ok := usernames[m]; return ok },
-			func(ms []string) rueidis.Completed { return c.B().Zrem().Key(layout.ConsumersKey()).Member(ms...).Build() }},
+			func(ms []string) rueidis.Completed {
+				return c.B().Zrem().Key(layout.ConsumersKey()).Member(ms...).Build()
+			}},
 		{layout.LastUsedKey(),
 			func(cursor uint64) rueidis.Completed {
 				return c.B().Hscan().Key(layout.LastUsedKey()).Cursor(cursor).Count(batch).Build()
 			},
 			func(id string) bool { _, ok := index.Credential(id); return ok },
-			func(ids []string) rueidis.Completed { return c.B().Hdel().Key(layout.LastUsedKey()).Field(ids...).Build() }},
+			func(ids []string) rueidis.Completed {
+				return c.B().Hdel().Key(layout.LastUsedKey()).Field(ids...).Build()
+			}},
 	} {
 		var cursor uint64
 		for {
