@@ -4,10 +4,14 @@ import (
 	"testing"
 
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
+	"github.com/keyauth/caddy-keyauth/consumers/sources/redis"
 )
 
-// The file source is writable through the source contract.
-var _ Writer = (*sources.FileSource)(nil)
+// The file and Redis sources are writable through the source contract.
+var (
+	_ Writer = (*sources.FileSource)(nil)
+	_ Writer = (*redis.Source)(nil)
+)
 
 // The HTTP source, and a source of another package that embeds a Handle
 // and writes nothing itself, are read-only: the management API's type

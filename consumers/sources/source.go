@@ -161,6 +161,11 @@ func (h *Handle) Now() View {
 	return h.live.Now()
 }
 
+// Live is the live state Provide gave the module, or nil before: for a
+// module's own methods beyond the handler's contract (a Redis source's
+// writing methods reach its client through it).
+func (h *Handle) Live() Live { return h.live }
+
 // Cleanup drops the module's reference to its live state. The state itself
 // stays with the handler that holds the module, so a request still in
 // flight in a config being replaced is answered.

@@ -65,6 +65,10 @@ type looker struct {
 	holders            int
 	destructed, closed bool
 
+	// writeMu makes this instance's writes (the management API's) one at
+	// a time: they never conflict with each other (write.go).
+	writeMu sync.Mutex
+
 	statusMu    sync.Mutex // guards the connection's failure streak
 	lastErr     string
 	lastErrTime *time.Time
