@@ -125,13 +125,13 @@ func TestRedisEdit(t *testing.T) {
 	}
 	x1, x2 := strings.TrimPrefix(credKey("keyauth:", keyMark+"tom-1"), "keyauth:cred:"), strings.TrimPrefix(credKey("keyauth:", keyMark+"tom-2"), "keyauth:cred:")
 	for key, want := range map[string]map[string]string{
-		"keyauth:consumer:tom":             {"id": "t0m", "groups": "gold", "labels": `{"plan":"pro"}`},
-		"keyauth:consumer-id:t0m":          {"consumer": "tom"},
-		"keyauth:consumer-keys:tom":        {x1: "tom-1", x2: "t0m#2"},
-		"keyauth:credential-id:tom-1":      {"consumer": "tom"},
-		"keyauth:credential-id:t0m#2":      {"consumer": "tom"},
-		"keyauth:cred:" + x1:               {"consumer": "tom", "id": "tom-1", "created_at": "2026-01-02T03:04:05Z"},
-		"keyauth:cred:" + x2:               {"consumer": "tom", "id": "t0m#2", "expires_at": "2030-01-01T00:00:00Z"},
+		"keyauth:consumer:tom":              {"id": "t0m", "groups": "gold", "labels": `{"plan":"pro"}`},
+		"keyauth:consumer-id:t0m":           {"consumer": "tom"},
+		"keyauth:consumer-keys:tom":         {x1: "tom-1", x2: "t0m#2"},
+		"keyauth:credential-id:tom-1":       {"consumer": "tom"},
+		"keyauth:credential-id:t0m#2":       {"consumer": "tom"},
+		"keyauth:cred:" + x1:                {"consumer": "tom", "id": "tom-1", "created_at": "2026-01-02T03:04:05Z"},
+		"keyauth:cred:" + x2:                {"consumer": "tom", "id": "t0m#2", "expires_at": "2030-01-01T00:00:00Z"},
 		"keyauth:credential-id:nonexisting": {},
 	} {
 		if got := hashOf(t, c, key); !maps.Equal(got, want) {
@@ -382,7 +382,10 @@ func TestRedisEditTwoInstances(t *testing.T) {
 	if _, ok := mustLookup(t, b, "tom-1"); !ok {
 		t.Fatal("b does not find tom's key")
 	}
-	if err := a.edit(ctx, "tom", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) { cur.Disabled = true; return cur, nil }); err != nil {
+	if err := a.edit(ctx, "tom", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+		cur.Disabled = true
+		return cur, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	took := waitFor(t, "b to refuse tom's key", func() bool { _, ok := mustLookup(t, b, "tom-1"); return !ok })
