@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/docfile"
+	"github.com/keyauth/caddy-keyauth/internal/redistest"
 	"github.com/keyauth/caddy-keyauth/keyauth"
 )
 
@@ -272,5 +273,80 @@ func TestWriteThroughHTTPReadOnly(t *testing.T) {
 }`, "json")
 	if !strings.Contains(msg, "is read-only") {
 		t.Errorf("error %q", msg)
+	}
+}
+
+// The walkthrough through the Redis source, with two key_auth sites: one
+// that shares the writer's source (its client and cache: the change is
+// answered at once), and one configured otherwise (another client and
+// cache, as another instance has), which answers within its revocation
+// latency, as Redis tells it of the change.
+func TestWriteThroughRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newEnv(t)
+	e.vars["Redis"] = srv.Addr()
+	e.load(`{
+	"admin": {"listen": "{{.Admin}}", "config": {"persist": false}},
+	"logging": {"logs": {"default": {"level": "DEBUG", "encoder": {"format": "json"},
+		"writer": {"output": "file", "filename": "{{.Dir}}/caddy.log"}}}},
+	"apps": {"http": {"http_port": {{.HTTPPort}}, "https_port": {{.HTTPSPort}}, "servers": {
+		"s": {
+			"listen": ["127.0.0.1:{{.Port}}"], "automatic_https": {"disable": true},
+			"routes": [
+				{"match": [{"path": ["/manage"]}], "handle": [{"handler": "write_through_test",
+					"source": {"source": "redis", "addresses": ["{{.Redis}}"], "prefix": "w:"}}], "terminal": true},
+				{"handle": [
+					{"handler": "key_auth", "consumers": {"source": "redis", "addresses": ["{{.Redis}}"], "prefix": "w:"}},
+					{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}
+				]}
+			]
+		},
+		"other": {
+			"listen": ["127.0.0.1:{{.Port2}}"], "automatic_https": {"disable": true},
+			"routes": [{"handle": [
+				{"handler": "key_auth", "consumers": {"source": "redis", "addresses": ["{{.Redis}}"], "prefix": "w:", "cache": 1048576}},
+				{"handler": "reverse_proxy", "upstreams": [{"dial": "{{.Up}}"}]}
+			]}]
+		}
+	}}}
+}`, "json")
+	// Connected: a key that no one has is refused, not 503.
+	eventually(t, "both sites to answer 401", func() bool {
+		return get(t, site+"/", "apikey", "nobody").status == http.StatusUnauthorized &&
+			get(t, site2+"/", "apikey", "nobody").status == http.StatusUnauthorized
+	})
+	const tomKey = "secret-key-of-tom-in-redis"
+	tom := &consumers.ConsumerEntry{Username: "tom", Keys: []consumers.CredentialEntry{{ID: "tom-key", Key: tomKey}}}
+	// Both caches hold the unknown answer.
+	if works(t, site, tomKey) || works(t, site2, tomKey) {
+		t.Fatal("tom's key works before tom exists")
+	}
+	if status, body := manage(t, "tom", tom); status != http.StatusNoContent {
+		t.Fatalf("creating tom: %d %s", status, body)
+	}
+	if !works(t, site, tomKey) {
+		t.Fatal("tom's key does not work right after the write on the writer's site")
+	}
+	eventually(t, "tom's key to work on the other site", func() bool { return works(t, site2, tomKey) })
+	wantIdentity(t, get(t, site2+"/", "apikey", tomKey), identity{"tom", "tom", absent, "tom-key", absent})
+
+	tom.Disabled = true
+	if status, body := manage(t, "tom", tom); status != http.StatusNoContent {
+		t.Fatalf("disabling tom: %d %s", status, body)
+	}
+	if works(t, site, tomKey) {
+		t.Error("tom's key works right after tom is disabled")
+	}
+	eventually(t, "tom's key to stop on the other site", func() bool { return !works(t, site2, tomKey) })
+
+	status, body := manage(t, "tom", &consumers.ConsumerEntry{Username: "tom", Keys: []consumers.CredentialEntry{{ID: "tom-key", Key: " "}}})
+	if status != http.StatusBadRequest || !strings.Contains(body, `consumer "tom", credential "tom-key"`) {
+		t.Errorf("a refused entry: %d %s", status, body)
+	}
+	if status, body := manage(t, "tom", nil); status != http.StatusNoContent {
+		t.Fatalf("deleting tom: %d %s", status, body)
+	}
+	if works(t, site, tomKey) || works(t, site2, tomKey) {
+		t.Error("tom's key works after tom is deleted")
 	}
 }
