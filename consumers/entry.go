@@ -176,3 +176,8 @@ func (c *ConsumerEntry) Clone() *ConsumerEntry {
 	}
 	return &out
 }
+
+// Set is the set the credential belongs to: a key for what a source keeps
+// per set, such as a Redis source's record of use of the credential its
+// cache entry holds.
+func (c Credential) Set() *Set { return c.set }

@@ -65,6 +65,9 @@ type looker struct {
 	holders            int
 	destructed, closed bool
 
+	// usage is the record of use of the cached credentials (usage.go).
+	usage usage
+
 	// writeMu makes this instance's writes (the management API's) one at
 	// a time: they never conflict with each other (write.go).
 	writeMu sync.Mutex
@@ -89,6 +92,8 @@ func newLooker(cfg *Source, password string, t *tls.Config) *looker {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.logger.Store(caddy.Log())
+	l.cache.added, l.cache.removed = l.cached, l.uncached
+	l.usage.minute.Store(sources.MinuteOf(time.Now()))
 	l.metrics = newLookupMetrics(sources.Name(l))
 	l.opt = rueidis.ClientOption{
 		InitAddress: cfg.Addresses,
@@ -127,6 +132,8 @@ func (l *looker) Start(logger *zap.Logger) {
 func (l *looker) log() *zap.Logger { return l.logger.Load() }
 
 func (l *looker) start(ctx context.Context) {
+	l.usage.keeping.Add(1)
+	go l.keepUse(ctx)
 	l.connecting.Add(1)
 	go func() {
 		defer l.connecting.Done()
@@ -191,6 +198,7 @@ func (l *looker) Destruct() error {
 
 func (l *looker) close() {
 	l.connecting.Wait()
+	l.usage.keeping.Wait() // it has written the record of use
 	if c := l.client.Swap(nil); c != nil {
 		c.Close()
 	}
@@ -478,7 +486,12 @@ func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consum
 	}
 	consKey := l.layout.ConsumerKey(username)
 	tk2 := l.cache.ticket(consKey)
+	// The credential's last use, read alongside its consumer: the two
+	// commands share the round trip.
+	used := make(chan sources.Minute, 1)
+	go func() { used <- l.readLastUsed(ctx, c.Client, id) }()
 	cons, err := hgetall(ctx, c, consKey)
+	fleet := <-used
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +503,9 @@ func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consum
 			// Disabled keys and consumers are refused here, like unknown
 			// ones, whatever the handler checks.
 			e.cred, e.found = credential, true
-			e.size = int64(set.Bytes())
+			e.size = int64(set.Bytes()) + useSlotBytes
+			e.use = &useSlot{id: id}
+			e.use.fleet.Store(fleet)
 		}
 	}
 	l.cache.put(d, e, tk, username, tk2)
