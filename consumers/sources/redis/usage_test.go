@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/hex"
 	"strconv"
 	"testing"
 	"time"
@@ -156,3 +157,50 @@ func TestRedisUseAllocs(t *testing.T) {
 		t.Errorf("%v allocations per use", n)
 	}
 }
+
+// BenchmarkRedisUse is what recording a use costs a request (Use), and
+// reading it for max_idle (LastUsed), on a cached credential: a lock-free
+// map read each.
+func BenchmarkRedisUse(b *testing.B) {
+	srv := redistest.Start(b)
+	c := redistest.Client(b, srv.Addr())
+	redistest.Do(b, c, "HSET", "keyauth:consumer:alice", "id", "a11ce")
+	ds := benchDigests()[:1000]
+	for i := range ds {
+		redistest.Do(b, c, "HSET", "keyauth:cred:"+hexOf(ds[i]), "consumer", "alice", "id", "k"+strconv.Itoa(i))
+	}
+	l := newTestLooker(b, Source{Addresses: []string{srv.Addr()}})
+	creds := make([]consumers.Credential, len(ds))
+	for i := range ds {
+		cred, ok, err := l.Lookup(context.Background(), ds[i])
+		if !ok || err != nil {
+			b.Fatalf("warming key %d: %v %v", i, ok, err)
+		}
+		creds[i] = cred
+	}
+	b.Run("use", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			l.Use(creds[i%len(creds)])
+		}
+	})
+	b.Run("use+last_used", func(b *testing.B) {
+		b.ReportAllocs()
+		var n uint32
+		for i := 0; b.Loop(); i++ {
+			l.Use(creds[i%len(creds)])
+			n += l.LastUsed(creds[i%len(creds)])
+		}
+		if n == 0 {
+			b.Fatal("no use recorded")
+		}
+	})
+	b.Run("lookup", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			_, _, _ = l.Lookup(context.Background(), ds[i%len(ds)])
+		}
+	})
+}
+
+func hexOf(d consumers.Digest) string { return hex.EncodeToString(d[:]) }
