@@ -355,3 +355,65 @@ func TestFileEditConflict(t *testing.T) {
 		t.Errorf("the file holds %+v", df.Doc.Consumers)
 	}
 }
+
+// BenchmarkFileEdit is what one write through the file source costs with
+// a file of n consumers (one hashed key each, as `caddy key-auth hash`
+// leaves them): the whole document read and checked, rewritten, renamed,
+// and loaded again by the store. 1,000,000 consumers with
+// KEYAUTH_BENCH_MILLION=1.
+func BenchmarkFileEdit(b *testing.B) {
+	sizes := []int{100_000}
+	if os.Getenv("KEYAUTH_BENCH_MILLION") != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) {
+			var doc strings.Builder
+			doc.WriteString(`{"consumers": [`)
+			for i := range n {
+				if i > 0 {
+					doc.WriteString(",\n")
+				}
+				fmt.Fprintf(&doc, `{"username": "user-%07d", "groups": ["free"], "keys": [{"id": "key-%07d", "hash": "%s", "created_at": "2026-01-01T00:00:00Z"}]}`,
+					i, i, consumers.HashKey(fmt.Sprint(keyMark, i)))
+			}
+			doc.WriteString("]}")
+			path := filepath.Join(b.TempDir(), "consumers.json")
+			if err := os.WriteFile(path, []byte(doc.String()), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			b.Setenv("XDG_DATA_HOME", b.TempDir())
+			ctx, err := caddy.ProvisionContext(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			zero := caddy.Duration(0)
+			f := &FileSource{Path: path, Refresh: &zero}
+			if err := f.Provision(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer f.Cleanup()
+			fi, _ := os.Stat(path)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				err := f.Edit(context.Background(), "user-0000007", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+					cur.Disabled = i%2 == 0
+					return cur, nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(fi.Size())/1e6, "file-MB")
+			start := time.Now()
+			var count int
+			_ = f.Consumers(context.Background(), "user-0500000", func(*consumers.ConsumerEntry) bool { count++; return count < 100 })
+			b.ReportMetric(float64(time.Since(start).Microseconds()), "first-page-after-write-µs")
+			start = time.Now()
+			count = 0
+			_ = f.Consumers(context.Background(), "user-0600000", func(*consumers.ConsumerEntry) bool { count++; return count < 100 })
+			b.ReportMetric(float64(time.Since(start).Microseconds()), "next-page-µs")
+		})
+	}
+}
