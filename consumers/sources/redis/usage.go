@@ -179,9 +179,7 @@ func (l *looker) writeUse(ctx context.Context) error {
 			// Retired records are kept for the next write; the cached
 			// ones are still dirty.
 			l.usage.mu.Lock()
-			for _, s := range dirty[max(start, len(dirty)-len(retired)):] {
-				l.usage.retired = append(l.usage.retired, s)
-			}
+			l.usage.retired = append(l.usage.retired, dirty[max(start, len(dirty)-len(retired)):]...)
 			l.usage.mu.Unlock()
 			return fmt.Errorf("writing the last use of keys: %w", err)
 		}

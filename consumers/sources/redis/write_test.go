@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/rueidis"
@@ -454,7 +455,7 @@ func TestRedisEditUnavailable(t *testing.T) {
 func TestRedisEditCluster(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	c := redistest.Client(t, cl.Addrs()...)
-	l := newTestLooker(t, Source{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * 1e6)})
+	l := newTestLooker(t, Source{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
 	ctx := context.Background()
 	const n = 20
 	for i := range n {
