@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
@@ -47,15 +48,8 @@ present a client certificate; either implies --tls.`,
 		Args: cobra.NoArgs,
 	}
 	fs := cmd.Flags()
-	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
 	fs.String("file", "", "the consumers file")
-	fs.String("prefix", redis.DefaultPrefix, "key prefix")
-	fs.Int("db", 0, "database number (standalone Redis only)")
-	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
-	fs.Bool("tls", false, "connect with TLS")
-	fs.StringArray("tls-root-ca", nil, "PEM CA certificate(s) to trust instead of the system's roots (repeatable)")
-	fs.String("tls-client-certificate", "", "PEM client certificate to present")
-	fs.String("tls-client-certificate-key", "", "PEM key of the client certificate")
+	redisFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		get := func(n string) string { v, _ := cmd.Flags().GetString(n); return v }
 		addrs, file := get("redis"), get("file")
@@ -87,6 +81,19 @@ present a client certificate; either implies --tls.`,
 		return nil
 	}
 	return cmd
+}
+
+// redisFlags are the flags of a command that connects to Redis as the Redis
+// source does (push, stale --redis): pushClientOption reads them.
+func redisFlags(fs *pflag.FlagSet) {
+	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
+	fs.String("prefix", redis.DefaultPrefix, "key prefix")
+	fs.Int("db", 0, "database number (standalone Redis only)")
+	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
+	fs.Bool("tls", false, "connect with TLS")
+	fs.StringArray("tls-root-ca", nil, "PEM CA certificate(s) to trust instead of the system's roots (repeatable)")
+	fs.String("tls-client-certificate", "", "PEM client certificate to present")
+	fs.String("tls-client-certificate-key", "", "PEM key of the client certificate")
 }
 
 // pushClientOption is the connection push's flags and environment ask for:

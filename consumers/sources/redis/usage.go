@@ -247,3 +247,25 @@ func (l *looker) keepUse(ctx context.Context) {
 		}
 	}
 }
+
+// ReadLastUsed is the whole last-used hash under the layout's prefix: each
+// credential's last use, by id, anywhere in the fleet (`caddy key-auth
+// stale --redis`). It reads it a page at a time (HSCAN).
+func ReadLastUsed(ctx context.Context, c rueidis.Client, layout Layout) (map[string]sources.Minute, error) {
+	out := map[string]sources.Minute{}
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Hscan().Key(layout.LastUsedKey()).Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return nil, fmt.Errorf("reading the last use of keys: %w", err)
+		}
+		for i := 0; i+1 < len(e.Elements); i += 2 {
+			if m, err := strconv.ParseUint(e.Elements[i+1], 10, 32); err == nil && m != 0 {
+				out[e.Elements[i]] = sources.Minute(m)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return out, nil
+		}
+	}
+}

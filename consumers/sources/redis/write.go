@@ -113,23 +113,37 @@ func (l *looker) consumers(ctx context.Context, after string, yield func(*consum
 	if err != nil {
 		return err
 	}
+	return ReadConsumers(ctx, c, l.layout, after, yield, func(username string, err error) {
+		l.logBad("consumer refused; it is left out of the list", "consumer", username, err)
+	})
+}
+
+// ReadConsumers calls yield with the consumers under the layout's prefix,
+// in bytewise username order after after ("" for the first), read through
+// the writers' indexes a page at a time, until yield returns false or none
+// is left: the management API's list, `caddy key-auth stale --redis`. A
+// consumer whose hashes are refused goes to refused (unless nil), and is
+// left out.
+func ReadConsumers(ctx context.Context, c rueidis.Client, layout Layout, after string, yield func(*consumers.ConsumerEntry) bool, refused func(username string, err error)) error {
 	for {
 		from := "-"
 		if after != "" {
 			from = "(" + after
 		}
-		names, err := c.Do(ctx, c.B().Zrange().Key(l.layout.ConsumersKey()).Min(from).Max("+").Bylex().Limit(0, consumersPage).Build()).AsStrSlice()
+		names, err := c.Do(ctx, c.B().Zrange().Key(layout.ConsumersKey()).Min(from).Max("+").Bylex().Limit(0, consumersPage).Build()).AsStrSlice()
 		if err != nil {
 			return fmt.Errorf("listing the consumers: %w", err)
 		}
-		st, err := readStored(ctx, c, l.layout, names, false)
+		st, err := readStored(ctx, c, layout, names, false)
 		if err != nil {
 			return err
 		}
 		for i, name := range names {
 			e, err := st[i].entry(name)
 			if err != nil {
-				l.logBad("consumer refused; it is left out of the list", "consumer", name, err)
+				if refused != nil {
+					refused(name, err)
+				}
 				continue
 			}
 			if e != nil && !yield(e) {
