@@ -3,6 +3,7 @@ package consumers
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -18,7 +19,10 @@ import (
 type builder struct {
 	filling                                 bool
 	nConsumers, nCredentials, nTags, nArena int
-	nLabels, nExtras                        int
+	nLabels, nExtras, nPrevious             int
+	// The records filled so far: keys from 0, previous secrets from
+	// nCredentials (Set.previousOf).
+	nextKey, nextPrevious uint32
 
 	set   *Set
 	arena []byte
@@ -30,7 +34,7 @@ type builder struct {
 
 func (b *builder) startFill() error {
 	// Records address the arena and each other with 32-bit offsets.
-	if b.nArena > math.MaxUint32 || b.nCredentials >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
+	if b.nArena > math.MaxUint32 || b.nCredentials+b.nPrevious >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
 		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32 {
 		return fmt.Errorf("document too large: %d consumers, %d keys and %d bytes of names and ids; at most 4 GiB of them",
 			b.nConsumers, b.nCredentials, b.nArena)
@@ -38,7 +42,7 @@ func (b *builder) startFill() error {
 	b.filling = true
 	b.set = &Set{
 		consumers:   make([]consumerRec, 0, b.nConsumers),
-		credentials: make([]credentialRec, 0, b.nCredentials),
+		credentials: make([]credentialRec, b.nCredentials+b.nPrevious),
 		tags:        make([]strRef, 0, b.nTags),
 	}
 	if b.nExtras > 0 {
@@ -47,12 +51,15 @@ func (b *builder) startFill() error {
 	if b.nLabels > 0 {
 		b.set.labels = make([]labelRec, 0, b.nLabels)
 	}
+	if b.nPrevious > 0 {
+		b.set.previousOf = make([]uint32, b.nPrevious)
+	}
 	b.arena = make([]byte, 0, b.nArena)
 	b.seed = maphash.MakeSeed()
 	b.usernames = newStrTable(b.nConsumers)
 	b.ids = newStrTable(b.nConsumers)
 	b.credentialIDs = newStrTable(b.nCredentials)
-	n := tableSize(b.nCredentials)
+	n := tableSize(b.nCredentials + b.nPrevious)
 	b.set.slots = make([]uint32, n)
 	b.set.mask = uint64(n - 1)
 	return nil
@@ -79,6 +86,7 @@ func (b *builder) add(d *consumerDraft) error {
 	if !b.filling {
 		b.nConsumers++
 		b.nCredentials += len(d.credentials)
+		b.nPrevious += len(d.previous)
 		b.nTags += len(d.tags)
 		b.nArena += len(d.s(d.username)) + len(d.s(d.customID))
 		if !idShared(d) {
@@ -151,6 +159,7 @@ func (b *builder) add(d *consumerDraft) error {
 		return fmt.Errorf("%s has id %q, already the id of %s", d.name(), b.str(rec.id), b.consumerName(other))
 	}
 
+	first := b.nextKey
 	for i := range d.credentials {
 		c := &d.credentials[i]
 		start := len(b.arena)
@@ -167,8 +176,9 @@ func (b *builder) add(d *consumerDraft) error {
 		if c.canary {
 			cr.flags |= flagCanary
 		}
-		k := uint32(len(s.credentials))
-		s.credentials = append(s.credentials, cr)
+		k := b.nextKey
+		b.nextKey++
+		s.credentials[k] = cr
 		// created_at lives in a side array, made at the first credential
 		// that has one: a document without them costs nothing for it.
 		if secs, ok := d.createdAt(c); ok || s.created != nil {
@@ -184,7 +194,28 @@ func (b *builder) add(d *consumerDraft) error {
 			return fmt.Errorf("%s: credential id %q is already used by %s", d.credName(i), b.str(cr.id), b.credentialName(other))
 		}
 		if other, dup := b.insertDigest(k); dup {
-			return fmt.Errorf("%s has the same key as %s", d.credName(i), b.credentialName(other))
+			return fmt.Errorf("%s has the same key as %s", d.credName(i), b.slotName(other))
+		}
+	}
+	// A previous secret is a copy of its credential's record with its own
+	// digest and expiry, past every key's (Set.previousOf).
+	n, last := 0, -1
+	for i := range d.previous {
+		p := &d.previous[i]
+		if p.cred != last {
+			n, last = 0, p.cred
+		}
+		n++
+		cred := first + uint32(p.cred)
+		rec := s.credentials[cred]
+		_, _ = hex.Decode(rec.digest[:], d.s(p.hash)[len(HashPrefix):])
+		rec.expires = d.previousExpires(p)
+		j := b.nextPrevious
+		b.nextPrevious++
+		k := uint32(b.nCredentials) + j
+		s.credentials[k], s.previousOf[j] = rec, cred
+		if other, dup := b.insertDigest(k); dup {
+			return fmt.Errorf("%s: previous secret #%d has the same key as %s", d.credName(p.cred), n, b.slotName(other))
 		}
 	}
 	return nil
@@ -209,6 +240,15 @@ func (b *builder) consumerName(i uint32) string {
 func (b *builder) credentialName(i uint32) string {
 	c := b.set.credentials[i]
 	return fmt.Sprintf("%s, credential %q", b.consumerName(c.consumer), b.str(c.id))
+}
+
+// slotName names the key of record k: a credential's, or a previous
+// secret of one.
+func (b *builder) slotName(k uint32) string {
+	if k >= uint32(b.nCredentials) {
+		return "a previous secret of " + b.credentialName(k)
+	}
+	return b.credentialName(k)
 }
 
 func (b *builder) insertDigest(k uint32) (uint32, bool) {

@@ -18,7 +18,9 @@ func everyField() *Document {
 			Disabled: true,
 			Keys: []CredentialEntry{
 				{ID: "alice-1", Key: keyMark + "-alice-1", ExpiresAt: "2030-01-01T00:00:00Z", CreatedAt: "2026-01-01T00:00:00Z", Disabled: true, Canary: true},
-				{ID: "alice-2", Hash: HashKey(keyMark + "-alice-2")},
+				{ID: "alice-2", Hash: HashKey(keyMark + "-alice-2"), Previous: []PreviousSecret{
+					{Hash: HashKey(keyMark + "-alice-2-old"), ExpiresAt: "2030-01-02T00:00:00Z"},
+				}},
 			},
 		},
 		{Username: "bob", Keys: []CredentialEntry{{Key: keyMark + "-bob"}}},
@@ -30,11 +32,18 @@ func everyField() *Document {
 // the Set that Build makes of the types, and decoding gives the types back.
 func TestParseReadsEveryField(t *testing.T) {
 	doc := everyField()
-	for _, v := range []any{doc.Consumers[0], doc.Consumers[0].Keys[0]} {
-		rv := reflect.ValueOf(v)
-		for i := range rv.NumField() {
-			if rv.Field(i).IsZero() && rv.Type().Field(i).Name != "Hash" { // a key has a key or a hash
-				t.Errorf("everyField leaves %s.%s unset", rv.Type().Name(), rv.Type().Field(i).Name)
+	// A field of a credential is set on one of alice's keys at least: a
+	// key has a key or a hash, and a canary has no previous secrets.
+	for _, vs := range [][]any{{doc.Consumers[0]}, {doc.Consumers[0].Keys[0], doc.Consumers[0].Keys[1]},
+		{doc.Consumers[0].Keys[1].Previous[0]}} {
+		rt := reflect.TypeOf(vs[0])
+		for i := range rt.NumField() {
+			set := false
+			for _, v := range vs {
+				set = set || !reflect.ValueOf(v).Field(i).IsZero()
+			}
+			if !set {
+				t.Errorf("everyField leaves %s.%s unset", rt.Name(), rt.Field(i).Name)
 			}
 		}
 	}
@@ -86,6 +95,7 @@ func TestParseFieldsAreDescribed(t *testing.T) {
 	for _, tt := range []struct{ described, parsed []string }{
 		{jsonNames(reflect.TypeFor[ConsumerEntry]()), memberNames(len(consumerMembers), func(i int) string { return consumerMembers[i].name })},
 		{jsonNames(reflect.TypeFor[CredentialEntry]()), memberNames(len(credentialMembers), func(i int) string { return credentialMembers[i].name })},
+		{jsonNames(reflect.TypeFor[PreviousSecret]()), memberNames(len(previousMembers), func(i int) string { return previousMembers[i].name })},
 	} {
 		if !slices.Equal(slices.Sorted(slices.Values(tt.described)), slices.Sorted(slices.Values(tt.parsed))) {
 			t.Errorf("the description has the members %q, the parser reads %q", tt.described, tt.parsed)

@@ -27,6 +27,15 @@ type credentialDraft struct {
 	disabled, canary       bool
 }
 
+// previousDraft is a previous secret of credential cred (its index in
+// the consumer's credentials): the credential's earlier key, kept for a
+// grace period after a roll.
+type previousDraft struct {
+	cred               int
+	hash, expiry       span
+	hasHash, hasExpiry bool
+}
+
 type labelDraft struct{ name, value span }
 
 type consumerDraft struct {
@@ -38,13 +47,14 @@ type consumerDraft struct {
 	groups                 []span
 	labels                 []labelDraft // sorted by name once checked
 	credentials            []credentialDraft
-	buf                    []byte // the decoded strings the spans point into
-	order                  []span // scratch: the groups sorted, to find a duplicate
+	previous               []previousDraft // of all its credentials, in order
+	buf                    []byte          // the decoded strings the spans point into
+	order                  []span          // scratch: the groups sorted, to find a duplicate
 }
 
 func (d *consumerDraft) reset(index, at int) {
 	*d = consumerDraft{index: index, at: at, tags: d.tags[:0], groups: d.groups[:0], labels: d.labels[:0],
-		credentials: d.credentials[:0], buf: d.buf[:0], order: d.order[:0]}
+		credentials: d.credentials[:0], previous: d.previous[:0], buf: d.buf[:0], order: d.order[:0]}
 }
 
 // hasExtra reports whether the consumer needs a record in the side table of
@@ -93,7 +103,23 @@ func (d *consumerDraft) expires(c *credentialDraft) int64 {
 	if !c.hasExpiry {
 		return 0
 	}
-	t, _ := time.Parse(time.RFC3339, string(d.s(c.expiry)))
+	return expiryNanos(d.s(c.expiry))
+}
+
+// previousExpires is when a previous secret stops working, in unix
+// nanoseconds: its own expires_at, or its credential's expiry if that
+// comes first. It is never 0 (never): a previous secret always expires.
+func (d *consumerDraft) previousExpires(p *previousDraft) int64 {
+	own := expiryNanos(d.s(p.expiry))
+	if cred := d.expires(&d.credentials[p.cred]); cred != 0 {
+		return min(own, cred)
+	}
+	return own
+}
+
+// expiryNanos is a checked RFC 3339 expiry in unix nanoseconds, never 0.
+func expiryNanos(v []byte) int64 {
+	t, _ := time.Parse(time.RFC3339, string(v))
 	// UnixNano is undefined outside the years 1678 to 2262: a later expiry
 	// (such as 9999-12-31, for never) must not wrap around into the past.
 	switch {
@@ -163,6 +189,13 @@ func (d *consumerDraft) load(index int, c *ConsumerEntry) {
 			created: d.keepString(k.CreatedAt), hasCreated: k.CreatedAt != "",
 			disabled: k.Disabled, canary: k.Canary,
 		})
+		for _, p := range k.Previous {
+			d.previous = append(d.previous, previousDraft{
+				cred: len(d.credentials) - 1,
+				hash: d.keepString(p.Hash), hasHash: p.Hash != "",
+				expiry: d.keepString(p.ExpiresAt), hasExpiry: p.ExpiresAt != "",
+			})
+		}
 	}
 }
 

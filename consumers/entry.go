@@ -24,6 +24,10 @@ type Index struct {
 	first, creds []uint32
 	// byID are the credentials' indexes in id order.
 	byID []uint32
+	// prev[pfirst[k]:pfirst[k+1]] are the records of credential k's
+	// previous secrets (a roll's), in the document's order; both nil when
+	// the set has none.
+	pfirst, prev []uint32
 }
 
 // NewIndex indexes s.
@@ -60,6 +64,21 @@ func NewIndex(s *Set) *Index {
 	slices.SortFunc(x.byID, func(a, b uint32) int {
 		return strings.Compare(s.str(s.credentials[a].id), s.str(s.credentials[b].id))
 	})
+	if len(s.previousOf) > 0 {
+		x.pfirst = make([]uint32, nk+1)
+		for _, k := range s.previousOf {
+			x.pfirst[k+1]++
+		}
+		for k := range nk {
+			x.pfirst[k+1] += x.pfirst[k]
+		}
+		x.prev = make([]uint32, len(s.previousOf))
+		next := slices.Clone(x.pfirst[:nk])
+		for j, k := range s.previousOf {
+			x.prev[next[k]] = uint32(nk + j)
+			next[k]++
+		}
+	}
 	return x
 }
 
@@ -120,8 +139,10 @@ func (x *Index) Credentials(c Consumer) iter.Seq[Credential] {
 // Entry is the consumer as a document entry, as far as its set holds it:
 // each key as its hash (a set keeps only the digest), each credential's id
 // written out (a derived one too), expires_at and created_at in UTC, the
-// consumer's id only when it is not its username. Building a document of
-// such entries gives back the same set.
+// consumer's id only when it is not its username, a rolled credential's
+// previous secrets as their hashes with the expiry the set holds (their
+// own, or the credential's when earlier). Building a document of such
+// entries gives back the same set.
 //
 // Everything a consumer or a credential of a set holds comes back here:
 // a field added to the set is added here (TestIndexEntryRoundTrip fails
@@ -139,13 +160,23 @@ func (x *Index) Entry(c Consumer) ConsumerEntry {
 		e.ID = id
 	}
 	for cred := range x.Credentials(c) {
-		e.Keys = append(e.Keys, cred.Entry())
+		k := cred.Entry()
+		if x.pfirst != nil {
+			for _, r := range x.prev[x.pfirst[cred.i]:x.pfirst[cred.i+1]] {
+				rec := &x.set.credentials[r]
+				k.Previous = append(k.Previous, PreviousSecret{
+					Hash:      HashPrefix + hex.EncodeToString(rec.digest[:]),
+					ExpiresAt: time.Unix(0, rec.expires).UTC().Format(time.RFC3339Nano),
+				})
+			}
+		}
+		e.Keys = append(e.Keys, k)
 	}
 	return e
 }
 
-// Entry is the credential as a document entry, as far as its set holds it:
-// see Index.Entry.
+// Entry is the credential as a document entry, as far as its set holds it,
+// without its previous secrets: see Index.Entry.
 func (c Credential) Entry() CredentialEntry {
 	r := &c.set.credentials[c.i]
 	k := CredentialEntry{

@@ -11,22 +11,23 @@ import (
 // once (TestIndexEntryRoundTrip checks that it does), keys in plain text
 // and hashed, ids explicit and derived.
 var entryDoc = Document{Consumers: []ConsumerEntry{
-	{Username: "zed", Keys: []CredentialEntry{{Key: "zed-key-0001"}, {Key: "zed-key-0002", ExpiresAt: "2031-02-03T04:05:06+02:00"}}},
+	{Username: "zed", Keys: []CredentialEntry{{Key: "zed-key-0001", Previous: []PreviousSecret{{Hash: HashKey("zed-old"), ExpiresAt: "2028-01-01T00:00:00Z"}}},
+		{Key: "zed-key-0002", ExpiresAt: "2031-02-03T04:05:06+02:00"}}},
 	{Username: "alice", ID: "a11ce", CustomID: "cust-1", Tags: []string{"t1", "t2"}, Groups: []string{"gold", "eu"},
 		Labels: map[string]string{"plan": "pro", "region": "eu"}, Disabled: true,
 		Keys: []CredentialEntry{
-			{ID: "alice-1", Key: "alice-key-0001", CreatedAt: "2024-05-06T07:08:09Z", Disabled: true},
-			{ID: "alice-canary", Hash: HashKey("alice-canary-key"), Canary: true, ExpiresAt: "2030-01-01T00:00:00.5Z",
-				Previous: []PreviousSecret{{Hash: HashKey("alice-old-key"), ExpiresAt: "2029-01-01T00:00:00Z"}}},
+			{ID: "alice-1", Key: "alice-key-0001", CreatedAt: "2024-05-06T07:08:09Z", Disabled: true, ExpiresAt: "2031-01-01T00:00:00Z",
+				Previous: []PreviousSecret{{Hash: HashKey("alice-old-key"), ExpiresAt: "2029-01-01T00:00:00Z"}, {Hash: HashKey("alice-older-key"), ExpiresAt: "2032-01-01T00:00:00Z"}}},
+			{ID: "alice-canary", Hash: HashKey("alice-canary-key"), Canary: true, ExpiresAt: "2030-01-01T00:00:00.5Z"},
 		}},
 	{Username: "bob"},
 	{Username: "bo"},
 }}
 
-// previousInSet is false until the set keeps a credential's previous
-// secrets (a roll): until then Previous is the one field that does not
-// come back, and entryDoc's Previous is dropped before Build.
-const previousInSet = false
+// previousInSet is whether the set keeps a credential's previous secrets (a
+// roll): when it does not, Previous is the one field that does not come
+// back, and entryDoc's Previous is dropped before Build.
+const previousInSet = true
 
 // Building the entries an Index gives back yields the same set, and every
 // field of the document's entries comes back.
@@ -79,6 +80,12 @@ func TestIndexEntryRoundTrip(t *testing.T) {
 	if alice.ID != "a11ce" || alice.Keys[0].Hash != HashKey("alice-key-0001") || alice.Keys[0].Key != "" ||
 		alice.Keys[1].ExpiresAt != "2030-01-01T00:00:00.5Z" || alice.Keys[0].CreatedAt != "2024-05-06T07:08:09Z" {
 		t.Errorf("alice: %+v", alice)
+	}
+	// Previous secrets in the document's order, each with the expiry the
+	// set holds: its own, or its credential's when earlier.
+	if p := alice.Keys[0].Previous; len(p) != 2 || p[0] != (PreviousSecret{HashKey("alice-old-key"), "2029-01-01T00:00:00Z"}) ||
+		p[1] != (PreviousSecret{HashKey("alice-older-key"), "2031-01-01T00:00:00Z"}) || alice.Keys[1].Previous != nil {
+		t.Errorf("alice's previous secrets: %+v", alice.Keys)
 	}
 	if zed := got.Consumers[3]; zed.ID != "" || zed.Keys[0].ID != "zed#1" || zed.Keys[1].ExpiresAt != "2031-02-03T02:05:06Z" {
 		t.Errorf("zed: %+v", zed)
@@ -176,6 +183,10 @@ func setSummary(s *Set) string {
 		lines = append(lines, fmt.Sprint("credential ", k.ID(), k.Consumer().Username(), s.credentials[i].digest,
 			s.credentials[i].expires, created.Unix(), ok, k.Disabled(), k.Canary()))
 	}
+	for p := range s.AllPrevious() {
+		at, _ := p.ExpiresAt()
+		lines = append(lines, fmt.Sprint("previous ", p.ID(), p.Consumer().Username(), s.credentials[p.i].digest, at.UnixNano()))
+	}
 	slices.Sort(lines)
 	return fmt.Sprint(lines)
 }
@@ -186,7 +197,7 @@ func TestConsumerEntryClone(t *testing.T) {
 	want := fmt.Sprintf("%+v", orig)
 	c := orig.Clone()
 	c.Tags[0], c.Groups[0], c.Labels["plan"] = "x", "x", "x"
-	c.Keys[1].ID, c.Keys[1].Previous[0].Hash = "x", "x"
+	c.Keys[0].ID, c.Keys[0].Previous[0].Hash = "x", "x"
 	if got := fmt.Sprintf("%+v", orig); got != want {
 		t.Errorf("the original changed with its clone:\n%s\nwant\n%s", got, want)
 	}

@@ -44,6 +44,7 @@ func FuzzParseDiff(f *testing.F) {
 	f.Add([]byte(`{"consumers": [{"username": "a\ud800", "keys": [{"key": "k", "expires_at": "9999-12-31T23:59:59+01:00"}]}]}`))
 	f.Add([]byte(`{"consumers": [{"username": "a", "keys": null, "tags": null}], "\u0063onsumers": []}`))
 	f.Add(realisticDocument(3))
+	f.Add(rolledDocument(8))
 	// Edges of the rules: each refused or accepted by both.
 	for _, doc := range []string{
 		`{"Consumers": []}`,
@@ -89,6 +90,31 @@ func FuzzParseDiff(f *testing.F) {
 		`{"consumers": [{"username": "a", "labels": {"a": null}}]}`,
 		`{"consumers": [{"username": "a", "disabled": "true"}]}`,
 		`{"consumers": [{"username": "a", "keys": [{"key": "k", "canary": 1}]}]}`,
+		// Previous secrets.
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": "2030-01-01T00:00:00Z"},
+			{"hash": "` + hashOf("k00") + `", "expires_at": "1970-01-01T00:00:00Z"}]}, {"key": "k2", "previous": null},
+			{"key": "k3", "previous": []}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"id": "c", "key": "k", "expires_at": "2026-01-01T00:00:00Z", "created_at": "2025-01-01T00:00:00Z", "disabled": true,
+			"previous": [{"expires_at": "2027-01-01T00:00:00+02:00", "hash": "` + strings.ToUpper(hashOf("k0")[7:]) + `"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": "9999-12-31T23:59:59Z"}]}]},
+			{"username": "b", "keys": [{"hash": "` + hashOf("k0") + `"}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k") + `", "expires_at": "2030-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": "2030-01-01T00:00:00Z"},
+			{"hash": "` + hashOf("k0") + `", "expires_at": "2031-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "canary": true, "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": "2030-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "canary": true, "previous": []}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": null}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": ""}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "` + hashOf("k0") + `", "expires_at": "soon"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "", "expires_at": "2030-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": null, "expires_at": "2030-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"hash": "sha256:12", "expires_at": "2030-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [{"key": "k0", "expires_at": "2030-01-01T00:00:00Z"}]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": [null]}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": {}}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [null]}]}`,
+		`{"consumers": [null]}`,
 	} {
 		f.Add([]byte(doc))
 	}
@@ -115,7 +141,7 @@ func FuzzParseDiff(f *testing.F) {
 // a label's value may not be null (a member's null is its absence). The
 // reference applies them while it decodes.
 func stringRules(why *string) json.Options {
-	return json.WithUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, s *string) error {
+	return json.WithUnmarshalers(json.JoinUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, s *string) error {
 		// The pointer ends at the last token read: the member's name, or
 		// the array itself or the element before.
 		var at []string
@@ -128,7 +154,8 @@ func stringRules(why *string) json.Options {
 			if null && *why == "" {
 				*why = "a null element of " + at[2]
 			}
-		case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at", "created_at"}, at[4]):
+		case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at", "created_at"}, at[4]),
+			len(at) == 7 && at[2] == "keys" && at[4] == "previous" && (at[6] == "hash" || at[6] == "expires_at"):
 			if !null && *why == "" {
 				v, err := dec.ReadValue()
 				if err != nil {
@@ -141,7 +168,20 @@ func stringRules(why *string) json.Options {
 			}
 		}
 		return errors.ErrUnsupported // decoded as usual
-	}))
+	}), nullElement[ConsumerEntry](why, "consumers"), nullElement[CredentialEntry](why, "keys"),
+		nullElement[PreviousSecret](why, "previous")))
+}
+
+// nullElement refuses a null element of an array of objects (consumers,
+// keys, previous), which the JSON form cannot mean: the description would
+// decode it as an empty object, Parse refuses it as no object at all.
+func nullElement[T any](why *string, array string) *json.Unmarshalers {
+	return json.UnmarshalFromFunc(func(dec *jsontext.Decoder, _ *T) error {
+		if dec.PeekKind() == 'n' && *why == "" {
+			*why = "a null element of " + array
+		}
+		return errors.ErrUnsupported
+	})
 }
 
 // refDecode decodes a document into its description, strictly: unknown and
@@ -193,6 +233,14 @@ type refWantCredential struct {
 	expires          *time.Time
 	created          *time.Time
 	disabled, canary bool
+	previous         []refWantPrevious
+}
+
+// refWantPrevious is a previous secret: it finds its credential until the
+// earlier of its own expiry and the credential's.
+type refWantPrevious struct {
+	digest  Digest
+	expires time.Time
 }
 
 var refLabelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -272,6 +320,12 @@ func refParse(doc []byte) (*Document, []refWant, string) {
 				return d, nil, fmt.Sprintf("key #%d of consumer #%d: credential id or key taken", ki+1, ci+1)
 			}
 			credIDs[wc.id], digests[wc.digest] = true, true
+			for _, p := range wc.previous {
+				if digests[p.digest] {
+					return d, nil, fmt.Sprintf("key #%d of consumer #%d: a previous secret's key taken", ki+1, ci+1)
+				}
+				digests[p.digest] = true
+			}
 			w.credentials = append(w.credentials, wc)
 		}
 		out = append(out, w)
@@ -316,6 +370,25 @@ func refCredentialOf(k *CredentialEntry, consumerID string, i int) (refWantCrede
 		w.created = &t
 	}
 	w.disabled, w.canary = k.Disabled, k.Canary
+	if k.Canary && len(k.Previous) > 0 {
+		return w, "a canary with previous secrets"
+	}
+	for _, p := range k.Previous {
+		wp := refWantPrevious{}
+		hexDigits, ok := strings.CutPrefix(p.Hash, "sha256:")
+		raw, err := hex.DecodeString(hexDigits)
+		if !ok || err != nil || len(raw) != len(wp.digest) {
+			return w, "a previous secret's hash missing or malformed"
+		}
+		copy(wp.digest[:], raw)
+		if wp.expires, err = time.Parse(time.RFC3339, p.ExpiresAt); err != nil {
+			return w, "a previous secret's expires_at missing or not RFC 3339"
+		}
+		if w.expires != nil && w.expires.Before(wp.expires) {
+			wp.expires = *w.expires
+		}
+		w.previous = append(w.previous, wp)
+	}
 	return w, ""
 }
 
@@ -379,7 +452,37 @@ func compareSet(t *testing.T, s *Set, want []refWant) {
 			if at, ok := cr.CreatedAt(); ok != (wc.created != nil) || ok && at.Unix() != wc.created.Unix() {
 				t.Fatalf("consumer #%d, key #%d: CreatedAt() = %v, %v, the reference %v", i+1, j+1, at, ok, wc.created)
 			}
+			if cr.Previous() {
+				t.Fatalf("consumer #%d, key #%d: its key finds it as a previous secret", i+1, j+1)
+			}
+			comparePrevious(t, s, cr, wc, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
 		}
+	}
+}
+
+// comparePrevious checks that each previous secret of a credential finds
+// that very credential (its id, consumer, flags, created_at and Index, so
+// per-credential state carries over), with the previous secret's expiry.
+func comparePrevious(t *testing.T, s *Set, cr Credential, wc refWantCredential, what string) {
+	t.Helper()
+	for k, wp := range wc.previous {
+		pr, ok := s.Lookup(&wp.digest)
+		what := fmt.Sprintf("%s, previous secret #%d", what, k+1)
+		switch {
+		case !ok:
+			t.Fatalf("%s: not found by its digest", what)
+		case !pr.Previous() || pr.Index() != cr.Index() || pr.ID() != cr.ID() || pr.Consumer() != cr.Consumer():
+			t.Fatalf("%s: found as credential %q (#%d, previous %v), want %q (#%d)", what, pr.ID(), pr.Index(), pr.Previous(), cr.ID(), cr.Index())
+		case pr.Disabled() != cr.Disabled() || pr.Canary() != cr.Canary():
+			t.Fatalf("%s: flags differ from its credential's", what)
+		case !pr.Expires():
+			t.Fatalf("%s: Expires() = false", what)
+		}
+		a, aok := pr.CreatedAt()
+		if b, bok := cr.CreatedAt(); aok != bok || !a.Equal(b) {
+			t.Fatalf("%s: CreatedAt() differs from its credential's", what)
+		}
+		checkExpiry(t, pr, wp.expires, what)
 	}
 }
 
@@ -450,4 +553,35 @@ func unsendableKey(k string) bool {
 	first, _ := utf8.DecodeRuneInString(k)
 	last, _ := utf8.DecodeLastRuneInString(k)
 	return unicode.IsSpace(first) || unicode.IsSpace(last) || strings.ContainsFunc(k, unicode.IsControl)
+}
+
+// rolledDocument is a document of n consumers whose credentials were
+// rolled zero to three times, with previous secrets expiring before, at and
+// after their credential, in several spellings.
+func rolledDocument(n int) []byte {
+	var doc Document
+	expiries := []string{"", "2020-01-01T00:00:00Z", "2030-06-30T12:00:00+02:00", "2030-06-30T10:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"}
+	for i := range n {
+		c := ConsumerEntry{Username: fmt.Sprintf("u%d", i)}
+		for j := range i%3 + 1 {
+			k := CredentialEntry{Key: fmt.Sprintf("%s-%d-%d", keyMark, i, j), ExpiresAt: expiries[(i+j)%len(expiries)]}
+			if j%2 == 1 {
+				k.ID, k.CreatedAt = fmt.Sprintf("c%d-%d", i, j), "2026-01-01T00:00:00Z"
+			}
+			for r := range (i + j) % 4 {
+				exp := expiries[(i+j+r+1)%len(expiries)]
+				if exp == "" {
+					exp = "2031-01-01T00:00:00Z"
+				}
+				k.Previous = append(k.Previous, PreviousSecret{Hash: HashKey(fmt.Sprintf("%s-%d-%d-old%d", keyMark, i, j, r)), ExpiresAt: exp})
+			}
+			c.Keys = append(c.Keys, k)
+		}
+		doc.Consumers = append(doc.Consumers, c)
+	}
+	b, err := doc.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -129,9 +129,10 @@ type member[T any] struct {
 	read func(p *parser, v *T) error
 }
 
-// The members of a consumer and of a credential: those of their description,
-// ConsumerEntry and CredentialEntry (TestParseFieldsAreDescribed), the
-// frequent ones first, as fields tries them in turn.
+// The members of a consumer, a credential and a previous secret: those of
+// their description, ConsumerEntry, CredentialEntry and PreviousSecret
+// (TestParseFieldsAreDescribed), the frequent ones first, as fields tries
+// them in turn.
 var (
 	consumerMembers = []member[consumerDraft]{
 		{"username", func(p *parser, d *consumerDraft) (err error) {
@@ -177,8 +178,28 @@ var (
 		}},
 		{"disabled", func(p *parser, c *credentialDraft) error { return p.optBool("disabled", &c.disabled) }},
 		{"canary", func(p *parser, c *credentialDraft) error { return p.optBool("canary", &c.canary) }},
+		{"previous", func(p *parser, _ *credentialDraft) error { return p.array(fixed("previous"), p.previous) }},
+	}
+	previousMembers = []member[previousDraft]{
+		{"hash", func(p *parser, v *previousDraft) (err error) {
+			v.hasHash, err = p.optStr(fixed("hash"), &v.hash)
+			return err
+		}},
+		{"expires_at", func(p *parser, v *previousDraft) (err error) {
+			v.hasExpiry, err = p.optStr(fixed("expires_at"), &v.expiry)
+			return err
+		}},
 	}
 )
+
+// previous reads a previous secret of the credential being read, the
+// draft's last.
+func (p *parser) previous(i int) error {
+	d := &p.draft
+	cred := len(d.credentials) - 1
+	d.previous = append(d.previous, previousDraft{cred: cred})
+	return fields(p, label{consumer: d.index + 1, key: cred + 1, previous: i + 1}, previousMembers, &d.previous[len(d.previous)-1])
+}
 
 // strings reads an array of strings (null for none) into the draft.
 func (p *parser) strings(what, elem label, dst *[]span) error {

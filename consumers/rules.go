@@ -52,6 +52,9 @@ func (d *consumerDraft) check() error {
 			}
 		}
 	}
+	if err := d.checkPrevious(); err != nil {
+		return err
+	}
 	if err := d.checkTags(); err != nil {
 		return err
 	}
@@ -328,6 +331,35 @@ func CheckLabelValue(v string) error {
 func CheckIdentifier(field, v string) error {
 	if v == "" {
 		return fmt.Errorf("%s is empty", field)
+	}
+	return nil
+}
+
+// checkPrevious applies the rules of previous secrets: each one a hash (a
+// roll never keeps an old key in plain text) with a required expiry, and
+// none on a canary, a key issued to nobody that nobody rolls. Errors number
+// a previous secret within its credential; the hash is never quoted.
+func (d *consumerDraft) checkPrevious() error {
+	n, last := 0, -1
+	for i := range d.previous {
+		p := &d.previous[i]
+		if p.cred != last {
+			n, last = 0, p.cred
+		}
+		n++
+		switch {
+		case d.credentials[p.cred].canary:
+			return fmt.Errorf("%s is a canary and cannot have previous secrets", d.credName(p.cred))
+		case !p.hasHash:
+			return fmt.Errorf("%s: previous secret #%d has no hash", d.credName(p.cred), n)
+		case !validHash(d.s(p.hash)):
+			return fmt.Errorf(`%s: previous secret #%d has a malformed hash (want %q and 64 hex digits)`, d.credName(p.cred), n, HashPrefix)
+		case !p.hasExpiry:
+			return fmt.Errorf("%s: previous secret #%d has no expires_at (a previous secret always expires)", d.credName(p.cred), n)
+		}
+		if _, err := time.Parse(time.RFC3339, string(d.s(p.expiry))); err != nil {
+			return fmt.Errorf("%s: previous secret #%d has an expires_at that is not an RFC 3339 time", d.credName(p.cred), n)
+		}
 	}
 	return nil
 }

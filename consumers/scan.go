@@ -22,12 +22,14 @@ func (e *SyntaxError) Error() string {
 // error needs it: formatting it for every consumer would double the work of
 // parsing a large document.
 type label struct {
-	fixed         string
-	consumer, key int // 1-based; 0 when not about a consumer or key
+	fixed                   string
+	consumer, key, previous int // 1-based; 0 when not about a consumer, key or previous secret
 }
 
 func (l label) String() string {
 	switch {
+	case l.previous > 0:
+		return fmt.Sprintf("previous secret #%d of key #%d of consumer #%d", l.previous, l.key, l.consumer)
 	case l.key > 0:
 		return fmt.Sprintf("key #%d of consumer #%d", l.key, l.consumer)
 	case l.consumer > 0:

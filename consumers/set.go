@@ -83,15 +83,24 @@ type Set struct {
 	// created is each credential's created_at in unix seconds, parallel to
 	// credentials, or nil when no credential has one.
 	created []int64
+	// previousOf holds the previous secrets of rolled credentials, or is
+	// nil. A previous secret is a record of its own at the end of
+	// credentials, past the keys: its credential's id, consumer and flags,
+	// its own digest and expiry (its own or its credential's, the earlier;
+	// never 0), so that Lookup and what the handler asks of a credential
+	// are the same code for both. previousOf[j] is the index of the
+	// credential whose previous secret is record keys+j.
+	previousOf []uint32
 	// slots is the digest index: 0 is an empty slot, i+1 names credentials[i].
 	slots []uint32
 	mask  uint64
 }
 
-// Credential identifies one credential of a Set.
+// Credential identifies one credential of a Set, as found by one of its
+// secrets.
 type Credential struct {
 	set *Set
-	i   uint32
+	i   uint32 // a key's record, or a previous secret's (Previous)
 }
 
 // Consumer identifies one consumer of a Set.
@@ -105,8 +114,12 @@ func (s *Set) Len() (consumers, keys int) {
 	if s == nil {
 		return 0, 0
 	}
-	return len(s.consumers), len(s.credentials)
+	return len(s.consumers), s.keys()
 }
+
+// keys is the number of keys: the credentials' records come first, their
+// previous secrets' after.
+func (s *Set) keys() int { return len(s.credentials) - len(s.previousOf) }
 
 // Bytes is the memory the set holds.
 func (s *Set) Bytes() int {
@@ -116,10 +129,13 @@ func (s *Set) Bytes() int {
 	return len(s.arena) + len(s.tags)*int(unsafe.Sizeof(strRef{})) +
 		len(s.labels)*int(unsafe.Sizeof(labelRec{})) + len(s.extras)*int(unsafe.Sizeof(extraRec{})) +
 		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
-		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8
+		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8 +
+		len(s.previousOf)*4
 }
 
-// Lookup finds the credential whose key has the digest d.
+// Lookup finds the credential whose key has the digest d: its current
+// secret, or a previous one (Credential.Previous), which finds the same
+// credential with the previous secret's expiry.
 func (s *Set) Lookup(d *Digest) (Credential, bool) {
 	if s == nil || len(s.slots) == 0 {
 		return Credential{}, false
@@ -171,15 +187,32 @@ func (c Credential) Consumer() Consumer {
 	return Consumer{c.set, c.set.credentials[c.i].consumer}
 }
 
-// ExpiredAt reports whether the credential has expired at now.
+// ExpiredAt reports whether the credential has expired at now. Found by a
+// previous secret, it has expired once that secret has (or the credential).
 func (c Credential) ExpiredAt(now time.Time) bool {
 	exp := c.set.credentials[c.i].expires
 	return exp != 0 && now.UnixNano() >= exp
 }
 
 // Expires reports whether the credential expires at all; callers skip reading
-// the clock for the keys that never do.
+// the clock for the keys that never do. A previous secret always expires.
 func (c Credential) Expires() bool { return c.set.credentials[c.i].expires != 0 }
+
+// ExpiresAt is when the credential, or the previous secret it was found
+// by, stops working, and whether it ever does. Instants outside the years
+// 1678 to 2262 are held as the nearest one inside.
+func (c Credential) ExpiresAt() (time.Time, bool) {
+	exp := c.set.credentials[c.i].expires
+	if exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, exp), true
+}
+
+// Previous reports whether the credential was found by a previous secret:
+// a key it had before a roll, still let in until its expiry. It is the same
+// credential (ID, Index, Consumer and flags) as its current key finds.
+func (c Credential) Previous() bool { return int(c.i) >= c.set.keys() }
 
 // CreatedAt is when the credential was issued, to the second, and whether
 // its document says so (created_at).
@@ -187,12 +220,36 @@ func (c Credential) CreatedAt() (time.Time, bool) {
 	if c.set.credentials[c.i].flags&flagCreated == 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(c.set.created[c.i], 0), true
+	return time.Unix(c.set.created[c.Index()], 0), true
+}
+
+// AllPrevious yields every previous secret of the set, in the document's
+// order, as the credential it finds (Previous reports true, ExpiresAt is
+// the secret's): what a tool needs to say which credentials were rolled.
+func (s *Set) AllPrevious() iter.Seq[Credential] {
+	return func(yield func(Credential) bool) {
+		if s == nil {
+			return
+		}
+		for i := s.keys(); i < len(s.credentials); i++ {
+			if !yield(Credential{s, uint32(i)}) {
+				return
+			}
+		}
+	}
 }
 
 // Index is the credential's position in its set, from 0 to the number of
-// keys: callers keep per-credential state in arrays indexed by it.
-func (c Credential) Index() int { return int(c.i) }
+// keys: callers keep per-credential state in arrays indexed by it. Found by
+// a previous secret, a credential has its own index.
+func (c Credential) Index() int {
+	if p := c.set.previousOf; len(p) != 0 {
+		if j := int(c.i) - c.set.keys(); j >= 0 {
+			return int(p[j])
+		}
+	}
+	return int(c.i)
+}
 
 // CredentialAt is the credential at index i, as reported by
 // Credential.Index.

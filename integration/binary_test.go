@@ -81,7 +81,8 @@ func TestBinaryListModules(t *testing.T) {
 		mods[strings.TrimSpace(l)] = true
 	}
 	for _, m := range []string{"http.handlers.key_auth", "http.matchers.consumer", "key_auth", "key_auth.sources.file",
-		"key_auth.sources.http", "key_auth.sources.redis", "admin.api.key_auth"} {
+		"key_auth.sources.http", "key_auth.sources.redis", "admin.api.key_auth",
+		"key_auth.limits.stores.local", "key_auth.limits.stores.redis"} {
 		if !mods[m] {
 			t.Errorf("list-modules does not list %s:\n%s", m, out)
 		}

@@ -72,7 +72,8 @@ type Admission struct {
 	Refused int
 
 	// Remaining is, per charge, the room left after this admission (or,
-	// refused, without it); never negative.
+	// refused, without it); never negative. It may be the store's memory,
+	// valid until Settle: copy what is needed later.
 	Remaining []int64
 
 	// Ticket is what Settle needs to settle reservations and give back
@@ -80,10 +81,16 @@ type Admission struct {
 	Ticket any
 }
 
+// Every Admission a store returned without an error goes to Settle exactly
+// once, refused ones too: a refused admission took nothing, and Settle only
+// lets the store reuse its memory (the local store allocates nothing per
+// request that way).
+
 // Settlement ends an admitted request: Actual[i] replaces the Cost of
 // charge i where Settle is asked to (a reservation settled from the
-// response; -1 keeps the reservation), and every in-flight slot is given
-// back.
+// response; -1 keeps the reservation, and so does a charge past the end of
+// Actual, which may be nil), and every in-flight slot is given back. The
+// usage a settlement leaves is never negative.
 type Settlement struct {
 	Actual []int64
 }

@@ -15,4 +15,6 @@ var (
 	_ keyauth.Source = (*sources.Store)(nil)
 	_ keyauth.Source = sources.Live(nil)
 	_ keyauth.View   = sources.View(nil)
+
+	_ keyauth.LimitStore = (*sources.LocalLimits)(nil)
 )

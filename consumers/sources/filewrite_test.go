@@ -417,3 +417,26 @@ func BenchmarkFileEdit(b *testing.B) {
 		})
 	}
 }
+
+// A roll through the writer: both keys work as the same credential at once,
+// and the reads show the previous secret.
+func TestFileEditRoll(t *testing.T) {
+	path := writeConsumersFile(t, `{"consumers": [{"username": "tom", "keys": [{"id": "tom-1", "key": "`+keyMark+`-old"}]}]}`)
+	f := provisionedFile(t, path)
+	ctx := context.Background()
+	if err := f.Edit(ctx, "tom", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+		_, err := cur.Roll(0, consumers.HashKey(keyMark+"-new"), time.Hour, time.Now())
+		return cur, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"-old", "-new"} {
+		if c, ok := lookupKey(t, f, keyMark+k); !ok || c.ID() != "tom-1" {
+			t.Errorf("the %s key after the roll: %v %v", k, c, ok)
+		}
+	}
+	e, err := f.ReadConsumer(ctx, "tom")
+	if err != nil || len(e.Keys) != 1 || len(e.Keys[0].Previous) != 1 || e.Keys[0].Previous[0].Hash != consumers.HashKey(keyMark+"-old") {
+		t.Errorf("tom read back: %+v %v", e, err)
+	}
+}

@@ -63,7 +63,7 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cache":
 			s.Cache, err = caddyfilearg.One(d)
 		case "tls":
-			s.TLS, err = UnmarshalTLS(d, "http")
+			s.TLS, err = UnmarshalTLS(d, "consumers http")
 		default:
 			return d.Errf("unrecognized consumers http option '%s'", opt)
 		}
@@ -82,13 +82,13 @@ func (s *HTTPSource) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		use_server_identity
 //	}
 //
-// kind names the source in errors: every one of them names the block it
-// is in ("consumers redis tls: ..."), since the HTTP and Redis sources share
-// these options and their messages.
-func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
+// block names the block the tls block is in, in errors: every one of them
+// names it ("consumers redis tls: ..."), since the HTTP and Redis sources
+// and the Redis limits store share these options and their messages.
+func UnmarshalTLS(d *caddyfile.Dispenser, block string) (*HTTPSourceTLS, error) {
 	// in puts the block's name before a message of the shared Caddyfile
 	// helpers, which end with the file and line.
-	in := func(err error) error { return fmt.Errorf("consumers %s tls: %w", kind, err) }
+	in := func(err error) error { return fmt.Errorf("%s tls: %w", block, err) }
 	if d.NextArg() {
 		return nil, in(d.ArgErr())
 	}
@@ -115,7 +115,7 @@ func UnmarshalTLS(d *caddyfile.Dispenser, kind string) (*HTTPSourceTLS, error) {
 			}
 			t.UseServerIdentity = true
 		default:
-			return nil, d.Errf("unrecognized consumers %s tls option '%s'", kind, opt)
+			return nil, d.Errf("unrecognized %s tls option '%s'", block, opt)
 		}
 		if err := caddyfilearg.NoBlock(d, opt); err != nil {
 			return nil, in(err)

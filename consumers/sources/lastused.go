@@ -202,7 +202,8 @@ func (s *Store) writeUse() error {
 }
 
 // writeAtomic writes b to path through a temporary file renamed over it, so
-// that a reader (or a crash) never sees half of it.
+// that a reader (or a crash) never sees half of it; the file is on disk
+// before it replaces the last one, so a power cut leaves one or the other.
 func writeAtomic(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
@@ -212,6 +213,9 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

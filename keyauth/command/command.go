@@ -1,5 +1,5 @@
 // Package command is `caddy key-auth`, the key lifecycle on the command
-// line: mint, revoke and hash keys in a consumers file, check consumers files
+// line: mint, roll, revoke and hash keys in a consumers file, check consumers files
 // and the configs that use them, tell whose a key is, and import consumers
 // from Kong and APISIX. It registers with Caddy's command line, the way
 // Caddy's basic_auth registers hash-password, so every Caddy built with this
@@ -21,7 +21,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "key-auth",
-		Usage: "<new|revoke|hash|check|whois|stale|import|push> [flags]",
+		Usage: "<new|roll|revoke|hash|check|whois|stale|import|push> [flags]",
 		Short: "Manages key_auth's keys and consumers files",
 		Long: `
 Manages the API keys and consumers files of the key_auth handler.
@@ -31,7 +31,7 @@ the same directory, renamed over it, with the file's mode, owner and group),
 and refuse to write a document that Caddy would refuse (with the errors of a
 load), a file whose owner this user cannot keep, a file another command is
 writing (it holds <file>.lock), and a file that changed meanwhile. A running Caddy picks the change up within the
-file source's refresh. No command prints a key, except new, once.
+file source's refresh. No command prints a key, except new and roll, once.
 
 Run 'caddy key-auth <command> --help' for each command.
 `,
@@ -44,7 +44,7 @@ func Setup(cmd *cobra.Command) {
 	cmd.Args = cobra.NoArgs
 	cmd.SilenceUsage = true
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
-	cmd.AddCommand(newCmd(), revokeCmd(), hashCmd(), checkCmd(), whoisCmd(), staleCmd(), importCmd(), pushCmd())
+	cmd.AddCommand(newCmd(), rollCmd(), revokeCmd(), hashCmd(), checkCmd(), whoisCmd(), staleCmd(), importCmd(), pushCmd())
 }
 
 // testHookBeforeSave runs between reading a consumers file and writing it

@@ -241,6 +241,7 @@ func TestNewRefusals(t *testing.T) {
 func TestConcurrentChange(t *testing.T) {
 	for _, args := range [][]string{
 		{"new", "--consumer", "bob"},
+		{"roll", "--credential", "alice-key"},
 		{"revoke", "--credential", "alice-key"},
 		{"revoke", "--consumer", "bob"},
 		{"hash"},

@@ -290,6 +290,7 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	if err := flushIndexes(); err != nil {
 		return st, err
 	}
+	// Every credential's hashes (a rolled one's previous secrets too).
 	for i := range entries {
 		for _, ch := range entries[i].Credentials {
 			if err := add(hash{layout.CredentialKey(&ch.Digest), ch.Fields}); err != nil {

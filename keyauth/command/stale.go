@@ -23,7 +23,9 @@ func staleCmd() *cobra.Command {
 Lists the credentials that have let no request in for --unused (90d, 12h):
 by their last use, to the minute, or by their created_at when never used.
 Keys with neither are exempt, as for key_auth's max_idle, and counted on
-standard error.
+standard error. A credential rolled (caddy key-auth roll) is one credential:
+its previous keys share its use, and its line says until when the last of
+them works.
 
 With --file, the last use is the one the Caddy that serves the file
 recorded in its data directory: run the command on the machine, and as the
@@ -53,6 +55,9 @@ type staleKey struct {
 	consumer, id string
 	created      time.Time
 	hasCreated   bool
+	// rolled is when the last of its previous keys stops working, or zero
+	// when none works any more.
+	rolled time.Time
 }
 
 func runStale(cmd *cobra.Command, _ []string) error {
@@ -97,8 +102,12 @@ func runStale(cmd *cobra.Command, _ []string) error {
 		}
 		if idle := t.Sub(since); idle >= unused {
 			stale++
-			fmt.Fprintf(out, "consumer %q, credential %q: %s %s, %s ago\n", k.consumer, k.id,
+			fmt.Fprintf(out, "consumer %q, credential %q: %s %s, %s ago", k.consumer, k.id,
 				what, since.UTC().Format(time.RFC3339), within(idle))
+			if !k.rolled.IsZero() {
+				fmt.Fprintf(out, "; rolled, its previous key works until %s", k.rolled.UTC().Format(time.RFC3339))
+			}
+			fmt.Fprintln(out)
 		}
 	}
 	fmt.Fprintf(errOut, "%d of %s unused for %s", stale, plural(len(keys), "key", "keys"), unusedFlag)
@@ -140,6 +149,13 @@ func staleFromFile(cmd *cobra.Command, path string) ([]staleKey, map[string]sour
 		keys[i] = staleKey{consumer: cred.Consumer().Username(), id: cred.ID()}
 		keys[i].created, keys[i].hasCreated = cred.CreatedAt()
 	}
+	// A rolled credential's previous keys share its record of use.
+	t := now()
+	for p := range set.AllPrevious() {
+		if at, _ := p.ExpiresAt(); at.After(t) && at.After(keys[p.Index()].rolled) {
+			keys[p.Index()].rolled = at
+		}
+	}
 	return keys, used, nil
 }
 
@@ -162,6 +178,12 @@ func staleFromRedis(cmd *cobra.Command) ([]staleKey, map[string]sources.Minute, 
 	err = redis.ReadConsumers(cmd.Context(), c, layout, "", func(e *consumers.ConsumerEntry) bool {
 		for i, k := range e.Keys {
 			sk := staleKey{consumer: e.Username, id: e.CredentialID(i)}
+			for _, p := range k.Previous {
+				// As the source reads it: its own expiry, as its hash holds it.
+				if at, err := time.Parse(time.RFC3339, p.ExpiresAt); err == nil && at.After(now()) && at.After(sk.rolled) {
+					sk.rolled = at
+				}
+			}
 			if k.CreatedAt != "" {
 				if sk.created, err = time.Parse(time.RFC3339, k.CreatedAt); err != nil {
 					bad = fmt.Errorf("consumer %q, credential %q: created_at: %w", e.Username, sk.id, err)

@@ -21,8 +21,9 @@ func whoisCmd() *cobra.Command {
 		Long: `
 Reads one key from standard input (never from an argument, which would end in
 the shell's history) and prints which consumer and credential of the
-consumers file it belongs to, and whether it is expired, disabled or a
-canary. One trailing newline is not part of the key. Exit status 1 when the
+consumers file it belongs to, and whether it is expired, disabled, a
+canary, or a previous secret of its credential (replaced by a roll, working
+until the end of its grace period). One trailing newline is not part of the key. Exit status 1 when the
 key belongs to no one.
 
   caddy key-auth whois --file consumers.json < key.txt
@@ -71,6 +72,16 @@ key belongs to no one.
 			fmt.Fprintf(out, ", custom id %q", c.CustomID())
 		}
 		fmt.Fprintf(out, "), credential %q\n", cred.ID())
+		if cred.Previous() {
+			// The Set knows a previous secret's expiry, capped by the
+			// credential's; the document's expires_at is the current key's.
+			at, _ := cred.ExpiresAt()
+			verb := "works until"
+			if cred.ExpiredAt(now()) {
+				verb = "stopped working at"
+			}
+			fmt.Fprintf(out, "The key is a previous secret of the credential, replaced by a roll: it %s %s.\n", verb, at.UTC().Format(time.RFC3339))
+		}
 		// The states the Set keeps to itself are read from the document.
 		if file, err := docfile.Open(path); err == nil {
 			if dc, ok := file.Doc.Consumer(c.Username()); ok {
@@ -88,7 +99,7 @@ key belongs to no one.
 					if k.Canary {
 						fmt.Fprintln(out, "The key is a canary: whoever holds it found it where it leaked.")
 					}
-					if k.ExpiresAt != "" {
+					if k.ExpiresAt != "" && !cred.Previous() {
 						verb := "expires"
 						if cred.ExpiredAt(now()) {
 							verb = "expired"

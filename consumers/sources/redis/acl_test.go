@@ -42,7 +42,7 @@ func TestRedisACLRights(t *testing.T) {
 	do("HSET", "keyauth:consumer:guest", "id", "anon")
 	do(append([]string{"ACL", "SETUSER", "caddy", "on", ">caddy-pass"}, strings.Fields(aclRules)...)...)
 
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass"})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass"}})
 	if _, ok := mustLookup(t, l, "alice-1"); !ok {
 		t.Fatal("alice not found")
 	}
@@ -93,7 +93,7 @@ func TestRedisACLWriterRights(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
 	do(append([]string{"ACL", "SETUSER", "caddy", "on", ">caddy-pass"}, strings.Fields(aclWriterRules)...)...)
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass"})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass"}})
 	ctx := context.Background()
 	tom := &consumers.ConsumerEntry{Username: "tom", ID: "t0m", Keys: []consumers.CredentialEntry{{ID: "tom-1", Key: keyMark + "tom-1"}}}
 	if err := l.edit(ctx, "tom", setTo(tom)); err != nil {
@@ -123,8 +123,7 @@ func TestRedisACLWithoutTracking(t *testing.T) {
 	do := redisDo(t, srv.Addr())
 	rules := strings.Replace(aclRules, " +client|tracking", "", 1)
 	do(append([]string{"ACL", "SETUSER", "caddy", "on", ">caddy-pass"}, strings.Fields(rules)...)...)
-	cfg := Source{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass", Prefix: DefaultPrefix,
-		Cache: DefaultCache, Timeout: caddy.Duration(DefaultTimeout), PartitionTimeout: caddy.Duration(DefaultPartitionTimeout)}
+	cfg := Source{Options: Options{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass", Prefix: DefaultPrefix, Timeout: caddy.Duration(DefaultTimeout), PartitionTimeout: caddy.Duration(DefaultPartitionTimeout)}, Cache: DefaultCache}
 	l := newLooker(&cfg, cfg.Password, nil)
 	core, logs := observer.New(zap.DebugLevel)
 	l.Start(zap.New(core))
@@ -143,7 +142,7 @@ func TestRedisACLWithoutTracking(t *testing.T) {
 // The plain words keep the error they explain: errors.Is still finds
 // rueidis's error under them, and its advice stays out of the message.
 func TestPlainConnectErrorWraps(t *testing.T) {
-	l := newLooker(&Source{Username: "caddy"}, "", nil)
+	l := newLooker(&Source{Options: Options{Username: "caddy"}}, "", nil)
 	noperm := errors.New("NOPERM User caddy has no permissions to run the 'client|tracking' command: [CLIENT TRACKING ON OPTIN]\nuse DisableCache")
 	nopermGet := errors.New("NOPERM User caddy has no permissions to run the 'get' command")
 	noCache := fmt.Errorf("%w: [CLIENT TRACKING ON OPTIN]\nuse DisableCache", rueidis.ErrNoCache)

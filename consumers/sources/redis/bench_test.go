@@ -63,7 +63,7 @@ func BenchmarkLookup(b *testing.B) {
 	for i := range ds {
 		redistest.Do(b, c, "HSET", fmt.Sprintf("keyauth:cred:%x", ds[i]), "consumer", "alice", "id", "k"+strconv.Itoa(i))
 	}
-	l := newTestLooker(b, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(b, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	ctx := context.Background()
 	for i := range ds {
 		if _, ok, err := l.Lookup(ctx, ds[i]); !ok || err != nil {
@@ -107,7 +107,7 @@ func BenchmarkLookup(b *testing.B) {
 func BenchmarkRedisUnknownFlood(b *testing.B) {
 	srv := redistest.Start(b)
 	c := redistest.Client(b, srv.Addr())
-	l := newTestLooker(b, Source{Addresses: []string{srv.Addr()}, Cache: 8 << 20})
+	l := newTestLooker(b, Source{Options: Options{Addresses: []string{srv.Addr()}}, Cache: 8 << 20})
 	ctx := context.Background()
 	cpu0 := redisCPU(b, c)
 	b.ReportAllocs()
@@ -163,8 +163,8 @@ func BenchmarkRedisRevocation(b *testing.B) {
 		redistest.Do(b, c, "HSET", credKey("keyauth:", fmt.Sprint(keyMark, "rc-", i)), "consumer", fmt.Sprint("u", i), "id", fmt.Sprint("c", i))
 	}
 	inst := []testLooker{
-		newTestLooker(b, Source{Addresses: []string{srv.Addr()}}),
-		newTestLooker(b, Source{Addresses: []string{srv.Addr()}}),
+		newTestLooker(b, Source{Options: Options{Addresses: []string{srv.Addr()}}}),
+		newTestLooker(b, Source{Options: Options{Addresses: []string{srv.Addr()}}}),
 	}
 	for _, l := range inst {
 		for i := range n {

@@ -26,7 +26,7 @@ func TestRedisClusterUnknownAfterSlotMove(t *testing.T) {
 	}
 	do("HSET", "keyauth:consumer:mover", "id", "mover")
 	// The unknown answer is kept partition_timeout at most in a cluster.
-	l := newTestLooker(t, Source{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
+	l := newTestLooker(t, Source{Options: Options{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)}})
 	key := credKey("keyauth:", keyMark+"moved")
 	// The unknown answer is cached unless an invalidation raced the
 	// lookup (the client connecting to another master flushes the
@@ -104,7 +104,7 @@ func TestRedisRefreshEmptiesCache(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
 	seed(t, do, "keyauth:")
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	mustLookup(t, l, "alice-1")
 	mustLookup(t, l, "nobody")
 	if k, u, _ := l.cache.size(); k != 1 || u != 1 {

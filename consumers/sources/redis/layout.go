@@ -21,7 +21,7 @@ import (
 //
 //	<prefix>cred:<hex SHA-256 of the key>  hash: consumer, id (both required),
 //	                                       expires_at, created_at (RFC 3339),
-//	                                       disabled, canary
+//	                                       disabled, canary, previous
 //	<prefix>consumer:<username>            hash: id (default the username), custom_id,
 //	                                       tags, groups (comma-separated),
 //	                                       labels (a JSON object), disabled
@@ -35,6 +35,13 @@ import (
 //	<prefix>consumers                      sorted set: every username, score 0
 //	<prefix>last-used                      hash: credential id → the minute since
 //	                                       the Unix epoch it last let a request in
+//
+// A rolled credential's previous secret is a credential hash of its own,
+// with the credential's consumer, id, created_at and flags, its own
+// expires_at (required: the earlier of the secret's and the credential's),
+// and previous "true", which tells a writer or a lister that it is not a
+// credential of its own; the source reads it as the credential with that
+// expiry. A canary has no previous secrets.
 //
 // Flags are "true" or "false" (empty is false). The consumer-id hashes only
 // serve to find an anonymous consumer named by its id; one that names a
@@ -59,6 +66,7 @@ const (
 	FieldCreatedAt = "created_at"
 	FieldDisabled  = "disabled"
 	FieldCanary    = "canary"
+	FieldPrevious  = "previous"
 	FieldCustomID  = "custom_id"
 	FieldTags      = "tags"
 	FieldGroups    = "groups"
@@ -181,8 +189,10 @@ func EncodeConsumerID(c consumers.Consumer) (map[string]string, bool) {
 }
 
 // EncodeCredential is the hash of a credential. expiresAt is its expiry as
-// the document wrote it (RFC 3339), or "". Its created_at is written in UTC,
-// to the second the Set holds.
+// the document wrote it (RFC 3339), or "": for a credential found by a
+// previous secret (Credential.Previous), that secret's, or the
+// credential's when it comes first (PreviousExpiresAt). Its created_at is
+// written in UTC, to the second the Set holds.
 func EncodeCredential(c consumers.Credential, expiresAt string) map[string]string {
 	f := map[string]string{FieldConsumer: c.Consumer().Username(), FieldID: c.ID()}
 	if expiresAt != "" {
@@ -197,7 +207,26 @@ func EncodeCredential(c consumers.Credential, expiresAt string) map[string]strin
 	if c.Canary() {
 		f[FieldCanary] = "true"
 	}
+	if c.Previous() {
+		f[FieldPrevious] = "true"
+	}
 	return f
+}
+
+// PreviousExpiresAt is the expires_at of a previous secret's hash, as
+// written in the document: the secret's own, or its credential's
+// (credentialExpiresAt, "" for never) when that comes first. Both are
+// checked RFC 3339 times.
+func PreviousExpiresAt(own, credentialExpiresAt string) string {
+	if credentialExpiresAt == "" {
+		return own
+	}
+	a, _ := time.Parse(time.RFC3339, own)
+	b, _ := time.Parse(time.RFC3339, credentialExpiresAt)
+	if b.Before(a) {
+		return credentialExpiresAt
+	}
+	return own
 }
 
 // Decode makes the one-consumer set of a consumer hash and, unless cred is
@@ -209,7 +238,8 @@ func Decode(username string, cons map[string]string, d *consumers.Digest, cred m
 		return nil, err
 	}
 	if cred != nil {
-		k, err := decodeCredential(d, cred)
+		// A previous secret reads as its credential, with its own expiry.
+		k, _, err := decodeCredential(d, cred)
 		if err != nil {
 			return nil, err
 		}
@@ -240,17 +270,27 @@ func decodeConsumer(username string, cons map[string]string) (consumers.Consumer
 }
 
 // decodeCredential is the credential hash of the key whose digest is d as
-// a document's key: its hash.
-func decodeCredential(d *consumers.Digest, cred map[string]string) (consumers.CredentialEntry, error) {
-	k := consumers.CredentialEntry{ID: cred[FieldID], Hash: consumers.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt], CreatedAt: cred[FieldCreatedAt]}
-	var err error
+// a document's key: its hash. previous is a rolled credential's previous
+// secret, which a lookup reads as its credential with its own expiry.
+func decodeCredential(d *consumers.Digest, cred map[string]string) (k consumers.CredentialEntry, previous bool, err error) {
+	k = consumers.CredentialEntry{ID: cred[FieldID], Hash: consumers.HashPrefix + hex.EncodeToString(d[:]), ExpiresAt: cred[FieldExpiresAt], CreatedAt: cred[FieldCreatedAt]}
 	if k.Disabled, err = parseFlag(cred[FieldDisabled]); err != nil {
-		return k, fmt.Errorf("credential %q: disabled: %w", k.ID, err)
+		return k, false, fmt.Errorf("credential %q: disabled: %w", k.ID, err)
 	}
 	if k.Canary, err = parseFlag(cred[FieldCanary]); err != nil {
-		return k, fmt.Errorf("credential %q: canary: %w", k.ID, err)
+		return k, false, fmt.Errorf("credential %q: canary: %w", k.ID, err)
 	}
-	return k, nil
+	// Under the document's rules for previous secrets.
+	previous, err = parseFlag(cred[FieldPrevious])
+	switch {
+	case err != nil:
+		return k, false, fmt.Errorf("credential %q: previous: %w", k.ID, err)
+	case previous && k.Canary:
+		return k, false, fmt.Errorf("credential %q is a canary and cannot have previous secrets", k.ID)
+	case previous && k.ExpiresAt == "":
+		return k, false, fmt.Errorf("credential %q: a previous secret without expires_at", k.ID)
+	}
+	return k, previous, nil
 }
 
 // EntryHashes are the hashes of the layout that hold one consumer: what a
@@ -297,6 +337,19 @@ func EncodeEntry(e *consumers.ConsumerEntry, c consumers.Consumer, set *consumer
 		h.Credentials = append(h.Credentials, CredentialHash{d, EncodeCredential(cred, k.ExpiresAt)})
 		h.Keys[hex.EncodeToString(d[:])] = cred.ID()
 		h.CredentialIDs = append(h.CredentialIDs, cred.ID())
+		// A rolled credential's previous secrets, each its own hash.
+		for _, p := range k.Previous {
+			d, ok := (&consumers.CredentialEntry{Hash: p.Hash}).Digest()
+			if !ok {
+				return h, errors.New("a previous secret of the document has no digest") // cannot happen: Build checked it
+			}
+			prev, ok := set.Lookup(&d)
+			if !ok || !prev.Previous() {
+				return h, errors.New("a previous secret of the document is not in its set") // cannot happen
+			}
+			h.Credentials = append(h.Credentials, CredentialHash{d, EncodeCredential(prev, PreviousExpiresAt(p.ExpiresAt, k.ExpiresAt))})
+			h.Keys[hex.EncodeToString(d[:])] = cred.ID()
+		}
 	}
 	return h, nil
 }
@@ -313,7 +366,9 @@ func EncodeCredentialID(username string) map[string]string {
 // hash that is missing, or names another consumer or credential id than
 // the index does, is left out: the index is stale, and the next write
 // rewrites it. Keys come in credential id order, each as its hash (a
-// credential hash holds no key).
+// credential hash holds no key); a previous secret's hash is the previous
+// secret of the credential with its id, its expires_at the hash's (its
+// own, or its credential's when earlier).
 func DecodeEntry(username string, cons, keys map[string]string, creds map[string]map[string]string) (*consumers.ConsumerEntry, error) {
 	e, err := decodeConsumer(username, cons)
 	if err != nil {
@@ -321,6 +376,7 @@ func DecodeEntry(username string, cons, keys map[string]string, creds map[string
 	}
 	hexes := slices.Collect(maps.Keys(keys))
 	slices.SortFunc(hexes, func(a, b string) int { return cmp.Or(strings.Compare(keys[a], keys[b]), strings.Compare(a, b)) })
+	var previous []consumers.CredentialEntry
 	for _, x := range hexes {
 		var d consumers.Digest
 		if len(x) != 2*len(d) {
@@ -333,11 +389,23 @@ func DecodeEntry(username string, cons, keys map[string]string, creds map[string
 		if f[FieldConsumer] != username || f[FieldID] != keys[x] {
 			continue
 		}
-		k, err := decodeCredential(&d, f)
+		k, prev, err := decodeCredential(&d, f)
 		if err != nil {
 			return nil, fmt.Errorf("consumer %q: %w", username, err)
 		}
-		e.Keys = append(e.Keys, k)
+		if prev {
+			previous = append(previous, k)
+		} else {
+			e.Keys = append(e.Keys, k)
+		}
+	}
+	for _, p := range previous {
+		for i := range e.Keys {
+			if e.Keys[i].ID == p.ID {
+				e.Keys[i].Previous = append(e.Keys[i].Previous, consumers.PreviousSecret{Hash: p.Hash, ExpiresAt: p.ExpiresAt})
+				break
+			}
+		}
 	}
 	return &e, nil
 }

@@ -16,18 +16,21 @@ import (
 // RandomDoc is a consumers document of n consumers of varied shapes, and
 // for each of its keys the expiry as written ("" for none): ids or not,
 // tags with spaces, quotes and brackets, groups, labels, flags,
-// expiries in several spellings.
+// expiries in several spellings, rolled credentials whose previous secrets
+// (keys too, for the map, with the expiry their hash holds) end before or
+// after the credential.
 func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	expiries := map[string]string{}
 	type key struct {
-		ID        string `json:"id,omitempty"`
-		Key       string `json:"key"`
-		ExpiresAt string `json:"expires_at,omitempty"`
-		CreatedAt string `json:"created_at,omitempty"`
-		Disabled  bool   `json:"disabled,omitempty"`
-		Canary    bool   `json:"canary,omitempty"`
+		ID        string                     `json:"id,omitempty"`
+		Key       string                     `json:"key"`
+		ExpiresAt string                     `json:"expires_at,omitempty"`
+		CreatedAt string                     `json:"created_at,omitempty"`
+		Disabled  bool                       `json:"disabled,omitempty"`
+		Canary    bool                       `json:"canary,omitempty"`
+		Previous  []consumers.PreviousSecret `json:"previous,omitempty"`
 	}
 	type consumer struct {
 		Username string            `json:"username"`
@@ -77,6 +80,15 @@ func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 			expiries[k.Key] = k.ExpiresAt
 			k.Disabled = r.IntN(5) == 0
 			k.Canary = r.IntN(7) == 0
+			for p := range r.IntN(6) / 4 * (1 + r.IntN(2)) {
+				if k.Canary {
+					break
+				}
+				old := fmt.Sprintf("%sold-%d-%d-%d", keyMark, i, j, p)
+				exp := pick("2030-01-01T00:00:00Z", "2020-06-30T12:34:56+02:00", "2029-12-31T23:00:00-03:00")
+				k.Previous = append(k.Previous, consumers.PreviousSecret{Hash: consumers.HashKey(old), ExpiresAt: exp})
+				expiries[old] = PreviousExpiresAt(exp, k.ExpiresAt)
+			}
 			c.Keys = append(c.Keys, k)
 		}
 		doc.Consumers = append(doc.Consumers, c)
@@ -145,6 +157,12 @@ func SameCredential(a, b consumers.Credential, expiresAt string) string {
 // the source reads back (Decode) as the very consumers and credentials of
 // the document, over varied sets.
 func TestLayoutRoundTrip(t *testing.T) {
+	previous := 0
+	defer func() {
+		if previous == 0 {
+			t.Error("no previous secret went round")
+		}
+	}()
 	for seed := range uint64(20) {
 		doc, expiries := RandomDoc(seed, 60)
 		set, err := consumers.Parse(doc)
@@ -178,6 +196,12 @@ func TestLayoutRoundTrip(t *testing.T) {
 			back, ok := got.Lookup(&d)
 			if !ok {
 				t.Fatalf("seed %d, credential %q: not found by its digest", seed, cred.ID())
+			}
+			if cred.Previous() != (EncodeCredential(cred, exp)[FieldPrevious] == "true") {
+				t.Errorf("seed %d, credential %q: a previous secret's hash does not say so", seed, cred.ID())
+			}
+			if cred.Previous() {
+				previous++
 			}
 			if diff := SameCredential(cred, back, exp); diff != "" {
 				t.Errorf("seed %d, credential %q: %s", seed, cred.ID(), diff)
@@ -215,6 +239,37 @@ func TestLayoutKeys(t *testing.T) {
 	for _, k := range []string{"p:cred:zz", "p:cred:" + fmt.Sprintf("%x", d[:31]), "q:consumer:a", "p:other", "p:credential", "p:consumer-key:x", "p:credential-ids:x"} {
 		if kind, _, _ := l.Parse(k); kind != KindOther {
 			t.Errorf("%q: %v, want KindOther", k, kind)
+		}
+	}
+}
+
+// TestDecodePrevious: a previous secret's hash reads as its credential with
+// its own expiry, under the document's rules: an expiry required, no
+// canary, a flag that is a flag.
+func TestDecodePrevious(t *testing.T) {
+	d := digestOf(keyMark + "old")
+	cons := map[string]string{FieldID: "bob"}
+	prev := map[string]string{FieldConsumer: "bob", FieldID: "bob-ci", FieldExpiresAt: "2026-06-02T00:00:00Z", FieldPrevious: "true"}
+	set, err := Decode("bob", cons, d, prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := set.Lookup(d)
+	if at, _ := c.ExpiresAt(); !ok || c.ID() != "bob-ci" || !at.Equal(time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("decoded as %q, expiring %v", c.ID(), at)
+	}
+	for _, tc := range []struct {
+		change map[string]string
+		want   string
+	}{
+		{map[string]string{FieldExpiresAt: ""}, `credential "bob-ci": a previous secret without expires_at`},
+		{map[string]string{FieldCanary: "true"}, `credential "bob-ci" is a canary and cannot have previous secrets`},
+		{map[string]string{FieldPrevious: "yes"}, `credential "bob-ci": previous: want true or false, got "yes"`},
+	} {
+		bad := maps.Clone(prev)
+		maps.Copy(bad, tc.change)
+		if _, err := Decode("bob", cons, d, bad); err == nil || err.Error() != tc.want {
+			t.Errorf("%v: error %v, want %q", tc.change, err, tc.want)
 		}
 	}
 }

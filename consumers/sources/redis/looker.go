@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,29 +94,12 @@ func newLooker(cfg *Source, password string, t *tls.Config) *looker {
 	l.cache.added, l.cache.removed = l.cached, l.uncached
 	l.usage.minute.Store(sources.MinuteOf(time.Now()))
 	l.metrics = newLookupMetrics(sources.Name(l))
-	l.opt = rueidis.ClientOption{
-		InitAddress: cfg.Addresses,
-		Username:    cfg.Username,
-		Password:    password,
-		SelectDB:    cfg.DB,
-		ClientName:  "caddy-keyauth",
-		// The local cache is ours (one entry joins a credential and its
-		// consumer); rueidis keeps none, but still registers each read
-		// with CLIENT TRACKING and reports the invalidations.
-		NewCacheStoreFn: func(rueidis.CacheStoreOption) rueidis.CacheStore { return noCache{} },
-		OnInvalidations: l.invalidated,
-		// rueidis sends a PING when nothing was read for a period, which
-		// must answer within a timeout. A server frozen just after an
-		// answer is pinged at most two periods later: with a quarter of
-		// the bound for each, it is given up, and with it the cache (its
-		// invalidations are lost), within three quarters of the bound.
-		Dialer:           net.Dialer{KeepAlive: pt / 4, Timeout: max(pt/4, time.Second)},
-		ConnWriteTimeout: pt / 4,
-		// A refused connection answers 503 at once, not after retries
-		// that would outlast the lookup's deadline.
-		DisableRetry: true,
-	}
-	l.opt.TLSConfig = t
+	l.opt = cfg.clientOption(password, t)
+	// The local cache is ours (one entry joins a credential and its
+	// consumer); rueidis keeps none, but still registers each read with
+	// CLIENT TRACKING and reports the invalidations.
+	l.opt.NewCacheStoreFn = func(rueidis.CacheStoreOption) rueidis.CacheStore { return noCache{} }
+	l.opt.OnInvalidations = l.invalidated
 	return l
 }
 

@@ -108,7 +108,7 @@ func TestRedisLookup(t *testing.T) {
 	do("HSET", "keyauth:consumer:dave", "labels", "not json")
 	do("HSET", credKey("keyauth:", keyMark+"dave"), "consumer", "dave", "id", "dave-key")
 
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	for round := range 2 { // the second round is answered from the cache
 		cred, ok := mustLookup(t, l, "alice-1")
 		if !ok {
@@ -166,7 +166,7 @@ func TestRedisRevocation(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
 	seed(t, do, "p:")
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Prefix: "p:"})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}, Prefix: "p:"}})
 	for _, k := range []string{"alice-1", "alice-2", "bob-1"} {
 		if _, ok := mustLookup(t, l, k); !ok {
 			t.Fatalf("%s not found", k)
@@ -220,7 +220,7 @@ func TestRedisAnonymousConsumer(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
 	do("HSET", "keyauth:consumer:guest", "id", "anon", "groups", "free")
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	c, ok, err := l.Consumer(context.Background(), "guest")
 	if err != nil || !ok || c.ID() != "anon" || c.GroupsHeader() != "free" {
 		t.Fatalf("guest: %v %v %q", ok, err, c.ID())
@@ -262,7 +262,7 @@ func TestRedisOutages(t *testing.T) {
 	do := redisDo(t, srv.Addr())
 	seed(t, do, "keyauth:")
 	const bound = 300 * time.Millisecond
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, PartitionTimeout: caddy.Duration(bound)})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}, PartitionTimeout: caddy.Duration(bound)}})
 	if _, ok := mustLookup(t, l, "alice-1"); !ok {
 		t.Fatal("alice not found")
 	}
@@ -325,7 +325,7 @@ func TestRedisFlood(t *testing.T) {
 		do("HSET", credKey("keyauth:", fmt.Sprintf("%sgood-%d", keyMark, i)), "consumer", "alice", "id", fmt.Sprint("k", i))
 	}
 	const budget = 1 << 20
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Cache: budget})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}, Cache: budget})
 	for i := range good {
 		if _, ok := mustLookup(t, l, fmt.Sprint("good-", i)); !ok {
 			t.Fatalf("good key %d not found", i)
@@ -354,16 +354,16 @@ func TestSourceValidate(t *testing.T) {
 		src  Source
 		want string
 	}{
-		{Source{Addresses: []string{"127.0.0.1:6379"}}, ""},
-		{Source{Addresses: []string{"{env.KEYAUTH_TEST_REDIS}"}}, ""},
+		{Source{Options: Options{Addresses: []string{"127.0.0.1:6379"}}}, ""},
+		{Source{Options: Options{Addresses: []string{"{env.KEYAUTH_TEST_REDIS}"}}}, ""},
 		{Source{}, "at least one Redis address"},
-		{Source{Addresses: []string{"redis"}}, `"redis" is not host:port`},
-		{Source{Addresses: []string{"a:1"}, Cache: -1}, "must not be negative"},
-		{Source{Addresses: []string{"a:1"}, Cache: -1}, "cache must not be negative"},
-		{Source{Addresses: []string{"a:1"}, DB: -1}, "db must not be negative"},
-		{Source{Addresses: []string{"a:1", "b:1"}, DB: 2}, "only database 0"},
-		{Source{Addresses: []string{"a:1", "b:1"}, DB: 2}, "db: a Redis Cluster has only database 0"},
-		{Source{Addresses: []string{"a:1"}, PartitionTimeout: caddy.Duration(time.Millisecond)}, "at least 30ms"},
+		{Source{Options: Options{Addresses: []string{"redis"}}}, `"redis" is not host:port`},
+		{Source{Options: Options{Addresses: []string{"a:1"}}, Cache: -1}, "must not be negative"},
+		{Source{Options: Options{Addresses: []string{"a:1"}}, Cache: -1}, "cache must not be negative"},
+		{Source{Options: Options{Addresses: []string{"a:1"}, DB: -1}}, "db must not be negative"},
+		{Source{Options: Options{Addresses: []string{"a:1", "b:1"}, DB: 2}}, "only database 0"},
+		{Source{Options: Options{Addresses: []string{"a:1", "b:1"}, DB: 2}}, "db: a Redis Cluster has only database 0"},
+		{Source{Options: Options{Addresses: []string{"a:1"}, PartitionTimeout: caddy.Duration(time.Millisecond)}}, "at least 30ms"},
 	} {
 		err := tc.src.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -396,7 +396,7 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	}
-	l := newTestLooker(t, Source{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
+	l := newTestLooker(t, Source{Options: Options{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)}})
 	nodes := map[int]bool{}
 	needs := make([][2]int, n) // the nodes of each key's credential and consumer hashes
 	for i := range n {

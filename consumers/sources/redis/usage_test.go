@@ -22,8 +22,8 @@ func TestRedisLastUsed(t *testing.T) {
 	ctx := context.Background()
 	do := redisDo(t, srv.Addr())
 	seed(t, do, "keyauth:")
-	a := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
-	b := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	a := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
+	b := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	// In the 2040s: the minute the instances' clocks move on to is earlier,
 	// and never replaces it.
 	const base = sources.Minute(40_000_000)
@@ -108,7 +108,7 @@ func TestRedisLastUsed(t *testing.T) {
 	}
 
 	// A new instance reads the fleet's, and the Writer's LastUsed too.
-	fresh := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	fresh := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	if cred, ok := mustLookup(t, fresh, "alice-1"); !ok || fresh.LastUsed(cred) != base+20 {
 		t.Errorf("a new instance: LastUsed %d, want %d", fresh.LastUsed(cred), base+20)
 	}
@@ -130,7 +130,7 @@ func TestRedisLastUsedAtDestruct(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv.Addr())
 	seed(t, redisDo(t, srv.Addr()), "keyauth:")
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	cred, _ := mustLookup(t, l, "alice-1")
 	l.Use(cred)
 	m := l.usage.minute.Load()
@@ -146,7 +146,7 @@ func TestRedisLastUsedAtDestruct(t *testing.T) {
 func TestRedisUseAllocs(t *testing.T) {
 	srv := redistest.Start(t)
 	seed(t, redisDo(t, srv.Addr()), "keyauth:")
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	cred, _ := mustLookup(t, l, "alice-1")
 	var other consumers.Credential
 	if n := testing.AllocsPerRun(1000, func() {
@@ -169,7 +169,7 @@ func BenchmarkRedisUse(b *testing.B) {
 	for i := range ds {
 		redistest.Do(b, c, "HSET", "keyauth:cred:"+hexOf(ds[i]), "consumer", "alice", "id", "k"+strconv.Itoa(i))
 	}
-	l := newTestLooker(b, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(b, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	creds := make([]consumers.Credential, len(ds))
 	for i := range ds {
 		cred, ok, err := l.Lookup(context.Background(), ds[i])

@@ -484,9 +484,9 @@ func (p *plan) check(ctx context.Context, c rueidis.CoreClient, next *consumers.
 			return consumers.Taken(fmt.Sprintf("consumer %q: credential id %q is already in use", p.username, next.CredentialID(i)))
 		}
 	}
-	for i, ch := range p.next.Credentials {
+	for _, ch := range p.next.Credentials {
 		if u := p.current[l.CredentialKey(&ch.Digest)][FieldConsumer]; u != "" && u != p.username {
-			return consumers.Taken(fmt.Sprintf("consumer %q, credential %q: its key is already another credential's", p.username, next.CredentialID(i)))
+			return consumers.Taken(fmt.Sprintf("consumer %q, credential %q: its key is already another credential's", p.username, p.next.Keys[hex.EncodeToString(ch.Digest[:])]))
 		}
 	}
 	taken := false

@@ -96,7 +96,7 @@ func readEntry(t *testing.T, l testLooker, username string) *consumers.ConsumerE
 func TestRedisEdit(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv.Addr())
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	ctx := context.Background()
 
 	tom := &consumers.ConsumerEntry{Username: "tom", ID: "t0m", Groups: []string{"gold"}, Labels: map[string]string{"plan": "pro"},
@@ -211,7 +211,7 @@ func TestRedisEdit(t *testing.T) {
 func TestRedisEditPushed(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv.Addr())
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}, Prefix: "rt:"})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}, Prefix: "rt:"}})
 	doc, _ := RandomDoc(3, 40)
 	d, err := consumers.DecodeDocument(doc)
 	if err != nil {
@@ -276,7 +276,7 @@ func TestRedisEditPushed(t *testing.T) {
 func TestRedisEditRefused(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv.Addr())
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	ctx := context.Background()
 	for _, e := range []*consumers.ConsumerEntry{
 		{Username: "alice", ID: "a11ce", Keys: []consumers.CredentialEntry{{ID: "first-cred", Key: keyMark + "alice"}}},
@@ -333,7 +333,7 @@ func TestRedisEditRefused(t *testing.T) {
 func TestRedisEditConflict(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv.Addr())
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	ctx := context.Background()
 	if err := l.edit(ctx, "tom", setTo(&consumers.ConsumerEntry{Username: "tom"})); err != nil {
 		t.Fatal(err)
@@ -374,8 +374,8 @@ func TestRedisEditConflict(t *testing.T) {
 // writing to one consumer at once lose nothing that succeeded.
 func TestRedisEditTwoInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
-	b := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	a := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
+	b := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	ctx := context.Background()
 	if err := a.edit(ctx, "tom", setTo(&consumers.ConsumerEntry{Username: "tom", Keys: []consumers.CredentialEntry{{ID: "tom-1", Key: keyMark + "tom-1"}}})); err != nil {
 		t.Fatal(err)
@@ -441,7 +441,7 @@ func TestRedisEditTwoInstances(t *testing.T) {
 // refusal or a conflict.
 func TestRedisEditUnavailable(t *testing.T) {
 	srv := redistest.Start(t)
-	l := newTestLooker(t, Source{Addresses: []string{srv.Addr()}})
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
 	srv.Stop()
 	err := l.edit(context.Background(), "tom", setTo(&consumers.ConsumerEntry{Username: "tom"}))
 	if err == nil || errors.Is(err, consumers.ErrRefused) || errors.Is(err, consumers.ErrConflict) {
@@ -455,7 +455,7 @@ func TestRedisEditUnavailable(t *testing.T) {
 func TestRedisEditCluster(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	c := redistest.Client(t, cl.Addrs()...)
-	l := newTestLooker(t, Source{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)})
+	l := newTestLooker(t, Source{Options: Options{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)}})
 	ctx := context.Background()
 	const n = 20
 	for i := range n {
@@ -506,5 +506,63 @@ func TestRedisEditCluster(t *testing.T) {
 	}
 	if got := dump(t, c, "keyauth:"); strings.Contains(got, "user-4") {
 		t.Errorf("user-4's hashes after the deletion:\n%s", got)
+	}
+}
+
+// A roll through the writer: the new key and the previous one both work as
+// the same credential, the previous secret is its own hash listed under the
+// credential's id, read back as the credential's previous secret, and goes
+// when a later change drops it.
+func TestRedisEditRoll(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}}})
+	ctx := context.Background()
+	if err := l.edit(ctx, "tom", setTo(&consumers.ConsumerEntry{Username: "tom", Keys: []consumers.CredentialEntry{{ID: "tom-1", Key: keyMark + "old"}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mustLookup(t, l, "old"); !ok {
+		t.Fatal("the old key does not work")
+	}
+	if err := l.edit(ctx, "tom", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+		_, err := cur.Roll(0, consumers.HashKey(keyMark+"new"), time.Hour, time.Now())
+		return cur, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"old", "new"} {
+		if cred, ok := mustLookup(t, l, k); !ok || cred.ID() != "tom-1" {
+			t.Errorf("the %s key after the roll: %v %v", k, cred, ok)
+		}
+	}
+	xo, xn := strings.TrimPrefix(credKey("keyauth:", keyMark+"old"), "keyauth:cred:"), strings.TrimPrefix(credKey("keyauth:", keyMark+"new"), "keyauth:cred:")
+	if got := hashOf(t, c, "keyauth:consumer-keys:tom"); !maps.Equal(got, map[string]string{xo: "tom-1", xn: "tom-1"}) {
+		t.Errorf("tom's keys: %v", got)
+	}
+	if got := hashOf(t, c, "keyauth:cred:"+xo); got["previous"] != "true" || got["expires_at"] == "" {
+		t.Errorf("the previous secret's hash: %v", got)
+	}
+	e := readEntry(t, l, "tom")
+	if len(e.Keys) != 1 || e.Keys[0].Hash != consumers.HashKey(keyMark+"new") || len(e.Keys[0].Previous) != 1 ||
+		e.Keys[0].Previous[0].Hash != consumers.HashKey(keyMark+"old") {
+		t.Fatalf("tom read back: %+v", e)
+	}
+	// The grace cut short: the previous secret goes, at once.
+	if err := l.edit(ctx, "tom", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+		cur.Keys[0].Previous = nil
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mustLookup(t, l, "old"); ok {
+		t.Error("the previous key works after it was dropped")
+	}
+	if got := hashOf(t, c, "keyauth:cred:"+xo); len(got) != 0 {
+		t.Errorf("the previous secret's hash stays: %v", got)
+	}
+	// A previous secret is a key: another consumer may not take it.
+	err := l.edit(ctx, "ann", setTo(&consumers.ConsumerEntry{Username: "ann", Keys: []consumers.CredentialEntry{{ID: "ann-1", Hash: consumers.HashKey(keyMark + "new")}}}))
+	if !errors.Is(err, consumers.ErrCredentialTaken) {
+		t.Errorf("taking tom's key: %v", err)
 	}
 }
