@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"unsafe"
 )
@@ -20,6 +21,7 @@ type builder struct {
 	filling                                 bool
 	nConsumers, nCredentials, nTags, nArena int
 	nLabels, nExtras, nPrevious             int
+	nLimits, nCredLimits                    int
 	// The records filled so far: keys from 0, previous secrets from
 	// nCredentials (Set.previousOf).
 	nextKey, nextPrevious uint32
@@ -30,12 +32,22 @@ type builder struct {
 	// Temporary indexes for the uniqueness rules, dropped by finish.
 	seed                          maphash.Seed
 	usernames, ids, credentialIDs strTable
+
+	// groups are the document's groups, checked, until startFill puts them
+	// in the set.
+	groups *groupsDraft
+	// meters interns the meters' names: counted in the first pass, put in
+	// the arena by startFill, so that each name is stored once however
+	// many limits name it.
+	meters map[string]strRef
+	// calendars indexes Set.calendars (index+1).
+	calendars map[*calendar]uint32
 }
 
 func (b *builder) startFill() error {
 	// Records address the arena and each other with 32-bit offsets.
 	if b.nArena > math.MaxUint32 || b.nCredentials+b.nPrevious >= math.MaxUint32 || b.nTags > math.MaxUint32 ||
-		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32 {
+		b.nLabels > math.MaxUint32 || b.nExtras >= math.MaxUint32>>extraLimitsShift || b.nLimits > math.MaxUint32 {
 		return fmt.Errorf("document too large: %d consumers, %d keys and %d bytes of names and ids; at most 4 GiB of them",
 			b.nConsumers, b.nCredentials, b.nArena)
 	}
@@ -55,6 +67,7 @@ func (b *builder) startFill() error {
 		b.set.previousOf = make([]uint32, b.nPrevious)
 	}
 	b.arena = make([]byte, 0, b.nArena)
+	b.startLimits()
 	b.seed = maphash.MakeSeed()
 	b.usernames = newStrTable(b.nConsumers)
 	b.ids = newStrTable(b.nConsumers)
@@ -112,7 +125,12 @@ func (b *builder) add(d *consumerDraft) error {
 			} else {
 				b.nArena += len(d.consumerID()) + 1 + len(strconv.Itoa(i+1))
 			}
+			if !c.limits.empty() {
+				b.nCredLimits++
+			}
 		}
+		b.nLimits += len(d.limits)
+		b.countLimits(d.buf, d.limits)
 		return nil
 	}
 
@@ -147,6 +165,7 @@ func (b *builder) add(d *consumerDraft) error {
 		if d.disabled {
 			x.flags |= flagDisabled
 		}
+		x.flags |= b.putConsumerLimits(d) << extraLimitsShift
 		s.extras = append(s.extras, x)
 		rec.extra = uint32(len(s.extras))
 	}
@@ -178,6 +197,10 @@ func (b *builder) add(d *consumerDraft) error {
 		}
 		k := b.nextKey
 		b.nextKey++
+		if !c.limits.empty() {
+			cr.flags |= flagLimits
+			s.lim.credLimits = append(s.lim.credLimits, credLimitsRec{k, b.putLimits(d.buf, d.limits[c.limits.start:c.limits.end])})
+		}
 		s.credentials[k] = cr
 		// created_at lives in a side array, made at the first credential
 		// that has one: a document without them costs nothing for it.
@@ -219,6 +242,119 @@ func (b *builder) add(d *consumerDraft) error {
 		}
 	}
 	return nil
+}
+
+// setGroups takes the document's groups, checked, in the first pass.
+func (b *builder) setGroups(g *groupsDraft) {
+	b.groups = g
+	b.nLimits += len(g.limits)
+	for _, gr := range g.groups {
+		b.nArena += gr.name.end - gr.name.start
+	}
+	b.countLimits(g.buf, g.limits)
+}
+
+// countLimits counts limits and the names of meters not seen before.
+func (b *builder) countLimits(buf []byte, ls []limitDraft) {
+	if len(ls) == 0 {
+		return
+	}
+	if b.meters == nil {
+		b.meters = map[string]strRef{}
+	}
+	for _, l := range ls {
+		name := buf[l.meter.start:l.meter.end]
+		if _, ok := b.meters[string(name)]; !ok {
+			b.meters[string(name)] = strRef{}
+			b.nArena += len(name)
+		}
+	}
+}
+
+// startLimits makes the side tables of limits and puts the meters' names
+// and the groups in the set, before the first consumer goes in.
+func (b *builder) startLimits() {
+	g := b.groups
+	b.groups = nil
+	if b.nLimits == 0 && (g == nil || len(g.groups) == 0) {
+		return
+	}
+	s := &limitTables{}
+	b.set.lim = s
+	if b.nLimits > 0 {
+		s.limits = make([]limitRec, 0, b.nLimits)
+	}
+	if b.nCredLimits > 0 {
+		s.credLimits = make([]credLimitsRec, 0, b.nCredLimits)
+	}
+	for name := range b.meters {
+		b.meters[name] = b.put([]byte(name))
+	}
+	if g == nil || len(g.groups) == 0 {
+		return
+	}
+	s.groups = make([]groupRec, 0, len(g.groups))
+	for _, gr := range g.groups { // sorted by name (groupsDraft.check)
+		s.groups = append(s.groups, groupRec{
+			name:         b.put(g.s(gr.name)),
+			limits:       b.putLimits(g.buf, g.limits[gr.limits.start:gr.limits.end]),
+			memberLimits: b.putLimits(g.buf, g.limits[gr.memberLimits.start:gr.memberLimits.end]),
+		})
+	}
+}
+
+// putLimits adds a checked limits object, sorted by meter, to the set.
+func (b *builder) putLimits(buf []byte, ls []limitDraft) strRef {
+	if len(ls) == 0 {
+		return strRef{}
+	}
+	s := b.set.lim
+	r := strRef{off: uint32(len(s.limits)), n: uint32(len(ls))}
+	for _, l := range ls {
+		rec := limitRec{meter: b.meters[string(buf[l.meter.start:l.meter.end])], max: l.max, span: l.window.span}
+		if c := l.window.cal; c != nil {
+			rec.cal = b.calendars[c]
+			if rec.cal == 0 {
+				if b.calendars == nil {
+					b.calendars = map[*calendar]uint32{}
+				}
+				s.calendars = append(s.calendars, c)
+				rec.cal = uint32(len(s.calendars))
+				b.calendars[c] = rec.cal
+			}
+		}
+		s.limits = append(s.limits, rec)
+	}
+	return r
+}
+
+// putConsumerLimits adds the consumer's own limits and its groups that
+// have limits to the set, and is the index+1 of their record, or 0 when it
+// has neither.
+func (b *builder) putConsumerLimits(d *consumerDraft) uint32 {
+	s := b.set.lim
+	if s == nil {
+		return 0
+	}
+	rec := consumerLimitsRec{own: b.putLimits(d.buf, d.limits[d.ownLimits.start:d.ownLimits.end])}
+	rec.groups.off = uint32(len(s.groupRefs))
+	if len(s.groups) > 0 {
+		for _, g := range d.groups {
+			name := d.s(g)
+			i, ok := slices.BinarySearchFunc(s.groups, name, func(r groupRec, n []byte) int {
+				return bytes.Compare(b.arena[r.name.off:r.name.off+r.name.n], n)
+			})
+			if ok && (s.groups[i].limits.n > 0 || s.groups[i].memberLimits.n > 0) {
+				s.groupRefs = append(s.groupRefs, uint32(i))
+			}
+		}
+	}
+	rec.groups.n = uint32(len(s.groupRefs)) - rec.groups.off
+	if rec.own.n == 0 && rec.groups.n == 0 {
+		return 0
+	}
+	s.consumerLimits = append(s.consumerLimits, rec)
+	return uint32(len(s.consumerLimits))
 }
 
 // joinedLen is what joining the strings with groupSeparator adds to them.

@@ -5,8 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+
+	"github.com/keyauth/caddy-keyauth/consumers/limits"
 )
 
 // Document is the consumers document (README, "The consumers file"): the
@@ -20,6 +25,11 @@ import (
 // an empty string is an absent member. The fields are written in the order
 // they are declared.
 type Document struct {
+	// Groups describes groups by name: the limits of those that have any.
+	// A group named here need not have members, and a consumer may be in
+	// a group not named here. Names follow CheckGroupName.
+	Groups map[string]GroupEntry `json:"groups,omitempty"`
+
 	// Consumers lists every consumer. It must be present and not null: a
 	// generator's nil list would otherwise remove every consumer.
 	Consumers []ConsumerEntry `json:"consumers"`
@@ -56,6 +66,11 @@ type ConsumerEntry struct {
 	// Disabled turns every key of the consumer away.
 	Disabled bool `json:"disabled,omitempty"`
 
+	// Limits are the consumer's own limits, counted for the consumer
+	// across its keys. A meter here replaces the member_limits of the
+	// consumer's groups on the same meter.
+	Limits LimitsEntry `json:"limits,omitempty"`
+
 	// Keys are the consumer's credentials.
 	Keys []CredentialEntry `json:"keys,omitempty"`
 }
@@ -90,12 +105,114 @@ type CredentialEntry struct {
 	// it is refused and reported as a leak.
 	Canary bool `json:"canary,omitempty"`
 
+	// Limits are the key's own limits, counted for this key alone.
+	Limits LimitsEntry `json:"limits,omitempty"`
+
 	// Previous are the credential's earlier secrets, left by a roll (`caddy
 	// key-auth roll`, the management API): each one keeps letting requests
 	// in, as this same credential (its id, consumer, flags), until its own
 	// ExpiresAt, which a roll sets to the earlier of the grace's end and
 	// the credential's expiry.
 	Previous []PreviousSecret `json:"previous,omitempty"`
+}
+
+// GroupEntry describes a group of the document's top-level groups.
+type GroupEntry struct {
+	// Limits are the group's pool: one count that every member's requests
+	// share (a team's budget).
+	Limits LimitsEntry `json:"limits,omitempty"`
+
+	// MemberLimits apply to each member on its own (a tier: every member
+	// of "free" gets 1000 requests a day), unless the member has a limit
+	// of its own on the meter.
+	MemberLimits LimitsEntry `json:"member_limits,omitempty"`
+}
+
+// LimitsEntry is a limits object: limits by meter name, and the cap of
+// concurrent requests, InFlight. In JSON, a meter's limit is an object
+// ({"max": 1000, "per": "day"}) and in_flight an integer
+// ({"in_flight": 2}); here in_flight is the entry of that name, with Max
+// alone. Meter names follow CheckMeterName.
+type LimitsEntry map[string]LimitEntry
+
+// InFlight is the name of the cap of a limits object on concurrent
+// requests: its entry's Max is how many of the scope's requests may be
+// under way at once.
+const InFlight = limits.InFlight
+
+// LimitEntry is one limit of a limits object.
+type LimitEntry struct {
+	// Max is how much of the meter a window allows: an integer from 0
+	// (nothing passes: the meter is closed) to MaxLimit. Required.
+	Max int64 `json:"max"`
+
+	// Per is the window: second, minute, hour, day, week (ISO, from
+	// Monday), month or year, on the calendar of Timezone, or a duration
+	// ("90m", at least a second) aligned to the Unix epoch. Required, but
+	// for in_flight, which has none.
+	Per string `json:"per,omitempty"`
+
+	// Timezone is the IANA timezone of a calendar Per ("Europe/Berlin");
+	// absent for UTC.
+	Timezone string `json:"timezone,omitempty"`
+}
+
+// MarshalJSON writes the limits by name, in_flight as an integer.
+func (l LimitsEntry) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("null"), nil
+	}
+	b := []byte{'{'}
+	for i, name := range slices.Sorted(maps.Keys(l)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, name) // a meter's name is ASCII letters, digits and _-.
+		b = append(b, ':')
+		e := l[name]
+		if name == InFlight {
+			if e.Per != "" || e.Timezone != "" {
+				return nil, errors.New("in_flight has a per or a timezone: it is a number of requests, at any time")
+			}
+			b = strconv.AppendInt(b, e.Max, 10)
+			continue
+		}
+		v, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, v...)
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON reads a limits object; null is none.
+func (l *LimitsEntry) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	out := make(LimitsEntry, len(raw))
+	for name, v := range raw {
+		var e LimitEntry
+		if name == InFlight {
+			if err := json.Unmarshal(v, &e.Max); err != nil {
+				return fmt.Errorf("in_flight: %w", err)
+			}
+		} else {
+			dec := json.NewDecoder(bytes.NewReader(v))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&e); err != nil {
+				return fmt.Errorf("meter %q: %w", name, err)
+			}
+		}
+		out[name] = e
+	}
+	*l = out
+	return nil
 }
 
 // PreviousSecret is a secret a roll replaced, kept for a grace period.
@@ -233,6 +350,7 @@ func Build(doc *Document) (*Set, error) {
 	var (
 		b builder
 		d consumerDraft
+		g groupsDraft
 	)
 	for pass := range 2 {
 		if pass == 1 {
@@ -248,6 +366,13 @@ func Build(doc *Document) (*Set, error) {
 			if err := b.add(&d); err != nil {
 				return nil, err
 			}
+		}
+		if pass == 0 { // after the consumers, as Parse checks them
+			g.load(doc.Groups)
+			if err := g.check(); err != nil {
+				return nil, err
+			}
+			b.setGroups(&g)
 		}
 	}
 	return b.finish(), nil

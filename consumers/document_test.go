@@ -11,20 +11,31 @@ import (
 // that a field added to the description and not to this document fails
 // TestParseReadsEveryField until it is.
 func everyField() *Document {
-	return &Document{Consumers: []ConsumerEntry{
-		{
-			Username: "alice", ID: "a11ce", CustomID: "cust-1", Tags: []string{"t1", "t2"},
-			Groups: []string{"gold", "beta"}, Labels: map[string]string{"plan": "gold", "region": "eu"},
-			Disabled: true,
-			Keys: []CredentialEntry{
-				{ID: "alice-1", Key: keyMark + "-alice-1", ExpiresAt: "2030-01-01T00:00:00Z", CreatedAt: "2026-01-01T00:00:00Z", Disabled: true, Canary: true},
-				{ID: "alice-2", Hash: HashKey(keyMark + "-alice-2"), Previous: []PreviousSecret{
-					{Hash: HashKey(keyMark + "-alice-2-old"), ExpiresAt: "2030-01-02T00:00:00Z"},
-				}},
+	return &Document{
+		Groups: map[string]GroupEntry{
+			"gold": {
+				Limits:       LimitsEntry{"requests": {Max: 100000, Per: "month", Timezone: "Europe/Berlin"}},
+				MemberLimits: LimitsEntry{"requests": {Max: 1000, Per: "day"}, InFlight: {Max: 2}},
 			},
+			"empty": {},
 		},
-		{Username: "bob", Keys: []CredentialEntry{{Key: keyMark + "-bob"}}},
-	}}
+		Consumers: []ConsumerEntry{
+			{
+				Username: "alice", ID: "a11ce", CustomID: "cust-1", Tags: []string{"t1", "t2"},
+				Groups: []string{"gold", "beta"}, Labels: map[string]string{"plan": "gold", "region": "eu"},
+				Disabled: true,
+				Limits:   LimitsEntry{"tokens": {Max: 2000000, Per: "month"}, InFlight: {Max: 0}},
+				Keys: []CredentialEntry{
+					{ID: "alice-1", Key: keyMark + "-alice-1", ExpiresAt: "2030-01-01T00:00:00Z", CreatedAt: "2026-01-01T00:00:00Z", Disabled: true, Canary: true,
+						Limits: LimitsEntry{"requests": {Max: 100, Per: "90m"}}},
+					{ID: "alice-2", Hash: HashKey(keyMark + "-alice-2"), Previous: []PreviousSecret{
+						{Hash: HashKey(keyMark + "-alice-2-old"), ExpiresAt: "2030-01-02T00:00:00Z"},
+					}},
+				},
+			},
+			{Username: "bob", Keys: []CredentialEntry{{Key: keyMark + "-bob"}}},
+		},
+	}
 }
 
 // TestParseReadsEveryField holds the parser to the description: a document
@@ -34,8 +45,9 @@ func TestParseReadsEveryField(t *testing.T) {
 	doc := everyField()
 	// A field of a credential is set on one of alice's keys at least: a
 	// key has a key or a hash, and a canary has no previous secrets.
-	for _, vs := range [][]any{{doc.Consumers[0]}, {doc.Consumers[0].Keys[0], doc.Consumers[0].Keys[1]},
-		{doc.Consumers[0].Keys[1].Previous[0]}} {
+	for _, vs := range [][]any{{*doc}, {doc.Groups["gold"]}, {doc.Consumers[0]},
+		{doc.Consumers[0].Keys[0], doc.Consumers[0].Keys[1]}, {doc.Consumers[0].Keys[1].Previous[0]},
+		{doc.Groups["gold"].Limits["requests"]}} {
 		rt := reflect.TypeOf(vs[0])
 		for i := range rt.NumField() {
 			set := false
@@ -93,9 +105,12 @@ func TestParseFieldsAreDescribed(t *testing.T) {
 		return names
 	}
 	for _, tt := range []struct{ described, parsed []string }{
+		{jsonNames(reflect.TypeFor[Document]()), []string{"groups", "consumers"}}, // document() reads them
 		{jsonNames(reflect.TypeFor[ConsumerEntry]()), memberNames(len(consumerMembers), func(i int) string { return consumerMembers[i].name })},
 		{jsonNames(reflect.TypeFor[CredentialEntry]()), memberNames(len(credentialMembers), func(i int) string { return credentialMembers[i].name })},
 		{jsonNames(reflect.TypeFor[PreviousSecret]()), memberNames(len(previousMembers), func(i int) string { return previousMembers[i].name })},
+		{jsonNames(reflect.TypeFor[GroupEntry]()), memberNames(len(groupMembers), func(i int) string { return groupMembers[i].name })},
+		{jsonNames(reflect.TypeFor[LimitEntry]()), memberNames(len(limitMembers), func(i int) string { return limitMembers[i].name })},
 	} {
 		if !slices.Equal(slices.Sorted(slices.Values(tt.described)), slices.Sorted(slices.Values(tt.parsed))) {
 			t.Errorf("the description has the members %q, the parser reads %q", tt.described, tt.parsed)
@@ -146,7 +161,7 @@ func buildAgrees(t *testing.T, doc []byte, parseErr error) {
 	if why != "" {
 		return
 	}
-	checkBuild(t, d, nil, "refused by Parse", parseErr)
+	checkBuild(t, d, refSet{}, "refused by Parse", parseErr)
 }
 
 func TestHashKey(t *testing.T) {

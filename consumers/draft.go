@@ -25,6 +25,62 @@ type credentialDraft struct {
 	hasID, hasKey, hasHash bool
 	hasExpiry, hasCreated  bool
 	disabled, canary       bool
+	limits                 limitRange
+}
+
+// limitDraft is one member of a limits object: a meter's limit, or
+// in_flight.
+type limitDraft struct {
+	meter, per, timezone span
+	max                  int64
+	hasMax, inFlight     bool
+	hasPer, hasTimezone  bool
+	window               Window // found by checkLimits
+}
+
+// limitRange is a limits object of a draft: limits[start:end] of its list.
+type limitRange struct{ start, end int }
+
+func (r limitRange) empty() bool { return r.start == r.end }
+
+// groupDraft is one group of the document's groups.
+type groupDraft struct {
+	name                 span
+	at                   int // where it starts in the document, for errors
+	limits, memberLimits limitRange
+}
+
+// groupsDraft is the document's groups on their way into a Set: read
+// whole (by the parser's first pass, or from Document.Groups), checked
+// once the consumers are, and given to the builder, which makes the Set's
+// table of groups before the first consumer goes in.
+type groupsDraft struct {
+	buf    []byte
+	limits []limitDraft
+	groups []groupDraft
+	// lineOf is the line of a position in the document, for the errors of
+	// a parse; nil for Build.
+	lineOf func(pos int) int
+}
+
+func (g *groupsDraft) reset(lineOf func(int) int) {
+	*g = groupsDraft{buf: g.buf[:0], limits: g.limits[:0], groups: g.groups[:0], lineOf: lineOf}
+}
+
+func (g *groupsDraft) keep(s []byte) span {
+	start := len(g.buf)
+	g.buf = append(g.buf, s...)
+	return span{start, len(g.buf)}
+}
+
+func (g *groupsDraft) s(sp span) []byte { return g.buf[sp.start:sp.end] }
+
+// at places a group's error in the document, when parsed.
+func (g *groupsDraft) at(gr *groupDraft, err error) error {
+	if g.lineOf == nil {
+		return err
+	}
+	return fmt.Errorf("line %d: %w", g.lineOf(gr.at), err)
 }
 
 // previousDraft is a previous secret of credential cred (its index in
@@ -48,19 +104,23 @@ type consumerDraft struct {
 	labels                 []labelDraft // sorted by name once checked
 	credentials            []credentialDraft
 	previous               []previousDraft // of all its credentials, in order
-	buf                    []byte          // the decoded strings the spans point into
-	order                  []span          // scratch: the groups sorted, to find a duplicate
+	// limits holds the limits objects of the consumer (ownLimits) and of
+	// its credentials, each a range of it.
+	limits    []limitDraft
+	ownLimits limitRange
+	buf       []byte // the decoded strings the spans point into
+	order     []span // scratch: the groups sorted, to find a duplicate
 }
 
 func (d *consumerDraft) reset(index, at int) {
 	*d = consumerDraft{index: index, at: at, tags: d.tags[:0], groups: d.groups[:0], labels: d.labels[:0],
-		credentials: d.credentials[:0], previous: d.previous[:0], buf: d.buf[:0], order: d.order[:0]}
+		credentials: d.credentials[:0], previous: d.previous[:0], limits: d.limits[:0], buf: d.buf[:0], order: d.order[:0]}
 }
 
 // hasExtra reports whether the consumer needs a record in the side table of
-// groups, labels and flags.
+// groups, labels, flags and limits.
 func (d *consumerDraft) hasExtra() bool {
-	return len(d.groups) > 0 || len(d.labels) > 0 || d.disabled
+	return len(d.groups) > 0 || len(d.labels) > 0 || d.disabled || !d.ownLimits.empty()
 }
 
 func (d *consumerDraft) s(sp span) []byte { return d.buf[sp.start:sp.end] }
@@ -180,6 +240,7 @@ func (d *consumerDraft) load(index int, c *ConsumerEntry) {
 		d.labels = append(d.labels, labelDraft{d.keepString(name), d.keepString(c.Labels[name])})
 	}
 	d.disabled = c.Disabled
+	d.ownLimits = loadLimits(&d.buf, &d.limits, c.Limits)
 	for _, k := range c.Keys {
 		d.credentials = append(d.credentials, credentialDraft{
 			id: d.keepString(k.ID), hasID: k.ID != "",
@@ -188,6 +249,7 @@ func (d *consumerDraft) load(index int, c *ConsumerEntry) {
 			expiry: d.keepString(k.ExpiresAt), hasExpiry: k.ExpiresAt != "",
 			created: d.keepString(k.CreatedAt), hasCreated: k.CreatedAt != "",
 			disabled: k.Disabled, canary: k.Canary,
+			limits: loadLimits(&d.buf, &d.limits, k.Limits),
 		})
 		for _, p := range k.Previous {
 			d.previous = append(d.previous, previousDraft{
@@ -196,6 +258,36 @@ func (d *consumerDraft) load(index int, c *ConsumerEntry) {
 				expiry: d.keepString(p.ExpiresAt), hasExpiry: p.ExpiresAt != "",
 			})
 		}
+	}
+}
+
+// loadLimits appends a limits object of a Document to a draft's limits,
+// its strings to buf.
+func loadLimits(buf *[]byte, dst *[]limitDraft, l LimitsEntry) limitRange {
+	keep := func(s string) span {
+		start := len(*buf)
+		*buf = append(*buf, s...)
+		return span{start, len(*buf)}
+	}
+	r := limitRange{start: len(*dst)}
+	for name, e := range l {
+		*dst = append(*dst, limitDraft{
+			meter: keep(name), max: e.Max, hasMax: true, inFlight: name == InFlight,
+			per: keep(e.Per), hasPer: e.Per != "", timezone: keep(e.Timezone), hasTimezone: e.Timezone != "",
+		})
+	}
+	r.end = len(*dst)
+	return r
+}
+
+// loadGroups makes the draft hold a Document's groups.
+func (g *groupsDraft) load(groups map[string]GroupEntry) {
+	g.reset(nil)
+	for name, e := range groups {
+		gr := groupDraft{name: g.keep([]byte(name))}
+		gr.limits = loadLimits(&g.buf, &g.limits, e.Limits)
+		gr.memberLimits = loadLimits(&g.buf, &g.limits, e.MemberLimits)
+		g.groups = append(g.groups, gr)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/keyauth/caddy-keyauth/consumers/limits"
 )
 
 // FuzzParseDiff holds the hand-written parser to the document's description
@@ -115,6 +117,56 @@ func FuzzParseDiff(f *testing.F) {
 		`{"consumers": [{"username": "a", "keys": [{"key": "k", "previous": {}}]}]}`,
 		`{"consumers": [{"username": "a", "keys": [null]}]}`,
 		`{"consumers": [null]}`,
+		// Groups and limits.
+		`{"groups": {"free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}},
+			"acme": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}}, "empty": {}, "nulls": {"limits": null, "member_limits": null}},
+			"consumers": [{"username": "a", "groups": ["gold", "free", "acme"], "limits": {"tokens": {"max": 2000000, "per": "month"}},
+				"keys": [{"id": "a-ci", "key": "k", "limits": {"requests": {"max": 100, "per": "hour"}}}, {"key": "k2", "limits": null}]},
+				{"username": "b", "groups": ["free"], "limits": {"requests": {"max": 5, "per": "90m", "timezone": null}, "in_flight": 0}, "keys": [{"key": "k3"}]}]}`,
+		`{"consumers": [{"username": "a", "groups": ["t1", "t2"], "keys": [{"key": "k"}]}], "groups": {"t2": {"member_limits": {"r": {"max": 2, "per": "day"}, "in_flight": 1}}, "t1": {"member_limits": {"r": {"max": 1, "per": "week"}}, "limits": {"in_flight": 9}}}}`,
+		`{"groups": null, "consumers": []}`,
+		`{"groups": {}, "consumers": [], "groups": {}}`,
+		`{"groups": {"g": null}, "consumers": []}`,
+		`{"groups": {"g h": {}}, "consumers": []}`,
+		`{"groups": {"": {}}, "consumers": []}`,
+		`{"groups": {"g": {}, "\u0067": {}}, "consumers": []}`,
+		`{"groups": {"g": {"limit": {}}}, "consumers": []}`,
+		`{"groups": {"g": {"limits": []}}, "consumers": []}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": null, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": -1, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": -0, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1.0, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1e3, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 01, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": "1", "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 9007199254740991, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 9007199254740992, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 9223372036854775808, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": -9223372036854775808, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 99999999999999999999999, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "days"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": ""}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "999ms"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "1s"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "1h", "timezone": "Europe/Berlin"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "day", "timezone": "Mars/Base"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "day", "timezone": "Local"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "day", "timezone": "UTC"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "day", "timezone": ""}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "day", "Max": 2}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": {"max": 1, "per": "day"}, "\u0072": {"max": 1, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r s": {"max": 1, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"": {"max": 1, "per": "day"}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"r": null}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"in_flight": null}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"in_flight": {"max": 1}}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"in_flight": -1}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"in_flight": 2.5}}]}`,
+		`{"consumers": [{"username": "a", "limits": {"In_flight": 2}}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "limits": {"r": {"max": 1, "per": "fortnight"}}}]}]}`,
+		`{"consumers": [{"username": "a", "keys": [{"key": "k", "limits": {"r": {"max": 1, "per": "day"}}}], "limits": {"r": {"max": -1, "per": "day"}}}]}`,
 	} {
 		f.Add([]byte(doc))
 	}
@@ -141,35 +193,51 @@ func FuzzParseDiff(f *testing.F) {
 // a label's value may not be null (a member's null is its absence). The
 // reference applies them while it decodes.
 func stringRules(why *string) json.Options {
-	return json.WithUnmarshalers(json.JoinUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, s *string) error {
-		// The pointer ends at the last token read: the member's name, or
-		// the array itself or the element before.
-		var at []string
-		for tok := range dec.StackPointer().Tokens() {
-			at = append(at, tok)
-		}
-		null := dec.PeekKind() == 'n'
-		switch {
-		case len(at) >= 3 && len(at) <= 4 && (at[2] == "tags" || at[2] == "groups" || at[2] == "labels"):
-			if null && *why == "" {
-				*why = "a null element of " + at[2]
+	return json.WithUnmarshalers(json.JoinUnmarshalers(
+		json.UnmarshalFromFunc(func(dec *jsontext.Decoder, s *string) error {
+			// The pointer ends at the last token read: the member's name, or
+			// the array itself or the element before.
+			var at []string
+			for tok := range dec.StackPointer().Tokens() {
+				at = append(at, tok)
 			}
-		case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at", "created_at"}, at[4]),
-			len(at) == 7 && at[2] == "keys" && at[4] == "previous" && (at[6] == "hash" || at[6] == "expires_at"):
-			if !null && *why == "" {
-				v, err := dec.ReadValue()
-				if err != nil {
-					return err
-				}
-				if string(v) == `""` {
-					*why = "an empty " + at[len(at)-1] + " given"
-				}
-				return json.Unmarshal(v, s)
+			if len(at) < 3 || at[0] != "consumers" {
+				return errors.ErrUnsupported
 			}
-		}
-		return errors.ErrUnsupported // decoded as usual
-	}), nullElement[ConsumerEntry](why, "consumers"), nullElement[CredentialEntry](why, "keys"),
-		nullElement[PreviousSecret](why, "previous")))
+			null := dec.PeekKind() == 'n'
+			switch {
+			case len(at) >= 3 && len(at) <= 4 && (at[2] == "tags" || at[2] == "groups" || at[2] == "labels"):
+				if null && *why == "" {
+					*why = "a null element of " + at[2]
+				}
+			case len(at) == 3 && at[2] == "id", len(at) == 5 && at[2] == "keys" && slices.Contains([]string{"id", "key", "hash", "expires_at", "created_at"}, at[4]),
+				len(at) == 7 && at[2] == "keys" && at[4] == "previous" && (at[6] == "hash" || at[6] == "expires_at"):
+				if !null && *why == "" {
+					v, err := dec.ReadValue()
+					if err != nil {
+						return err
+					}
+					if string(v) == `""` {
+						*why = "an empty " + at[len(at)-1] + " given"
+					}
+					return json.Unmarshal(v, s)
+				}
+			}
+			return errors.ErrUnsupported // decoded as usual
+		}),
+		// A group of the document's groups is an object: null is refused.
+		json.UnmarshalFromFunc(func(dec *jsontext.Decoder, g *GroupEntry) error {
+			if dec.PeekKind() == 'n' && *why == "" {
+				*why = "a null group"
+			}
+			return errors.ErrUnsupported
+		}),
+		json.UnmarshalFromFunc(func(dec *jsontext.Decoder, l *LimitsEntry) error {
+			return refDecodeLimits(dec, l, why)
+		}),
+		nullElement[ConsumerEntry](why, "consumers"), nullElement[CredentialEntry](why, "keys"),
+		nullElement[PreviousSecret](why, "previous"),
+	))
 }
 
 // nullElement refuses a null element of an array of objects (consumers,
@@ -182,6 +250,75 @@ func nullElement[T any](why *string, array string) *json.Unmarshalers {
 		}
 		return errors.ErrUnsupported
 	})
+}
+
+// refDecodeLimits decodes a limits object plainly: in_flight an integer,
+// every other member an object of max (required), per and timezone (not
+// empty when given), nothing else; null is none.
+func refDecodeLimits(dec *jsontext.Decoder, l *LimitsEntry, why *string) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	switch v.Kind() {
+	case 'n':
+		*l = nil
+		return nil
+	case '{':
+	default:
+		return errors.New("limits: not an object")
+	}
+	var members map[string]jsontext.Value
+	if err := json.Unmarshal(v, &members); err != nil {
+		return err
+	}
+	out := LimitsEntry{}
+	for name, mv := range members {
+		if name == "in_flight" {
+			var n int64
+			if mv.Kind() != '0' {
+				return errors.New("in_flight: not a number")
+			}
+			if err := json.Unmarshal(mv, &n); err != nil {
+				return err
+			}
+			out[name] = LimitEntry{Max: n}
+			continue
+		}
+		if mv.Kind() != '{' {
+			return errors.New("a limit that is not an object")
+		}
+		var e struct {
+			Max      *int64  `json:"max"`
+			Per      *string `json:"per"`
+			Timezone *string `json:"timezone"`
+		}
+		if err := json.Unmarshal(mv, &e, json.RejectUnknownMembers(true)); err != nil {
+			return err
+		}
+		le := LimitEntry{}
+		switch {
+		case e.Max == nil:
+			if *why == "" {
+				*why = "a limit without max"
+			}
+		case e.Per != nil && *e.Per == "", e.Timezone != nil && *e.Timezone == "":
+			if *why == "" {
+				*why = "an empty per or timezone given"
+			}
+		default:
+			le.Max = *e.Max
+		}
+		if e.Per != nil {
+			le.Per = *e.Per
+		}
+		if e.Timezone != nil {
+			le.Timezone = *e.Timezone
+		}
+		out[name] = le
+	}
+	*l = out
+	return nil
 }
 
 // refDecode decodes a document into its description, strictly: unknown and
@@ -218,12 +355,19 @@ func refDecode(doc []byte) (*Document, string) {
 	return &d, ""
 }
 
+// refSet is what a Set must hold.
+type refSet struct {
+	consumers []refWant
+	groups    map[string]GroupEntry
+}
+
 // refWant is what a Set must hold for a consumer.
 type refWant struct {
 	username, id, customID string
 	tags, groups           []string
 	labels                 map[string]string
 	disabled               bool
+	limits                 LimitsEntry
 	credentials            []refWantCredential
 }
 
@@ -234,6 +378,7 @@ type refWantCredential struct {
 	created          *time.Time
 	disabled, canary bool
 	previous         []refWantPrevious
+	limits           LimitsEntry
 }
 
 // refWantPrevious is a previous secret: it finds its credential until the
@@ -241,6 +386,42 @@ type refWantCredential struct {
 type refWantPrevious struct {
 	digest  Digest
 	expires time.Time
+}
+
+var refUnits = map[string]bool{"second": true, "minute": true, "hour": true, "day": true, "week": true, "month": true, "year": true}
+
+// refLimits applies the rules of a limits object, plainly.
+func refLimits(l LimitsEntry) string {
+	for name, e := range l {
+		if e.Max < 0 || e.Max > 1<<53-1 {
+			return "a max or in_flight out of range"
+		}
+		if name == "in_flight" {
+			if e.Per != "" || e.Timezone != "" {
+				return "in_flight with a window"
+			}
+			continue
+		}
+		if !refLabelName.MatchString(name) {
+			return "a bad meter name"
+		}
+		if refUnits[e.Per] {
+			if e.Timezone == "Local" {
+				return "the machine's timezone"
+			}
+			if _, err := time.LoadLocation(e.Timezone); err != nil {
+				return "an unknown timezone"
+			}
+			continue
+		}
+		if d, err := time.ParseDuration(e.Per); err != nil || d < time.Second {
+			return "a per that is no unit nor a duration of a second or more"
+		}
+		if e.Timezone != "" {
+			return "a timezone on a duration"
+		}
+	}
+	return ""
 }
 
 var refLabelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -273,19 +454,23 @@ func refGroupsAndLabels(c *ConsumerEntry, w *refWant) string {
 		w.labels[name] = v
 	}
 	w.disabled = c.Disabled
+	if why := refLimits(c.Limits); why != "" {
+		return "limits: " + why
+	}
+	w.limits = c.Limits
 	return ""
 }
 
 // refParse decodes a document into its description (refDecode) and applies
 // the rules of the format, written out plainly; it returns the document and
 // why it is refused, or "". The document is nil when decoding failed.
-func refParse(doc []byte) (*Document, []refWant, string) {
+func refParse(doc []byte) (*Document, refSet, string) {
 	d, why := refDecode(doc)
 	if why != "" {
-		return nil, nil, why
+		return nil, refSet{}, why
 	}
 	var (
-		out                     []refWant
+		out                     refSet
 		usernames, ids, credIDs = map[string]bool{}, map[string]bool{}, map[string]bool{}
 		digests                 = map[Digest]bool{}
 	)
@@ -293,43 +478,57 @@ func refParse(doc []byte) (*Document, []refWant, string) {
 		c := &d.Consumers[ci]
 		w := refWant{username: c.Username, id: c.Username, customID: c.CustomID}
 		if w.username == "" {
-			return d, nil, fmt.Sprintf("consumer #%d has no username", ci+1)
+			return d, refSet{}, fmt.Sprintf("consumer #%d has no username", ci+1)
 		}
 		if c.ID != "" {
 			w.id = c.ID
 		}
 		if usernames[w.username] || ids[w.id] {
-			return d, nil, fmt.Sprintf("consumer #%d: username or id taken", ci+1)
+			return d, refSet{}, fmt.Sprintf("consumer #%d: username or id taken", ci+1)
 		}
 		usernames[w.username], ids[w.id] = true, true
 		for _, tag := range c.Tags {
 			if tag == "" || strings.Contains(tag, ",") || strings.TrimSpace(tag) != tag {
-				return d, nil, fmt.Sprintf("consumer #%d: a tag empty, with a comma or with white space at an edge", ci+1)
+				return d, refSet{}, fmt.Sprintf("consumer #%d: a tag empty, with a comma or with white space at an edge", ci+1)
 			}
 		}
 		w.tags = append(w.tags, c.Tags...)
 		if why := refGroupsAndLabels(c, &w); why != "" {
-			return d, nil, fmt.Sprintf("consumer #%d: %s", ci+1, why)
+			return d, refSet{}, fmt.Sprintf("consumer #%d: %s", ci+1, why)
 		}
 		for ki := range c.Keys {
 			wc, why := refCredentialOf(&c.Keys[ki], w.id, ki)
 			if why != "" {
-				return d, nil, fmt.Sprintf("key #%d of consumer #%d: %s", ki+1, ci+1, why)
+				return d, refSet{}, fmt.Sprintf("key #%d of consumer #%d: %s", ki+1, ci+1, why)
 			}
 			if credIDs[wc.id] || digests[wc.digest] {
-				return d, nil, fmt.Sprintf("key #%d of consumer #%d: credential id or key taken", ki+1, ci+1)
+				return d, refSet{}, fmt.Sprintf("key #%d of consumer #%d: credential id or key taken", ki+1, ci+1)
 			}
 			credIDs[wc.id], digests[wc.digest] = true, true
 			for _, p := range wc.previous {
 				if digests[p.digest] {
-					return d, nil, fmt.Sprintf("key #%d of consumer #%d: a previous secret's key taken", ki+1, ci+1)
+					return d, refSet{}, fmt.Sprintf("key #%d of consumer #%d: a previous secret's key taken", ki+1, ci+1)
 				}
 				digests[p.digest] = true
 			}
 			w.credentials = append(w.credentials, wc)
 		}
-		out = append(out, w)
+		out.consumers = append(out.consumers, w)
 	}
+	for name, g := range d.Groups {
+		switch {
+		case name == "" || utf8.RuneCountInString(name) > 128:
+			return d, refSet{}, "a group of groups named empty or over 128 characters"
+		case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || unicode.IsControl(r) }):
+			return d, refSet{}, "white space, a comma or a control character in the name of a group of groups"
+		}
+		for _, l := range []LimitsEntry{g.Limits, g.MemberLimits} {
+			if why := refLimits(l); why != "" {
+				return d, refSet{}, fmt.Sprintf("group %q: %s", name, why)
+			}
+		}
+	}
+	out.groups = d.Groups
 	return d, out, ""
 }
 
@@ -370,6 +569,10 @@ func refCredentialOf(k *CredentialEntry, consumerID string, i int) (refWantCrede
 		w.created = &t
 	}
 	w.disabled, w.canary = k.Disabled, k.Canary
+	if why := refLimits(k.Limits); why != "" {
+		return w, "limits: " + why
+	}
+	w.limits = k.Limits
 	if k.Canary && len(k.Previous) > 0 {
 		return w, "a canary with previous secrets"
 	}
@@ -395,7 +598,7 @@ func refCredentialOf(k *CredentialEntry, consumerID string, i int) (refWantCrede
 // checkBuild holds Build, the rules applied to the description, to Parse:
 // it accepts the same documents, with the same errors, and builds the same
 // Set.
-func checkBuild(t *testing.T, d *Document, want []refWant, whyRefused string, parseErr error) {
+func checkBuild(t *testing.T, d *Document, want refSet, whyRefused string, parseErr error) {
 	t.Helper()
 	set, err := Build(d)
 	switch {
@@ -417,8 +620,9 @@ func checkBuild(t *testing.T, d *Document, want []refWant, whyRefused string, pa
 
 // compareSet checks, through the Set's methods alone, that it holds what the
 // reference decoded. Keys are compared by digest, never printed.
-func compareSet(t *testing.T, s *Set, want []refWant) {
+func compareSet(t *testing.T, s *Set, ref refSet) {
 	t.Helper()
+	want := ref.consumers
 	nKeys := 0
 	for _, w := range want {
 		nKeys += len(w.credentials)
@@ -426,8 +630,10 @@ func compareSet(t *testing.T, s *Set, want []refWant) {
 	if nc, nk := s.Len(); nc != len(want) || nk != nKeys {
 		t.Fatalf("Set holds %d consumers and %d keys, the reference %d and %d", nc, nk, len(want), nKeys)
 	}
+	compareGroups(t, s, ref.groups)
 	for i, w := range want {
 		c := s.ConsumerAt(i)
+		compareLimits(t, c.Limits(), w.limits, fmt.Sprintf("consumer #%d", i+1))
 		if c.Username() != w.username || c.ID() != w.id || c.CustomID() != w.customID || !slices.Equal(c.Tags(), w.tags) {
 			t.Fatalf("consumer #%d: username, id, custom id, tags = %q %q %q %q, the reference %q %q %q %q", i+1,
 				c.Username(), c.ID(), c.CustomID(), c.Tags(), w.username, w.id, w.customID, w.tags)
@@ -456,6 +662,157 @@ func compareSet(t *testing.T, s *Set, want []refWant) {
 				t.Fatalf("consumer #%d, key #%d: its key finds it as a previous secret", i+1, j+1)
 			}
 			comparePrevious(t, s, cr, wc, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
+			compareLimits(t, cr.Limits(), wc.limits, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
+			compareEachLimit(t, cr, w, wc, ref.groups, fmt.Sprintf("consumer #%d, key #%d", i+1, j+1))
+		}
+	}
+}
+
+// compareGroups checks the Set's groups against the document's.
+func compareGroups(t *testing.T, s *Set, groups map[string]GroupEntry) {
+	t.Helper()
+	var names []string
+	for g := range s.Groups() {
+		names = append(names, g.Name())
+	}
+	if want := slices.Sorted(maps.Keys(groups)); !slices.Equal(names, want) {
+		t.Fatalf("Set's groups %q, the reference %q", names, want)
+	}
+	for name, e := range groups {
+		g, ok := s.Group(name)
+		if !ok || g.Name() != name {
+			t.Fatalf("Group(%q) not found", name)
+		}
+		compareLimits(t, g.Limits(), e.Limits, fmt.Sprintf("group %q: limits", name))
+		compareLimits(t, g.MemberLimits(), e.MemberLimits, fmt.Sprintf("group %q: member_limits", name))
+	}
+	if _, ok := s.Group("\x00not-a-group"); ok {
+		t.Fatal("Group finds a group not in the document")
+	}
+}
+
+// refWindow is a limit's window as its per and timezone say, plainly: a
+// unit and a zone name ("" for UTC), or a duration.
+func refWindow(per, tz string) string {
+	if refUnits[per] {
+		if tz == "UTC" {
+			tz = ""
+		}
+		return per + "@" + tz
+	}
+	d, _ := time.ParseDuration(per)
+	return d.String()
+}
+
+func sameLimit(lim Limit, e LimitEntry, inFlight bool) bool {
+	if inFlight {
+		return lim.Max == e.Max && lim.Window.IsZero()
+	}
+	return lim.Max == e.Max && refWindow(lim.Window.Per(), lim.Window.Timezone()) == refWindow(e.Per, e.Timezone)
+}
+
+// compareLimits checks a limits object of a Set through every accessor.
+func compareLimits(t *testing.T, got Limits, want LimitsEntry, what string) {
+	t.Helper()
+	if got.Len() != len(want) {
+		t.Fatalf("%s: %d limits, the reference %d", what, got.Len(), len(want))
+	}
+	var order []string
+	for meter, lim := range got.All() {
+		order = append(order, meter)
+		e, ok := want[meter]
+		if !ok || !sameLimit(lim, e, meter == InFlight) {
+			t.Fatalf("%s: %s is %d per %s, the reference %+v", what, meter, lim.Max, lim.Window, e)
+		}
+		if g, ok := got.Get(meter); !ok || g != lim {
+			t.Fatalf("%s: Get(%q) = %v, %v", what, meter, g, ok)
+		}
+	}
+	if !slices.Equal(order, slices.Sorted(maps.Keys(want))) {
+		t.Fatalf("%s: meters in the order %q", what, order)
+	}
+	if _, ok := got.Get("\x00no-meter"); ok {
+		t.Fatalf("%s: Get finds a meter that is not there", what)
+	}
+	back := got.Entry()
+	if len(back) != len(want) {
+		t.Fatalf("%s: Entry() = %v", what, back)
+	}
+	for meter, e := range back {
+		if !sameLimit(got.mustGet(meter), e, meter == InFlight) || !sameLimit(got.mustGet(meter), want[meter], meter == InFlight) {
+			t.Fatalf("%s: Entry()[%q] = %+v, the reference %+v", what, meter, e, want[meter])
+		}
+	}
+}
+
+func (l Limits) mustGet(meter string) Limit {
+	lim, ok := l.Get(meter)
+	if !ok {
+		panic("no limit " + meter)
+	}
+	return lim
+}
+
+// compareEachLimit holds EachLimit to the rule written out plainly: the
+// credential's limits, the consumer's own, its groups' member_limits on
+// the meters it has no limit of its own on (the first group it lists
+// wins), and each group's pool.
+func compareEachLimit(t *testing.T, cr Credential, w refWant, wc refWantCredential, groups map[string]GroupEntry, what string) {
+	t.Helper()
+	type item struct {
+		kind         limits.ScopeKind
+		scope, meter string
+		limit        string
+	}
+	show := func(max int64, per, tz string, inFlight bool) string {
+		if inFlight {
+			return strconv.FormatInt(max, 10)
+		}
+		return strconv.FormatInt(max, 10) + "/" + refWindow(per, tz)
+	}
+	var want []item
+	for m, e := range wc.limits {
+		want = append(want, item{limits.Credential, wc.id, m, show(e.Max, e.Per, e.Timezone, m == InFlight)})
+	}
+	consumerMeters := map[string]bool{}
+	for m, e := range w.limits {
+		consumerMeters[m] = true
+		want = append(want, item{limits.Consumer, w.id, m, show(e.Max, e.Per, e.Timezone, m == InFlight)})
+	}
+	for _, g := range w.groups {
+		for m, e := range groups[g].MemberLimits {
+			if !consumerMeters[m] {
+				consumerMeters[m] = true
+				want = append(want, item{limits.Consumer, w.id, m, show(e.Max, e.Per, e.Timezone, m == InFlight)})
+			}
+		}
+	}
+	for _, g := range w.groups {
+		for m, e := range groups[g].Limits {
+			want = append(want, item{limits.Group, g, m, show(e.Max, e.Per, e.Timezone, m == InFlight)})
+		}
+	}
+	var got []item
+	cr.EachLimit(func(kind limits.ScopeKind, scope, meter string, l Limit) bool {
+		got = append(got, item{kind, scope, meter, show(l.Max, l.Window.Per(), l.Window.Timezone(), meter == InFlight)})
+		return true
+	})
+	cmp := func(a, b item) int {
+		return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
+	}
+	slices.SortFunc(want, cmp)
+	slices.SortFunc(got, cmp)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: EachLimit yields %v, the reference %v", what, got, want)
+	}
+	if cr.HasLimits() != (len(want) > 0) {
+		t.Fatalf("%s: HasLimits() = %v with %d limits", what, cr.HasLimits(), len(want))
+	}
+	if len(got) > 1 {
+		n := 0
+		cr.EachLimit(func(limits.ScopeKind, string, string, Limit) bool { n++; return false })
+		if n != 1 {
+			t.Fatalf("%s: EachLimit went on after yield returned false", what)
 		}
 	}
 }
@@ -482,6 +839,8 @@ func comparePrevious(t *testing.T, s *Set, cr Credential, wc refWantCredential, 
 		if b, bok := cr.CreatedAt(); aok != bok || !a.Equal(b) {
 			t.Fatalf("%s: CreatedAt() differs from its credential's", what)
 		}
+		// The credential's limits, so a roll carries them over.
+		compareLimits(t, pr.Limits(), wc.limits, what)
 		checkExpiry(t, pr, wp.expires, what)
 	}
 }

@@ -44,6 +44,8 @@ type parser struct {
 	pos     int
 	b       *builder
 	draft   consumerDraft
+	groups  groupsDraft
+	out     *[]byte // the buffer of the draft being read: draft's or groups'
 	scratch []byte
 
 	release  func(from, to int)
@@ -69,20 +71,29 @@ func (p *parser) document() error {
 	case bytes.HasPrefix(p.data, bomUTF16BE), bytes.HasPrefix(p.data, bomUTF16LE):
 		return p.errAt(0, "the document is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8 without a byte order mark")
 	}
-	seen := false
+	seen, seenGroups := false, false
+	p.out = &p.draft.buf
+	p.groups.reset(p.lineOf)
 	err := p.object(fixed("the document"), func(name []byte, at int) error {
-		if string(name) != "consumers" {
-			return p.errAt(at, `unknown field in the document (it holds "consumers")`)
+		switch string(name) {
+		case "consumers":
+			if seen {
+				return p.errAt(at, `"consumers" given twice`)
+			}
+			seen = true
+			if p.null() {
+				// A generator's nil list would otherwise wipe every consumer.
+				return p.errAt(at, `"consumers" is null; an empty list is []`)
+			}
+			return p.array(fixed(`"consumers"`), p.consumer)
+		case "groups":
+			if seenGroups {
+				return p.errAt(at, `"groups" given twice`)
+			}
+			seenGroups = true
+			return p.groupsObject()
 		}
-		if seen {
-			return p.errAt(at, `"consumers" given twice`)
-		}
-		seen = true
-		if p.null() {
-			// A generator's nil list would otherwise wipe every consumer.
-			return p.errAt(at, `"consumers" is null; an empty list is []`)
-		}
-		return p.array(fixed(`"consumers"`), p.consumer)
+		return p.errAt(at, `unknown field in the document (fields: groups, consumers)`)
 	})
 	if err != nil {
 		return err
@@ -93,12 +104,62 @@ func (p *parser) document() error {
 	if p.peek() != 0 {
 		return p.errAt(p.pos, "unexpected data after the document")
 	}
+	// The groups are checked after the consumers, wherever they stand, as
+	// Build checks them; the second pass reads them again and leaves them.
+	if p.b.filling {
+		return nil
+	}
+	if err := p.groups.check(); err != nil {
+		return err
+	}
+	p.b.setGroups(&p.groups)
 	return nil
+}
+
+// groupsObject reads the document's groups: an object of groups by name,
+// or null for none.
+func (p *parser) groupsObject() error {
+	if p.null() {
+		return nil
+	}
+	g := &p.groups
+	p.out = &g.buf
+	defer func() { p.out = &p.draft.buf }()
+	return p.object(fixed("groups"), func(name []byte, at int) error {
+		gr := groupDraft{name: p.keep(name), at: at} // kept before str reuses its buffer
+		err := fields(p, fixed("a group"), groupMembers, &gr)
+		g.groups = append(g.groups, gr)
+		return err
+	})
+}
+
+// limits reads a limits object, or null for none, into dst; its strings go
+// where the draft being read keeps them.
+func (p *parser) limits(what label, dst *[]limitDraft) (limitRange, error) {
+	r := limitRange{start: len(*dst), end: len(*dst)}
+	if p.null() {
+		return r, nil
+	}
+	err := p.object(what, func(name []byte, _ int) error {
+		l := limitDraft{meter: p.keep(name)} // kept before str reuses its buffer
+		var err error
+		if string(name) == InFlight {
+			l.inFlight, l.hasMax = true, true
+			l.max, err = p.integer(fixed("in_flight"))
+		} else {
+			err = fields(p, fixed("a limit"), limitMembers, &l)
+		}
+		*dst = append(*dst, l)
+		return err
+	})
+	r.end = len(*dst)
+	return r, err
 }
 
 func (p *parser) consumer(index int) error {
 	d := &p.draft
 	d.reset(index, p.pos)
+	p.out = &d.buf
 	err := fields(p, label{consumer: index + 1}, consumerMembers, d)
 	if err != nil {
 		return err
@@ -154,6 +215,10 @@ var (
 		}},
 		{"labels", func(p *parser, _ *consumerDraft) error { return p.labels() }},
 		{"disabled", func(p *parser, d *consumerDraft) error { return p.optBool("disabled", &d.disabled) }},
+		{"limits", func(p *parser, d *consumerDraft) (err error) {
+			d.ownLimits, err = p.limits(fixed("limits"), &d.limits)
+			return err
+		}},
 	}
 	credentialMembers = []member[credentialDraft]{
 		{"id", func(p *parser, c *credentialDraft) (err error) {
@@ -178,6 +243,10 @@ var (
 		}},
 		{"disabled", func(p *parser, c *credentialDraft) error { return p.optBool("disabled", &c.disabled) }},
 		{"canary", func(p *parser, c *credentialDraft) error { return p.optBool("canary", &c.canary) }},
+		{"limits", func(p *parser, c *credentialDraft) (err error) {
+			c.limits, err = p.limits(fixed("limits"), &p.draft.limits)
+			return err
+		}},
 		{"previous", func(p *parser, _ *credentialDraft) error { return p.array(fixed("previous"), p.previous) }},
 	}
 	previousMembers = []member[previousDraft]{
@@ -187,6 +256,36 @@ var (
 		}},
 		{"expires_at", func(p *parser, v *previousDraft) (err error) {
 			v.hasExpiry, err = p.optStr(fixed("expires_at"), &v.expiry)
+			return err
+		}},
+	}
+	// The members of a group of the document's groups (GroupEntry) and of
+	// a meter's limit (LimitEntry).
+	groupMembers = []member[groupDraft]{
+		{"limits", func(p *parser, g *groupDraft) (err error) {
+			g.limits, err = p.limits(fixed("limits"), &p.groups.limits)
+			return err
+		}},
+		{"member_limits", func(p *parser, g *groupDraft) (err error) {
+			g.memberLimits, err = p.limits(fixed("member_limits"), &p.groups.limits)
+			return err
+		}},
+	}
+	limitMembers = []member[limitDraft]{
+		{"max", func(p *parser, l *limitDraft) (err error) {
+			if p.null() {
+				return nil
+			}
+			l.hasMax = true
+			l.max, err = p.integer(fixed("max"))
+			return err
+		}},
+		{"per", func(p *parser, l *limitDraft) (err error) {
+			l.hasPer, err = p.optStr(fixed("per"), &l.per)
+			return err
+		}},
+		{"timezone", func(p *parser, l *limitDraft) (err error) {
+			l.hasTimezone, err = p.optStr(fixed("timezone"), &l.timezone)
 			return err
 		}},
 	}
@@ -256,4 +355,36 @@ func fields[T any](p *parser, what label, members []member[T], v *T) error {
 		}
 		return p.errAt(at, "unknown field in %s (fields: %s)", what, strings.Join(names, ", "))
 	})
+}
+
+// ParseLimits reads a limits object on its own, as a consumers document
+// holds one (the Redis layout keeps limits as JSON in a hash field), with
+// the same checks; what names it in errors ("consumer \"alice\": limits").
+// Null and the empty string are no limits.
+func ParseLimits(data []byte, what string) (LimitsEntry, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	var (
+		buf []byte
+		ls  []limitDraft
+	)
+	p := &parser{data: data, out: &buf}
+	if _, err := p.limits(fixed("limits"), &ls); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if p.peek() != 0 {
+		return nil, fmt.Errorf("%s: %w", what, p.errAt(p.pos, "unexpected data after the limits"))
+	}
+	if err := checkLimits(buf, ls, func() string { return what }); err != nil {
+		return nil, err
+	}
+	if len(ls) == 0 {
+		return nil, nil
+	}
+	out := make(LimitsEntry, len(ls))
+	for _, l := range ls {
+		out[string(buf[l.meter.start:l.meter.end])] = LimitEntry{Max: l.max, Per: l.window.Per(), Timezone: l.window.Timezone()}
+	}
+	return out, nil
 }

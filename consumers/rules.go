@@ -51,6 +51,12 @@ func (d *consumerDraft) check() error {
 				return fmt.Errorf("%s has a created_at that is not an RFC 3339 time", d.credName(i))
 			}
 		}
+		if !c.limits.empty() {
+			where := func() string { return d.credName(i) + ": limits" }
+			if err := checkLimits(d.buf, d.limits[c.limits.start:c.limits.end], where); err != nil {
+				return err
+			}
+		}
 	}
 	if err := d.checkPrevious(); err != nil {
 		return err
@@ -61,7 +67,14 @@ func (d *consumerDraft) check() error {
 	if err := d.checkGroups(); err != nil {
 		return err
 	}
-	return d.checkLabels()
+	if err := d.checkLabels(); err != nil {
+		return err
+	}
+	if !d.ownLimits.empty() {
+		where := func() string { return d.name() + ": limits" }
+		return checkLimits(d.buf, d.limits[d.ownLimits.start:d.ownLimits.end], where)
+	}
+	return nil
 }
 
 // Limits of groups and labels, as the authorization rules of APISIX and Kong
@@ -359,6 +372,119 @@ func (d *consumerDraft) checkPrevious() error {
 		}
 		if _, err := time.Parse(time.RFC3339, string(d.s(p.expiry))); err != nil {
 			return fmt.Errorf("%s: previous secret #%d has an expires_at that is not an RFC 3339 time", d.credName(p.cred), n)
+		}
+	}
+	return nil
+}
+
+// Limits of a limits object.
+const (
+	// MaxMeterNameLength is the longest meter name, in bytes (all ASCII).
+	MaxMeterNameLength = 64
+	// MaxLimit is the largest max of a limit: 2^53-1, the largest integer
+	// a double holds exactly, so that any store counts to it exactly (a
+	// Redis script's numbers are doubles).
+	MaxLimit = 1<<53 - 1
+)
+
+// CheckMeterName reports why name cannot be a meter's name, or nil: a
+// meter is named as a label is, 1 to MaxMeterNameLength letters, digits,
+// '_', '-' or '.', and in_flight is not a meter but the cap of concurrent
+// requests.
+func CheckMeterName(name string) error {
+	switch {
+	case name == InFlight:
+		return errors.New(`"in_flight" is the cap of concurrent requests, not a meter`)
+	case !validMeterName([]byte(name)):
+		return fmt.Errorf("meter name %q is not 1 to %d letters, digits, '_', '-' or '.'", name, MaxMeterNameLength)
+	}
+	return nil
+}
+
+func validMeterName(name []byte) bool { return validLabelName(name) }
+
+// checkLimits checks the limits object ls of a draft whose strings are in
+// buf, and finds the windows of its limits; where names the object in
+// errors ("consumer \"alice\": limits"). It sorts ls by meter name, as the
+// Set keeps them: the first fault named is the same whichever order the
+// document gave them in.
+func checkLimits(buf []byte, ls []limitDraft, where func() string) error {
+	s := func(sp span) []byte { return buf[sp.start:sp.end] }
+	slices.SortFunc(ls, func(a, b limitDraft) int { return bytes.Compare(s(a.meter), s(b.meter)) })
+	for i := range ls {
+		l := &ls[i]
+		name := s(l.meter)
+		if i > 0 && bytes.Equal(s(ls[i-1].meter), name) {
+			return fmt.Errorf("%s: %q given twice", where(), name)
+		}
+		if l.inFlight {
+			switch {
+			case l.hasPer || l.hasTimezone:
+				return fmt.Errorf("%s: in_flight has a per or a timezone; it caps the requests under way at any time", where())
+			case l.max < 0:
+				return fmt.Errorf("%s: in_flight is negative", where())
+			case l.max > MaxLimit:
+				return fmt.Errorf("%s: in_flight is over %d", where(), int64(MaxLimit))
+			}
+			continue
+		}
+		switch {
+		case len(name) == 0:
+			return fmt.Errorf("%s: a meter has an empty name", where())
+		case len(name) > MaxMeterNameLength:
+			return fmt.Errorf("%s: a meter's name is longer than %d bytes", where(), MaxMeterNameLength)
+		case !validMeterName(name):
+			return fmt.Errorf("%s: meter name %q is not 1 to %d letters, digits, '_', '-' or '.'", where(), name, MaxMeterNameLength)
+		case !l.hasMax:
+			return fmt.Errorf("%s: meter %q has no max", where(), name)
+		case l.max < 0:
+			return fmt.Errorf("%s: meter %q has a negative max", where(), name)
+		case l.max > MaxLimit:
+			return fmt.Errorf("%s: meter %q has a max over %d", where(), name, int64(MaxLimit))
+		}
+		var per, tz string
+		if l.hasPer {
+			per = string(s(l.per))
+		}
+		if l.hasTimezone {
+			if tz = string(s(l.timezone)); tz == "" {
+				return fmt.Errorf("%s: meter %q has an empty timezone", where(), name)
+			}
+		}
+		w, err := ParseWindow(per, tz)
+		if err != nil {
+			return fmt.Errorf("%s: meter %q %w", where(), name, err)
+		}
+		l.window = w
+	}
+	return nil
+}
+
+// check applies the rules of the document's groups, sorted by name: the
+// first fault named is the same whichever order the document gave them in.
+func (g *groupsDraft) check() error {
+	s := func(sp span) []byte { return g.buf[sp.start:sp.end] }
+	slices.SortFunc(g.groups, func(a, b groupDraft) int { return bytes.Compare(s(a.name), s(b.name)) })
+	for i := range g.groups {
+		gr := &g.groups[i]
+		name := s(gr.name)
+		if f, quote := groupFault(name); f != "" {
+			if quote {
+				return g.at(gr, fmt.Errorf("groups: group name %q %s", name, f))
+			}
+			return g.at(gr, fmt.Errorf("groups: a group name %s", f))
+		}
+		if i > 0 && bytes.Equal(s(g.groups[i-1].name), name) {
+			return g.at(gr, fmt.Errorf("groups: group %q described twice", name))
+		}
+		for _, o := range []struct {
+			field string
+			r     limitRange
+		}{{"limits", gr.limits}, {"member_limits", gr.memberLimits}} {
+			where := func() string { return fmt.Sprintf("group %q: %s", name, o.field) }
+			if err := checkLimits(g.buf, g.limits[o.r.start:o.r.end], where); err != nil {
+				return g.at(gr, err)
+			}
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package consumers
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -301,8 +302,46 @@ func (p *parser) optStr(what label, dst *span) (bool, error) {
 	return true, nil
 }
 
+// keep copies a string into the draft being read (p.out).
 func (p *parser) keep(s []byte) span {
-	start := len(p.draft.buf)
-	p.draft.buf = append(p.draft.buf, s...)
-	return span{start, len(p.draft.buf)}
+	start := len(*p.out)
+	*p.out = append(*p.out, s...)
+	return span{start, len(*p.out)}
+}
+
+// integer reads a JSON number that is an integer: no fraction or exponent,
+// within int64.
+func (p *parser) integer(what label) (int64, error) {
+	p.ws()
+	start, i := p.pos, p.pos
+	neg := i < len(p.data) && p.data[i] == '-'
+	if neg {
+		i++
+	}
+	digits := i
+	var n uint64
+	for ; i < len(p.data) && '0' <= p.data[i] && p.data[i] <= '9'; i++ {
+		if n > (math.MaxUint64-9)/10 {
+			n = math.MaxUint64 // out of range whatever follows
+			continue
+		}
+		n = n*10 + uint64(p.data[i]-'0')
+	}
+	switch {
+	case i == digits && p.pos >= len(p.data):
+		return 0, p.errAt(p.pos, "unexpected end of document, expected %s (an integer)", what)
+	case i == digits:
+		return 0, p.errAt(start, "expected %s (an integer)", what)
+	case p.data[digits] == '0' && i-digits > 1:
+		return 0, p.errAt(start, "invalid number: a leading zero")
+	case i < len(p.data) && (p.data[i] == '.' || p.data[i] == 'e' || p.data[i] == 'E'):
+		return 0, p.errAt(start, "%s is not an integer", what)
+	case !neg && n > math.MaxInt64, neg && n > 1<<63:
+		return 0, p.errAt(start, "%s is out of range", what)
+	}
+	p.pos = i
+	if neg {
+		return int64(-n), nil
+	}
+	return int64(n), nil
 }

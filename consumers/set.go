@@ -51,8 +51,17 @@ type extraRec struct {
 	// back into its names unambiguously.
 	groups strRef
 	labels strRef // labels[off:off+n] of Set.labels, sorted by name
-	flags  uint32
+	// flags holds the consumer's flags below extraLimitsShift and, above,
+	// i+1 for its record consumerLimits[i] (its own limits and its groups
+	// that have any), or 0: in the flags' spare bits, so that a consumer
+	// with groups or labels costs nothing more for limits.
+	flags uint32
 }
+
+const extraLimitsShift = 1 // above flagDisabled, the one flag of a consumer
+
+// limits is the index+1 of the consumer's limits record, or 0.
+func (x extraRec) limits() uint32 { return x.flags >> extraLimitsShift }
 
 type labelRec struct{ name, value strRef }
 
@@ -61,6 +70,7 @@ const (
 	flagDisabled = 1 << iota
 	flagCanary
 	flagCreated // credentials only: created[i] holds its created_at
+	flagLimits  // credentials only: credLimits holds its limits
 )
 
 type credentialRec struct {
@@ -94,6 +104,12 @@ type Set struct {
 	// slots is the digest index: 0 is an empty slot, i+1 names credentials[i].
 	slots []uint32
 	mask  uint64
+
+	// lim holds the limits and the document's groups, or is nil: a
+	// document without them costs one pointer for them (the Redis source
+	// caches a set per key), and a consumer or key without limits nothing
+	// more than a record's flag or index (setlimits.go).
+	lim *limitTables
 }
 
 // Credential identifies one credential of a Set, as found by one of its
@@ -130,7 +146,7 @@ func (s *Set) Bytes() int {
 		len(s.labels)*int(unsafe.Sizeof(labelRec{})) + len(s.extras)*int(unsafe.Sizeof(extraRec{})) +
 		len(s.consumers)*int(unsafe.Sizeof(consumerRec{})) +
 		len(s.credentials)*int(unsafe.Sizeof(credentialRec{})) + len(s.slots)*4 + len(s.created)*8 +
-		len(s.previousOf)*4
+		len(s.previousOf)*4 + s.lim.bytes()
 }
 
 // Lookup finds the credential whose key has the digest d: its current

@@ -441,3 +441,30 @@ func TestCreatedAt(t *testing.T) {
 		t.Errorf("a created_at that is not a time: %v", err)
 	}
 }
+
+// BenchmarkSetBytes1M reports Set.Bytes per consumer for 1,000,000
+// consumers of one key each: plain, with two groups and two labels, and
+// with those and a limit of their own and a tier's (a group with
+// member_limits) on top.
+func BenchmarkSetBytes1M(b *testing.B) {
+	const n = 1000000
+	for _, shape := range []string{"plain", "groups_and_labels", "with_limits"} {
+		b.Run(shape, func(b *testing.B) {
+			doc := benchDocument(n, shape != "plain")
+			if shape == "with_limits" {
+				doc = bytes.ReplaceAll(doc, []byte(`"groups": ["gold", "partner"], `),
+					[]byte(`"groups": ["gold", "partner"], "limits": {"tokens": {"max": 2000000, "per": "month"}}, `))
+				doc = bytes.Replace(doc, []byte(`{"consumers": [`),
+					[]byte(`{"groups": {"gold": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}}}, "consumers": [`), 1)
+			}
+			var s *Set
+			for b.Loop() {
+				var err error
+				if s, err = Parse(doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(s.Bytes())/n, "B/consumer")
+		})
+	}
+}

@@ -21,6 +21,7 @@ package integration
 //   source_file_test.go      consumers from a file
 //   source_http_test.go      consumers from an HTTP source
 //   source_redis_test.go     consumers in Redis
+//   source_write_test.go     writing through to a source (keyauth.Writer)
 //   source_admin_test.go     the admin endpoints and the metrics
 //   extra_source_test.go     a source module of another package
 //   reload_test.go           config reloads and their cost

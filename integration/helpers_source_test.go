@@ -31,6 +31,7 @@ const (
 	sourceRefusedDoc                 // 200 with JSON that fails the checks
 	sourceOversize                   // 200 with a valid document over max_size, Content-Length set
 	sourceOversizeChunked            // the same, chunked, without Content-Length
+	sourceRefusedLimits              // 200 with JSON whose limits fail the checks
 )
 
 // sourceRequest is what the source recorded of one request.
@@ -247,6 +248,10 @@ func (s *sourceServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case sourceRefusedDoc:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, consumersDoc("dup", "dup-key-1", "dup", "dup-key-2"))
+	case sourceRefusedLimits:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"groups": {"free": {"member_limits": {"requests": {"max": 1000, "per": "fortnight"}}}},
+			"consumers": [{"username": "bob", "groups": ["free"], "keys": [{"key": "bob-key-1"}]}]}`)
 	case sourceOversize:
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(over)))

@@ -139,6 +139,7 @@ func TestSourceHTTPFailuresKeepLastGoodSet(t *testing.T) {
 		{"status 500", sourceFail, "status 500"},
 		{"invalid JSON", sourceInvalid, "consumers source"},
 		{"refused document", sourceRefusedDoc, "dup"},
+		{"invalid limits", sourceRefusedLimits, `group "free": member_limits: meter "requests" has per "fortnight"`},
 		{"over max_size with Content-Length", sourceOversize, "max_size"},
 		{"over max_size chunked", sourceOversizeChunked, "max_size"},
 		{"hanging source", sourceHang, "Timeout"},

@@ -331,3 +331,64 @@ func TestFileTagRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestFileLimitRefused: invalid limits refuse the file like any other
+// fault, naming the consumer, credential or group and the meter, and the
+// last good set keeps serving with its limits.
+func TestFileLimitRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "consumers.json")
+	doc := func(consumerLimits, credLimits, groupLimits string) []byte {
+		return []byte(`{"groups": {"free": {"member_limits": ` + groupLimits + `}},
+			"consumers": [{"username": "alice", "groups": ["free"], "limits": ` + consumerLimits + `,
+				"keys": [{"id": "alice-ci", "key": "` + keyMark + `-alice", "limits": ` + credLimits + `}]}]}`)
+	}
+	const good = `{"requests": {"max": 10, "per": "day"}}`
+	if err := os.WriteFile(path, doc(good, `{"in_flight": 2}`, `{"tokens": {"max": 5, "per": "month", "timezone": "Europe/Berlin"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ff := &fileLoader{path: path}
+	set, err := ff.Load(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(ff, filePolling(time.Second), set)
+	s.logger.Store(zap.NewNop())
+	defer s.Destruct()
+	serves := func() bool {
+		c, ok := s.Set().Lookup(digestOf(keyMark + "-alice"))
+		if !ok {
+			return false
+		}
+		l, ok := c.Consumer().Limits().Get("requests")
+		g, _ := s.Set().Group("free")
+		tok, _ := g.MemberLimits().Get("tokens")
+		return ok && l.Max == 10 && tok.Window.String() == "month in Europe/Berlin"
+	}
+	if !serves() {
+		t.Fatal("the first set does not serve alice with her limits")
+	}
+	for _, tt := range []struct {
+		doc  []byte
+		want string
+	}{
+		{doc(`{"requests": {"max": 10, "per": "fortnight"}}`, `null`, `null`), `consumer "alice": limits: meter "requests" has per "fortnight"`},
+		{doc(`{"requests": {"max": -1, "per": "day"}}`, `null`, `null`), `consumer "alice": limits: meter "requests" has a negative max`},
+		{doc(good, `{"requests": {"max": 1, "per": "day", "timezone": "Europe/Nowhere"}}`, `null`),
+			`consumer "alice", credential "alice-ci": limits: meter "requests" has timezone "Europe/Nowhere", which is not an IANA timezone`},
+		{doc(good, `{"in_flight": -2}`, `null`), `consumer "alice", credential "alice-ci": limits: in_flight is negative`},
+		{doc(good, `null`, `{"tokens": {"max": 5, "per": "500ms"}}`), `group "free": member_limits: meter "tokens" has per "500ms", shorter than 1s`},
+		{doc(good, `null`, `{"to kens": {"max": 5, "per": "day"}}`), `group "free": member_limits: meter name "to kens" is not`},
+	} {
+		if err := os.WriteFile(path, tt.doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := s.refresh(ctx, false)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error %v, want %q", err, tt.want)
+		}
+		if !serves() {
+			t.Errorf("%s: the last good set does not serve alice with her limits", tt.want)
+		}
+	}
+}

@@ -37,7 +37,9 @@ counts, its errors (those of a load) and warnings: plain keys at rest, keys
 expiring within --warn (default 30d), expired keys, consumers without keys
 (on a bare file even the anonymous one: only --config knows which it is),
 plain keys that look generated but whose checksum is wrong (a typo), and an
-anonymous consumer that is missing or disabled.
+anonymous consumer that is missing or disabled. A file that holds limits
+gets a line that sums them up; with --config, a warning when no key_auth
+handler that uses the file has a limits block, where they are enforced.
 
 The consumers files are the arguments, or --file (which may be repeated),
 as with the other commands; not both.
@@ -64,6 +66,10 @@ CI and pre-commit hooks.
 type checked struct {
 	kind, location string
 	anonymous      []string
+	// fromConfig: the source was found in a config (--config), whose
+	// handlers say whether its limits are enforced: they are where a
+	// handler that uses it has a limits block (limitsEnforced).
+	fromConfig, limitsEnforced bool
 }
 
 func runCheck(cmd *cobra.Command, args []string) error {
@@ -188,6 +194,10 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 			warnf("anonymous consumer %q is disabled: requests that continue as it get 500", a)
 		}
 	}
+	summary, hasLimits := limitsSummary(set)
+	if hasLimits && s.fromConfig && !s.limitsEnforced {
+		warnf("the file holds limits, but no %s handler that uses it has a limits block: they are not enforced", keyAuthID.Name())
+	}
 	consumers, keys := set.Len()
 	fmt.Fprintf(out, "consumers file %s: %s, %s (%d hashed, %d plain)", s.location,
 		plural(consumers, "consumer", "consumers"), plural(keys, "key", "keys"), keys-plain, plain)
@@ -204,10 +214,71 @@ func checkFile(out io.Writer, s *checked, warnWithin time.Duration) (errs, warns
 		fmt.Fprintf(out, "; %s", strings.Join(extra, ", "))
 	}
 	fmt.Fprintln(out)
+	if summary != "" {
+		fmt.Fprintln(out, "  "+summary)
+	}
 	for _, l := range lines {
 		fmt.Fprintln(out, l)
 	}
 	return 0, len(lines)
+}
+
+// limitsSummary says what limits a set holds, in one line, and whether it
+// holds any: on how many keys, consumers and groups, on which meters, and
+// how many consumers get limits through their groups.
+func limitsSummary(set *consumers.Set) (string, bool) {
+	meters := map[string]bool{}
+	note := func(l consumers.Limits) bool {
+		for m := range l.All() {
+			meters[m] = true
+		}
+		return l.Len() > 0
+	}
+	var keys, own, viaGroups int
+	var groups []string
+	for g := range set.Groups() {
+		if a, b := note(g.Limits()), note(g.MemberLimits()); a || b {
+			groups = append(groups, g.Name())
+		}
+	}
+	nc, nk := set.Len()
+	for i := range nk {
+		if note(set.CredentialAt(i).Limits()) {
+			keys++
+		}
+	}
+	for i := range nc {
+		c := set.ConsumerAt(i)
+		if note(c.Limits()) {
+			own++
+		}
+		for range c.LimitGroups() {
+			viaGroups++
+			break
+		}
+	}
+	if len(meters) == 0 {
+		return "", false
+	}
+	var on []string
+	if keys > 0 {
+		on = append(on, plural(keys, "key", "keys"))
+	}
+	if own > 0 {
+		on = append(on, plural(own, "consumer", "consumers"))
+	}
+	if len(groups) > 0 {
+		names := groups
+		if len(names) > 5 {
+			names = append(names[:5:5], "...")
+		}
+		on = append(on, fmt.Sprintf("%s (%s)", plural(len(groups), "group", "groups"), strings.Join(names, ", ")))
+	}
+	s := "limits on " + strings.Join(on, ", ") + "; meters: " + strings.Join(slices.Sorted(maps.Keys(meters)), ", ")
+	if viaGroups > 0 {
+		s += fmt.Sprintf("; %s in groups with limits", plural(viaGroups, "consumer", "consumers"))
+	}
+	return s, true
 }
 
 // configSources finds the consumers sources of every key_auth handler of a
@@ -236,6 +307,7 @@ func configSources(path string) ([]*checked, error) {
 		}
 		key := s.kind + " " + s.location
 		if prev, ok := byKey[key]; ok {
+			prev.limitsEnforced = prev.limitsEnforced || s.limitsEnforced
 			s = prev
 		} else {
 			byKey[key] = s
@@ -291,7 +363,7 @@ func handlerSource(raw json.RawMessage) (*checked, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%s handler: %w", keyAuthID.Name(), err)
 	}
-	s := &checked{kind: src.CaddyModule().ID.Name()}
+	s := &checked{kind: src.CaddyModule().ID.Name(), fromConfig: true, limitsEnforced: hasLimitsBlock(raw)}
 	switch src := src.(type) {
 	case *sources.FileSource:
 		if s.location, err = src.ResolvedPath(); err != nil {
@@ -301,6 +373,18 @@ func handlerSource(raw json.RawMessage) (*checked, string, error) {
 		s.location = sources.RedactURL(src.ResolvedURL())
 	}
 	return s, h.Anonymous, nil
+}
+
+// hasLimitsBlock reports whether a key_auth handler's JSON has a limits
+// block: where limits are counted (README, "Limits"). The handler decodes
+// it; this only asks whether it is there and not null.
+func hasLimitsBlock(raw json.RawMessage) bool {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return false
+	}
+	l, ok := fields["limits"]
+	return ok && string(bytes.TrimSpace(l)) != "null"
 }
 
 // decodeModule decodes a module given inline, its name under inlineKey, as

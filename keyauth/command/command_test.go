@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -886,5 +887,86 @@ func TestImportTemplateUnset(t *testing.T) {
 		if err != nil {
 			noSecret(t, []string{"set-secret-value"}, out, errOut, err.Error())
 		}
+	}
+}
+
+// check sums up a file's limits and refuses invalid ones; with --config it
+// warns when no handler that uses the file enforces them.
+func TestCheckLimits(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "consumers.json")
+	if err := os.WriteFile(path, []byte(`{"groups": {
+    "free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}},
+    "acme-team": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}},
+    "acl-only": {}},
+  "consumers": [
+    {"username": "alice", "groups": ["free", "acme-team"], "limits": {"tokens": {"max": 2000000, "per": "month"}},
+     "keys": [{"id": "alice-ci", "hash": "`+consumers.HashKey("k1")+`", "limits": {"requests": {"max": 100, "per": "hour"}}}]},
+    {"username": "bob", "groups": ["free"], "keys": [{"hash": "`+consumers.HashKey("k2")+`"}]},
+    {"username": "carol", "groups": ["acl-only"], "keys": [{"hash": "`+consumers.HashKey("k3")+`"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "", "check", path)
+	want := "  limits on 1 key, 1 consumer, 2 groups (acme-team, free); meters: in_flight, requests, tokens; 2 consumers in groups with limits\n0 errors, 0 warnings\n"
+	if err != nil || !strings.HasSuffix(out, want) {
+		t.Errorf("check of a file with limits: %v\n%s\nwant it to end with\n%s", err, out, want)
+	}
+
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(caddyfile, []byte(":8080 {\n\tkey_auth {\n\t\tconsumers file "+path+"\n\t}\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "", "check", "--config", caddyfile)
+	if err != nil || !strings.Contains(out, "warning: the file holds limits, but no key_auth handler that uses it has a limits block: they are not enforced") {
+		t.Errorf("check --config with limits no handler enforces: %v\n%s", err, out)
+	}
+	for raw, want := range map[string]bool{
+		`{"handler": "key_auth", "limits": {}}`:      true,
+		`{"handler": "key_auth", "limits": null}`:    false,
+		`{"handler": "key_auth"}`:                    false,
+		`{"handler": "key_auth", "limits": {"x":1}}`: true,
+	} {
+		if got := hasLimitsBlock([]byte(raw)); got != want {
+			t.Errorf("hasLimitsBlock(%s) = %v", raw, got)
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"consumers": [{"username": "alice", "limits": {"requests": {"max": 1, "per": "fortnight"}}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "", "check", bad)
+	if err == nil || !strings.Contains(out, `error: consumers file `+bad+`: line 1: consumer "alice": limits: meter "requests" has per "fortnight"`) {
+		t.Errorf("check of invalid limits: %v\n%s", err, out)
+	}
+}
+
+// Editing a file (new, revoke) keeps its groups and limits as they were.
+func TestKeysKeepLimits(t *testing.T) {
+	path := writeFile(t, `{"groups": {"free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}}},
+  "consumers": [{"username": "alice", "groups": ["free"], "limits": {"tokens": {"max": 5, "per": "90m"}},
+    "keys": [{"id": "a1", "hash": "`+consumers.HashKey("k1")+`", "limits": {"requests": {"max": 1, "per": "day", "timezone": "Europe/Berlin"}}}]}]}`)
+	read := func() *consumers.Document {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := consumers.DecodeDocument(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	before := read()
+	if _, _, err := run(t, "", "new", "--consumer", "alice", "--file", path, "--id", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "", "revoke", "--file", path, "--credential", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	after := read()
+	if !reflect.DeepEqual(before.Groups, after.Groups) || !reflect.DeepEqual(before.Consumers[0].Limits, after.Consumers[0].Limits) ||
+		!reflect.DeepEqual(before.Consumers[0].Keys[0].Limits, after.Consumers[0].Keys[0].Limits) {
+		t.Errorf("limits changed by an edit:\n%+v\n%+v", before, after)
 	}
 }

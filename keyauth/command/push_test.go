@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,11 @@ func TestPush(t *testing.T) {
 	redistest.Do(t, c, "HSET", credKey("stale-key"), "consumer", "stale", "id", "s")
 	redistest.Do(t, c, "SET", "p:other", "kept")
 	redistest.Do(t, c, "HSET", "q:consumer:alice", "id", "outside the prefix")
+	// The stale consumer's indexes, and its key's last use.
+	redistest.Do(t, c, "HSET", "p:consumer-keys:stale", strings.TrimPrefix(credKey("stale-key"), "p:cred:"), "s")
+	redistest.Do(t, c, "HSET", "p:credential-id:s", "consumer", "stale")
+	redistest.Do(t, c, "ZADD", "p:consumers", "0", "stale")
+	redistest.Do(t, c, "HSET", "p:last-used", "s", "29000000", "alice-1", "29000001")
 
 	doc := `{"consumers": [
 		{"username": "alice", "id": "a11ce", "custom_id": "c1", "tags": ["staff", "ops"], "groups": ["gold"],
@@ -74,6 +80,29 @@ func TestPush(t *testing.T) {
 	if v, _ := c.Do(ctx, c.B().Get().Key("p:other").Build()).ToString(); v != "kept" {
 		t.Error("a key under the prefix outside the layout was touched")
 	}
+	hexOf := func(key string) string { return strings.TrimPrefix(credKey(key), "p:cred:") }
+	// The writers' indexes: each consumer's keys, the owner of each
+	// credential id, the list of usernames; the stale ones gone.
+	for key, want := range map[string]map[string]string{
+		"p:consumer-keys:alice":   {hexOf("alice-secret-1"): "alice-1", hexOf("alice-secret-2"): "a11ce#2"},
+		"p:consumer-keys:bob":     {hexOf("bob-secret"): "bob-1"},
+		"p:credential-id:alice-1": {"consumer": "alice"},
+		"p:credential-id:a11ce#2": {"consumer": "alice"},
+		"p:credential-id:bob-1":   {"consumer": "bob"},
+		"p:consumer-keys:stale":   {},
+		"p:credential-id:s":       {},
+		"p:last-used":             {"alice-1": "29000001"},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	if got, _ := c.Do(ctx, c.B().Zrange().Key("p:consumers").Min("0").Max("-1").Build()).AsStrSlice(); !slices.Equal(got, []string{"alice", "bob"}) {
+		t.Errorf("p:consumers = %v", got)
+	}
+	if st.IndexesWritten != 7 || st.IndexesRemoved != 4 {
+		t.Errorf("indexes: %d written, %d removed, want 7 (2 consumer-keys, 3 credential-id, 2 usernames) and 4", st.IndexesWritten, st.IndexesRemoved)
+	}
 
 	// Again, changed: only the changes are written, a dropped field goes.
 	doc2 := strings.Replace(doc, `"custom_id": "c1", `, "", 1)
@@ -89,6 +118,9 @@ func TestPush(t *testing.T) {
 	}
 	if len(hgetall(t, c, credKey("alice-secret-2"))) != 0 || len(hgetall(t, c, credKey("alice-secret-3"))) == 0 {
 		t.Error("the replaced key is not replaced")
+	}
+	if got := hgetall(t, c, "p:consumer-keys:alice"); !maps.Equal(got, map[string]string{hexOf("alice-secret-1"): "alice-1", hexOf("alice-secret-3"): "a11ce#2"}) {
+		t.Errorf("alice's keys after the change: %v", got)
 	}
 
 	// A refused document writes nothing.
@@ -462,5 +494,71 @@ func TestPushAddressPlaceholder(t *testing.T) {
 	}
 	if _, err := runPush(t, "--redis", "{env.KEYAUTH_TEST_PUSH_UNSET}", "--file", pushFile(t)); err == nil || !strings.Contains(err.Error(), `--redis: "{env.KEYAUTH_TEST_PUSH_UNSET}" is not host:port`) {
 		t.Errorf("an unset variable: %v", err)
+	}
+}
+
+// TestPushLimits: push writes the limits of keys and consumers and a hash
+// per group with limits, rewrites them as they change and removes a group
+// the document no longer describes (or no longer gives limits).
+func TestPushLimits(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.Addr())
+	ctx := context.Background()
+	redistest.Do(t, c, "HSET", "p:group:stale", "limits", `{"in_flight": 1}`)
+	doc := `{"groups": {
+			"free": {"member_limits": {"requests": {"max": 1000, "per": "day"}, "in_flight": 2}},
+			"team": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}},
+			"acl-only": {}},
+		"consumers": [{"username": "alice", "groups": ["free", "team", "acl-only"], "limits": {"tokens": {"max": 2000000, "per": "month"}},
+			"keys": [{"id": "alice-ci", "key": "alice-secret", "limits": {"requests": {"max": 100, "per": "90m"}}}]}]}`
+	st, err := Push(ctx, c, []byte(doc), "p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Groups != 2 || st.Written != 4 || st.Removed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	for key, want := range map[string]map[string]string{
+		"p:group:free":          {"member_limits": `{"in_flight":2,"requests":{"max":1000,"per":"day"}}`},
+		"p:group:team":          {"limits": `{"requests":{"max":100000,"per":"month","timezone":"Europe/Berlin"}}`},
+		"p:group:acl-only":      {},
+		"p:group:stale":         {},
+		"p:consumer:alice":      {"id": "alice", "groups": "free,team,acl-only", "limits": `{"tokens":{"max":2000000,"per":"month"}}`},
+		credKey("alice-secret"): {"consumer": "alice", "id": "alice-ci", "limits": `{"requests":{"max":100,"per":"1h30m0s"}}`},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+
+	// Again, changed: the tier loses its in_flight, the team its group
+	// entry, the key its limits.
+	doc2 := strings.Replace(doc, `, "in_flight": 2}}`, `}}`, 1)
+	doc2 = strings.Replace(doc2, `"team": {"limits": {"requests": {"max": 100000, "per": "month", "timezone": "Europe/Berlin"}}},`, "", 1)
+	doc2 = strings.Replace(doc2, `, "limits": {"requests": {"max": 100, "per": "90m"}}`, "", 1)
+	st, err = Push(ctx, c, []byte(doc2), "p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Groups != 1 || st.Written != 2 || st.Unchanged != 1 || st.Removed != 1 {
+		t.Errorf("second push: stats %+v", st)
+	}
+	for key, want := range map[string]map[string]string{
+		"p:group:free":          {"member_limits": `{"requests":{"max":1000,"per":"day"}}`},
+		"p:group:team":          {},
+		credKey("alice-secret"): {"consumer": "alice", "id": "alice-ci"},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("second push: %s = %v, want %v", key, got, want)
+		}
+	}
+
+	// Invalid limits write nothing.
+	bad := strings.Replace(doc2, `"max": 1000`, `"max": -1`, 1)
+	if _, err := Push(ctx, c, []byte(bad), "p:"); err == nil || !strings.Contains(err.Error(), `group "free": member_limits: meter "requests" has a negative max`) {
+		t.Errorf("a document with a negative max: %v", err)
+	}
+	if got := hgetall(t, c, "p:group:free"); got["member_limits"] != `{"requests":{"max":1000,"per":"day"}}` {
+		t.Errorf("a refused push wrote %v", got)
 	}
 }

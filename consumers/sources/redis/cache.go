@@ -37,8 +37,14 @@ type lookupCache struct {
 	epoch atomic.Uint64
 	seed  maphash.Seed
 
-	mu         sync.Mutex // serializes writers and guards byConsumer
+	mu         sync.Mutex // serializes writers and guards byConsumer and byGroup
 	byConsumer map[string]map[consumers.Digest]struct{}
+	byGroup    map[string]map[consumers.Digest]struct{}
+
+	// groups are the group hashes read, by name (nil fields: no hash), so
+	// that the consumers of a tier do not each cost a read of it.
+	grpMu  sync.RWMutex
+	groups map[string]*groupEntry
 
 	consMu    sync.RWMutex
 	consumers map[string]*consumerEntry // by username or id: the anonymous ones, a few
@@ -50,6 +56,11 @@ type lookupCache struct {
 	// in nanoseconds; 0 keeps it until Redis reports a change.
 	absentTTL atomic.Int64
 	now       func() int64 // the clock, in Unix nanoseconds: a fake one in tests
+
+	// added and removed, when set, see each entry that holds a record of
+	// use as it enters and leaves the cache, with c.mu held (the looker's
+	// record of use follows the cache: usage.go).
+	added, removed func(*cacheEntry)
 }
 
 const (
@@ -61,7 +72,10 @@ const (
 	// set's headers and slices, the entry, its map slot and its reverse
 	// index slot, as TestLookupCacheEntryBytes measures them, rounded up.
 	knownOverhead   = 800
-	unknownOverhead = 160
+	unknownOverhead = 176
+	// What each group an entry depends on adds besides its name: the
+	// slice's element and the reverse index's slot.
+	groupRefOverhead = 64
 )
 
 type cacheShard struct {
@@ -74,12 +88,29 @@ type cacheShard struct {
 // cacheEntry is one key's answer.
 type cacheEntry struct {
 	cred     consumers.Credential
-	found    bool
 	size     int64
-	consumer string // the consumer hash the answer depends on, or ""
-	ref      atomic.Bool
-	expires  int64 // Unix nanoseconds after which the answer is not used, or 0
+	consumer string   // the consumer hash the answer depends on, or ""
+	groups   []string // the group hashes it depends on, by name
+	expires  int64    // Unix nanoseconds after which the answer is not used, or 0
+	found    bool
+	// absentGroup is an answer found that rests on a group hash that did
+	// not exist: it expires as an unknown key does.
+	absentGroup bool
+	ref         atomic.Bool
+	// use is the record of use of a found credential, or nil.
+	use *useSlot
 }
+
+// groupEntry is a group hash as read; nil fields when there is none.
+type groupEntry struct {
+	fields  map[string]string
+	expires int64 // as cacheEntry's, for an absent hash
+}
+
+// maxGroups bounds the group hashes kept: a tier is shared by many
+// consumers, and the names come from consumer hashes, so there are few;
+// past the bound they are all let go.
+const maxGroups = 10000
 
 // consumerEntry is a consumer found by name or id, and the hashes it was
 // read from.
@@ -110,12 +141,23 @@ func (c *lookupCache) reset() {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
+		if c.removed != nil {
+			for _, e := range sh.m[known] {
+				if e.use != nil {
+					c.removed(e)
+				}
+			}
+		}
 		sh.m[known] = map[consumers.Digest]*cacheEntry{}
 		sh.m[unknown] = map[consumers.Digest]*cacheEntry{}
 		sh.bytes = [2]int64{}
 		sh.mu.Unlock()
 	}
 	c.byConsumer = map[string]map[consumers.Digest]struct{}{}
+	c.byGroup = map[string]map[consumers.Digest]struct{}{}
+	c.grpMu.Lock()
+	c.groups = map[string]*groupEntry{}
+	c.grpMu.Unlock()
 	c.consMu.Lock()
 	c.consumers = map[string]*consumerEntry{}
 	c.consMu.Unlock()
@@ -182,16 +224,20 @@ func (c *lookupCache) valid(t ticket) bool {
 func (c *lookupCache) bump(key string) { c.gens[c.stripe(key)].Add(1) }
 
 // put caches e for d unless a hash it depends on changed since its tickets
-// were taken. consumer is the consumer hash it depends on, or "".
-func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer string, t2 ticket) {
+// were taken. consumer is the consumer hash it depends on, or ""; groups
+// are the tickets of the group hashes of e.groups.
+func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer string, t2 ticket, groups ...ticket) {
 	kind := known
 	e.size += knownOverhead + int64(len(consumer))
+	for _, g := range e.groups {
+		e.size += groupRefOverhead + int64(len(g))
+	}
 	if !e.found {
 		kind = unknown
 		e.size = unknownOverhead + int64(len(consumer))
 	}
 	e.consumer = consumer
-	if !e.found {
+	if !e.found || e.absentGroup {
 		// Unknown: the credential hash, or its consumer's, was absent
 		// (or refused, which is rare enough to expire the same way).
 		e.expires = c.expiry()
@@ -200,6 +246,11 @@ func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer
 	defer c.mu.Unlock()
 	if !c.valid(t) || (consumer != "" && !c.valid(t2)) || e.size > c.budget[kind] {
 		return
+	}
+	for _, tg := range groups {
+		if !c.valid(tg) {
+			return
+		}
 	}
 	sh := c.shard(d)
 	sh.mu.Lock()
@@ -220,17 +271,65 @@ func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer
 		}
 	}
 	sh.m[kind][*d] = e
+	if e.use != nil && c.added != nil {
+		c.added(e)
+	}
 	sh.bytes[kind] += e.size
 	c.entries[kind].Add(1)
 	c.bytes.Add(e.size)
 	if consumer != "" {
-		m := c.byConsumer[consumer]
-		if m == nil {
-			m = map[consumers.Digest]struct{}{}
-			c.byConsumer[consumer] = m
-		}
-		m[*d] = struct{}{}
+		index(c.byConsumer, consumer, d)
 	}
+	for _, g := range e.groups {
+		index(c.byGroup, g, d)
+	}
+}
+
+func index(by map[string]map[consumers.Digest]struct{}, name string, d *consumers.Digest) {
+	m := by[name]
+	if m == nil {
+		m = map[consumers.Digest]struct{}{}
+		by[name] = m
+	}
+	m[*d] = struct{}{}
+}
+
+func unindex(by map[string]map[consumers.Digest]struct{}, name string, d *consumers.Digest) {
+	if m := by[name]; m != nil {
+		delete(m, *d)
+		if len(m) == 0 {
+			delete(by, name)
+		}
+	}
+}
+
+// getGroup is a group hash as last read, or nil.
+func (c *lookupCache) getGroup(name string) *groupEntry {
+	c.grpMu.RLock()
+	g := c.groups[name]
+	c.grpMu.RUnlock()
+	if g != nil && g.expires != 0 && c.now() >= g.expires {
+		return nil
+	}
+	return g
+}
+
+// putGroup keeps a group hash read under ticket t, unless it changed since.
+func (c *lookupCache) putGroup(name string, g *groupEntry, t ticket) {
+	if g.fields == nil {
+		g.expires = c.expiry()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.valid(t) {
+		return
+	}
+	c.grpMu.Lock()
+	if len(c.groups) >= maxGroups {
+		c.groups = map[string]*groupEntry{}
+	}
+	c.groups[name] = g
+	c.grpMu.Unlock()
 }
 
 func (c *lookupCache) putConsumer(name string, e *consumerEntry, tks []ticket) {
@@ -257,16 +356,17 @@ func (c *lookupCache) removeLocked(sh *cacheShard, d *consumers.Digest) {
 			continue
 		}
 		delete(sh.m[kind], *d)
+		if e.use != nil && c.removed != nil {
+			c.removed(e)
+		}
 		sh.bytes[kind] -= e.size
 		c.entries[kind].Add(-1)
 		c.bytes.Add(-e.size)
 		if e.consumer != "" {
-			if m := c.byConsumer[e.consumer]; m != nil {
-				delete(m, *d)
-				if len(m) == 0 {
-					delete(c.byConsumer, e.consumer)
-				}
-			}
+			unindex(c.byConsumer, e.consumer, d)
+		}
+		for _, g := range e.groups {
+			unindex(c.byGroup, g, d)
 		}
 	}
 }
@@ -294,6 +394,31 @@ func (c *lookupCache) dropConsumer(key, name string) {
 		c.removeLocked(sh, &d)
 		sh.mu.Unlock()
 	}
+	c.dropConsumersOf(key)
+}
+
+// dropGroup forgets the group hash key of the group name, and every
+// answer that depends on it. The hash is let go before the tickets are
+// bumped: a fetch that read it first holds a ticket the bump voids.
+func (c *lookupCache) dropGroup(key, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.grpMu.Lock()
+	delete(c.groups, name)
+	c.grpMu.Unlock()
+	c.bump(key)
+	for d := range c.byGroup[name] {
+		sh := c.shard(&d)
+		sh.mu.Lock()
+		c.removeLocked(sh, &d)
+		sh.mu.Unlock()
+	}
+	c.dropConsumersOf(key)
+}
+
+// dropConsumersOf forgets the consumers found by name that were read from
+// the hash key.
+func (c *lookupCache) dropConsumersOf(key string) {
 	c.consMu.Lock()
 	for n, e := range c.consumers {
 		if slices.Contains(e.deps, key) {

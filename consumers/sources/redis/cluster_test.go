@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +121,41 @@ func TestRedisRefreshEmptiesCache(t *testing.T) {
 	if _, ok := mustLookup(t, l, "alice-1"); !ok {
 		t.Error("alice not found after a refresh")
 	}
+}
+
+// In a cluster, a key's group hashes live in other slots than its own: they
+// are read in one pipeline across masters, and a group hash created for a
+// group that had none (an answer resting on an absent hash) is seen within
+// partition_timeout.
+func TestRedisClusterGroups(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	c := redistest.Client(t, cl.Addrs()...)
+	do := func(args ...string) {
+		t.Helper()
+		if err := c.Do(context.Background(), c.B().Arbitrary(args[0]).Keys(args[1]).Args(args[2:]...).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	groups := []string{"g0", "g1", "g2", "g3", "g4", "g5"}
+	nodes := map[int]bool{}
+	for i, g := range groups[:5] {
+		do("HSET", "keyauth:group:"+g, "member_limits", fmt.Sprintf(`{"m%d": {"max": %d, "per": "day"}}`, i, i+1))
+		nodes[cl.KeyNode(t, "keyauth:group:"+g)] = true
+	}
+	if len(nodes) < 2 {
+		t.Fatalf("the group hashes are all on one node")
+	}
+	do("HSET", "keyauth:consumer:alice", "groups", strings.Join(groups, ","))
+	do("HSET", credKey("keyauth:", keyMark+"alice"), "consumer", "alice", "id", "alice-1")
+	l := newTestLooker(t, Source{Options: Options{Addresses: cl.Addrs(), PartitionTimeout: caddy.Duration(300 * time.Millisecond)}})
+	want := "consumer alice m0 1 day; consumer alice m1 2 day; consumer alice m2 3 day; consumer alice m3 4 day; consumer alice m4 5 day; "
+	cred, ok := mustLookup(t, l, "alice")
+	if got := effective(cred.EachLimit); !ok || got != want {
+		t.Fatalf("alice: %v %s, want %s", ok, got, want)
+	}
+	do("HSET", "keyauth:group:g5", "member_limits", `{"m5": {"max": 6, "per": "day"}}`)
+	waitFor(t, "g5 created", func() bool {
+		cred, ok := mustLookup(t, l, "alice")
+		return ok && effective(cred.EachLimit) == want+"consumer alice m5 6 day; "
+	})
 }

@@ -7,22 +7,44 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
+	"github.com/keyauth/caddy-keyauth/consumers/limits"
 )
 
 // RandomDoc is a consumers document of n consumers of varied shapes, and
 // for each of its keys the expiry as written ("" for none): ids or not,
 // tags with spaces, quotes and brackets, groups, labels, flags,
-// expiries in several spellings, rolled credentials whose previous secrets
-// (keys too, for the map, with the expiry their hash holds) end before or
-// after the credential.
+// expiries in several spellings, limits on keys, consumers and groups,
+// rolled credentials whose previous secrets (keys too, for the map, with
+// the expiry their hash holds) end before or after the credential.
 func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	expiries := map[string]string{}
+	randLimits := func() consumers.LimitsEntry {
+		if r.IntN(3) != 0 {
+			return nil
+		}
+		l := consumers.LimitsEntry{}
+		for range r.IntN(3) + 1 {
+			switch m := pick("requests", "tokens", "gpu.seconds", consumers.InFlight); m {
+			case consumers.InFlight:
+				l[m] = consumers.LimitEntry{Max: int64(r.IntN(5))}
+			default:
+				l[m] = consumers.LimitEntry{Max: int64(r.IntN(1e6)), Per: pick("second", "day", "week", "month", "year", "90m", "1h0m0s"),
+					Timezone: pick("", "", "Europe/Berlin", "America/Havana", "UTC")}
+				if e := l[m]; strings.ContainsAny(e.Per, "0123456789") {
+					e.Timezone = ""
+					l[m] = e
+				}
+			}
+		}
+		return l
+	}
 	type key struct {
 		ID        string                     `json:"id,omitempty"`
 		Key       string                     `json:"key"`
@@ -30,20 +52,29 @@ func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 		CreatedAt string                     `json:"created_at,omitempty"`
 		Disabled  bool                       `json:"disabled,omitempty"`
 		Canary    bool                       `json:"canary,omitempty"`
+		Limits    consumers.LimitsEntry      `json:"limits,omitempty"`
 		Previous  []consumers.PreviousSecret `json:"previous,omitempty"`
 	}
 	type consumer struct {
-		Username string            `json:"username"`
-		ID       string            `json:"id,omitempty"`
-		CustomID string            `json:"custom_id,omitempty"`
-		Tags     []string          `json:"tags,omitempty"`
-		Groups   []string          `json:"groups,omitempty"`
-		Labels   map[string]string `json:"labels,omitempty"`
-		Disabled bool              `json:"disabled,omitempty"`
-		Keys     []key             `json:"keys,omitempty"`
+		Username string                `json:"username"`
+		ID       string                `json:"id,omitempty"`
+		CustomID string                `json:"custom_id,omitempty"`
+		Tags     []string              `json:"tags,omitempty"`
+		Groups   []string              `json:"groups,omitempty"`
+		Labels   map[string]string     `json:"labels,omitempty"`
+		Disabled bool                  `json:"disabled,omitempty"`
+		Limits   consumers.LimitsEntry `json:"limits,omitempty"`
+		Keys     []key                 `json:"keys,omitempty"`
 	}
 	var doc struct {
-		Consumers []consumer `json:"consumers"`
+		Groups    map[string]consumers.GroupEntry `json:"groups,omitempty"`
+		Consumers []consumer                      `json:"consumers"`
+	}
+	doc.Groups = map[string]consumers.GroupEntry{}
+	for _, g := range []string{"gold0", "free1", "ä0", "unused", "free0"} {
+		if r.IntN(4) != 0 {
+			doc.Groups[g] = consumers.GroupEntry{Limits: randLimits(), MemberLimits: randLimits()}
+		}
 	}
 	for i := range n {
 		c := consumer{Username: fmt.Sprintf("%s%d", pick("u", "user.", "ü-", "a b "), i)}
@@ -66,6 +97,7 @@ func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 			}
 		}
 		c.Disabled = r.IntN(5) == 0
+		c.Limits = randLimits()
 		for j := range r.IntN(4) {
 			k := key{Key: fmt.Sprintf("%skey-%d-%d", keyMark, i, j)}
 			if r.IntN(2) == 0 {
@@ -80,6 +112,7 @@ func RandomDoc(seed uint64, n int) ([]byte, map[string]string) {
 			expiries[k.Key] = k.ExpiresAt
 			k.Disabled = r.IntN(5) == 0
 			k.Canary = r.IntN(7) == 0
+			k.Limits = randLimits()
 			for p := range r.IntN(6) / 4 * (1 + r.IntN(2)) {
 				if k.Canary {
 					break
@@ -117,8 +150,41 @@ func SameConsumer(a, b consumers.Consumer) string {
 		return fmt.Sprintf("labels %q, want %q", b.Labels(), a.Labels())
 	case a.Disabled() != b.Disabled():
 		return fmt.Sprintf("disabled %v, want %v", b.Disabled(), a.Disabled())
+	case fmt.Sprint(a.Limits().Entry()) != fmt.Sprint(b.Limits().Entry()):
+		return fmt.Sprintf("limits %v, want %v", b.Limits().Entry(), a.Limits().Entry())
 	}
 	return ""
+}
+
+// SameLimits reports how the limits that apply to two credentials differ,
+// or "": their own, their consumers' and their consumers' groups'.
+func SameLimits(a, b consumers.Credential) string {
+	each := func(c consumers.Credential) string {
+		var s strings.Builder
+		c.EachLimit(func(k limits.ScopeKind, scope, meter string, l consumers.Limit) bool {
+			fmt.Fprintf(&s, "%s %s %s %d %s; ", k, scope, meter, l.Max, l.Window)
+			return true
+		})
+		return s.String()
+	}
+	if ea, eb := each(a), each(b); ea != eb {
+		return fmt.Sprintf("limits that apply %s, want %s", eb, ea)
+	}
+	return ""
+}
+
+// GroupHashes are the hashes of a consumer's groups that have one, as push
+// writes them.
+func GroupHashes(set *consumers.Set, c consumers.Consumer) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, name := range c.Groups() {
+		if g, ok := set.Group(name); ok {
+			if h, ok := EncodeGroup(g); ok {
+				out[name] = h
+			}
+		}
+	}
+	return out
 }
 
 // SameCredential reports how two credentials differ, or "". expiresAt is
@@ -134,6 +200,8 @@ func SameCredential(a, b consumers.Credential, expiresAt string) string {
 		return fmt.Sprintf("disabled, canary %v %v, want %v %v", b.Disabled(), b.Canary(), a.Disabled(), a.Canary())
 	case a.Expires() != b.Expires():
 		return fmt.Sprintf("expires %v, want %v", b.Expires(), a.Expires())
+	case fmt.Sprint(a.Limits().Entry()) != fmt.Sprint(b.Limits().Entry()):
+		return fmt.Sprintf("limits %v, want %v", b.Limits().Entry(), a.Limits().Entry())
 	}
 	at, ok := a.CreatedAt()
 	if bt, bok := b.CreatedAt(); ok != bok || !at.Equal(bt) {
@@ -189,7 +257,8 @@ func TestLayoutRoundTrip(t *testing.T) {
 			if !ok {
 				t.Fatalf("seed %d: a key of the document is not in its set", seed)
 			}
-			got, err := Decode(cred.Consumer().Username(), EncodeConsumer(cred.Consumer()), &d, EncodeCredential(cred, exp))
+			got, err := DecodeWithGroups(cred.Consumer().Username(), EncodeConsumer(cred.Consumer()), &d, EncodeCredential(cred, exp),
+				GroupHashes(set, cred.Consumer()))
 			if err != nil {
 				t.Fatalf("seed %d, credential %q: %v", seed, cred.ID(), err)
 			}
@@ -204,6 +273,9 @@ func TestLayoutRoundTrip(t *testing.T) {
 				previous++
 			}
 			if diff := SameCredential(cred, back, exp); diff != "" {
+				t.Errorf("seed %d, credential %q: %s", seed, cred.ID(), diff)
+			}
+			if diff := SameLimits(cred, back); diff != "" {
 				t.Errorf("seed %d, credential %q: %s", seed, cred.ID(), diff)
 			}
 		}
@@ -224,8 +296,25 @@ func TestLayoutKeys(t *testing.T) {
 		if kind, _, got := l.Parse(l.ConsumerIDKey(name)); kind != KindConsumerID || got != name {
 			t.Errorf("consumer-id key of %q: %v %q", name, kind, got)
 		}
+		if kind, _, got := l.Parse(l.ConsumerKeysKey(name)); kind != KindConsumerKeys || got != name {
+			t.Errorf("consumer-keys key of %q: %v %q", name, kind, got)
+		}
+		if kind, _, got := l.Parse(l.CredentialIDKey(name)); kind != KindCredentialID || got != name {
+			t.Errorf("credential-id key of %q: %v %q", name, kind, got)
+		}
 	}
-	for _, k := range []string{"p:cred:zz", "p:cred:" + fmt.Sprintf("%x", d[:31]), "q:consumer:a", "p:other", "p:credential"} {
+	for _, name := range []string{"free", "a:b", ""} {
+		if kind, _, got := l.Parse(l.GroupKey(name)); kind != KindGroup || got != name {
+			t.Errorf("group key of %q: %v %q", name, kind, got)
+		}
+	}
+	for _, k := range []string{l.ConsumersKey(), l.LastUsedKey()} {
+		if kind, _, _ := l.Parse(k); kind != KindOther {
+			t.Errorf("%q: %v, want KindOther (one key, not a kind)", k, kind)
+		}
+	}
+	for _, k := range []string{"p:cred:zz", "p:cred:" + fmt.Sprintf("%x", d[:31]), "q:consumer:a", "p:other", "p:credential", "p:groups",
+		"p:consumer-key:x", "p:credential-ids:x"} {
 		if kind, _, _ := l.Parse(k); kind != KindOther {
 			t.Errorf("%q: %v, want KindOther", k, kind)
 		}

@@ -64,6 +64,13 @@ type looker struct {
 	holders            int
 	destructed, closed bool
 
+	// usage is the record of use of the cached credentials (usage.go).
+	usage usage
+
+	// writeMu makes this instance's writes (the management API's) one at
+	// a time: they never conflict with each other (write.go).
+	writeMu sync.Mutex
+
 	statusMu    sync.Mutex // guards the connection's failure streak
 	lastErr     string
 	lastErrTime *time.Time
@@ -84,6 +91,8 @@ func newLooker(cfg *Source, password string, t *tls.Config) *looker {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.logger.Store(caddy.Log())
+	l.cache.added, l.cache.removed = l.cached, l.uncached
+	l.usage.minute.Store(sources.MinuteOf(time.Now()))
 	l.metrics = newLookupMetrics(sources.Name(l))
 	l.opt = cfg.clientOption(password, t)
 	// The local cache is ours (one entry joins a credential and its
@@ -105,6 +114,8 @@ func (l *looker) Start(logger *zap.Logger) {
 func (l *looker) log() *zap.Logger { return l.logger.Load() }
 
 func (l *looker) start(ctx context.Context) {
+	l.usage.keeping.Add(1)
+	go l.keepUse(ctx)
 	l.connecting.Add(1)
 	go func() {
 		defer l.connecting.Done()
@@ -169,6 +180,7 @@ func (l *looker) Destruct() error {
 
 func (l *looker) close() {
 	l.connecting.Wait()
+	l.usage.keeping.Wait() // it has written the record of use
 	if c := l.client.Swap(nil); c != nil {
 		c.Close()
 	}
@@ -456,23 +468,91 @@ func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consum
 	}
 	consKey := l.layout.ConsumerKey(username)
 	tk2 := l.cache.ticket(consKey)
+	// The credential's last use, read alongside its consumer: the two
+	// commands share the round trip.
+	used := make(chan sources.Minute, 1)
+	go func() { used <- l.readLastUsed(ctx, c.Client, id) }()
 	cons, err := hgetall(ctx, c, consKey)
+	fleet := <-used
 	if err != nil {
 		return nil, err
 	}
+	var gtks []ticket
 	if len(cons) != 0 {
-		set, err := Decode(username, cons, d, cred)
+		var groups map[string]map[string]string
+		groups, e.groups, gtks, e.absentGroup, err = l.readGroups(ctx, c, cons)
+		if err != nil {
+			return nil, err
+		}
+		set, err := DecodeWithGroups(username, cons, d, cred, groups)
 		if err != nil {
 			l.logBad("credential refused; its key is treated as unknown", "credential_id", id, err)
 		} else if credential, ok := set.Lookup(d); ok && !credential.Disabled() && !credential.Consumer().Disabled() {
 			// Disabled keys and consumers are refused here, like unknown
 			// ones, whatever the handler checks.
 			e.cred, e.found = credential, true
-			e.size = int64(set.Bytes())
+			e.size = int64(set.Bytes()) + useSlotBytes
+			e.use = &useSlot{id: id}
+			e.use.fleet.Store(fleet)
 		}
 	}
-	l.cache.put(d, e, tk, username, tk2)
+	// A key refused for its group's hash is known again when the hash is
+	// fixed: an unknown answer depends on the groups too.
+	l.cache.put(d, e, tk, username, tk2, gtks...)
 	return e, nil
+}
+
+// readGroups reads the hashes of the groups a consumer hash lists, those
+// that exist by name: from the cache, else from Redis, those missing in
+// one round trip, with tracking on. It gives the groups' names and the
+// tickets taken for them, and whether one had no hash.
+func (l *looker) readGroups(ctx context.Context, c *clientHolder, cons map[string]string) (hashes map[string]map[string]string, names []string, tks []ticket, absent bool, err error) {
+	names = splitList(cons[FieldGroups])
+	if len(names) == 0 {
+		return nil, nil, nil, false, nil
+	}
+	tks = make([]ticket, len(names))
+	var missing []int
+	use := func(name string, g *groupEntry) {
+		if g.fields == nil {
+			absent = true
+			return
+		}
+		if hashes == nil {
+			hashes = map[string]map[string]string{}
+		}
+		hashes[name] = g.fields
+	}
+	for i, name := range names {
+		// The ticket first: an invalidation after it voids what is read.
+		tks[i] = l.cache.ticket(l.layout.GroupKey(name))
+		if g := l.cache.getGroup(name); g != nil {
+			use(name, g)
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return hashes, names, tks, absent, nil
+	}
+	cmds := make([]rueidis.CacheableTTL, len(missing))
+	for j, i := range missing {
+		cmds[j] = rueidis.CT(c.B().Hgetall().Key(l.layout.GroupKey(names[i])).Cache(), time.Hour)
+	}
+	for j, r := range c.DoMultiCache(ctx, cmds...) {
+		h, err := r.AsStrMap()
+		if err != nil {
+			return nil, nil, nil, false, err
+		}
+		g := &groupEntry{}
+		if len(h) > 0 {
+			g.fields = h
+		}
+		i := missing[j]
+		l.cache.putGroup(names[i], g, tks[i])
+		use(names[i], g)
+	}
+	return hashes, names, tks, absent, nil
 }
 
 // fetchConsumer reads the consumer nameOrID names: the consumer hash of that
@@ -490,20 +570,31 @@ func (l *looker) fetchConsumer(ctx context.Context, c *clientHolder, nameOrID st
 		}
 		return h, err
 	}
-	decode := func(username string, h map[string]string) (consumers.Consumer, bool) {
-		set, err := Decode(username, h, nil, nil)
+	decode := func(username string, h map[string]string) (consumers.Consumer, bool, error) {
+		groups, names, gtks, absent, err := l.readGroups(ctx, c, h)
+		if err != nil {
+			return consumers.Consumer{}, false, err
+		}
+		for _, name := range names {
+			e.deps = append(e.deps, l.layout.GroupKey(name))
+		}
+		tks = append(tks, gtks...)
+		e.absent = e.absent || absent
+		set, err := DecodeWithGroups(username, h, nil, nil, groups)
 		if err != nil {
 			l.logBad("consumer refused; it is treated as missing", "consumer", username, err)
-			return consumers.Consumer{}, false
+			return consumers.Consumer{}, false, nil
 		}
-		return set.ConsumerAt(0), true
+		return set.ConsumerAt(0), true, nil
 	}
 	cons, err := read(l.layout.ConsumerKey(nameOrID))
 	if err != nil {
 		return nil, err
 	}
 	if len(cons) != 0 {
-		e.cons, e.found = decode(nameOrID, cons)
+		if e.cons, e.found, err = decode(nameOrID, cons); err != nil {
+			return nil, err
+		}
 	}
 	if !e.found {
 		ids, err := read(l.layout.ConsumerIDKey(nameOrID))
@@ -516,7 +607,11 @@ func (l *looker) fetchConsumer(ctx context.Context, c *clientHolder, nameOrID st
 				return nil, err
 			}
 			if len(cons) != 0 {
-				if c, ok := decode(username, cons); ok && c.ID() == nameOrID {
+				c, ok, err := decode(username, cons)
+				if err != nil {
+					return nil, err
+				}
+				if ok && c.ID() == nameOrID {
 					e.cons, e.found = c, true
 				}
 			}
@@ -561,6 +656,8 @@ func (l *looker) invalidated(keys []rueidis.RedisMessage) {
 			l.cache.dropConsumer(key, name)
 		case KindConsumerID:
 			l.cache.dropConsumer(key, "")
+		case KindGroup:
+			l.cache.dropGroup(key, name)
 		default:
 			l.cache.bump(key)
 		}

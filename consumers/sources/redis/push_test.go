@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"crypto/sha256"
+	"slices"
 	"testing"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
@@ -13,8 +14,9 @@ import (
 
 // TestPushReadBack: what `caddy key-auth push` writes into a real Redis,
 // the source's decoding reads back as the document's consumers and
-// credentials, over varied sets; a consumer named by its id is found
-// through its consumer-id hash.
+// credentials, with the limits that apply to each key (its own, its
+// consumer's and its groups'), over varied sets; a consumer named by its id
+// is found through its consumer-id hash.
 func TestPushReadBack(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv.Addr())
@@ -35,6 +37,24 @@ func TestPushReadBack(t *testing.T) {
 		}
 		if _, err := command.Push(ctx, c, doc, "rt:"); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
+		}
+		// Exactly the groups with limits have a hash: a group the previous
+		// seed's document had and this one has not is gone.
+		var wantGroups []string
+		for g := range set.Groups() {
+			if g.Limits().Len()+g.MemberLimits().Len() > 0 {
+				wantGroups = append(wantGroups, l.GroupKey(g.Name()))
+			}
+		}
+		keys, err := c.Do(ctx, c.B().Keys().Pattern("rt:group:*").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Sort(keys); !slices.Equal(keys, wantGroups) {
+			t.Errorf("seed %d: group hashes %q, want %q", seed, keys, wantGroups)
+		}
+		if len(wantGroups) == 0 && seed < 3 {
+			t.Errorf("seed %d: the document has no group with limits", seed)
 		}
 		nc, _ := set.Len()
 		for i := range nc {
@@ -57,7 +77,14 @@ func TestPushReadBack(t *testing.T) {
 			want, _ := set.Lookup(&d)
 			cred := hgetall(l.CredentialKey(&d))
 			username := cred[redis.FieldConsumer]
-			got, err := redis.Decode(username, hgetall(l.ConsumerKey(username)), &d, cred)
+			cons := hgetall(l.ConsumerKey(username))
+			groups := map[string]map[string]string{}
+			for _, g := range want.Consumer().Groups() {
+				if h := hgetall(l.GroupKey(g)); len(h) > 0 {
+					groups[g] = h
+				}
+			}
+			got, err := redis.DecodeWithGroups(username, cons, &d, cred, groups)
 			if err != nil {
 				t.Fatalf("seed %d, credential %q: %v", seed, want.ID(), err)
 			}
@@ -66,6 +93,9 @@ func TestPushReadBack(t *testing.T) {
 				t.Fatalf("seed %d, credential %q: not found by its digest", seed, want.ID())
 			}
 			if diff := redis.SameCredential(want, back, exp); diff != "" {
+				t.Errorf("seed %d, credential %q: %s", seed, want.ID(), diff)
+			}
+			if diff := redis.SameLimits(want, back); diff != "" {
 				t.Errorf("seed %d, credential %q: %s", seed, want.ID(), diff)
 			}
 		}
