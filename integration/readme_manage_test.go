@@ -14,7 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/keyauth/caddy-keyauth/keyauth/manage"
+	manageapi "github.com/keyauth/caddy-keyauth/keyauth/manage"
 )
 
 func TestReadmeManageExamples(t *testing.T) {
@@ -42,7 +42,7 @@ func TestReadmeManageExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section := readmeSection(t, string(readme), "Management API")
+	_, section := cutReadmeSection(t, string(readme), "Management API")
 	examples := curlExamples(section)
 	// Every endpoint has its example.
 	for _, ep := range []string{"GET /keys/self", "GET /keys/consumers", "PUT /keys/consumers/", "PATCH /keys/consumers/",
@@ -101,7 +101,7 @@ func TestReadmeManageJSON(t *testing.T) {
 			continue
 		}
 		doc = strings.Replace(doc, `"handler": "key_auth_api",`, "", 1)
-		var h manage.Handler
+		var h manageapi.Handler
 		if err := caddy.StrictUnmarshalJSON([]byte(doc), &h); err != nil {
 			t.Errorf("%v\n%s", err, doc)
 		} else if err := h.Validate(); err != nil {

@@ -40,7 +40,7 @@ func TestReadmeExamples(t *testing.T) {
 	}
 	// The Management API's examples change the consumers, in order: they
 	// run on their own (readme_manage_test.go).
-	rest, _ := readmeSection(t, string(readme), "Management API")
+	rest, _ := cutReadmeSection(t, string(readme), "Management API")
 	examples := curlExamples(rest)
 	if len(examples) < 5 {
 		t.Fatalf("found %d curl examples in README.md", len(examples))
@@ -84,9 +84,9 @@ func exampleConfig(t *testing.T, example, dir string) (cfg string, ports *string
 	return cfg, ports
 }
 
-// readmeSection cuts the README's section "## title", to the next "## ",
+// cutReadmeSection cuts the README's section "## title", to the next "## ",
 // out of it: the rest and the section.
-func readmeSection(t *testing.T, readme, title string) (rest, section string) {
+func cutReadmeSection(t *testing.T, readme, title string) (rest, section string) {
 	t.Helper()
 	start := strings.Index(readme, "\n## "+title+"\n")
 	if start < 0 {

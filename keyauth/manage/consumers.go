@@ -362,10 +362,11 @@ func (h *Handler) writeFailed(q *call, err error) *apiError {
 	case errors.Is(err, keyauth.ErrConflict):
 		return fail(http.StatusConflict, "the consumers changed meanwhile; nothing was changed: read again and retry")
 	case errors.Is(err, keyauth.ErrCredentialTaken):
-		if q.credID != "" {
-			return fail(http.StatusConflict, "credential id %q is already in use", q.credID)
-		}
-		return fail(http.StatusConflict, "a credential id of the consumer is already in use by another consumer")
+		// Its message names the credential written, never the other one
+		// (which may be outside the manager's scope).
+		return fail(http.StatusConflict, "%v", err)
+	case errors.Is(err, keyauth.ErrRefused):
+		return badRequest("%v", err)
 	}
 	return h.unavailable(q, err)
 }
