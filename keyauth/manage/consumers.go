@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -305,6 +306,9 @@ func mergePatch(p any, patch []byte) *apiError {
 	if err != nil {
 		return badRequest("the merge patch cannot be applied: %v", err)
 	}
+	// Decoded afresh: a member the patch removed is absent from merged,
+	// and would otherwise keep its value in p.
+	reflect.ValueOf(p).Elem().SetZero()
 	return decodeStrict(merged, p)
 }
 
