@@ -13,6 +13,9 @@ import (
 	_ "github.com/keyauth/caddy-keyauth/caddyfile"
 	_ "github.com/keyauth/caddy-keyauth/keyauth"
 
+	// The management API, key_auth_api.
+	_ "github.com/keyauth/caddy-keyauth/keyauth/manage"
+
 	// The consumers sources: file and http, the key_auth app and the
 	// admin endpoints; and redis.
 	_ "github.com/keyauth/caddy-keyauth/consumers/sources"

@@ -271,11 +271,6 @@ func (c Credential) Index() int {
 // Credential.Index.
 func (s *Set) CredentialAt(i int) Credential { return Credential{s, uint32(i)} }
 
-// CredentialAt is the credential at index i (Credential.Index) of the set c
-// is of: what lets a holder of a consumer keep one of its credentials as
-// an index (key_auth's identity of a request).
-func (c Consumer) CredentialAt(i int) Credential { return Credential{c.set, uint32(i)} }
-
 // Disabled reports whether the credential is marked "disabled": its key is
 // to be refused like an unknown one. Whether its consumer is disabled is
 // Consumer().Disabled().

@@ -80,7 +80,7 @@ func TestBinaryListModules(t *testing.T) {
 	for _, l := range strings.Split(out, "\n") {
 		mods[strings.TrimSpace(l)] = true
 	}
-	for _, m := range []string{"http.handlers.key_auth", "http.matchers.consumer", "key_auth", "key_auth.sources.file",
+	for _, m := range []string{"http.handlers.key_auth", "http.handlers.key_auth_api", "http.matchers.consumer", "key_auth", "key_auth.sources.file",
 		"key_auth.sources.http", "key_auth.sources.redis", "admin.api.key_auth",
 		"key_auth.limits.stores.local", "key_auth.limits.stores.redis"} {
 		if !mods[m] {

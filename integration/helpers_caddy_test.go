@@ -21,6 +21,7 @@ package integration
 //   source_file_test.go      consumers from a file
 //   source_http_test.go      consumers from an HTTP source
 //   source_redis_test.go     consumers in Redis
+//   source_write_test.go     writing through to a source (keyauth.Writer)
 //   source_admin_test.go     the admin endpoints and the metrics
 //   extra_source_test.go     a source module of another package
 //   reload_test.go           config reloads and their cost
@@ -552,8 +553,8 @@ type logEntry map[string]any
 func (l logEntry) str(k string) string { s, _ := l[k].(string); return s }
 
 // moduleLogLines are the lines written by the module's loggers: the
-// handler's (http.handlers.key_auth), the sources' (key_auth.sources.*) and
-// the app's (key_auth).
+// handlers' (http.handlers.key_auth, http.handlers.key_auth_api), the
+// sources' (key_auth.sources.*) and the app's (key_auth).
 func (e *env) moduleLogLines(name string) []string {
 	var out []string
 	for _, l := range e.logLines(name) {
@@ -570,7 +571,8 @@ func (e *env) moduleLogLines(name string) []string {
 
 func isModuleLogger(name string) bool {
 	return name == "key_auth" || strings.HasPrefix(name, "key_auth.") ||
-		name == "http.handlers.key_auth" || strings.HasPrefix(name, "http.handlers.key_auth.")
+		name == "http.handlers.key_auth" || strings.HasPrefix(name, "http.handlers.key_auth.") ||
+		name == "http.handlers.key_auth_api"
 }
 
 // waitLog waits for a line of a log file for which match holds: Caddy may

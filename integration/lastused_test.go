@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
+	"github.com/keyauth/caddy-keyauth/internal/redistest"
 	"github.com/keyauth/caddy-keyauth/keyauth/command"
 )
 
@@ -95,4 +97,64 @@ func TestLastUsedAcrossRestartHTTP(t *testing.T) {
 	start("max_idle 90d")
 	expect(t, site, "ann-used-key-01", 200, "one ann")
 	expect(t, site, "ann-idle-key-01", 401, "")
+}
+
+// With the Redis source the last use is the fleet's, in Redis: max_idle
+// counts from what any instance recorded there (a key used elsewhere
+// lately goes on, however old), a key never used counts from created_at,
+// a key with neither is exempt; this instance's uses reach Redis when its
+// source goes (and once a minute before), and another instance (after a
+// restart) reads them.
+func TestLastUsedRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redistest.Client(t, srv.Addr())
+	longAgo := time.Now().Add(-100 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	lately := strconv.Itoa(int(sources.MinuteOf(time.Now().Add(-24 * time.Hour))))
+	redistest.Do(t, rc, "HSET", "i:consumer:ann", "id", "ann")
+	for _, k := range [][2]string{{"ann-used", "ann-used-key-01"}, {"ann-elsewhere", "ann-elsewhere-01"}, {"ann-idle", "ann-idle-key-01"}} {
+		redistest.Do(t, rc, "HSET", redisCred("i:", k[1]), "consumer", "ann", "id", k[0], "created_at", longAgo)
+	}
+	redistest.Do(t, rc, "HSET", redisCred("i:", "ann-ageless-01"), "consumer", "ann", "id", "ann-ageless")
+	redistest.Do(t, rc, "HSET", "i:last-used", "ann-elsewhere", lately)
+
+	e := newEnv(t)
+	e.vars["Redis"] = srv.Addr()
+	site := `{{.Global}}
+{{.Site}} {
+	key_auth {
+		max_idle 90d
+		consumers redis {{.Redis}} {
+			prefix i:
+		}
+	}
+	reverse_proxy {{.Up}}
+}
+`
+	e.load(site, "caddyfile")
+	eventually(t, "the source to connect", func() bool { return get(t, siteURL(0)+"/", "apikey", "nobody").status == 401 })
+	expect(t, siteURL(0)+"/", "ann-elsewhere-01", 200, "")
+	expect(t, siteURL(0)+"/", "ann-ageless-01", 200, "")
+	expect(t, siteURL(0)+"/", "ann-idle-key-01", 401, "")
+	// ann-used is idle too, until someone records a use: here, as if
+	// another instance did.
+	expect(t, siteURL(0)+"/", "ann-used-key-01", 401, "")
+	redistest.Do(t, rc, "HSET", "i:last-used", "ann-used", lately)
+	unload(t) // a restart: the new source reads what Redis holds
+	e.load(site, "caddyfile")
+	eventually(t, "ann-used to work", func() bool { return get(t, siteURL(0)+"/", "apikey", "ann-used-key-01").status == 200 })
+
+	// This instance's use reaches Redis, at the latest when its source
+	// goes; no instance moves it back.
+	unload(t)
+	got := redistest.Do(t, rc, "HGET", "i:last-used", "ann-used")
+	m, err := got.ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(m); n < int(sources.MinuteOf(time.Now()))-1 {
+		t.Errorf("ann-used's last use in Redis is %s, want this minute", m)
+	}
+	if v, _ := redistest.Do(t, rc, "HGET", "i:last-used", "ann-idle").ToString(); v != "" {
+		t.Errorf("a refused key has a last use: %s", v)
+	}
 }

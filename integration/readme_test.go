@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,14 +30,7 @@ func TestReadmeExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := func(i int) string { return ":" + strconv.Itoa(sitePort[i]) }
-	ports := strings.NewReplacer("localhost:2019", adminAddr, ":8080", port(0), ":8081", port(1), ":8082", port(2))
-	cfg := ports.Replace(string(example))
-	cfg = strings.Replace(cfg, "admin "+adminAddr, "admin "+adminAddr+"\n\tpersist_config off", 1)
-	cfg = strings.ReplaceAll(cfg, "examples/consumers.json", filepath.Join(root, "examples", "consumers.json"))
-	if !strings.Contains(cfg, "localhost"+port(0)) || strings.Contains(cfg, "localhost:2019") {
-		t.Fatalf("Caddyfile.example is not the one this test knows:\n%s", cfg)
-	}
+	cfg, ports := exampleConfig(t, string(example), filepath.Join(root, "examples"))
 	e := newEnv(t)
 	e.load(strings.ReplaceAll(cfg, "{{", "{{`{{`}}"), "caddyfile")
 
@@ -44,7 +38,10 @@ func TestReadmeExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	examples := curlExamples(string(readme))
+	// The Management API's examples change the consumers, in order: they
+	// run on their own (readme_manage_test.go).
+	rest, _ := cutReadmeSection(t, string(readme), "Management API")
+	examples := curlExamples(rest)
 	if len(examples) < 5 {
 		t.Fatalf("found %d curl examples in README.md", len(examples))
 	}
@@ -68,6 +65,39 @@ func TestReadmeExamples(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exampleConfig is Caddyfile.example with its ports moved to this
+// process's free ports and its consumers files read from dir; ports moves
+// the ports of a URL the same way.
+func exampleConfig(t *testing.T, example, dir string) (cfg string, ports *strings.Replacer) {
+	t.Helper()
+	port := func(i int) string { return ":" + strconv.Itoa(sitePort[i]) }
+	ports = strings.NewReplacer("localhost:2019", adminAddr, ":8080", port(0), ":8081", port(1), ":8082", port(2), ":8083", port(3))
+	cfg = ports.Replace(example)
+	cfg = strings.Replace(cfg, "admin "+adminAddr, "admin "+adminAddr+"\n\tpersist_config off", 1)
+	cfg = strings.ReplaceAll(cfg, "examples/consumers.json", filepath.Join(dir, "consumers.json"))
+	cfg = strings.ReplaceAll(cfg, "examples/admins.json", filepath.Join(dir, "admins.json"))
+	if !strings.Contains(cfg, "localhost"+port(0)) || !strings.Contains(cfg, "localhost"+port(3)) || strings.Contains(cfg, "localhost:2019") {
+		t.Fatalf("Caddyfile.example is not the one this test knows:\n%s", cfg)
+	}
+	return cfg, ports
+}
+
+// cutReadmeSection cuts the README's section "## title", to the next "## ",
+// out of it: the rest and the section.
+func cutReadmeSection(t *testing.T, readme, title string) (rest, section string) {
+	t.Helper()
+	start := strings.Index(readme, "\n## "+title+"\n")
+	if start < 0 {
+		t.Fatalf("README.md has no section %q", title)
+	}
+	end := strings.Index(readme[start+4:], "\n## ")
+	if end < 0 {
+		return readme[:start], readme[start:]
+	}
+	end += start + 4
+	return readme[:start] + readme[end:], readme[start:end]
 }
 
 // curlExample is a `$ curl ...` line of the README and the answer shown
@@ -124,17 +154,26 @@ func curlExamples(readme string) []curlExample {
 	return out
 }
 
-// run sends the example's request: the -H headers and the URL, with its
-// port moved.
+// run sends the example's request: the -X method (else GET, or POST with
+// a body), the -H headers, the -d body and the URL, with its port moved.
 func (ex curlExample) run(t *testing.T, ports *strings.Replacer) *response {
 	t.Helper()
 	var hdr []string
-	var url string
+	var url, method string
+	var body io.Reader
 	for i := 0; i < len(ex.args); i++ {
 		switch a := ex.args[i]; {
 		case a == "-H" && i+1 < len(ex.args):
 			name, value, _ := strings.Cut(ex.args[i+1], ":")
 			hdr = append(hdr, name, strings.TrimSpace(value))
+			i++
+		case a == "-X" && i+1 < len(ex.args):
+			method = ex.args[i+1]
+			i++
+		case (a == "-d" || a == "--data") && i+1 < len(ex.args):
+			body = strings.NewReader(ex.args[i+1])
+			// As curl sends -d.
+			hdr = append(hdr, "Content-Type", "application/x-www-form-urlencoded")
 			i++
 		case strings.HasPrefix(a, "-"):
 		default:
@@ -144,7 +183,14 @@ func (ex curlExample) run(t *testing.T, ports *strings.Replacer) *response {
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
-	return do(t, req(http.MethodGet, ports.Replace(url), nil, hdr...))
+	switch {
+	case method != "":
+	case body != nil:
+		method = http.MethodPost
+	default:
+		method = http.MethodGet
+	}
+	return do(t, req(method, ports.Replace(url), body, hdr...))
 }
 
 // shellWords splits a command line as a POSIX shell would for the simple

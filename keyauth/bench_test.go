@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -118,6 +119,8 @@ func benchCases() []benchCase {
 	}
 	return []benchCase{
 		{name: "header", request: get("/v1/things", "Apikey", "KEY")},
+		// max_idle reads the key's last use from the source's record.
+		{name: "header_max_idle", handler: Handler{MaxIdle: caddy.Duration(90 * 24 * time.Hour)}, request: get("/v1/things", "Apikey", "KEY")},
 		{name: "query", request: get("/v1/things?page=2&apikey=KEY&sort=asc")},
 		{name: "json_body", handler: Handler{KeyInBody: true}, request: func(key string) *http.Request {
 			r := httptest.NewRequest(http.MethodPost, "/v1/things", strings.NewReader(`{"name": "x", "apikey": "`+key+`", "n": 1}`))
@@ -227,7 +230,7 @@ const hotPathAllocs = 2
 // served request allocates hotPathAllocs, a rejected one nothing. The
 // count is deterministic, unlike a time.
 func TestHotPathAllocs(t *testing.T) {
-	budget := map[string]uint64{"header": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs,
+	budget := map[string]uint64{"header": hotPathAllocs, "header_max_idle": hotPathAllocs, "query": hotPathAllocs, "unknown_key": 0, "no_key": 0, "anonymous": hotPathAllocs,
 		"groups_labels_allow": hotPathAllocs, "groups_labels_deny": hotPathAllocs, "groups_labels_forbidden": 0,
 		"header_cookies_off": hotPathAllocs, "cookie": hotPathAllocs}
 	for _, bc := range benchCases() {

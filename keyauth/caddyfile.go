@@ -1,6 +1,7 @@
 package keyauth
 
 import (
+	"encoding/json"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -94,7 +95,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.MaxIdle = *m
 			}
 		case "consumers":
-			err = h.unmarshalSource(d)
+			h.ConsumersRaw, err = UnmarshalSource(d)
 		case "limits":
 			err = h.unmarshalLimits(d)
 		default:
@@ -116,23 +117,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// unmarshalSource hands `consumers <source> ...` to the source module,
-// which parses its own arguments and block.
-func (h *Handler) unmarshalSource(d *caddyfile.Dispenser) error {
+// UnmarshalSource hands `consumers <source> ...`, at which d stands, to
+// the source module, which parses its own arguments and block, and returns
+// the source's JSON: the value of a "consumers" field of the namespace
+// key_auth.sources (key_auth's, and the management API's, key_auth_api).
+func UnmarshalSource(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	name := d.Val()
 	id := sourcesNamespace + "." + name
 	if _, err := caddy.GetModule(id); err != nil {
-		return d.Errf("unknown consumers source '%s' (want %s)", name, sourceNames())
+		return nil, d.Errf("unknown consumers source '%s' (want %s)", name, sourceNames())
 	}
 	src, err := caddyfile.UnmarshalModule(d, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h.ConsumersRaw = caddyconfig.JSONModuleObject(src, "source", name, nil)
-	return nil
+	return caddyconfig.JSONModuleObject(src, "source", name, nil), nil
 }
 
 // sourceNames lists the registered sources: "file or http".

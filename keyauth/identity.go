@@ -3,6 +3,7 @@ package keyauth
 import (
 	"net/http"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
@@ -53,14 +54,13 @@ type identity struct {
 	vals     [6]string
 	repl     *caddy.Replacer
 	consumer consumers.Consumer // valid when hasConsumer
+	// cred is the credential the request presented and view the source's
+	// view it was found in, for IdentityOf; zero for an anonymous consumer.
+	cred consumers.Credential
+	view View
 	// lim is the request's limits, when a key_auth with limits charged it:
 	// the {http.auth.user.limits.*} placeholders read it.
 	lim *limitView
-	// cred is the index in consumer's set of the credential that
-	// authenticated it (a later key_auth with limits charges its limits);
-	// -1 when none did (anonymous). An index, not a Credential: it packs
-	// with the flags, and keeps the identity in its size class.
-	cred int32
 	// hasConsumer is false for nobody: a request let on without a consumer.
 	hasConsumer bool
 	anonymous   bool
@@ -74,7 +74,7 @@ type identity struct {
 func (id *identity) clear() {
 	id.vals = nobodyVals
 	id.consumer, id.hasConsumer, id.anonymous = consumers.Consumer{}, false, false
-	id.cred, id.lim = -1, nil
+	id.cred, id.view, id.lim = consumers.Credential{}, nil, nil
 	if id.static {
 		// The shared nobody, mapped before, answers once these are gone.
 		id.repl.DeleteByPrefix(placeholderPrefix)
@@ -258,15 +258,16 @@ var placeholderNames = [...]string{"id", "consumer_id", "custom_id", "credential
 
 // identify tells the upstream, the logs and later handlers who called. It
 // sets every identity header that applies and removes the others, which a
-// client may have sent, in any spelling.
-func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) {
-	h.identifyAs(r, &verdict{consumer: c, credID: credentialID, anonymous: anonymous}, nil)
+// client may have sent, in any spelling. It returns the request's identity,
+// for the caller to note the credential (see IdentityOf).
+func (h *Handler) identify(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool) *identity {
+	return h.identifyWith(r, c, credentialID, anonymous, nil)
 }
 
-// identifyAs is identify for a verdict: its consumer and credential, and the
-// request's limits (li; nil without), which the limits placeholders read.
-func (h *Handler) identifyAs(r *http.Request, v *verdict, li *limitIdentity) {
-	c, anonymous := v.consumer, v.anonymous
+// identifyWith is identify with the request's limits (li; nil without),
+// whose view the limits placeholders read and whose memory a new identity
+// takes.
+func (h *Handler) identifyWith(r *http.Request, c consumers.Consumer, credentialID string, anonymous bool, li *limitIdentity) *identity {
 	var spare *identity
 	var view *limitView
 	if li != nil {
@@ -276,12 +277,9 @@ func (h *Handler) identifyAs(r *http.Request, v *verdict, li *limitIdentity) {
 	if id == nil {
 		id = new(identity)
 	}
-	id.vals = [6]string{c.Username(), c.ID(), c.CustomID(), v.credID, "false", c.GroupsHeader()}
+	id.vals = [6]string{c.Username(), c.ID(), c.CustomID(), credentialID, "false", c.GroupsHeader()}
 	id.consumer, id.hasConsumer, id.anonymous = c, true, anonymous
-	id.cred, id.lim = -1, view
-	if v.hasCred {
-		id.cred = int32(v.cred.Index())
-	}
+	id.cred, id.view, id.lim = consumers.Credential{}, nil, view
 	hdr := r.Header
 	hdr[headerUsername] = id.vals[0:1:1]
 	hdr[headerConsumerID] = id.vals[1:2:2]
@@ -306,6 +304,7 @@ func (h *Handler) identifyAs(r *http.Request, v *verdict, li *limitIdentity) {
 	if id.static {
 		id.setStatic()
 	}
+	return id
 }
 
 // identifyNobody readies a request that goes on without a consumer (a
@@ -402,4 +401,49 @@ func ConsumerOf(r *http.Request) (c consumers.Consumer, anonymous bool, ok bool)
 		return u.id().consumer, u.id().anonymous, true
 	}
 	return consumers.Consumer{}, false, false
+}
+
+// Identity is who a key_auth handler authenticated a request as, and the
+// credential the request presented: what the management API (key_auth_api)
+// answers GET /self with and names in its audit lines. Never a key.
+type Identity struct {
+	// Consumer is the consumer the request goes on as.
+	Consumer consumers.Consumer
+	// CredentialID is the id of the credential the request presented.
+	CredentialID string
+	// ExpiresAt is when that credential stops working; zero for never.
+	ExpiresAt time.Time
+	// LastUsed is the credential's last use, to the minute, as the source
+	// it was found in records it (this request counts); zero where the
+	// source keeps no such record.
+	LastUsed time.Time
+}
+
+// IdentityOf reports who a key_auth handler earlier in this request
+// authenticated it as, by a key: ok is false when none did (no key_auth
+// ran, it let the request on without a consumer or as the anonymous one,
+// or another auth handler identified it afterwards). Like ConsumerOf, it
+// reflects the request's last identity. It is not on the request path of
+// key_auth: the handler only notes the credential it found.
+func IdentityOf(r *http.Request) (Identity, bool) {
+	repl, found := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !found {
+		return Identity{}, false
+	}
+	v, _ := repl.Get(userIDPlaceholder)
+	u, mine := v.(*user)
+	if !mine || !u.id().hasConsumer || u.id().anonymous || u.id().view == nil {
+		return Identity{}, false
+	}
+	id := u.id()
+	out := Identity{Consumer: id.consumer, CredentialID: id.cred.ID()}
+	if t, ok := id.cred.ExpiresAt(); ok {
+		out.ExpiresAt = t
+	}
+	if uv, ok := id.view.(UsageView); ok {
+		if m := uv.LastUsed(id.cred); m != 0 {
+			out.LastUsed = time.Unix(int64(m)*60, 0).UTC()
+		}
+	}
+	return out, true
 }

@@ -574,7 +574,7 @@ func (h *Handler) chargesOf(run *limitRun, r *http.Request, v *verdict) *failure
 		f = run.add(r, kind, scope, meter, l)
 		return f == nil
 	}
-	if v.hasCred {
+	if v.view != nil {
 		v.cred.EachLimit(yield)
 	} else {
 		v.consumer.EachLimit(yield)
@@ -585,7 +585,7 @@ func (h *Handler) chargesOf(run *limitRun, r *http.Request, v *verdict) *failure
 // hasLimits reports whether any limit of the document applies to the
 // verdict's requests: a request without costs no allocation and no store.
 func hasLimits(v *verdict) bool {
-	if v.hasCred {
+	if v.view != nil {
 		return v.cred.HasLimits()
 	}
 	return v.consumer.HasLimits()

@@ -32,12 +32,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 type verdict struct {
 	way       way
 	consumer  consumers.Consumer   // goConsumer, goEarlier
-	cred      consumers.Credential // when hasCred: goConsumer not anonymous, goEarlier
-	credID    string               // goConsumer, not anonymous
-	hasCred   bool
-	anonymous bool     // goConsumer: the anonymous fallback
-	fail      *failure // goFail
-	outcome   outcome  // counted when the request goes on
+	cred      consumers.Credential // goConsumer, not anonymous
+	view      View                 // where cred was found
+	anonymous bool                 // goConsumer: the anonymous fallback
+	fail      *failure             // goFail
+	outcome   outcome              // counted when the request goes on
 }
 
 // way is how a request goes on.
@@ -81,7 +80,7 @@ func (h *Handler) decide(q *request, v *verdict) {
 	switch {
 	case f == nil:
 		h.used(src, cred)
-		*v = verdict{way: goConsumer, consumer: cred.Consumer(), cred: cred, hasCred: true, credID: cred.ID(), outcome: outcomeAuthenticated}
+		*v = verdict{way: goConsumer, consumer: cred.Consumer(), cred: cred, view: src, outcome: outcomeAuthenticated}
 	case f.status != http.StatusUnauthorized || h.Anonymous == "":
 		h.logRejected(q, f)
 		v.fail = f
@@ -178,11 +177,7 @@ func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
 		// consumer leaves a request an earlier one authenticated as it is
 		// (its headers are set already); the lists here apply to that
 		// consumer, and so do the limits of a handler with a limits block.
-		v := verdict{way: goEarlier, consumer: earlier.consumer, outcome: o}
-		if earlier.cred >= 0 {
-			v.cred, v.hasCred = earlier.consumer.CredentialAt(int(earlier.cred)), true
-		}
-		return v
+		return verdict{way: goEarlier, consumer: earlier.consumer, cred: earlier.cred, view: earlier.view, outcome: o}
 	case byOther:
 		// Another auth handler's user stays the request's.
 		return verdict{way: goOtherAuth, outcome: o}
@@ -227,7 +222,12 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	}
 	switch way {
 	case goConsumer:
-		h.identifyAs(r, v, li)
+		var credID string
+		if v.view != nil {
+			credID = v.cred.ID()
+		}
+		id := h.identifyWith(r, v.consumer, credID, v.anonymous, li)
+		id.cred, id.view = v.cred, v.view
 	case goNobody:
 		identifyNobody(r)
 	case goEarlier:

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -286,5 +287,52 @@ func TestScrubOddSpellings(t *testing.T) {
 		if got := seen.Header.Get(headerUsername); got != "alice" {
 			t.Errorf("X-Consumer-Username = %q", got)
 		}
+	}
+}
+
+// IdentityOf names the credential a request presented, its expiry and its
+// last use (this request's minute), and nothing for a request that went on
+// as the anonymous consumer, as nobody, or as another auth handler's user.
+func TestIdentityOf(t *testing.T) {
+	const doc = `{"consumers": [
+  {"username": "alice", "keys": [{"id": "alice-cred", "key": "alice-key-1", "expires_at": "2099-01-02T03:04:05Z"},
+                                 {"id": "alice-forever", "key": "alice-key-2"}]},
+  {"username": "guest"}
+]}`
+	set, err := consumers.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := provisioned(t, &Handler{Anonymous: "guest"})
+	h.src = sources.StaticStore(set)
+	run := func(hs []caddyhttp.MiddlewareHandler, hdr ...string) (Identity, bool) {
+		t.Helper()
+		r, _ := fieldRequest(http.MethodGet, "/", nil, hdr...)
+		var seen *http.Request
+		if err := chain(caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			seen = r
+			return nil
+		}), hs...).ServeHTTP(httptest.NewRecorder(), r); err != nil || seen == nil {
+			t.Fatalf("the request did not go on: %v", err)
+		}
+		return IdentityOf(seen)
+	}
+	before := time.Now().Add(-time.Minute)
+	id, ok := run([]caddyhttp.MiddlewareHandler{h}, "Apikey", "alice-key-1")
+	if !ok || id.Consumer.Username() != "alice" || id.CredentialID != "alice-cred" ||
+		!id.ExpiresAt.Equal(time.Date(2099, 1, 2, 3, 4, 5, 0, time.UTC)) || id.LastUsed.Before(before) {
+		t.Errorf("IdentityOf = %+v, %v", id, ok)
+	}
+	if id, ok := run([]caddyhttp.MiddlewareHandler{h}, "Apikey", "alice-key-2"); !ok || id.CredentialID != "alice-forever" || !id.ExpiresAt.IsZero() {
+		t.Errorf("IdentityOf = %+v, %v; want alice-forever, no expiry", id, ok)
+	}
+	if id, ok := run([]caddyhttp.MiddlewareHandler{h}); ok {
+		t.Errorf("IdentityOf of the anonymous consumer = %+v", id)
+	}
+	if id, ok := run([]caddyhttp.MiddlewareHandler{h, setter{"http.auth.user.id": "bob"}}, "Apikey", "alice-key-1"); ok {
+		t.Errorf("IdentityOf after basic_auth = %+v", id)
+	}
+	if r, _ := fieldRequest(http.MethodGet, "/", nil); func() bool { _, ok := IdentityOf(r); return ok }() {
+		t.Error("IdentityOf found an identity where no key_auth ran")
 	}
 }

@@ -2,7 +2,6 @@ package keyauth
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
@@ -112,15 +111,31 @@ func (h *Handler) anonymousConsumer(ctx context.Context, v View) (consumers.Cons
 // drops what its cache held of the consumer), so Lookup answers it without
 // waiting for a refresh; the request path is untouched.
 //
-// Entries are in the document's own shape (consumers.ConsumerEntry), keys as
-// the source holds them: a key in plain text where the document has one.
-// The management API never answers with a key or a hash.
+// A source module implements Writer, or not, by its type: the file and
+// Redis sources do, the HTTP source and a source of another package that
+// embeds sources.Handle without writing methods of its own do not, and are
+// read-only for the management API.
+//
+// Entries are in the document's own shape (consumers.ConsumerEntry). Edit's
+// change gets a consumer's keys as the source holds them: a key in plain
+// text where the document has one. Consumers and ReadConsumer, which answer
+// from what the source serves, give every key as its hash (Hash) and every
+// credential's id written out (a derived one too). The management API never
+// answers with a key or a hash.
+//
+// The errors of Edit, for an answer: the change's own error as it is;
+// ErrRefused (400: the entry would be refused, the message names the
+// field); ErrCredentialTaken (409); ErrConflict (409, nothing written, read
+// again); any other error (503: the source unreachable, a full disk),
+// nothing written.
 type Writer interface {
 	Source
 
 	// Consumers calls yield with the source's consumers in bytewise
 	// username order, starting with the first username greater than after
-	// ("" for the first), until yield returns false or none is left.
+	// ("" for the first), until yield returns false or none is left. It
+	// answers from what the source serves, without reading the whole
+	// source for a page.
 	Consumers(ctx context.Context, after string, yield func(*consumers.ConsumerEntry) bool) error
 
 	// ReadConsumer is the consumer named username, nil when there is none.
@@ -129,12 +144,16 @@ type Writer interface {
 	// Edit changes the consumer named username atomically: change gets a
 	// copy of its entry (nil when there is none) and returns the entry to
 	// write (nil deletes the consumer; a returned error, written nothing,
-	// comes back from Edit as it is). What is written passes the checks a
-	// load makes (a refusal wraps consumers' error, naming the field), and
-	// a change that another writer made meanwhile is never lost: Edit
-	// retries change on the newer entry or fails with ErrConflict.
-	// Another error means nothing was written (the store unreachable, a
-	// full disk).
+	// comes back from Edit as it is). The entry written keeps username
+	// (another is refused). What is written passes the checks a load makes
+	// (a refusal is ErrRefused and wraps consumers' error, naming the
+	// field); a credential id or key that another consumer's credential
+	// has is ErrCredentialTaken. A change that another writer made
+	// meanwhile is never lost: Edit retries change on the newer entry (so
+	// change may run more than once, and must not act beyond returning the
+	// entry), and fails with ErrConflict after a few tries. Another error
+	// means nothing was written (the store unreachable, a full disk). When
+	// Edit returns nil, the handlers sharing the source answer the change.
 	Edit(ctx context.Context, username string, change func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error)) error
 
 	// LastUsed is when each credential of ids last let a request in, to
@@ -144,8 +163,14 @@ type Writer interface {
 
 // ErrConflict is a write that another writer's change made meanwhile
 // refused: nothing was written, and the caller may read again and retry.
-var ErrConflict = errors.New("the consumers changed meanwhile")
+// It is consumers.ErrConflict, which the sources return.
+var ErrConflict = consumers.ErrConflict
 
-// ErrCredentialTaken is a write that gives a credential an id another
-// credential of the source already has.
-var ErrCredentialTaken = errors.New("credential id already in use")
+// ErrCredentialTaken is a write that gives a credential an id, or a key,
+// that a credential of another consumer of the source already has. It is
+// consumers.ErrCredentialTaken.
+var ErrCredentialTaken = consumers.ErrCredentialTaken
+
+// ErrRefused is a write of a consumer that a load would refuse; its message
+// names the field. It is consumers.ErrRefused.
+var ErrRefused = consumers.ErrRefused

@@ -19,6 +19,7 @@ package apikey
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -113,4 +114,13 @@ func base62(n *big.Int, width int) string {
 		s = strings.Repeat("0", width-len(s)) + s
 	}
 	return s
+}
+
+// CredentialID is the id of a credential minted for username without one
+// given (`caddy key-auth new`, the management API): the username, '-' and
+// 8 random hex digits, which tell nothing about the key.
+func CredentialID(username string) string {
+	var b [4]byte
+	_, _ = io.ReadFull(rand.Reader, b[:]) // crypto/rand never fails
+	return username + "-" + hex.EncodeToString(b[:])
 }

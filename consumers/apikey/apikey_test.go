@@ -191,3 +191,10 @@ func TestReadmePatterns(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialID(t *testing.T) {
+	a, b := CredentialID("bob"), CredentialID("bob")
+	if !regexp.MustCompile(`^bob-[0-9a-f]{8}$`).MatchString(a) || a == b {
+		t.Errorf("CredentialID: %q, %q", a, b)
+	}
+}

@@ -87,7 +87,8 @@ var testHookBeforeCommit = func() {}
 // of Caddy's user edited with sudo would otherwise become root's, which
 // Caddy could no longer read), a file another process is writing (it holds
 // the lock file, LockSuffix), and a file that changed (or appeared) since
-// it was read.
+// it was read. The last two are consumers.ErrConflict (errors.Is): read
+// the file again and redo the change.
 func (f *File) Save() error {
 	data, err := f.Doc.Marshal()
 	if err != nil {
@@ -146,7 +147,7 @@ func (f *File) lock() (unlock func(), err error) {
 		return nil, fmt.Errorf("consumers file %s: locking %s: %w", f.Path, path, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("consumers file %s is being written by another process (it holds the lock file %s); nothing written (run the command again)", f.Path, path)
+		return nil, consumers.Conflict(fmt.Errorf("consumers file %s is being written by another process (it holds the lock file %s); nothing written (run the command again)", f.Path, path))
 	}
 	if f.owner.ok { // so that the file's owner can lock it too, later
 		if fi, err := os.Stat(path); err == nil && ownerOf(fi) != f.owner {
@@ -176,11 +177,11 @@ func (f *File) unchanged() error {
 	case !f.exists && errors.Is(err, fs.ErrNotExist):
 		return nil
 	case !f.exists && err == nil:
-		return fmt.Errorf("consumers file %s appeared while it was being written; nothing written (run the command again)", f.Path)
+		return consumers.Conflict(fmt.Errorf("consumers file %s appeared while it was being written; nothing written (run the command again)", f.Path))
 	case err != nil:
 		return fmt.Errorf("consumers file %s: %w", f.Path, err)
 	case sha256.Sum256(data) != f.digest:
-		return fmt.Errorf("consumers file %s changed while it was being edited; nothing written (run the command again)", f.Path)
+		return consumers.Conflict(fmt.Errorf("consumers file %s changed while it was being edited; nothing written (run the command again)", f.Path))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package docfile
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,8 +197,8 @@ func TestSaveRefusesAConcurrentChange(t *testing.T) {
 	defer func() { testHookBeforeCommit = func() {} }()
 	f.Doc.Consumers = f.Doc.Consumers[:1]
 	err = f.Save()
-	if err == nil || !strings.Contains(err.Error(), "changed while") {
-		t.Fatalf("error %v, want a refusal", err)
+	if err == nil || !strings.Contains(err.Error(), "changed while") || !errors.Is(err, consumers.ErrConflict) {
+		t.Fatalf("error %v, want a refusal, consumers.ErrConflict", err)
 	}
 	if got, _ := os.ReadFile(path); string(got) != other {
 		t.Errorf("the other writer's file was replaced: %s", got)
@@ -217,8 +218,8 @@ func TestOpenOrNew(t *testing.T) {
 	testHookBeforeCommit = func() { _ = os.WriteFile(path, []byte(`{"consumers": []}`), 0o600) }
 	err = f.Save()
 	testHookBeforeCommit = func() {}
-	if err == nil || !strings.Contains(err.Error(), "appeared") {
-		t.Fatalf("error %v, want a refusal", err)
+	if err == nil || !strings.Contains(err.Error(), "appeared") || !errors.Is(err, consumers.ErrConflict) {
+		t.Fatalf("error %v, want a refusal, consumers.ErrConflict", err)
 	}
 	os.Remove(path)
 	if err := f.Save(); err != nil {
@@ -304,8 +305,8 @@ func TestSaveRefusedWhileLocked(t *testing.T) {
 	}
 	f.Doc.Consumers = f.Doc.Consumers[:1]
 	err = f.Save()
-	if err == nil || !strings.Contains(err.Error(), "is being written by another process (it holds the lock file "+path+LockSuffix+"); nothing written") {
-		t.Errorf("error %v, want a refusal naming the lock file", err)
+	if err == nil || !strings.Contains(err.Error(), "is being written by another process (it holds the lock file "+path+LockSuffix+"); nothing written") || !errors.Is(err, consumers.ErrConflict) {
+		t.Errorf("error %v, want a refusal naming the lock file, consumers.ErrConflict", err)
 	}
 	if got, _ := os.ReadFile(path); string(got) != sample {
 		t.Error("the file changed while another process held the lock")

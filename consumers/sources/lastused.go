@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,7 +84,8 @@ func (v *snapshot) LastUsed(cred consumers.Credential) Minute {
 // (a previous snapshot, or nil) carried over by credential id.
 func newSnapshot(set *consumers.Set, u *usage, from map[string]Minute) *snapshot {
 	_, keys := set.Len()
-	v := &snapshot{set: set, usage: u, used: make([]atomic.Uint32, keys)}
+	v := &snapshot{set: set, usage: u, used: make([]atomic.Uint32, keys),
+		index: sync.OnceValue(func() *consumers.Index { return consumers.NewIndex(set) })}
 	if len(from) > 0 {
 		for i := range v.used {
 			if m, ok := from[set.CredentialAt(i).ID()]; ok {

@@ -79,6 +79,11 @@ var lives = caddy.NewUsagePool()
 // Provide, called at the end of the module's Provision, fills it with the
 // live state; Lookup, Consumer and Now are then the handler's contract
 // (keyauth.Source), and Cleanup lets the state go with the module's config.
+//
+// A Handle only reads: a module that embeds one is read-only for the
+// management API (keyauth.Writer), whatever its live state, unless the
+// module itself has the writing methods, as FileSource and the Redis source
+// do.
 type Handle struct {
 	live Live
 	// store is live when it is a Store: the request path calls it without
@@ -155,6 +160,11 @@ func (h *Handle) Now() View {
 	}
 	return h.live.Now()
 }
+
+// Live is the live state Provide gave the module, or nil before: for a
+// module's own methods beyond the handler's contract (a Redis source's
+// writing methods reach its client through it).
+func (h *Handle) Live() Live { return h.live }
 
 // Cleanup drops the module's reference to its live state. The state itself
 // stays with the handler that holds the module, so a request still in

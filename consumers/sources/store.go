@@ -185,6 +185,10 @@ type snapshot struct {
 	// (lastused.go), indexed as the set's credentials.
 	used  []atomic.Uint32
 	usage *usage
+	// index finds the set's consumers by username and its credentials by
+	// id, for the management API's reads: made at the first, once per
+	// set, so a store that is never managed never makes one.
+	index func() *consumers.Index
 }
 
 type foundConsumer struct {

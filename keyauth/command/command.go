@@ -7,8 +7,6 @@
 package command
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -79,14 +77,6 @@ func parseExpires(s string) (string, error) {
 		return "", fmt.Errorf("--expires %s is not in the future", s)
 	}
 	return t.UTC().Format(time.RFC3339), nil
-}
-
-// randomSuffix is 8 random hex digits, for ids that must tell nothing about
-// a key.
-func randomSuffix() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return hex.EncodeToString(b[:])
 }
 
 // requireFlag checks that a flag was given a value.

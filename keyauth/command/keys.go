@@ -88,7 +88,7 @@ func runNew(cmd *cobra.Command, _ []string) error {
 
 	if path == "" {
 		if cred.ID == "" {
-			cred.ID = username + "-" + randomSuffix()
+			cred.ID = apikey.CredentialID(username)
 		}
 		// The entry must load: check it as a one-consumer document.
 		doc := &consumers.Document{Consumers: []consumers.ConsumerEntry{{Username: username, Keys: []consumers.CredentialEntry{cred}}}}
@@ -126,7 +126,7 @@ func runNew(cmd *cobra.Command, _ []string) error {
 	}
 	if cred.ID == "" {
 		for {
-			cred.ID = username + "-" + randomSuffix()
+			cred.ID = apikey.CredentialID(username)
 			if _, _, taken := file.Doc.Credential(cred.ID); !taken {
 				break
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
@@ -48,15 +49,8 @@ present a client certificate; either implies --tls.`,
 		Args: cobra.NoArgs,
 	}
 	fs := cmd.Flags()
-	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
 	fs.String("file", "", "the consumers file")
-	fs.String("prefix", redis.DefaultPrefix, "key prefix")
-	fs.Int("db", 0, "database number (standalone Redis only)")
-	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
-	fs.Bool("tls", false, "connect with TLS")
-	fs.StringArray("tls-root-ca", nil, "PEM CA certificate(s) to trust instead of the system's roots (repeatable)")
-	fs.String("tls-client-certificate", "", "PEM client certificate to present")
-	fs.String("tls-client-certificate-key", "", "PEM key of the client certificate")
+	redisFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		get := func(n string) string { v, _ := cmd.Flags().GetString(n); return v }
 		addrs, file := get("redis"), get("file")
@@ -92,6 +86,19 @@ present a client certificate; either implies --tls.`,
 		return nil
 	}
 	return cmd
+}
+
+// redisFlags are the flags of a command that connects to Redis as the Redis
+// source does (push, stale --redis): pushClientOption reads them.
+func redisFlags(fs *pflag.FlagSet) {
+	fs.String("redis", "", "Redis address(es), host:port, comma-separated")
+	fs.String("prefix", redis.DefaultPrefix, "key prefix")
+	fs.Int("db", 0, "database number (standalone Redis only)")
+	fs.String("username", "", "Redis ACL user (default $REDIS_USERNAME)")
+	fs.Bool("tls", false, "connect with TLS")
+	fs.StringArray("tls-root-ca", nil, "PEM CA certificate(s) to trust instead of the system's roots (repeatable)")
+	fs.String("tls-client-certificate", "", "PEM client certificate to present")
+	fs.String("tls-client-certificate-key", "", "PEM key of the client certificate")
 }
 
 // pushClientOption is the connection push's flags and environment ask for:
@@ -167,6 +174,10 @@ type Stats struct {
 	// IDsWritten counts the consumer-id hashes written, apart: they only
 	// index the consumers whose id is not their username.
 	IDsWritten int
+	// IndexesWritten and IndexesRemoved count the writers' indexes written
+	// and removed, apart: consumer-keys and credential-id hashes, members
+	// of the consumers set, and last-used fields of credentials gone.
+	IndexesWritten, IndexesRemoved int
 }
 
 // batch is how many hashes go in one pipeline.
@@ -229,9 +240,25 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 		report()
 		return err
 	}
+	var idxPending []hash
+	var idxSt Stats
+	flushIndexes := func() error {
+		err := syncHashes(ctx, c, idxPending, &idxSt)
+		idxPending = idxPending[:0]
+		st.IndexesWritten = idxSt.Written
+		report()
+		return err
+	}
+	addIndex := func(h hash) error {
+		if idxPending = append(idxPending, h); len(idxPending) == batch {
+			return flushIndexes()
+		}
+		return nil
+	}
 	layout := redis.NewLayout(prefix)
 	// Groups first, so no consumer is read without its tier's limits;
-	// consumers next, so no key is written before its consumer.
+	// consumers next, so no key is written before its consumer; their
+	// indexes with them.
 	groups := map[string]struct{}{}
 	for g := range set.Groups() {
 		if f, ok := redis.EncodeGroup(g); ok {
@@ -245,18 +272,32 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	if err := flush(); err != nil {
 		return st, err
 	}
+	entries := make([]redis.EntryHashes, st.Consumers)
 	for i := range st.Consumers {
 		cons := set.ConsumerAt(i)
-		usernames[cons.Username()] = struct{}{}
-		if err := add(hash{layout.ConsumerKey(cons.Username()), redis.EncodeConsumer(cons)}); err != nil {
+		h, err := redis.EncodeEntry(&raw.Consumers[i], cons, set)
+		if err != nil {
 			return st, err
 		}
-		if f, ok := redis.EncodeConsumerID(cons); ok {
+		entries[i] = h
+		usernames[cons.Username()] = struct{}{}
+		if err := add(hash{layout.ConsumerKey(cons.Username()), h.Consumer}); err != nil {
+			return st, err
+		}
+		if h.ConsumerID != nil {
 			ids[cons.ID()] = struct{}{}
-			if idPending = append(idPending, hash{layout.ConsumerIDKey(cons.ID()), f}); len(idPending) == batch {
+			if idPending = append(idPending, hash{layout.ConsumerIDKey(cons.ID()), h.ConsumerID}); len(idPending) == batch {
 				if err := flushIDs(); err != nil {
 					return st, err
 				}
+			}
+		}
+		if err := addIndex(hash{layout.ConsumerKeysKey(cons.Username()), h.Keys}); err != nil {
+			return st, err
+		}
+		for _, id := range h.CredentialIDs {
+			if err := addIndex(hash{layout.CredentialIDKey(id), redis.EncodeCredentialID(cons.Username())}); err != nil {
+				return st, err
 			}
 		}
 	}
@@ -266,44 +307,100 @@ func PushProgress(ctx context.Context, c rueidis.Client, doc []byte, prefix stri
 	if err := flushIDs(); err != nil {
 		return st, err
 	}
-	for _, rc := range raw.Consumers {
-		for _, k := range rc.Keys {
-			d, ok := k.Digest()
-			if !ok {
-				return st, errors.New("a key of the document has no digest") // cannot happen: Build checked it
-			}
-			cred, ok := set.Lookup(&d)
-			if !ok {
-				return st, errors.New("a key of the document is not in its set") // cannot happen: Build made the set from it
-			}
-			if err := add(hash{layout.CredentialKey(&d), redis.EncodeCredential(cred, k.ExpiresAt)}); err != nil {
+	if err := flushIndexes(); err != nil {
+		return st, err
+	}
+	// Every credential's hashes (a rolled one's previous secrets too).
+	for i := range entries {
+		for _, ch := range entries[i].Credentials {
+			if err := add(hash{layout.CredentialKey(&ch.Digest), ch.Fields}); err != nil {
 				return st, err
-			}
-			// A rolled credential's previous secrets, each its own hash.
-			for _, p := range k.Previous {
-				d, ok := (&consumers.CredentialEntry{Hash: p.Hash}).Digest()
-				if !ok {
-					return st, errors.New("a previous secret of the document has no digest") // cannot happen: Build checked it
-				}
-				prev, ok := set.Lookup(&d)
-				if !ok || !prev.Previous() {
-					return st, errors.New("a previous secret of the document is not in its set") // cannot happen
-				}
-				if err := add(hash{layout.CredentialKey(&d), redis.EncodeCredential(prev, redis.PreviousExpiresAt(p.ExpiresAt, k.ExpiresAt))}); err != nil {
-					return st, err
-				}
 			}
 		}
 	}
 	if err := flush(); err != nil {
 		return st, err
 	}
-	return st, remove(ctx, c, layout, set, names{usernames, ids, groups}, &st, report)
+	if err := listConsumers(ctx, c, layout, set, &st); err != nil {
+		return st, err
+	}
+	if err := remove(ctx, c, layout, set, names{usernames, ids, groups}, &st, report); err != nil {
+		return st, err
+	}
+	return st, removeMembers(ctx, c, layout, set, usernames, &st)
 }
 
-// names are what a push keeps: the usernames, the ids of consumers whose
-// id is not their username, and the groups with a hash.
-type names struct{ usernames, ids, groups map[string]struct{} }
+// listConsumers adds every username to the consumers set, in pipelined
+// batches (ZADD of a member there already changes nothing).
+func listConsumers(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, st *Stats) error {
+	n, _ := set.Len()
+	for start := 0; start < n; start += batch {
+		z := c.B().Zadd().Key(layout.ConsumersKey()).ScoreMember()
+		for i := start; i < min(start+batch, n); i++ {
+			z = z.ScoreMember(0, set.ConsumerAt(i).Username())
+		}
+		added, err := c.Do(ctx, z.Build()).AsInt64()
+		if err != nil {
+			return fmt.Errorf("listing the consumers: %w", err)
+		}
+		st.IndexesWritten += int(added)
+	}
+	return nil
+}
+
+// removeMembers removes from the consumers set the usernames the set does
+// not have, and from the last-used hash the credentials it does not have.
+func removeMembers(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, usernames map[string]struct{}, st *Stats) error {
+	index := consumers.NewIndex(set)
+	for _, k := range []struct {
+		key  string
+		scan func(cursor uint64) rueidis.Completed
+		keep func(string) bool
+		del  func(members []string) rueidis.Completed
+	}{
+		{layout.ConsumersKey(),
+			func(cursor uint64) rueidis.Completed {
+				return c.B().Zscan().Key(layout.ConsumersKey()).Cursor(cursor).Count(batch).Build()
+			},
+			func(m string) bool { _, ok := usernames[m]; return ok },
+			func(ms []string) rueidis.Completed {
+				return c.B().Zrem().Key(layout.ConsumersKey()).Member(ms...).Build()
+			}},
+		{layout.LastUsedKey(),
+			func(cursor uint64) rueidis.Completed {
+				return c.B().Hscan().Key(layout.LastUsedKey()).Cursor(cursor).Count(batch).Build()
+			},
+			func(id string) bool { _, ok := index.Credential(id); return ok },
+			func(ids []string) rueidis.Completed {
+				return c.B().Hdel().Key(layout.LastUsedKey()).Field(ids...).Build()
+			}},
+	} {
+		var cursor uint64
+		for {
+			e, err := c.Do(ctx, k.scan(cursor)).AsScanEntry()
+			if err != nil {
+				return fmt.Errorf("scanning %s: %w", k.key, err)
+			}
+			var gone []string
+			// Members and scores (or fields and values) alternate.
+			for i := 0; i < len(e.Elements); i += 2 {
+				if !k.keep(e.Elements[i]) {
+					gone = append(gone, e.Elements[i])
+				}
+			}
+			if len(gone) > 0 {
+				if err := c.Do(ctx, k.del(gone)).Error(); err != nil {
+					return fmt.Errorf("removing from %s: %w", k.key, err)
+				}
+				st.IndexesRemoved += len(gone)
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
 
 // syncHashes writes the hashes that differ from what Redis holds: HSET of the
 // fields, then HDEL of the fields no longer there, so a reader never finds
@@ -327,6 +424,10 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 			continue
 		}
 		st.Written++
+		if len(hs[i].fields) == 0 { // a hash without fields is no hash
+			writes = append(writes, c.B().Del().Key(hs[i].key).Build())
+			continue
+		}
 		fv := c.B().Hset().Key(hs[i].key).FieldValue()
 		for _, n := range slices.Sorted(maps.Keys(hs[i].fields)) {
 			fv = fv.FieldValue(n, hs[i].fields[n])
@@ -350,12 +451,16 @@ func syncHashes(ctx context.Context, c rueidis.Client, hs []hash, st *Stats) err
 	return nil
 }
 
-// remove deletes the credentials, consumers and groups under prefix that
-// the set does not have, scanning every node (each master of a cluster).
-// The prefix is matched literally: SCAN's pattern has its glob characters
-// escaped, and a key is deleted only if it starts with the prefix itself,
-// so a prefix such as "app[v2]:" never reaches another application's
-// "app2:" keys.
+// names are what a push keeps: the usernames, the ids of consumers whose
+// id is not their username, and the groups with a hash.
+type names struct{ usernames, ids, groups map[string]struct{} }
+
+// remove deletes the credentials, consumers, their indexes and groups under
+// prefix that the set does not have, scanning every node (each master of a
+// cluster). The prefix is matched literally: SCAN's pattern has its glob
+// characters escaped, and a key is deleted only if it starts with the
+// prefix itself, so a prefix such as "app[v2]:" never reaches another
+// application's "app2:" keys.
 func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *consumers.Set, keepNames names, st *Stats, report func()) error {
 	var dels rueidis.Commands
 	flush := func() error {
@@ -367,6 +472,7 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 		dels = dels[:0]
 		return nil
 	}
+	index := consumers.NewIndex(set)
 	// Credentials first, so no key outlives its consumer.
 	for _, pass := range layout.KeyPrefixes() {
 		for _, node := range c.Nodes() {
@@ -377,11 +483,15 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 					return fmt.Errorf("scanning: %w", err)
 				}
 				for _, k := range e.Elements {
-					if !strings.HasPrefix(k, pass) || keep(layout, k, set, keepNames) {
+					if !strings.HasPrefix(k, pass) || keep(layout, k, set, index, keepNames) {
 						continue
 					}
 					dels = append(dels, c.B().Del().Key(k).Build())
-					st.Removed++
+					if pass == layout.ConsumerKeysKey("") || pass == layout.CredentialIDKey("") {
+						st.IndexesRemoved++
+					} else {
+						st.Removed++
+					}
 					if len(dels) == batch {
 						if err := flush(); err != nil {
 							return err
@@ -401,15 +511,17 @@ func remove(ctx context.Context, c rueidis.Client, layout redis.Layout, set *con
 	return nil
 }
 
-func keep(layout redis.Layout, k string, set *consumers.Set, n names) bool {
+func keep(layout redis.Layout, k string, set *consumers.Set, index *consumers.Index, n names) bool {
 	var found bool
 	switch kind, d, name := layout.Parse(k); kind {
 	case redis.KindCredential:
 		_, found = set.Lookup(&d)
-	case redis.KindConsumer:
+	case redis.KindConsumer, redis.KindConsumerKeys:
 		_, found = n.usernames[name]
 	case redis.KindConsumerID:
 		_, found = n.ids[name]
+	case redis.KindCredentialID:
+		_, found = index.Credential(name)
 	case redis.KindGroup:
 		_, found = n.groups[name]
 	}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,11 @@ func TestPush(t *testing.T) {
 	redistest.Do(t, c, "HSET", credKey("stale-key"), "consumer", "stale", "id", "s")
 	redistest.Do(t, c, "SET", "p:other", "kept")
 	redistest.Do(t, c, "HSET", "q:consumer:alice", "id", "outside the prefix")
+	// The stale consumer's indexes, and its key's last use.
+	redistest.Do(t, c, "HSET", "p:consumer-keys:stale", strings.TrimPrefix(credKey("stale-key"), "p:cred:"), "s")
+	redistest.Do(t, c, "HSET", "p:credential-id:s", "consumer", "stale")
+	redistest.Do(t, c, "ZADD", "p:consumers", "0", "stale")
+	redistest.Do(t, c, "HSET", "p:last-used", "s", "29000000", "alice-1", "29000001")
 
 	doc := `{"consumers": [
 		{"username": "alice", "id": "a11ce", "custom_id": "c1", "tags": ["staff", "ops"], "groups": ["gold"],
@@ -74,6 +80,29 @@ func TestPush(t *testing.T) {
 	if v, _ := c.Do(ctx, c.B().Get().Key("p:other").Build()).ToString(); v != "kept" {
 		t.Error("a key under the prefix outside the layout was touched")
 	}
+	hexOf := func(key string) string { return strings.TrimPrefix(credKey(key), "p:cred:") }
+	// The writers' indexes: each consumer's keys, the owner of each
+	// credential id, the list of usernames; the stale ones gone.
+	for key, want := range map[string]map[string]string{
+		"p:consumer-keys:alice":   {hexOf("alice-secret-1"): "alice-1", hexOf("alice-secret-2"): "a11ce#2"},
+		"p:consumer-keys:bob":     {hexOf("bob-secret"): "bob-1"},
+		"p:credential-id:alice-1": {"consumer": "alice"},
+		"p:credential-id:a11ce#2": {"consumer": "alice"},
+		"p:credential-id:bob-1":   {"consumer": "bob"},
+		"p:consumer-keys:stale":   {},
+		"p:credential-id:s":       {},
+		"p:last-used":             {"alice-1": "29000001"},
+	} {
+		if got := hgetall(t, c, key); !maps.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	if got, _ := c.Do(ctx, c.B().Zrange().Key("p:consumers").Min("0").Max("-1").Build()).AsStrSlice(); !slices.Equal(got, []string{"alice", "bob"}) {
+		t.Errorf("p:consumers = %v", got)
+	}
+	if st.IndexesWritten != 7 || st.IndexesRemoved != 4 {
+		t.Errorf("indexes: %d written, %d removed, want 7 (2 consumer-keys, 3 credential-id, 2 usernames) and 4", st.IndexesWritten, st.IndexesRemoved)
+	}
 
 	// Again, changed: only the changes are written, a dropped field goes.
 	doc2 := strings.Replace(doc, `"custom_id": "c1", `, "", 1)
@@ -89,6 +118,9 @@ func TestPush(t *testing.T) {
 	}
 	if len(hgetall(t, c, credKey("alice-secret-2"))) != 0 || len(hgetall(t, c, credKey("alice-secret-3"))) == 0 {
 		t.Error("the replaced key is not replaced")
+	}
+	if got := hgetall(t, c, "p:consumer-keys:alice"); !maps.Equal(got, map[string]string{hexOf("alice-secret-1"): "alice-1", hexOf("alice-secret-3"): "a11ce#2"}) {
+		t.Errorf("alice's keys after the change: %v", got)
 	}
 
 	// A refused document writes nothing.

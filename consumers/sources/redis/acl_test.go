@@ -13,12 +13,18 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
 )
 
 // aclRules are the rights the README gives the source's Redis user: exactly
-// the commands the source runs, on the keys under its prefix, read only.
-const aclRules = "resetkeys %R~keyauth:* resetchannels -@all +hello +ping +select +client|tracking +client|caching +multi +exec +hgetall +pttl +cluster|slots +cluster|shards"
+// the commands the source runs, on the keys under its prefix, read only but
+// for the last-used hash.
+const aclRules = "resetkeys %R~keyauth:* %RW~keyauth:last-used resetchannels -@all +hello +ping +select +client|tracking +client|caching +multi +exec +hgetall +pttl +cluster|slots +cluster|shards +hget +hmget +hset +evalsha +eval"
+
+// aclWriterRules are the rights the README gives the user of a source that
+// the management API writes: the reader's, and writing under the prefix.
+const aclWriterRules = "resetkeys ~keyauth:* resetchannels -@all +hello +ping +select +client|tracking +client|caching +multi +exec +hgetall +pttl +cluster|slots +cluster|shards +hget +hmget +hset +evalsha +eval +watch +unwatch +hdel +del +zadd +zrem +zrange"
 
 // The README's ACL line is aclRules, and a user with exactly those rights
 // runs the source: lookups, the anonymous consumer, invalidations.
@@ -53,6 +59,60 @@ func TestRedisACLRights(t *testing.T) {
 	}
 	if st := l.Status(); !st.Lookups.Connected || st.LastError != "" {
 		t.Errorf("status: %+v", st)
+	}
+	// The record of use: read with a lookup, written with the script.
+	cred, ok := mustLookup(t, l, "bob-1")
+	if !ok {
+		t.Fatal("bob not found")
+	}
+	l.Use(cred)
+	if err := l.writeUse(context.Background()); err != nil {
+		t.Fatalf("writing the last use: %v", err)
+	}
+	if got := redistest.Do(t, redistest.Client(t, srv.Addr()), "HGET", "keyauth:last-used", "bob-key-1"); got.Error() != nil {
+		t.Errorf("the last use is not written: %v", got.Error())
+	}
+	for _, e := range l.logs.All() {
+		if e.Level >= zap.WarnLevel {
+			t.Errorf("logged: %s %v", e.Message, e.ContextMap())
+		}
+	}
+}
+
+// The README's ACL line for a source that the management API writes is
+// aclWriterRules, and a user with exactly those rights writes: creates,
+// changes, lists and deletes consumers, reads their last use.
+func TestRedisACLWriterRights(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "ACL SETUSER caddy on >CHANGE-ME "+aclWriterRules) {
+		t.Errorf("the README's writer ACL line is not %q", aclWriterRules)
+	}
+	srv := redistest.Start(t)
+	do := redisDo(t, srv.Addr())
+	do(append([]string{"ACL", "SETUSER", "caddy", "on", ">caddy-pass"}, strings.Fields(aclWriterRules)...)...)
+	l := newTestLooker(t, Source{Options: Options{Addresses: []string{srv.Addr()}, Username: "caddy", Password: "caddy-pass"}})
+	ctx := context.Background()
+	tom := &consumers.ConsumerEntry{Username: "tom", ID: "t0m", Keys: []consumers.CredentialEntry{{ID: "tom-1", Key: keyMark + "tom-1"}}}
+	if err := l.edit(ctx, "tom", setTo(tom)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.edit(ctx, "tom", func(cur *consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
+		cur.ID, cur.Keys = "", nil
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(t, l, ""); len(got) != 1 {
+		t.Errorf("list: %v", got)
+	}
+	if _, err := l.lastUsedOf(ctx, []string{"tom-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.edit(ctx, "tom", setTo(nil)); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -56,6 +56,11 @@ type lookupCache struct {
 	// in nanoseconds; 0 keeps it until Redis reports a change.
 	absentTTL atomic.Int64
 	now       func() int64 // the clock, in Unix nanoseconds: a fake one in tests
+
+	// added and removed, when set, see each entry that holds a record of
+	// use as it enters and leaves the cache, with c.mu held (the looker's
+	// record of use follows the cache: usage.go).
+	added, removed func(*cacheEntry)
 }
 
 const (
@@ -92,6 +97,8 @@ type cacheEntry struct {
 	// not exist: it expires as an unknown key does.
 	absentGroup bool
 	ref         atomic.Bool
+	// use is the record of use of a found credential, or nil.
+	use *useSlot
 }
 
 // groupEntry is a group hash as read; nil fields when there is none.
@@ -134,6 +141,13 @@ func (c *lookupCache) reset() {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
+		if c.removed != nil {
+			for _, e := range sh.m[known] {
+				if e.use != nil {
+					c.removed(e)
+				}
+			}
+		}
 		sh.m[known] = map[consumers.Digest]*cacheEntry{}
 		sh.m[unknown] = map[consumers.Digest]*cacheEntry{}
 		sh.bytes = [2]int64{}
@@ -257,6 +271,9 @@ func (c *lookupCache) put(d *consumers.Digest, e *cacheEntry, t ticket, consumer
 		}
 	}
 	sh.m[kind][*d] = e
+	if e.use != nil && c.added != nil {
+		c.added(e)
+	}
 	sh.bytes[kind] += e.size
 	c.entries[kind].Add(1)
 	c.bytes.Add(e.size)
@@ -339,6 +356,9 @@ func (c *lookupCache) removeLocked(sh *cacheShard, d *consumers.Digest) {
 			continue
 		}
 		delete(sh.m[kind], *d)
+		if e.use != nil && c.removed != nil {
+			c.removed(e)
+		}
 		sh.bytes[kind] -= e.size
 		c.entries[kind].Add(-1)
 		c.bytes.Add(-e.size)

@@ -296,13 +296,25 @@ func TestLayoutKeys(t *testing.T) {
 		if kind, _, got := l.Parse(l.ConsumerIDKey(name)); kind != KindConsumerID || got != name {
 			t.Errorf("consumer-id key of %q: %v %q", name, kind, got)
 		}
+		if kind, _, got := l.Parse(l.ConsumerKeysKey(name)); kind != KindConsumerKeys || got != name {
+			t.Errorf("consumer-keys key of %q: %v %q", name, kind, got)
+		}
+		if kind, _, got := l.Parse(l.CredentialIDKey(name)); kind != KindCredentialID || got != name {
+			t.Errorf("credential-id key of %q: %v %q", name, kind, got)
+		}
 	}
 	for _, name := range []string{"free", "a:b", ""} {
 		if kind, _, got := l.Parse(l.GroupKey(name)); kind != KindGroup || got != name {
 			t.Errorf("group key of %q: %v %q", name, kind, got)
 		}
 	}
-	for _, k := range []string{"p:cred:zz", "p:cred:" + fmt.Sprintf("%x", d[:31]), "q:consumer:a", "p:other", "p:credential", "p:groups"} {
+	for _, k := range []string{l.ConsumersKey(), l.LastUsedKey()} {
+		if kind, _, _ := l.Parse(k); kind != KindOther {
+			t.Errorf("%q: %v, want KindOther (one key, not a kind)", k, kind)
+		}
+	}
+	for _, k := range []string{"p:cred:zz", "p:cred:" + fmt.Sprintf("%x", d[:31]), "q:consumer:a", "p:other", "p:credential", "p:groups",
+		"p:consumer-key:x", "p:credential-ids:x"} {
 		if kind, _, _ := l.Parse(k); kind != KindOther {
 			t.Errorf("%q: %v, want KindOther", k, kind)
 		}

@@ -64,6 +64,13 @@ type looker struct {
 	holders            int
 	destructed, closed bool
 
+	// usage is the record of use of the cached credentials (usage.go).
+	usage usage
+
+	// writeMu makes this instance's writes (the management API's) one at
+	// a time: they never conflict with each other (write.go).
+	writeMu sync.Mutex
+
 	statusMu    sync.Mutex // guards the connection's failure streak
 	lastErr     string
 	lastErrTime *time.Time
@@ -84,6 +91,8 @@ func newLooker(cfg *Source, password string, t *tls.Config) *looker {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.logger.Store(caddy.Log())
+	l.cache.added, l.cache.removed = l.cached, l.uncached
+	l.usage.minute.Store(sources.MinuteOf(time.Now()))
 	l.metrics = newLookupMetrics(sources.Name(l))
 	l.opt = cfg.clientOption(password, t)
 	// The local cache is ours (one entry joins a credential and its
@@ -105,6 +114,8 @@ func (l *looker) Start(logger *zap.Logger) {
 func (l *looker) log() *zap.Logger { return l.logger.Load() }
 
 func (l *looker) start(ctx context.Context) {
+	l.usage.keeping.Add(1)
+	go l.keepUse(ctx)
 	l.connecting.Add(1)
 	go func() {
 		defer l.connecting.Done()
@@ -169,6 +180,7 @@ func (l *looker) Destruct() error {
 
 func (l *looker) close() {
 	l.connecting.Wait()
+	l.usage.keeping.Wait() // it has written the record of use
 	if c := l.client.Swap(nil); c != nil {
 		c.Close()
 	}
@@ -456,7 +468,12 @@ func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consum
 	}
 	consKey := l.layout.ConsumerKey(username)
 	tk2 := l.cache.ticket(consKey)
+	// The credential's last use, read alongside its consumer: the two
+	// commands share the round trip.
+	used := make(chan sources.Minute, 1)
+	go func() { used <- l.readLastUsed(ctx, c.Client, id) }()
 	cons, err := hgetall(ctx, c, consKey)
+	fleet := <-used
 	if err != nil {
 		return nil, err
 	}
@@ -474,7 +491,9 @@ func (l *looker) fetchCredential(ctx context.Context, c *clientHolder, d *consum
 			// Disabled keys and consumers are refused here, like unknown
 			// ones, whatever the handler checks.
 			e.cred, e.found = credential, true
-			e.size = int64(set.Bytes())
+			e.size = int64(set.Bytes()) + useSlotBytes
+			e.use = &useSlot{id: id}
+			e.use.fleet.Store(fleet)
 		}
 	}
 	// A key refused for its group's hash is known again when the hash is

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -439,6 +440,9 @@ func TestRedisCluster(t *testing.T) {
 // and 5,000 unknown entries as a consumer of a fetch builds them.
 func TestLookupCacheEntryBytes(t *testing.T) {
 	c := newLookupCache(1 << 30)
+	// A found credential's record of use, in the looker's map of them.
+	var slots sync.Map
+	c.added = func(e *cacheEntry) { slots.Store(e.cred.Set(), e.use) }
 	cons := map[string]string{"id": "user-id-0000", "custom_id": "cust-0000", "tags": "a,b", "groups": "gold,partner", "labels": `{"plan":"gold"}`}
 	const n = 5000
 	measure := func(found bool) (heap, accounted float64) {
@@ -457,7 +461,8 @@ func TestLookupCacheEntryBytes(t *testing.T) {
 					t.Fatal(err)
 				}
 				e.cred, _ = set.Lookup(d)
-				e.found, e.size = true, int64(set.Bytes())
+				e.found, e.size = true, int64(set.Bytes())+useSlotBytes
+				e.use = &useSlot{id: e.cred.ID()}
 			}
 			c.put(d, e, c.ticket("x"), name, c.ticket("y"))
 		}

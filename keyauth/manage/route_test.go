@@ -1,0 +1,45 @@
+package manage
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// Paths are read relative to where the handler is mounted; names are
+// percent-decoded, so a username may hold a '/'.
+func TestRoute(t *testing.T) {
+	for _, tc := range []struct {
+		path             string
+		res              resource
+		username, credID string
+		status           int // of a refusal; 0 for none
+	}{
+		{"/self", resSelf, "", "", 0},
+		{"/consumers", resConsumers, "", "", 0},
+		{"/consumers?limit=2", resConsumers, "", "", 0},
+		{"/consumers/tom", resConsumer, "tom", "", 0},
+		{"/consumers/a%2Fb%20c", resConsumer, "a/b c", "", 0},
+		{"/consumers/keys", resConsumer, "keys", "", 0},
+		{"/consumers/tom/keys", resKeys, "tom", "", 0},
+		{"/consumers/tom/keys/tom%231", resKey, "tom", "tom#1", 0},
+		{"/consumers/tom/keys/k1/roll", resRoll, "tom", "k1", 0},
+		{"/", 0, "", "", 404},
+		{"/self/x", 0, "", "", 404},
+		{"/keys/consumers", 0, "", "", 404},
+		{"/consumers/", 0, "", "", 400},
+		{"/consumers/tom/", 0, "", "", 404},
+		{"/consumers/tom/key", 0, "", "", 404},
+		{"/consumers/tom/keys/", 0, "", "", 400},
+		{"/consumers/tom/keys/k1/roll/x", 0, "", "", 404},
+		{"/consumers/tom/keys/k1/rotate", 0, "", "", 404},
+	} {
+		r := httptest.NewRequest("GET", tc.path, nil)
+		res, u, c, e := route(r)
+		switch {
+		case tc.status != 0 && (e == nil || e.status != tc.status):
+			t.Errorf("%s: %v, want %d", tc.path, e, tc.status)
+		case tc.status == 0 && (e != nil || res != tc.res || u != tc.username || c != tc.credID):
+			t.Errorf("%s: %v %q %q %v, want %v %q %q", tc.path, res, u, c, e, tc.res, tc.username, tc.credID)
+		}
+	}
+}
