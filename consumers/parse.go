@@ -101,7 +101,8 @@ func (p *parser) document() error {
 	if !seen {
 		return p.errAt(0, `the document has no "consumers" field`)
 	}
-	if p.peek() != 0 {
+	// peek's 0 is the end or a NUL byte: the position tells them apart.
+	if p.peek(); p.pos < len(p.data) {
 		return p.errAt(p.pos, "unexpected data after the document")
 	}
 	// The groups are checked after the consumers, wherever they stand, as
@@ -373,7 +374,7 @@ func ParseLimits(data []byte, what string) (LimitsEntry, error) {
 	if _, err := p.limits(fixed("limits"), &ls); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if p.peek() != 0 {
+	if p.peek(); p.pos < len(p.data) {
 		return nil, fmt.Errorf("%s: %w", what, p.errAt(p.pos, "unexpected data after the limits"))
 	}
 	if err := checkLimits(buf, ls, func() string { return what }); err != nil {
