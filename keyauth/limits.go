@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
 )
 
@@ -77,27 +78,17 @@ const (
 	onErrorAllow = "allow"
 )
 
-// maxMeterName bounds a meter's name: it is a label of a metric and a part
-// of every counter's key.
-const maxMeterName = 64
-
-// checkMeter checks the name of a meter a cost charges.
+// checkMeter checks the name of a meter a cost charges: a meter of the
+// consumers document (consumers.CheckMeterName), since a cost charges the
+// limits the document sets on it.
 func checkMeter(name string) error {
 	switch {
 	case name == "":
 		return errors.New("a cost needs a meter")
 	case name == limits.InFlight:
 		return errors.New("in_flight is not charged by a cost: every limited request takes a slot where a limit caps in_flight")
-	case len(name) > maxMeterName:
-		return fmt.Errorf("meter %.20q... is longer than %d bytes", name, maxMeterName)
 	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			// It is a metric label and a part of the RateLimit headers.
-			return fmt.Errorf("meter %q: a meter's name is letters, digits, '_', '-' and '.'", name)
-		}
-	}
-	return nil
+	return consumers.CheckMeterName(name)
 }
 
 // checkAmount checks an amount: a non-negative integer or a placeholder.

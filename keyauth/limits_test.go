@@ -433,7 +433,7 @@ func TestLimitsCaddyfile(t *testing.T) {
 		{"cost negative", "limits {\n\t\tcost requests -1\n\t}", `amount "-1" is not a non-negative integer or a placeholder`, 3},
 		{"cost not a number", "limits {\n\t\tcost requests lots\n\t}", `amount "lots"`, 3},
 		{"cost in_flight", "limits {\n\t\tcost in_flight 1\n\t}", "in_flight is not charged by a cost", 3},
-		{"cost bad meter", "limits {\n\t\tcost \"a b\" 1\n\t}", "a meter's name is letters, digits", 3},
+		{"cost bad meter", "limits {\n\t\tcost \"a b\" 1\n\t}", "is not 1 to 64 letters, digits", 3},
 		{"cost twice", "limits {\n\t\tcost requests 1\n\t\tcost requests 2\n\t}", "meter requests is charged twice", 4},
 		{"cost block", "limits {\n\t\tcost requests 1 {\n\t\t\tx\n\t\t}\n\t}", "cost takes no block", 4},
 		{"on_error bad", "limits {\n\t\ton_error maybe\n\t}", "on_error must be deny or allow, got 'maybe'", 3},

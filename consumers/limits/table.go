@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +53,10 @@ type shard struct {
 	_ [24]byte
 }
 
-// key names a counter. It holds the charge's strings as they are: the
-// handler's, from its consumers set, which they keep alive no longer than
-// the counter.
+// key names a counter. A new counter holds copies of the charge's strings:
+// they are the handler's, from its consumers set, and a counter outlives
+// that set (a reload or a write of the management API swaps it) for as
+// long as its window, a month or a year.
 type key struct {
 	scope, meter string
 	start        int64 // the window's start, Unix nanoseconds; 0 for in-flight
@@ -267,6 +269,7 @@ func (t *Table) Admit(charges []Charge) (Admission, error) {
 		}
 		p := sh.find(k.hashes[i], &kk)
 		if p == nil {
+			kk.scope, kk.meter = strings.Clone(kk.scope), strings.Clone(kk.meter)
 			p = &counter{key: kk, end: end}
 			sh.add(k.hashes[i], p)
 		} else if end > p.end {

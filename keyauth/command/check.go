@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -82,11 +83,11 @@ func runCheck(cmd *cobra.Command, args []string) error {
 	}
 	files, _ := cmd.Flags().GetStringArray("file")
 	if len(files) > 0 && len(args) > 0 {
-		return fmt.Errorf("give the consumers files as arguments or with --file, not both")
+		return errors.New("give the consumers files as arguments or with --file, not both")
 	}
 	args = append(args, files...)
 	if (config == "") == (len(args) == 0) {
-		return fmt.Errorf("give consumers files or --config, one of the two")
+		return errors.New("give consumers files or --config, one of the two")
 	}
 	var sources []*checked
 	if config != "" {

@@ -263,7 +263,8 @@ func hgetallMany(ctx context.Context, c rueidis.CoreClient, keys []string, watch
 	for i, r := range res {
 		m, err := r.AsStrMap()
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", keys[i], err)
+			// Not naming the key: a credential hash's key is a key's digest.
+			return nil, fmt.Errorf("reading hash %d of %d: %w", i+1, len(keys), err)
 		}
 		out[i] = m
 	}
