@@ -386,7 +386,7 @@ func TestParseLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := LimitsEntry{"requests": {Max: 5, Per: "1h30m0s"}, InFlight: {Max: 2}, "t": {Max: 1, Per: "day", Timezone: "Europe/Berlin"}}
+	want := LimitsEntry{"requests": {Max: 5, Per: "1h30m"}, InFlight: {Max: 2}, "t": {Max: 1, Per: "day", Timezone: "Europe/Berlin"}}
 	if fmt.Sprint(l) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", l, want)
 	}

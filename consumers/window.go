@@ -3,6 +3,7 @@ package consumers
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,7 +123,17 @@ func (w Window) Per() string {
 	case w.cal != nil:
 		return unitNames[w.cal.unit]
 	case w.span != 0:
-		return time.Duration(w.span).String()
+		// Without Duration.String's trailing zero units: "1h30m", "2h".
+		d := time.Duration(w.span).String()
+		d, _ = strings.CutSuffix(d, "m0s")
+		if len(d) < len(time.Duration(w.span).String()) {
+			d += "m"
+		}
+		d, _ = strings.CutSuffix(d, "h0m")
+		if !strings.HasSuffix(d, "s") && !strings.HasSuffix(d, "m") {
+			d += "h"
+		}
+		return d
 	}
 	return ""
 }

@@ -201,7 +201,7 @@ func TestParseWindowRefused(t *testing.T) {
 		}
 	}
 	w := mustWindow(t, "90m", "")
-	if w.Per() != "1h30m0s" || w.Timezone() != "" || w.String() != "1h30m0s" {
+	if w.Per() != "1h30m" || w.Timezone() != "" || w.String() != "1h30m" {
 		t.Errorf("90m: Per %q, Timezone %q, String %q", w.Per(), w.Timezone(), w.String())
 	}
 	w = mustWindow(t, "month", "Europe/Berlin")

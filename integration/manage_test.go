@@ -918,3 +918,30 @@ func TestManageLastUsedAcrossRestart(t *testing.T) {
 		t.Errorf("gus-key's last use after a restart: %q, want %q", c.Keys[0].LastUsed, used)
 	}
 }
+
+// A consumer's and a key's limits are shown as the document holds them, so
+// a client that reads a consumer and writes it back keeps them.
+func TestManageShowsLimits(t *testing.T) {
+	needWriter(t, "file")
+	m := newManageEnv(t, "")
+	m.keys = append(m.keys, "limited-key-0001")
+	body := `{"limits": {"tokens": {"max": 2000, "per": "month", "timezone": "Europe/Berlin"}, "in_flight": 2},
+		"keys": [{"id": "lim-1", "key": "limited-key-0001", "limits": {"requests": {"max": 100, "per": "90m"}}}]}`
+	m.want(m.api(http.MethodPut, "/consumers/lim", keyRoot, body), http.StatusCreated, nil)
+	r := m.api(http.MethodGet, "/consumers/lim", keyRoot, "")
+	var got struct {
+		Limits consumers.LimitsEntry `json:"limits"`
+		Keys   []struct {
+			ID     string                `json:"id"`
+			Limits consumers.LimitsEntry `json:"limits"`
+		} `json:"keys"`
+	}
+	m.want(r, http.StatusOK, &got)
+	want := consumers.LimitsEntry{"tokens": {Max: 2000, Per: "month", Timezone: "Europe/Berlin"}, consumers.InFlight: {Max: 2}}
+	if !reflect.DeepEqual(got.Limits, want) {
+		t.Errorf("consumer limits %+v, want %+v", got.Limits, want)
+	}
+	if len(got.Keys) != 1 || !reflect.DeepEqual(got.Keys[0].Limits, consumers.LimitsEntry{"requests": {Max: 100, Per: "1h30m"}}) { // 90m, as Go spells it
+		t.Errorf("keys %+v", got.Keys)
+	}
+}

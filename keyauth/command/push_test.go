@@ -524,7 +524,7 @@ func TestPushLimits(t *testing.T) {
 		"p:group:acl-only":      {},
 		"p:group:stale":         {},
 		"p:consumer:alice":      {"id": "alice", "groups": "free,team,acl-only", "limits": `{"tokens":{"max":2000000,"per":"month"}}`},
-		credKey("alice-secret"): {"consumer": "alice", "id": "alice-ci", "limits": `{"requests":{"max":100,"per":"1h30m0s"}}`},
+		credKey("alice-secret"): {"consumer": "alice", "id": "alice-ci", "limits": `{"requests":{"max":100,"per":"1h30m"}}`},
 	} {
 		if got := hgetall(t, c, key); !maps.Equal(got, want) {
 			t.Errorf("%s = %v, want %v", key, got, want)

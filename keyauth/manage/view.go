@@ -17,7 +17,10 @@ type consumerView struct {
 	Groups   []string          `json:"groups,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Disabled bool              `json:"disabled"`
-	Keys     []keyView         `json:"keys"`
+	// Limits are the consumer's own limits, as the document holds them:
+	// a PUT of what a GET showed keeps them.
+	Limits consumers.LimitsEntry `json:"limits,omitempty"`
+	Keys   []keyView             `json:"keys"`
 }
 
 // keyView is a credential without its key or hash.
@@ -30,6 +33,8 @@ type keyView struct {
 	LastUsed string `json:"last_used,omitempty"`
 	Disabled bool   `json:"disabled"`
 	Canary   bool   `json:"canary,omitempty"`
+	// Limits are the key's own limits.
+	Limits consumers.LimitsEntry `json:"limits,omitempty"`
 	// Previous are the secrets a roll replaced, still valid until their
 	// expires_at: their expiry alone.
 	Previous []previousView `json:"previous,omitempty"`
@@ -43,7 +48,7 @@ type previousView struct {
 func newKeyView(c *consumers.ConsumerEntry, i int, lastUsed time.Time) keyView {
 	k := &c.Keys[i]
 	v := keyView{ID: c.CredentialID(i), ExpiresAt: k.ExpiresAt, CreatedAt: k.CreatedAt,
-		Disabled: k.Disabled, Canary: k.Canary, LastUsed: formatTime(lastUsed)}
+		Disabled: k.Disabled, Canary: k.Canary, Limits: k.Limits, LastUsed: formatTime(lastUsed)}
 	for _, p := range k.Previous {
 		v.Previous = append(v.Previous, previousView{ExpiresAt: p.ExpiresAt})
 	}
@@ -78,7 +83,7 @@ func (h *Handler) views(ctx context.Context, cs []*consumers.ConsumerEntry) ([]c
 	n := 0
 	for _, c := range cs {
 		v := consumerView{Username: c.Username, ID: c.ConsumerID(), CustomID: c.CustomID, Tags: c.Tags,
-			Groups: c.Groups, Labels: c.Labels, Disabled: c.Disabled, Keys: make([]keyView, 0, len(c.Keys))}
+			Groups: c.Groups, Labels: c.Labels, Disabled: c.Disabled, Limits: c.Limits, Keys: make([]keyView, 0, len(c.Keys))}
 		for i := range c.Keys {
 			var t time.Time
 			if n < len(used) {
