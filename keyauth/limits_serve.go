@@ -316,10 +316,27 @@ func (run *limitRun) end(ctx context.Context, err error) {
 }
 
 // leastRoom is the charge with the least room: the smallest share of its
-// max left (then the least left, then the soonest reset).
+// max left (then the least left, then the soonest reset). An in_flight cap
+// is left out when a quota applies too: the request itself holds one of its
+// slots while it runs, so it would always look fullest and hide the quota a
+// client paces itself by (a refusal by in_flight shows it all the same).
 func (run *limitRun) leastRoom() int {
-	best := 0
-	for i := 1; i < len(run.charges); i++ {
+	quota := false
+	for i := range run.charges {
+		if !run.charges[i].End.IsZero() {
+			quota = true
+			break
+		}
+	}
+	best := -1
+	for i := range run.charges {
+		if quota && run.charges[i].End.IsZero() {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
 		a, b := &run.charges[i], &run.charges[best]
 		ra, rb := run.remaining[i], run.remaining[best]
 		// ra/a.Max < rb/b.Max, without division (both Max > 0 or the
