@@ -405,10 +405,9 @@ func (t *Table) settle(k *ticket, actual []int64) {
 // addClamped adds d to v, holding the sum at most MaxInt64 and at least
 // zero, or what v was if a top-up had taken it below zero: a settlement
 // that gives back part of a reservation never takes a counter below zero
-// (a reset between its admission and its settlement would otherwise give
-// the window room it never had), and on a counter a top-up took below zero
-// it gives nothing back, which is conservative: a limit never lets more
-// through than its max and its top-ups.
+// (a reservation admitted before a reset gives back at most what was
+// counted since), and on a counter a top-up took below zero it gives
+// nothing back, which is conservative: the top-up is kept whole.
 func addClamped(v *atomic.Int64, d int64) {
 	for {
 		old := v.Load()
