@@ -64,7 +64,7 @@ type Handler struct {
 
 	src    keyauth.Source
 	usage  keyauth.UsageStore // nil without limits_store
-	writer keyauth.Writer // nil for a source that cannot be written
+	writer keyauth.Writer     // nil for a source that cannot be written
 	logger *zap.Logger
 	now    func() time.Time
 }

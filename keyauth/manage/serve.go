@@ -16,14 +16,14 @@ import (
 type resource uint8
 
 const (
-	resSelf      resource = iota // /self
-	resConsumers                 // /consumers
-	resConsumer                  // /consumers/{username}
-	resKeys                      // /consumers/{username}/keys
-	resKey                       // /consumers/{username}/keys/{id}
-	resRoll                      // /consumers/{username}/keys/{id}/roll
-	resUsage                     // /consumers/{username}/usage
-	resUsageMeter                // /consumers/{username}/usage/{meter}
+	resSelf       resource = iota // /self
+	resConsumers                  // /consumers
+	resConsumer                   // /consumers/{username}
+	resKeys                       // /consumers/{username}/keys
+	resKey                        // /consumers/{username}/keys/{id}
+	resRoll                       // /consumers/{username}/keys/{id}/roll
+	resUsage                      // /consumers/{username}/usage
+	resUsageMeter                 // /consumers/{username}/usage/{meter}
 )
 
 // endpoint is what a method does to a resource.
