@@ -598,3 +598,21 @@ func TestReadmeCookieRecipe(t *testing.T) {
 	want401(t, do(t, req(http.MethodPost, site+"/", strings.NewReader("{}"),
 		"Cookie", "__Host-apikey="+keyAlice, "Sec-Fetch-Site", "cross-site")), msgNoKey)
 }
+
+// No merge left its conflict markers in the manual, nor in the files users
+// copy from.
+func TestReadmeNoConflictMarkers(t *testing.T) {
+	for _, f := range []string{"../README.md", "../Caddyfile.example", "../bench/README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range []string{"<<<<<<< ", "=======", ">>>>>>> "} {
+				if strings.HasPrefix(line, m) && (m != "=======" || line == m) {
+					t.Errorf("%s:%d: a merge conflict marker: %q", f, i+1, line)
+				}
+			}
+		}
+	}
+}

@@ -200,19 +200,11 @@ func (h *Handler) unmarshalLimits(d *caddyfile.Dispenser) error {
 			if err := seen.Once(d); err != nil {
 				return err
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			name := d.Val()
-			id := limitStoresNamespace + "." + name
-			if _, err := caddy.GetModule(id); err != nil {
-				return d.Errf("unknown limits store '%s' (want %s)", name, moduleNames(limitStoresNamespace))
-			}
-			store, err := caddyfile.UnmarshalModule(d, id)
+			raw, err := UnmarshalLimitStore(d)
 			if err != nil {
 				return err
 			}
-			l.StoreRaw = caddyconfig.JSONModuleObject(store, "store", name, nil)
+			l.StoreRaw = raw
 		case "on_error":
 			if err := seen.Once(d); err != nil {
 				return err
@@ -231,6 +223,26 @@ func (h *Handler) unmarshalLimits(d *caddyfile.Dispenser) error {
 	}
 	h.Limits = l
 	return nil
+}
+
+// UnmarshalLimitStore reads `<store> ...` after the option's name (the
+// limits block's store, key_auth_api's limits_store): the store module's
+// name and what its own UnmarshalCaddyfile reads, as a module object of
+// the key_auth.limits.stores namespace keyed by "store".
+func UnmarshalLimitStore(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	id := limitStoresNamespace + "." + name
+	if _, err := caddy.GetModule(id); err != nil {
+		return nil, d.Errf("unknown limits store '%s' (want %s)", name, moduleNames(limitStoresNamespace))
+	}
+	store, err := caddyfile.UnmarshalModule(d, id)
+	if err != nil {
+		return nil, err
+	}
+	return caddyconfig.JSONModuleObject(store, "store", name, nil), nil
 }
 
 // unmarshalCost reads `cost <meter> <amount>` or `cost <meter> usage

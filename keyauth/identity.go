@@ -411,6 +411,9 @@ type Identity struct {
 	Consumer consumers.Consumer
 	// CredentialID is the id of the credential the request presented.
 	CredentialID string
+	// Credential is that credential, of the set key_auth found it in: its
+	// EachLimit tells the limits the request is under.
+	Credential consumers.Credential
 	// ExpiresAt is when that credential stops working; zero for never.
 	ExpiresAt time.Time
 	// LastUsed is the credential's last use, to the minute, as the source
@@ -436,7 +439,7 @@ func IdentityOf(r *http.Request) (Identity, bool) {
 		return Identity{}, false
 	}
 	id := u.id()
-	out := Identity{Consumer: id.consumer, CredentialID: id.cred.ID()}
+	out := Identity{Consumer: id.consumer, CredentialID: id.cred.ID(), Credential: id.cred}
 	if t, ok := id.cred.ExpiresAt(); ok {
 		out.ExpiresAt = t
 	}

@@ -18,7 +18,10 @@ import (
 // nanoseconds), its length (uvarint, nanoseconds) and the usage (uvarint).
 // Unlike encoding/gob it costs about 30 bytes and 30 ns a counter, which
 // matters for a table of a million counters saved every second.
-const snapshotMagic = "KALIMIT\x01"
+const snapshotMagic = "KALIMIT\x02"
+
+// snapshotMagicV1 starts a snapshot whose usages are uvarints.
+const snapshotMagicV1 = "KALIMIT\x01"
 
 // record is a counter as a snapshot holds it.
 type record struct {
@@ -46,7 +49,7 @@ func (t *Table) Snapshot(w io.Writer, now time.Time) (int, error) {
 		sh.mu.Lock()
 		sh.each(func(p *counter) {
 			used := p.used.Load()
-			if (p.meter == InFlight && p.start == 0) || p.end <= at || used <= 0 {
+			if (p.meter == InFlight && p.start == 0) || p.end <= at || used == 0 {
 				return
 			}
 			recs = append(recs, record{p.key, used, p.end})
@@ -60,7 +63,7 @@ func (t *Table) Snapshot(w io.Writer, now time.Time) (int, error) {
 			buf = append(buf, r.meter...)
 			buf = binary.AppendVarint(buf, r.start)
 			buf = binary.AppendUvarint(buf, uint64(r.end-r.start))
-			buf = binary.AppendUvarint(buf, uint64(r.used))
+			buf = binary.AppendVarint(buf, r.used)
 			if _, err := bw.Write(buf); err != nil {
 				return n, err
 			}
@@ -91,14 +94,18 @@ func (t *Table) Restore(r io.Reader, now time.Time) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading a limits snapshot: %w", err)
 	}
-	if len(b) < len(snapshotMagic)+5 || string(b[:len(snapshotMagic)]) != snapshotMagic {
+	if len(b) < len(snapshotMagic)+5 {
+		return 0, ErrBadSnapshot
+	}
+	v1 := string(b[:len(snapshotMagicV1)]) == snapshotMagicV1
+	if !v1 && string(b[:len(snapshotMagic)]) != snapshotMagic {
 		return 0, ErrBadSnapshot
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
 		return 0, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
 	}
-	recs, err := parseSnapshot(body[len(snapshotMagic):])
+	recs, err := parseSnapshot(body[len(snapshotMagic):], v1)
 	if err != nil {
 		return 0, err
 	}
@@ -128,7 +135,7 @@ func (t *Table) Restore(r io.Reader, now time.Time) (int, error) {
 	return n, nil
 }
 
-func parseSnapshot(b []byte) ([]record, error) {
+func parseSnapshot(b []byte, v1 bool) ([]record, error) {
 	bad := func(what string) error { return fmt.Errorf("%w: %s", ErrBadSnapshot, what) }
 	// One string per meter (there are few), and one per scope for the
 	// records of one scope that follow each other.
@@ -179,11 +186,19 @@ func parseSnapshot(b []byte) ([]record, error) {
 		}
 		start, err1 := binary.ReadVarint(r)
 		length, err2 := binary.ReadUvarint(r)
-		used, err3 := binary.ReadUvarint(r)
-		if err := errors.Join(err1, err2, err3); err != nil || length == 0 || length > 1<<62 || used > 1<<62 {
+		var used int64
+		var err3 error
+		if v1 {
+			var u uint64
+			u, err3 = binary.ReadUvarint(r)
+			used = int64(min(u, 1<<62+1)) // over 1<<62 is refused below
+		} else {
+			used, err3 = binary.ReadVarint(r)
+		}
+		if err := errors.Join(err1, err2, err3); err != nil || length == 0 || length > 1<<62 || used > 1<<62 || used < minUsed {
 			return nil, bad("truncated record")
 		}
-		rec.start, rec.end, rec.used = start, start+int64(length), int64(used)
+		rec.start, rec.end, rec.used = start, start+int64(length), used
 		out = append(out, rec)
 	}
 }

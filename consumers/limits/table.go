@@ -67,8 +67,8 @@ type key struct {
 // counter (end 0).
 type counter struct {
 	key
-	// used changes under its shard's lock at admission, and without at
-	// settlement; never below zero.
+	// used changes under its shard's lock at admission, reset and top-up,
+	// and without at settlement; below zero only by a top-up (TopUp).
 	used atomic.Int64
 	end  int64    // the window's end, Unix nanoseconds; under the lock
 	next *counter // another counter of the same hash
@@ -323,6 +323,9 @@ func (t *Table) Admit(charges []Charge) (Admission, error) {
 	return Admission{Allowed: true, Remaining: k.remaining, Ticket: k}, nil
 }
 
+// minUsed is the lowest usage top-ups take a counter to.
+const minUsed = math.MinInt64 / 4
+
 func room(max, used int64) int64 {
 	if used >= max {
 		return 0
@@ -402,7 +405,12 @@ func (t *Table) settle(k *ticket, actual []int64) {
 	t.touch()
 }
 
-// addClamped adds d to v, holding the sum between 0 and MaxInt64.
+// addClamped adds d to v, holding the sum at most MaxInt64 and at least
+// zero, or what v was if a top-up had taken it below zero: a settlement
+// that gives back part of a reservation never takes a counter below zero
+// (a reservation admitted before a reset gives back at most what was
+// counted since), and on a counter a top-up took below zero it gives
+// nothing back, which is conservative: the top-up is kept whole.
 func addClamped(v *atomic.Int64, d int64) {
 	for {
 		old := v.Load()
@@ -410,7 +418,7 @@ func addClamped(v *atomic.Int64, d int64) {
 		if d > 0 && s < old {
 			s = math.MaxInt64
 		}
-		s = max(s, 0)
+		s = max(s, min(old, 0))
 		if v.CompareAndSwap(old, s) {
 			return
 		}
@@ -465,6 +473,82 @@ func (t *Table) Changed() bool { return t.dirty.Swap(false) }
 // MarkChanged makes the next Changed true: a saver whose write failed
 // tries again.
 func (t *Table) MarkChanged() { t.dirty.Store(true) }
+
+// ErrInFlight is returned by Reset and TopUp for an in-flight counter:
+// its slots are leases of requests under way, given back when they end,
+// not a count a manager can change.
+var ErrInFlight = errors.New("in_flight counts requests under way: its slots come back when they end, and cannot be reset or topped up")
+
+// Reset sets the usage of the window counter of c (its Kind, Scope, Meter
+// and Start; Max and Cost ignored) to zero, top-ups included: the window
+// has its whole max again. A counter the table does not hold is left so.
+// A reservation admitted before and settled after gives nothing back (see
+// Settle).
+func (t *Table) Reset(c Charge) error {
+	if c.Meter == InFlight {
+		return ErrInFlight
+	}
+	kk := keyOf(&c)
+	s, h := t.locate(&kk)
+	sh := &t.shards[s]
+	sh.mu.Lock()
+	p := sh.find(h, &kk)
+	if p != nil {
+		p.used.Store(0)
+	}
+	sh.mu.Unlock()
+	if p != nil {
+		t.touch()
+	}
+	return nil
+}
+
+// TopUp gives the window counter of c (its Kind, Scope, Meter, Start and
+// End; Max and Cost ignored) n more room in its window: it lowers the
+// usage by n, below zero if need be, so that the room left may exceed the
+// max until the window ends (the next window starts from zero, without
+// it). It makes the counter if the table holds none, and returns the usage
+// after.
+func (t *Table) TopUp(c Charge, n int64) (int64, error) {
+	switch {
+	case c.Meter == InFlight:
+		return 0, ErrInFlight
+	case n <= 0:
+		return 0, fmt.Errorf("%w: a top-up must be positive", ErrBadCharge)
+	}
+	c.Cost, c.Max = 0, 0
+	if err := checkCharge(0, &c); err != nil {
+		return 0, err
+	}
+	kk := keyOf(&c)
+	s, h := t.locate(&kk)
+	sh := &t.shards[s]
+	end := c.End.UnixNano()
+	sh.mu.Lock()
+	p := sh.find(h, &kk)
+	if p == nil {
+		p = &counter{key: kk, end: end}
+		sh.add(h, p)
+	} else if end > p.end {
+		p.end = end
+	}
+	var used int64
+	for {
+		old := p.used.Load()
+		// Held far enough from the end of int64 that max - used cannot
+		// overflow.
+		used = max(old-n, minUsed)
+		if old-n > old {
+			used = minUsed
+		}
+		if p.used.CompareAndSwap(old, used) {
+			break
+		}
+	}
+	sh.mu.Unlock()
+	t.touch()
+	return used, nil
+}
 
 // Used is the usage of a counter: of the window starting at start, or the
 // slots in use for InFlight (start ignored); 0 when none is counted.

@@ -17,4 +17,5 @@ var (
 	_ keyauth.View   = sources.View(nil)
 
 	_ keyauth.LimitStore = (*sources.LocalLimits)(nil)
+	_ keyauth.UsageStore = (*sources.LocalLimits)(nil)
 )

@@ -105,6 +105,31 @@ func (l *LocalLimits) Settle(_ context.Context, a limits.Admission, s limits.Set
 	return l.live.table.Settle(a, s)
 }
 
+// Usage reads counters' usage (keyauth.UsageStore).
+func (l *LocalLimits) Usage(_ context.Context, counters []limits.Charge) ([]int64, error) {
+	out := make([]int64, len(counters))
+	for i, c := range counters {
+		out[i] = l.live.table.Used(c.Kind, c.Scope, c.Meter, c.Start)
+	}
+	return out, nil
+}
+
+// Reset sets window counters' usage to zero (keyauth.UsageStore).
+func (l *LocalLimits) Reset(_ context.Context, counters []limits.Charge) error {
+	for _, c := range counters {
+		if err := l.live.table.Reset(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TopUp gives a window counter n more room in its window
+// (keyauth.UsageStore).
+func (l *LocalLimits) TopUp(_ context.Context, c limits.Charge, n int64) (int64, error) {
+	return l.live.table.TopUp(c, n)
+}
+
 // Cleanup lets the table go with the module's config; the last config
 // using it saves it. Requests still in flight in that config count on in
 // memory.

@@ -16,9 +16,11 @@ import (
 //		manage_group <group>
 //		scope label <name>
 //		key_prefix <prefix>
+//		limits_store <store> ...
 //	}
 //
-// `consumers <source> ...` is key_auth's: the source module parses it.
+// `consumers <source> ...` is key_auth's: the source module parses it;
+// `limits_store <store> ...` is the `store` of key_auth's limits block.
 // manage_group and consumers are required. The matcher token, if any, has
 // been consumed by the directive's helper.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -61,6 +63,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = d.Errf("key_prefix: %v", perr)
 				}
 			}
+		case "limits_store":
+			h.LimitsStoreRaw, err = keyauth.UnmarshalLimitStore(d)
 		default:
 			return d.Errf("unrecognized key_auth_api option '%s'", opt)
 		}

@@ -22,6 +22,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			`{"manage_group": "key-admins", ` + srcJSON + `}`},
 		{"every option", "key_auth_api {\n\tconsumers file c.json {\n\t\trefresh 10s\n\t}\n\tmanage_group admins\n\tscope label tenant\n\tkey_prefix sk\n}",
 			`{"consumers": {"source": "file", "path": "c.json", "refresh": 10000000000}, "manage_group": "admins", "scope": {"label": "tenant"}, "key_prefix": "sk"}`},
+		{"limits_store local", "key_auth_api {\n\tmanage_group a\n\tlimits_store local t1" + src + "}",
+			`{"manage_group": "a", "limits_store": {"store": "local", "table": "t1"}, ` + srcJSON + `}`},
 		{"unicode group", "key_auth_api {\n\tmanage_group équipe" + src + "}",
 			`{"manage_group": "équipe", ` + srcJSON + `}`},
 	} {
@@ -68,6 +70,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"key_prefix bad", "key_auth_api {\n\tmanage_group a\n\tkey_prefix 9x" + src + "}", `key_prefix: the key prefix "9x" must start with a letter`},
 		{"key_prefix bare", "key_auth_api {\n\tmanage_group a\n\tkey_prefix" + src + "}", "wrong argument count"},
 		{"unknown source", "key_auth_api {\n\tmanage_group a\n\tconsumers nowhere x\n}", "unknown consumers source 'nowhere'"},
+		{"limits_store unknown", "key_auth_api {\n\tmanage_group a\n\tlimits_store memcached" + src + "}", "unknown limits store 'memcached'"},
+		{"limits_store bare", "key_auth_api {\n\tmanage_group a\n\tlimits_store" + src + "}", "wrong argument count"},
 		{"consumers twice", "key_auth_api {\n\tmanage_group a" + src + "\tconsumers file d.json\n}", "consumers given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -53,8 +53,18 @@ type Handler struct {
 	// `caddy key-auth new --prefix`. Default: "ka".
 	KeyPrefix string `json:"key_prefix,omitempty"`
 
+	// LimitsStoreRaw is the limits store whose usage the API shows and
+	// changes: a module of the key_auth.limits.stores namespace, named by
+	// its "store" key, configured as the limits block of the key_auth
+	// handlers that count (a local store of the same table, or a Redis
+	// store of the same addresses and prefix). Without it, GET /self
+	// shows limits without their usage and the usage endpoints answer
+	// 409. Optional.
+	LimitsStoreRaw json.RawMessage `json:"limits_store,omitempty" caddy:"namespace=key_auth.limits.stores inline_key=store"`
+
 	src    keyauth.Source
-	writer keyauth.Writer // nil for a source that cannot be written
+	usage  keyauth.UsageStore // nil without limits_store
+	writer keyauth.Writer     // nil for a source that cannot be written
 	logger *zap.Logger
 	now    func() time.Time
 }
@@ -103,6 +113,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("module %s is not a consumers source: it does not implement keyauth.Source", caddy.GetModuleID(mod))
 	}
 	h.src = src
+	if h.LimitsStoreRaw != nil {
+		mod, err := ctx.LoadModule(h, "LimitsStoreRaw")
+		if err != nil {
+			return fmt.Errorf("loading limits store: %w", err)
+		}
+		us, ok := mod.(keyauth.UsageStore)
+		if !ok {
+			return fmt.Errorf("limits_store: module %s cannot read or change usage: it does not implement keyauth.UsageStore", caddy.GetModuleID(mod))
+		}
+		h.usage = us
+	}
 	h.writer, _ = src.(keyauth.Writer)
 	if h.writer == nil {
 		h.logger.Info("the consumers source cannot be written here: the management API answers 409 but for GET /self",

@@ -16,12 +16,14 @@ import (
 type resource uint8
 
 const (
-	resSelf      resource = iota // /self
-	resConsumers                 // /consumers
-	resConsumer                  // /consumers/{username}
-	resKeys                      // /consumers/{username}/keys
-	resKey                       // /consumers/{username}/keys/{id}
-	resRoll                      // /consumers/{username}/keys/{id}/roll
+	resSelf       resource = iota // /self
+	resConsumers                  // /consumers
+	resConsumer                   // /consumers/{username}
+	resKeys                       // /consumers/{username}/keys
+	resKey                        // /consumers/{username}/keys/{id}
+	resRoll                       // /consumers/{username}/keys/{id}/roll
+	resUsage                      // /consumers/{username}/usage
+	resUsageMeter                 // /consumers/{username}/usage/{meter}
 )
 
 // endpoint is what a method does to a resource.
@@ -48,6 +50,14 @@ var endpoints = [...][]endpoint{
 		{http.MethodDelete, "delete_key", (*Handler).deleteKey},
 	},
 	resRoll: {{http.MethodPost, "roll_key", (*Handler).rollKey}},
+	resUsage: {
+		{http.MethodGet, "", (*Handler).getUsage},
+		{http.MethodDelete, "usage_reset", (*Handler).resetUsage},
+	},
+	resUsageMeter: {
+		{http.MethodDelete, "usage_reset", (*Handler).resetUsage},
+		{http.MethodPost, "usage_topup", (*Handler).topUpUsage},
+	},
 }
 
 // call is one request to the API.
@@ -59,6 +69,7 @@ type call struct {
 	scope    string
 	username string // from the path
 	credID   string // from the path, or the credential a POST created
+	meter    string // from the path of /usage/{meter}
 	// action is the endpoint's, for the audit line; refined by an
 	// endpoint whose outcome decides it (put_consumer creates or replaces).
 	action string
@@ -72,7 +83,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		writeError(w, fail(http.StatusUnauthorized, "no consumer was authenticated: the management API needs a key"))
 		return nil
 	}
-	res, username, credID, e := route(r)
+	res, username, credID, meter, e := route(r)
 	if e != nil {
 		writeError(w, e)
 		return nil
@@ -90,11 +101,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		writeError(w, fail(http.StatusMethodNotAllowed, "%s is not allowed here (allowed: %s)", r.Method, strings.Join(allow, ", ")))
 		return nil
 	}
+	q := &call{w: w, r: r, mgr: mgr, username: username, credID: credID, meter: meter, action: ep.action}
 	if res == resSelf {
-		writeJSON(w, http.StatusOK, selfView(mgr))
+		s := selfView(mgr)
+		var e *apiError
+		if s.Limits, e = h.selfLimits(q); e != nil {
+			writeError(w, e)
+			return nil
+		}
+		writeJSON(w, http.StatusOK, s)
 		return nil
 	}
-	q := &call{w: w, r: r, mgr: mgr, username: username, credID: credID, action: ep.action}
 	status, body, e := h.authorize(q)
 	if e == nil {
 		status, body, e = ep.serve(h, q)
@@ -132,51 +149,58 @@ func (h *Handler) authorize(q *call) (int, any, *apiError) {
 
 // route reads the path: the resource and the username and credential id it
 // names, percent-decoded (a username may hold a '/', sent as %2F).
-func route(r *http.Request) (res resource, username, credID string, e *apiError) {
+func route(r *http.Request) (res resource, username, credID, meter string, e *apiError) {
 	path := r.URL.EscapedPath()
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	for i, s := range segs {
 		u, err := url.PathUnescape(s)
 		if err != nil {
-			return 0, "", "", badRequest("the path is not a valid URL path")
+			return 0, "", "", "", badRequest("the path is not a valid URL path")
 		}
 		segs[i] = u
 	}
 	nf := fail(http.StatusNotFound, "no such endpoint: %s (see the README, Management API)", path)
 	if !strings.HasPrefix(path, "/") {
-		return 0, "", "", nf
+		return 0, "", "", "", nf
 	}
 	switch {
 	case len(segs) == 1 && segs[0] == "self":
-		return resSelf, "", "", nil
+		return resSelf, "", "", "", nil
 	case len(segs) == 0 || segs[0] != "consumers":
-		return 0, "", "", nf
+		return 0, "", "", "", nf
 	case len(segs) == 1:
-		return resConsumers, "", "", nil
+		return resConsumers, "", "", "", nil
 	}
 	username = segs[1]
 	if username == "" {
-		return 0, "", "", badRequest("username is empty")
+		return 0, "", "", "", badRequest("username is empty")
 	}
 	switch {
 	case len(segs) == 2:
-		return resConsumer, username, "", nil
+		return resConsumer, username, "", "", nil
+	case segs[2] == "usage" && len(segs) == 3:
+		return resUsage, username, "", "", nil
+	case segs[2] == "usage" && len(segs) == 4:
+		if segs[3] == "" {
+			return 0, "", "", "", badRequest("meter is empty")
+		}
+		return resUsageMeter, username, "", segs[3], nil
 	case segs[2] != "keys":
-		return 0, "", "", nf
+		return 0, "", "", "", nf
 	case len(segs) == 3:
-		return resKeys, username, "", nil
+		return resKeys, username, "", "", nil
 	}
 	credID = segs[3]
 	if credID == "" {
-		return 0, "", "", badRequest("credential id is empty")
+		return 0, "", "", "", badRequest("credential id is empty")
 	}
 	switch {
 	case len(segs) == 4:
-		return resKey, username, credID, nil
+		return resKey, username, credID, "", nil
 	case len(segs) == 5 && segs[4] == "roll":
-		return resRoll, username, credID, nil
+		return resRoll, username, credID, "", nil
 	}
-	return 0, "", "", nf
+	return 0, "", "", "", nf
 }
 
 // self is GET /self: who the caller is and the credential it called with.
@@ -190,6 +214,9 @@ type self struct {
 		ExpiresAt string `json:"expires_at,omitempty"`
 		LastUsed  string `json:"last_used,omitempty"`
 	} `json:"credential"`
+	// Limits are every limit the credential's requests are under (its
+	// own, its consumer's, its groups'); absent when none applies.
+	Limits []limitView `json:"limits,omitempty"`
 }
 
 func selfView(id keyauth.Identity) self {

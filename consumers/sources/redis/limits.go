@@ -371,19 +371,50 @@ return out
 // settleScript ends an admission. ARGV[1] is the number n of leases to
 // give back: KEYS[1..n] are their sets and ARGV[2..n+1] their names; the
 // KEYS after are counters, each corrected by its ARGV (the settled amount
-// less the reservation), never below 0, and only while it lives (a window
-// that ended is not brought back).
+// less the reservation), only while it lives (a window that ended is not
+// brought back), and never below 0 or, on a counter a top-up took below
+// 0, below what it was (as limits.Table: a reset between admission and
+// settlement gives no room back).
 var settleScript = rueidis.NewLuaScript(`
 local n = tonumber(ARGV[1])
 for i = 1, n do redis.call('ZREM', KEYS[i], ARGV[1+i]) end
 for i = n + 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[1+i]) < 0 then
-      redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+    local d = tonumber(ARGV[1+i])
+    local v = redis.call('INCRBY', KEYS[i], d)
+    local floor = math.min(v - d, 0)
+    if v < floor then
+      redis.call('SET', KEYS[i], floor, 'KEEPTTL')
     end
   end
 end
 return 0
+`)
+
+// usageScript reads counters: KEYS are window counters and lease sets, and
+// ARGV[i] is 1 when KEYS[i] is a lease set, whose unexpired leases it
+// counts (by Redis's clock, as admissions do).
+var usageScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i, k in ipairs(KEYS) do
+  if ARGV[i] == '1' then
+    out[i] = redis.call('ZCOUNT', k, '(' .. now, '+inf')
+  else
+    out[i] = tonumber(redis.call('GET', k) or '0')
+  end
+end
+return out
+`)
+
+// topUpScript lowers the counter KEYS[1] by ARGV[1] and makes it expire at
+// its window's end, ARGV[2] in Unix ms (a counter never charged is made);
+// it answers the usage after.
+var topUpScript = rueidis.NewLuaScript(`
+local v = redis.call('DECRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return v
 `)
 
 // renewScript renews leases that still exist: KEYS are their sets, ARGV[1]
@@ -510,6 +541,98 @@ func (c *limitsClient) settle(ctx context.Context, a limits.Admission, s limits.
 		return c.fail(err)
 	}
 	return nil
+}
+
+// Usage reads counters' usage in one round trip (keyauth.UsageStore).
+func (s *LimitStore) Usage(ctx context.Context, counters []limits.Charge) ([]int64, error) {
+	return s.live.usage(ctx, counters)
+}
+
+// Reset deletes window counters, in one round trip (keyauth.UsageStore):
+// the next admission starts them from zero.
+func (s *LimitStore) Reset(ctx context.Context, counters []limits.Charge) error {
+	return s.live.reset(ctx, counters)
+}
+
+// TopUp lowers a window counter by n, in one round trip
+// (keyauth.UsageStore).
+func (s *LimitStore) TopUp(ctx context.Context, c limits.Charge, n int64) (int64, error) {
+	return s.live.topUp(ctx, c, n)
+}
+
+func (c *limitsClient) usage(ctx context.Context, counters []limits.Charge) ([]int64, error) {
+	if len(counters) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(counters))
+	args := make([]string, len(counters))
+	for i := range counters {
+		keys[i], args[i] = c.keyOf(&counters[i]), "0"
+		if counters[i].Meter == limits.InFlight {
+			args[i] = "1"
+		}
+	}
+	cl, err := c.conn()
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	out, err := usageScript.Exec(ctx, cl, keys, args).AsIntSlice()
+	if err == nil && len(out) != len(counters) {
+		err = fmt.Errorf("unexpected answer to reading usage: %d values", len(out))
+	}
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	return out, nil
+}
+
+func (c *limitsClient) reset(ctx context.Context, counters []limits.Charge) error {
+	keys := make([]string, 0, len(counters))
+	for i := range counters {
+		if counters[i].Meter == limits.InFlight {
+			return limits.ErrInFlight
+		}
+		keys = append(keys, c.keyOf(&counters[i]))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	cl, err := c.conn()
+	if err != nil {
+		return c.fail(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// One slot (the store's hash tag): one DEL of them all.
+	if err := cl.Do(ctx, cl.B().Del().Key(keys...).Build()).Error(); err != nil {
+		return c.fail(err)
+	}
+	return nil
+}
+
+func (c *limitsClient) topUp(ctx context.Context, ch limits.Charge, n int64) (int64, error) {
+	switch {
+	case ch.Meter == limits.InFlight:
+		return 0, limits.ErrInFlight
+	case n <= 0:
+		return 0, fmt.Errorf("%w: a top-up must be positive", limits.ErrBadCharge)
+	case ch.Kind < limits.Credential || ch.Kind > limits.Group || !ch.End.After(ch.Start):
+		return 0, fmt.Errorf("top-up (%s %s): %w", ch.Kind, ch.Meter, limits.ErrBadCharge)
+	}
+	cl, err := c.conn()
+	if err != nil {
+		return 0, c.fail(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	v, err := topUpScript.Exec(ctx, cl, []string{c.keyOf(&ch)},
+		[]string{strconv.FormatInt(n, 10), strconv.FormatInt(ch.End.UnixMilli(), 10)}).AsInt64()
+	if err != nil {
+		return 0, c.fail(err)
+	}
+	return v, nil
 }
 
 // renew renews the leases this instance holds, every third of the TTL,

@@ -555,7 +555,7 @@ func counted(c *limitsClient) float64 {
 	return m.GetCounter().GetValue()
 }
 
-var _ keyauth.LimitStore = (*LimitStore)(nil)
+var _ keyauth.UsageStore = (*LimitStore)(nil)
 
 // BenchmarkRedisLimits is a typical request's admission and settlement
 // against a local redis-server (a credential's requests, a consumer's
