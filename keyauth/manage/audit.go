@@ -14,7 +14,7 @@ var changesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "caddy",
 	Subsystem: "key_auth_api",
 	Name:      "changes_total",
-	Help:      "Changes asked of the key_auth management API, by action (create_consumer, replace_consumer, patch_consumer, delete_consumer, add_key, patch_key, delete_key, roll_key, usage_reset, usage_topup) and result (ok, invalid, forbidden, not_found, conflict, unavailable, error).",
+	Help:      "Changes asked of the key_auth management API, by action (create_consumer, replace_consumer, put_consumer, patch_consumer, delete_consumer, add_key, patch_key, delete_key, roll_key, usage_reset, usage_topup) and result (ok, invalid, forbidden, not_found, conflict, unavailable, error).",
 }, []string{"action", "result"})
 
 // result names the outcome of a change by its status.

@@ -180,9 +180,13 @@ func (h *Handler) putConsumer(q *call) (int, any, *apiError) {
 		created, written = cur == nil, &next
 		return &next, nil
 	})
-	if created {
+	// put_consumer (the route's) stays when the change never ran: the
+	// source could not say whether the consumer exists.
+	switch {
+	case written == nil:
+	case created:
 		q.action = "create_consumer"
-	} else {
+	default:
 		q.action = "replace_consumer"
 	}
 	if err != nil {
