@@ -144,7 +144,7 @@ func runNew(cmd *cobra.Command, _ []string) error {
 	if canary {
 		kind = "canary key"
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "Added %s %q to consumer %q in %s (its hash; the key is printed above, once).\n", kind, cred.ID, username, path)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Added %s %q to consumer %q in %s (its hash; the key went to standard output, once).\n", kind, cred.ID, username, path)
 	return nil
 }
 

@@ -107,7 +107,7 @@ func runRoll(cmd *cobra.Command, _ []string) error {
 	if until.After(t) {
 		old = fmt.Sprintf("its previous key works until %s", until.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(errOut, "Rolled credential %q of consumer %q in %s: %s (the new key is printed above, once).\n", k.ID, c.Username, path, old)
+	fmt.Fprintf(errOut, "Rolled credential %q of consumer %q in %s: %s (the new key went to standard output, once).\n", k.ID, c.Username, path, old)
 	if c.Disabled || k.Disabled {
 		fmt.Fprintln(errOut, "The credential or its consumer is disabled: neither key works until it is enabled.")
 	}
