@@ -157,7 +157,7 @@ func editFile(path, username string, change func(*consumers.ConsumerEntry) (*con
 	case next == nil:
 		doc.Consumers = append(doc.Consumers[:at], doc.Consumers[at+1:]...)
 	default:
-		if err := CheckEntry(username, next); err != nil {
+		if _, err := CheckEntry(username, next); err != nil {
 			return false, err
 		}
 		if at < 0 {
@@ -181,15 +181,17 @@ func editFile(path, username string, change func(*consumers.ConsumerEntry) (*con
 
 // CheckEntry checks the entry a change returned for the consumer named
 // username on its own, as a load would: consumers.ErrRefused, naming the
-// field.
-func CheckEntry(username string, e *consumers.ConsumerEntry) error {
+// field. The set it returns holds that one consumer, built, for a writer
+// that needs its built form.
+func CheckEntry(username string, e *consumers.ConsumerEntry) (*consumers.Set, error) {
 	if e.Username != username {
-		return consumers.Refused(fmt.Errorf("username: the entry's username %q is not the consumer's, %q", e.Username, username))
+		return nil, consumers.Refused(fmt.Errorf("username: the entry's username %q is not the consumer's, %q", e.Username, username))
 	}
-	if _, err := consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{*e}}); err != nil {
-		return consumers.Refused(err)
+	set, err := consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{*e}})
+	if err != nil {
+		return nil, consumers.Refused(err)
 	}
-	return nil
+	return set, nil
 }
 
 // collision tells what of the consumer at, which passes the checks on its

@@ -420,12 +420,9 @@ func (l *looker) prepare(ctx context.Context, c rueidis.CoreClient, username str
 	}
 	p := &plan{layout: l.layout, username: username, old: st[0], oldEntry: old}
 	if next != nil {
-		if err := sources.CheckEntry(username, next); err != nil {
-			return nil, err
-		}
-		set, err := consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{*next}})
+		set, err := sources.CheckEntry(username, next)
 		if err != nil {
-			return nil, consumers.Refused(err)
+			return nil, err
 		}
 		h, err := EncodeEntry(next, set.ConsumerAt(0), set)
 		if err != nil {
