@@ -224,3 +224,144 @@ func TestManageUsageWithoutStore(t *testing.T) {
 		t.Fatalf("limits for a consumer without any: %s", r.body)
 	}
 }
+
+// scopedUsageDoc is usageDoc in two tenants: quota and its manager in acme,
+// gus and its manager in globex; both quota and gus have 3 requests an
+// hour.
+const scopedUsageDoc = `{"consumers": [
+  {"username": "quota", "id": "quota-id", "labels": {"tenant": "acme"}, "limits": {"requests": {"max": 3, "per": "hour"}},
+   "keys": [{"id": "quota-key", "key": "` + keyQuota + `"}]},
+  {"username": "gus", "labels": {"tenant": "globex"}, "limits": {"requests": {"max": 3, "per": "hour"}},
+   "keys": [{"id": "gus-key", "key": "` + keyGus + `"}]},
+  {"username": "guest"},
+  {"username": "acme-admin", "groups": ["key-admins"], "labels": {"tenant": "acme"},
+   "keys": [{"id": "acme-admin-key", "key": "` + keyAcme + `"}]},
+  {"username": "globex-admin", "groups": ["key-admins"], "labels": {"tenant": "globex"},
+   "keys": [{"id": "globex-admin-key", "key": "` + keyGlobex + `"}]},
+  {"username": "lost-admin", "groups": ["key-admins"],
+   "keys": [{"id": "lost-admin-key", "key": "` + keyLost + `"}]}
+]}`
+
+// scope label tenant on the usage endpoints: another tenant's consumer is
+// not there (404, as one that does not exist, and its usage untouched), a
+// manager reads and tops up its own tenant's, and one without the label
+// manages no usage.
+func TestManageUsageScope(t *testing.T) {
+	m := &manageEnv{env: newEnv(t), keys: []string{keyQuota, keyGus, keyAcme, keyGlobex, keyLost}, file: true}
+	m.writeConsumers(scopedUsageDoc)
+	store := "local " + limitsTable(t)
+	m.vars["Store"] = store
+	m.vars["APIStore"] = "limits_store " + store + "\n\t\t\tscope label tenant"
+	m.load(usageSites, "caddyfile")
+	t.Cleanup(func() { m.noKeyInLogs() })
+
+	gusPasses := func(n int) int {
+		ok := 0
+		for range n {
+			switch r := get(t, site2+"/", "apikey", keyGus); r.status {
+			case http.StatusOK:
+				ok++
+			case http.StatusTooManyRequests:
+			default:
+				t.Fatalf("the protected site answered %s", r)
+			}
+		}
+		return ok
+	}
+	if got := gusPasses(4); got != 3 {
+		t.Fatalf("gus's quota of 3 let %d of 4 through", got)
+	}
+
+	// acme's manager: gus is not there on any usage endpoint, and reads as
+	// a consumer that does not exist.
+	nobody := m.wantMessage(m.api("GET", "/consumers/nobody/usage", keyAcme, ""), http.StatusNotFound, "nobody")
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/consumers/gus/usage", ""},
+		{"DELETE", "/consumers/gus/usage", ""},
+		{"DELETE", "/consumers/gus/usage/requests", ""},
+		{"POST", "/consumers/gus/usage/requests", `{"add": 5}`},
+		{"POST", "/consumers/gus/usage/requests?credential=gus-key", `{"add": 5}`},
+	} {
+		msg := m.wantMessage(m.api(c.method, c.path, keyAcme, c.body), http.StatusNotFound, "gus")
+		if msg != strings.ReplaceAll(nobody, "nobody", "gus") {
+			t.Errorf("%s %s: %q, not as for a consumer that does not exist (%q)", c.method, c.path, msg, nobody)
+		}
+	}
+	if got := gusPasses(1); got != 0 {
+		t.Fatal("another tenant's manager gave gus room")
+	}
+	// globex's manager tops gus up.
+	var u usageOut
+	m.want(m.api("GET", "/consumers/gus/usage", keyGlobex, ""), http.StatusOK, &u)
+	if l := u.find(t, "consumer", "requests"); *l.Used != 3 || *l.Remaining != 0 {
+		t.Fatalf("gus's usage to globex: %+v", l)
+	}
+	m.want(m.api("POST", "/consumers/gus/usage/requests", keyGlobex, `{"add": 1}`), http.StatusOK, &u)
+	if got := gusPasses(2); got != 1 {
+		t.Fatalf("a top-up of 1 by gus's manager let %d through", got)
+	}
+
+	// acme's manager tops up and resets its own consumer's usage.
+	if got := m.passes(4); got != 3 {
+		t.Fatalf("quota's quota of 3 let %d of 4 through", got)
+	}
+	m.want(m.api("POST", "/consumers/quota/usage/requests", keyAcme, `{"add": 2}`), http.StatusOK, &u)
+	if l := u.find(t, "consumer", "requests"); *l.Used != 1 || *l.Remaining != 2 {
+		t.Fatalf("quota after acme's top-up of 2: %+v", l)
+	}
+	if got := m.passes(3); got != 2 {
+		t.Fatalf("acme's top-up of 2 let %d through", got)
+	}
+	m.wantMessage(m.api("GET", "/consumers/quota/usage", keyGlobex, ""), http.StatusNotFound, "quota")
+	m.want(m.api("DELETE", "/consumers/quota/usage", keyAcme, ""), http.StatusOK, &u)
+	if l := u.find(t, "consumer", "requests"); *l.Used != 0 {
+		t.Fatalf("quota after acme's reset: %+v", l)
+	}
+	// A manager without the label manages no usage.
+	m.wantMessage(m.api("GET", "/consumers/quota/usage", keyLost, ""), http.StatusForbidden, `has no "tenant" label`)
+	m.wantMessage(m.api("POST", "/consumers/quota/usage/requests", keyLost, `{"add": 1}`), http.StatusForbidden, `has no "tenant" label`)
+
+	var got []string
+	for _, l := range m.auditLines() {
+		got = append(got, l.str("consumer")+":"+l.str("action")+":"+l.str("result"))
+	}
+	all := strings.Join(got, " ")
+	for _, want := range []string{"gus:usage_reset:not_found", "gus:usage_topup:not_found", "gus:usage_topup:ok",
+		"quota:usage_topup:ok", "quota:usage_reset:ok", "quota:usage_topup:forbidden"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no audit line %s in %s", want, all)
+		}
+	}
+}
+
+// A limits store that cannot answer: every usage endpoint is 503 with a
+// message, a change's audit line says unavailable, and no key is logged
+// (newUsageEnv checks).
+func TestManageUsageStoreDown(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t)
+	m := newUsageEnv(t, fmt.Sprintf("redis %s {\n\t\t\t\tprefix usage:\n\t\t\t}", srv.Addr()))
+	if m.passes(1) != 1 {
+		t.Fatal("the protected site refused the first request")
+	}
+	m.want(m.api("GET", "/consumers/quota/usage", keyRoot, ""), http.StatusOK, nil)
+	srv.Stop()
+	m.wantMessage(m.api("GET", "/consumers/quota/usage", keyRoot, ""), http.StatusServiceUnavailable, "limits store is unavailable")
+	m.wantMessage(m.api("GET", "/self", keyQuota, ""), http.StatusServiceUnavailable, "limits store is unavailable")
+	for _, c := range []struct{ method, path, body string }{
+		{"DELETE", "/consumers/quota/usage", ""},
+		{"DELETE", "/consumers/quota/usage/requests", ""},
+		{"POST", "/consumers/quota/usage/requests", `{"add": 2}`},
+		{"POST", "/consumers/quota/usage/requests?credential=quota-key", `{"add": 2}`},
+	} {
+		m.wantMessage(m.api(c.method, c.path, keyRoot, c.body), http.StatusServiceUnavailable, "limits store is unavailable; usage may be unchanged")
+	}
+	var got []string
+	for _, l := range m.auditLines() {
+		got = append(got, l.str("consumer")+":"+l.str("action")+":"+l.str("result"))
+	}
+	want := "quota:usage_reset:unavailable quota:usage_reset:unavailable quota:usage_topup:unavailable quota:usage_topup:unavailable"
+	if all := strings.Join(got, " "); all != want {
+		t.Errorf("audit lines %s, want %s", all, want)
+	}
+}

@@ -268,13 +268,12 @@ func (detached) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (detached) Done() <-chan struct{}       { return nil }
 func (detached) Err() error                  { return nil }
 
-// serve passes the request on and settles the run when it ends, however it
-// ends: answered, failed upstream, its client gone, a stream or a WebSocket
-// closed (the handler returns then: reverse_proxy waits for a tunnel it
-// hijacked to close), or a panic. A charge settled from the answer reads
-// it as it goes by.
-func (run *limitRun) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
-	defer func() { run.end(r.Context(), err); run.release() }()
+// serve passes the request on; a charge settled from the answer reads it
+// as it goes by. apply settles the run (end, then release) when the
+// request ends, however it ends: answered, failed upstream, its client
+// gone, a stream or a WebSocket closed (the handler returns then:
+// reverse_proxy waits for a tunnel it hijacked to close), or a panic.
+func (run *limitRun) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !run.readsAnswer() {
 		return next.ServeHTTP(w, r)
 	}

@@ -292,6 +292,31 @@ func TestLimitsInFlightPanic(t *testing.T) {
 	}
 }
 
+// The slot comes back when the handler itself panics after admitting the
+// request and before passing it on: here identifyWith, writing the
+// identity headers into a request without a header map.
+func TestLimitsInFlightPanicBeforeNext(t *testing.T) {
+	store := newMemStore()
+	h := limitedHandler(t, &Handler{}, &Limits{}, store, "", `{"in_flight": 1}`)
+	up := &upstreamCounter{}
+	panicked := func() (p any) {
+		defer func() { p = recover() }()
+		r, _ := fieldRequest("GET", "/?apikey=alice-key-1", nil)
+		r.Header = nil
+		_ = h.ServeHTTP(httptest.NewRecorder(), r, up)
+		return nil
+	}()
+	if panicked == nil {
+		t.Fatal("no panic: the test no longer reaches the path between admission and next")
+	}
+	if n := store.get(limits.Consumer, "alice-id", limits.InFlight, time.Time{}); n != 0 {
+		t.Errorf("%d slots held after a panic before next, want 0", n)
+	}
+	if w, _, _ := serve(t, h, up, "GET", "/?apikey=alice-key-1"); w.Code != 200 {
+		t.Errorf("after the panic: %d, want 200", w.Code)
+	}
+}
+
 func TestLimitsTokens(t *testing.T) {
 	start := hourStart
 	for _, c := range []struct {

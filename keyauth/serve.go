@@ -197,7 +197,7 @@ func (h *Handler) fallback(r *http.Request, src View, f *failure) verdict {
 // the last thing before it goes on (nothing after can fail it): a request
 // over a limit fails like any other (429, or the error routes), and the
 // others carry the RateLimit headers and settle when they end.
-func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next caddyhttp.Handler) error {
+func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next caddyhttp.Handler) (err error) {
 	r := q.r
 	way, f := v.way, v.fail
 	if f == nil && h.HideCredentials {
@@ -209,6 +209,12 @@ func (h *Handler) apply(w http.ResponseWriter, q *request, v *verdict, next cadd
 	var run *limitRun
 	if f == nil && h.limiter != nil && (way == goConsumer || way == goEarlier) {
 		li, run, f = h.admit(w, q, v)
+		if run != nil {
+			// Armed as soon as the slots are taken, not when the request
+			// is passed on: a panic on the way there (identifyWith,
+			// scrub) gives them back all the same.
+			defer func() { run.end(r.Context(), err); run.release() }()
+		}
 	}
 	if f != nil {
 		outcomes[f.outcome].Inc()

@@ -94,10 +94,10 @@ func (f *FileSource) Edit(ctx context.Context, username string, change func(*con
 	defer mu.Unlock()
 	for try := 1; ; try++ {
 		wrote, err := editFile(path, username, change)
-		var ce changeError
+		var ce ChangeError
 		switch {
 		case errors.As(err, &ce):
-			return ce.err
+			return ce.Err
 		case errors.Is(err, consumers.ErrConflict) && try < EditTries:
 			// Another process wrote (or is writing) the file: read it
 			// again, after a moment for a writer holding the lock.
@@ -123,10 +123,12 @@ func (f *FileSource) Edit(ctx context.Context, username string, change func(*con
 // test can write the file as another process would.
 var testHookBeforeSave = func(path string) {}
 
-// changeError is the change's own error, which Edit returns as it is.
-type changeError struct{ err error }
+// ChangeError carries the error of an edit's change through the edit, so
+// that Edit returns it as it is, unwrapped and unjudged: the file and Redis
+// writers share it.
+type ChangeError struct{ Err error }
 
-func (e changeError) Error() string { return e.err.Error() }
+func (e ChangeError) Error() string { return e.Err.Error() }
 
 // editFile reads the file, applies change to the consumer and writes the
 // file; wrote is false when there was nothing to write (a consumer that
@@ -147,7 +149,7 @@ func editFile(path, username string, change func(*consumers.ConsumerEntry) (*con
 	}
 	next, err := change(cur)
 	if err != nil {
-		return false, changeError{err}
+		return false, ChangeError{Err: err}
 	}
 	switch {
 	case next == nil && at < 0:
@@ -155,7 +157,7 @@ func editFile(path, username string, change func(*consumers.ConsumerEntry) (*con
 	case next == nil:
 		doc.Consumers = append(doc.Consumers[:at], doc.Consumers[at+1:]...)
 	default:
-		if err := CheckEntry(username, next); err != nil {
+		if _, err := CheckEntry(username, next); err != nil {
 			return false, err
 		}
 		if at < 0 {
@@ -179,15 +181,17 @@ func editFile(path, username string, change func(*consumers.ConsumerEntry) (*con
 
 // CheckEntry checks the entry a change returned for the consumer named
 // username on its own, as a load would: consumers.ErrRefused, naming the
-// field.
-func CheckEntry(username string, e *consumers.ConsumerEntry) error {
+// field. The set it returns holds that one consumer, built, for a writer
+// that needs its built form.
+func CheckEntry(username string, e *consumers.ConsumerEntry) (*consumers.Set, error) {
 	if e.Username != username {
-		return consumers.Refused(fmt.Errorf("username: the entry's username %q is not the consumer's, %q", e.Username, username))
+		return nil, consumers.Refused(fmt.Errorf("username: the entry's username %q is not the consumer's, %q", e.Username, username))
 	}
-	if _, err := consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{*e}}); err != nil {
-		return consumers.Refused(err)
+	set, err := consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{*e}})
+	if err != nil {
+		return nil, consumers.Refused(err)
 	}
-	return nil
+	return set, nil
 }
 
 // collision tells what of the consumer at, which passes the checks on its

@@ -290,20 +290,15 @@ func (l *looker) edit(ctx context.Context, username string, change func(*consume
 			return err
 		})
 	}
-	var ce changeError
+	var ce sources.ChangeError
 	if errors.As(err, &ce) {
-		return ce.err
+		return ce.Err
 	}
 	if p != nil {
 		l.forget(p)
 	}
 	return err
 }
-
-// changeError is the change's own error, which Edit returns as it is.
-type changeError struct{ err error }
-
-func (e changeError) Error() string { return e.err.Error() }
 
 // errAborted is a transaction that a change meanwhile aborted.
 var errAborted = errors.New("aborted")
@@ -418,19 +413,16 @@ func (l *looker) prepare(ctx context.Context, c rueidis.CoreClient, username str
 	}
 	next, err := change(cur)
 	if err != nil {
-		return nil, changeError{err}
+		return nil, sources.ChangeError{Err: err}
 	}
 	if next == nil && old == nil {
 		return nil, nil
 	}
 	p := &plan{layout: l.layout, username: username, old: st[0], oldEntry: old}
 	if next != nil {
-		if err := sources.CheckEntry(username, next); err != nil {
-			return nil, err
-		}
-		set, err := consumers.Build(&consumers.Document{Consumers: []consumers.ConsumerEntry{*next}})
+		set, err := sources.CheckEntry(username, next)
 		if err != nil {
-			return nil, consumers.Refused(err)
+			return nil, err
 		}
 		h, err := EncodeEntry(next, set.ConsumerAt(0), set)
 		if err != nil {
