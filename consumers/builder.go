@@ -222,13 +222,8 @@ func (b *builder) add(d *consumerDraft) error {
 	}
 	// A previous secret is a copy of its credential's record with its own
 	// digest and expiry, past every key's (Set.previousOf).
-	n, last := 0, -1
 	for i := range d.previous {
 		p := &d.previous[i]
-		if p.cred != last {
-			n, last = 0, p.cred
-		}
-		n++
 		cred := first + uint32(p.cred)
 		rec := s.credentials[cred]
 		_, _ = hex.Decode(rec.digest[:], d.s(p.hash)[len(HashPrefix):])
@@ -238,7 +233,7 @@ func (b *builder) add(d *consumerDraft) error {
 		k := uint32(b.nCredentials) + j
 		s.credentials[k], s.previousOf[j] = rec, cred
 		if other, dup := b.insertDigest(k); dup {
-			return fmt.Errorf("%s: previous secret #%d has the same key as %s", d.credName(p.cred), n, b.slotName(other))
+			return fmt.Errorf("%s: previous secret #%d has the same key as %s", d.credName(p.cred), p.n, b.slotName(other))
 		}
 	}
 	return nil

@@ -88,6 +88,7 @@ func (g *groupsDraft) at(gr *groupDraft, err error) error {
 // grace period after a roll.
 type previousDraft struct {
 	cred               int
+	n                  int // its number among its credential's, from 1: errors name it so
 	hash, expiry       span
 	hasHash, hasExpiry bool
 }
@@ -251,9 +252,9 @@ func (d *consumerDraft) load(index int, c *ConsumerEntry) {
 			disabled: k.Disabled, canary: k.Canary,
 			limits: loadLimits(&d.buf, &d.limits, k.Limits),
 		})
-		for _, p := range k.Previous {
+		for j, p := range k.Previous {
 			d.previous = append(d.previous, previousDraft{
-				cred: len(d.credentials) - 1,
+				cred: len(d.credentials) - 1, n: j + 1,
 				hash: d.keepString(p.Hash), hasHash: p.Hash != "",
 				expiry: d.keepString(p.ExpiresAt), hasExpiry: p.ExpiresAt != "",
 			})

@@ -297,7 +297,7 @@ var (
 func (p *parser) previous(i int) error {
 	d := &p.draft
 	cred := len(d.credentials) - 1
-	d.previous = append(d.previous, previousDraft{cred: cred})
+	d.previous = append(d.previous, previousDraft{cred: cred, n: i + 1})
 	return fields(p, label{consumer: d.index + 1, key: cred + 1, previous: i + 1}, previousMembers, &d.previous[len(d.previous)-1])
 }
 

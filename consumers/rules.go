@@ -353,13 +353,9 @@ func CheckIdentifier(field, v string) error {
 // none on a canary, a key issued to nobody that nobody rolls. Errors number
 // a previous secret within its credential; the hash is never quoted.
 func (d *consumerDraft) checkPrevious() error {
-	n, last := 0, -1
 	for i := range d.previous {
 		p := &d.previous[i]
-		if p.cred != last {
-			n, last = 0, p.cred
-		}
-		n++
+		n := p.n
 		switch {
 		case d.credentials[p.cred].canary:
 			return fmt.Errorf("%s is a canary and cannot have previous secrets", d.credName(p.cred))
