@@ -232,10 +232,17 @@ func selfView(id keyauth.Identity) self {
 // the error goes to the log, which may name a file or a server, never to
 // the client.
 func (h *Handler) unavailable(q *call, err error) *apiError {
-	h.logger.Error("the consumers source failed", zap.String("method", q.r.Method),
+	return h.failed(q, "the consumers source", "nothing was changed", err)
+}
+
+// failed answers 503 for what (a source, a limits store) that failed,
+// saying what came of a change (changed), and logs the error, which the
+// client does not see.
+func (h *Handler) failed(q *call, what, changed string, err error) *apiError {
+	h.logger.Error(what+" failed", zap.String("method", q.r.Method),
 		zap.String("consumer", q.username), zap.Error(err))
 	if q.action == "" {
-		return fail(http.StatusServiceUnavailable, "the consumers source is unavailable")
+		return fail(http.StatusServiceUnavailable, "%s is unavailable", what)
 	}
-	return fail(http.StatusServiceUnavailable, "the consumers source is unavailable; nothing was changed")
+	return fail(http.StatusServiceUnavailable, "%s is unavailable; %s", what, changed)
 }

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
 )
@@ -92,12 +90,7 @@ func (h *Handler) fill(q *call, ls []limitView) *apiError {
 }
 
 func (h *Handler) limitsUnavailable(q *call, err error) *apiError {
-	h.logger.Error("the limits store failed", zap.String("method", q.r.Method),
-		zap.String("consumer", q.username), zap.Error(err))
-	if q.action == "" {
-		return fail(http.StatusServiceUnavailable, "the limits store is unavailable")
-	}
-	return fail(http.StatusServiceUnavailable, "the limits store is unavailable; usage may be unchanged")
+	return h.failed(q, "the limits store", "usage may be unchanged", err)
 }
 
 // selfLimits are the limits of the caller's credential, for GET /self.
