@@ -53,9 +53,12 @@ func BenchmarkServeHTTPRedis(b *testing.B) {
 			r := httptest.NewRequest(http.MethodGet, "/v1/things", nil)
 			r.Header.Set("Apikey", key)
 			// Connected, and the key cached.
-			for {
+			for deadline := time.Now().Add(10 * time.Second); ; {
 				if _, ok, err := h.src.Now().Lookup(context.Background(), sum); ok && err == nil {
 					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatal("the Redis source never found the key")
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
