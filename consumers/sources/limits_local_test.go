@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 var limitsT0 = time.Date(2027, 5, 4, 12, 30, 0, 0, time.UTC)
@@ -54,15 +55,6 @@ func mustAdmit(t *testing.T, l *LocalLimits, charges ...limits.Charge) limits.Ad
 		t.Fatal(err)
 	}
 	return a
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for start := time.Now(); !cond(); time.Sleep(time.Millisecond) {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("still waiting for %s", what)
-		}
-	}
 }
 
 // TestLocalLimitsReloadRestart: a reload keeps the table (the new config
@@ -133,7 +125,7 @@ func TestLocalLimitsSaver(t *testing.T) {
 	}
 	mustAdmit(t, l, hourly("bob", 10))
 	tick <- limitsT0.Add(2 * time.Second)
-	waitUntil(t, "the save", func() bool { _, err := os.Stat(path); return err == nil })
+	waittest.Until(t, "the save", func() bool { _, err := os.Stat(path); return err == nil })
 	if n := restoredUse(t, path, "bob"); n != 1 {
 		t.Errorf("saved %d, want 1", n)
 	}
@@ -149,7 +141,7 @@ func TestLocalLimitsSaver(t *testing.T) {
 	for i := range 3 {
 		tick <- limitsT0.Add(time.Duration(3+i) * time.Second)
 	}
-	waitUntil(t, "the failure's log", func() bool { return observed.FilterMessageSnippet("saving a limits table").Len() > 0 })
+	waittest.Until(t, "the failure's log", func() bool { return observed.FilterMessageSnippet("saving a limits table").Len() > 0 })
 	if n := observed.FilterMessageSnippet("saving a limits table").Len(); n != 1 {
 		t.Errorf("%d error lines for one cause, want 1", n)
 	}
@@ -157,11 +149,11 @@ func TestLocalLimitsSaver(t *testing.T) {
 		t.Fatal(err)
 	}
 	tick <- limitsT0.Add(10 * time.Second)
-	waitUntil(t, "the save after the failure", func() bool { _, err := os.Stat(path); return err == nil })
+	waittest.Until(t, "the save after the failure", func() bool { _, err := os.Stat(path); return err == nil })
 	if n := restoredUse(t, path, "bob"); n != 2 {
 		t.Errorf("saved %d after the failure, want 2", n)
 	}
-	waitUntil(t, "the recovery's log", func() bool { return observed.FilterMessageSnippet("saved again").Len() == 1 })
+	waittest.Until(t, "the recovery's log", func() bool { return observed.FilterMessageSnippet("saved again").Len() == 1 })
 
 	// An ended window is swept from memory, and not saved.
 	tick <- limitsT0.Add(2 * time.Hour)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 // aclRules are the rights the README gives the source's Redis user: exactly
@@ -53,7 +54,7 @@ func TestRedisACLRights(t *testing.T) {
 		t.Fatalf("the anonymous consumer: %v %v", ok, err)
 	}
 	do("DEL", credKey("keyauth:", keyMark+"alice-1"))
-	waitFor(t, "alice's key revoked", func() bool { return l.cache.get(digestOf(keyMark+"alice-1")) == nil })
+	waittest.Until(t, "alice's key revoked", func() bool { return l.cache.get(digestOf(keyMark+"alice-1")) == nil })
 	if _, ok := mustLookup(t, l, "alice-1"); ok {
 		t.Error("a revoked key found")
 	}
@@ -128,7 +129,7 @@ func TestRedisACLWithoutTracking(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	l.Start(zap.New(core))
 	defer l.Destruct()
-	waitFor(t, "the connection refused", func() bool { return logs.FilterLevelExact(zap.ErrorLevel).Len() > 0 })
+	waittest.Until(t, "the connection refused", func() bool { return logs.FilterLevelExact(zap.ErrorLevel).Len() > 0 })
 	msg := logs.FilterLevelExact(zap.ErrorLevel).All()[0].ContextMap()["error"].(string)
 	want := `the Redis user "caddy" may not run CLIENT TRACKING, which the source needs: Redis keeps its local cache correct through it; grant it +client|tracking`
 	if !strings.Contains(msg, want) || strings.Contains(msg, "DisableCache") || strings.Contains(msg, "caddy-pass") {

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 // A key looked up while its slot was empty, then created after the slot
@@ -33,7 +34,7 @@ func TestRedisClusterUnknownAfterSlotMove(t *testing.T) {
 	// The unknown answer is cached unless an invalidation raced the
 	// lookup (the client connecting to another master flushes the
 	// tickets): ask again until it is.
-	waitFor(t, "the unknown answer is cached", func() bool {
+	waittest.Until(t, "the unknown answer is cached", func() bool {
 		if _, ok := mustLookup(t, l, "moved"); ok {
 			t.Fatal("the key is found before it exists")
 		}
@@ -48,7 +49,7 @@ func TestRedisClusterUnknownAfterSlotMove(t *testing.T) {
 	if n := cl.KeyNode(t, key); n != to {
 		t.Fatalf("the key was written on node %d, want the new owner %d", n, to)
 	}
-	took := waitFor(t, "the key created on the slot's new owner is found", func() bool {
+	took := waittest.Until(t, "the key created on the slot's new owner is found", func() bool {
 		_, ok := mustLookup(t, l, "moved")
 		return ok
 	})
@@ -63,7 +64,7 @@ func TestRedisClusterUnknownAfterSlotMove(t *testing.T) {
 	gslot := cl.KeySlot(t, guest)
 	cl.MoveSlot(t, gslot, (cl.SlotOwner(t, gslot)+1)%len(cl.Nodes))
 	do("HSET", guest, "id", "anon")
-	waitFor(t, "the consumer created on the slot's new owner is found", func() bool {
+	waittest.Until(t, "the consumer created on the slot's new owner is found", func() bool {
 		_, ok, _ := l.Consumer(context.Background(), "guest")
 		return ok
 	})
@@ -154,7 +155,7 @@ func TestRedisClusterGroups(t *testing.T) {
 		t.Fatalf("alice: %v %s, want %s", ok, got, want)
 	}
 	do("HSET", "keyauth:group:g5", "member_limits", `{"m5": {"max": 6, "per": "day"}}`)
-	waitFor(t, "g5 created", func() bool {
+	waittest.Until(t, "g5 created", func() bool {
 		cred, ok := mustLookup(t, l, "alice")
 		return ok && effective(cred.EachLimit) == want+"consumer alice m5 6 day; "
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 	"github.com/keyauth/caddy-keyauth/keyauth"
 )
 
@@ -287,7 +288,7 @@ func TestRedisLimitsLeases(t *testing.T) {
 	a.cancel()
 	a.renewing.Wait()
 	var got limits.Admission
-	waitFor(t, "the crashed instance's slots", func() bool {
+	waittest.Until(t, "the crashed instance's slots", func() bool {
 		got = admitOK(t, b, s)
 		return got.Allowed
 	})
@@ -405,7 +406,7 @@ func TestRedisLimitsUnreachable(t *testing.T) {
 	}
 
 	srv.Restart()
-	waitFor(t, "the store to count again", func() bool {
+	waittest.Until(t, "the store to count again", func() bool {
 		_, err := c.admit(context.Background(), []limits.Charge{q})
 		return err == nil
 	})
@@ -423,7 +424,7 @@ func TestRedisLimitsUnreachable(t *testing.T) {
 		t.Error("a slot whose settlement failed is still counted as held (it expires in Redis)")
 	}
 	srv.Restart()
-	waitFor(t, "the reconnection", func() bool {
+	waittest.Until(t, "the reconnection", func() bool {
 		_, err := c.admit(context.Background(), []limits.Charge{q})
 		return err == nil
 	})
@@ -633,7 +634,7 @@ func TestRedisLimitsACLRights(t *testing.T) {
 	c.logger.Store(zap.New(core))
 	h := admitOK(t, c, quota(limits.Consumer, "a", "tokens", 1e6, 4000), slot(limits.Consumer, "a", 2))
 	start := c.renewals.Load()
-	waitFor(t, "two renewals", func() bool { return c.renewals.Load() >= start+2 })
+	waittest.Until(t, "two renewals", func() bool { return c.renewals.Load() >= start+2 })
 	settleOK(t, c, h, 12)
 	if got, _ := do("GET", c.keyOf(&limits.Charge{Kind: limits.Consumer, Scope: "a", Meter: "tokens", Start: thisHourStart()})).ToString(); got != "12" {
 		t.Errorf("settled to %q, want 12", got)

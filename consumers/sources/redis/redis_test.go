@@ -18,6 +18,7 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 type testLooker struct {
@@ -149,19 +150,6 @@ func TestRedisLookup(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds; the test's own timeout bounds it.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestRedisRevocation(t *testing.T) {
 	srv := redistest.Start(t)
 	do := redisDo(t, srv.Addr())
@@ -180,7 +168,7 @@ func TestRedisRevocation(t *testing.T) {
 	// One DEL revokes a key: Redis's invalidation drops the cached answer,
 	// with no lookup and no TTL involved.
 	do("DEL", credKey("p:", keyMark+"bob-1"))
-	took := waitFor(t, "bob's key dropped from the cache", func() bool { return !cached("bob-1") })
+	took := waittest.Until(t, "bob's key dropped from the cache", func() bool { return !cached("bob-1") })
 	t.Logf("a DEL reached the cache in %v", took)
 	if _, ok := mustLookup(t, l, "bob-1"); ok {
 		t.Error("bob's revoked key still found")
@@ -191,7 +179,7 @@ func TestRedisRevocation(t *testing.T) {
 
 	// Deleting a consumer revokes all its keys.
 	do("DEL", "p:consumer:alice")
-	waitFor(t, "alice's keys dropped", func() bool { return !cached("alice-1") && !cached("alice-2") })
+	waittest.Until(t, "alice's keys dropped", func() bool { return !cached("alice-1") && !cached("alice-2") })
 	if _, ok := mustLookup(t, l, "alice-1"); ok {
 		t.Error("a key of a deleted consumer still found")
 	}
@@ -202,13 +190,13 @@ func TestRedisRevocation(t *testing.T) {
 	}
 	do("HSET", "p:consumer:erin", "id", "erin")
 	do("HSET", credKey("p:", keyMark+"new"), "consumer", "erin", "id", "erin-key")
-	waitFor(t, "the unknown answer dropped", func() bool { return !cached("new") })
+	waittest.Until(t, "the unknown answer dropped", func() bool { return !cached("new") })
 	if _, ok := mustLookup(t, l, "new"); !ok {
 		t.Error("a key created after an unknown answer is not found")
 	}
 	// Disabling the consumer revokes too.
 	do("HSET", "p:consumer:erin", "disabled", "true")
-	waitFor(t, "erin's key dropped", func() bool { return !cached("new") })
+	waittest.Until(t, "erin's key dropped", func() bool { return !cached("new") })
 	if _, ok := mustLookup(t, l, "new"); ok {
 		t.Error("a key of a disabled consumer found")
 	}
@@ -231,24 +219,24 @@ func TestRedisAnonymousConsumer(t *testing.T) {
 		t.Fatalf("anon without its consumer-id hash: found %v, %v", ok, err)
 	}
 	do("HSET", "keyauth:consumer-id:anon", "consumer", "guest")
-	waitFor(t, "guest found by its id", func() bool {
+	waittest.Until(t, "guest found by its id", func() bool {
 		c, ok, _ := l.Consumer(context.Background(), "anon")
 		return ok && c.Username() == "guest"
 	})
 	// A disabled consumer is found, and its handler says it is disabled,
 	// as with a file.
 	do("HSET", "keyauth:consumer:guest", "disabled", "true")
-	waitFor(t, "guest disabled", func() bool {
+	waittest.Until(t, "guest disabled", func() bool {
 		c, ok, _ := l.Consumer(context.Background(), "guest")
 		return ok && c.Disabled()
 	})
-	waitFor(t, "guest disabled, by id", func() bool {
+	waittest.Until(t, "guest disabled, by id", func() bool {
 		c, ok, _ := l.Consumer(context.Background(), "anon")
 		return ok && c.Disabled()
 	})
 	// A consumer-id hash that names a consumer with another id is ignored.
 	do("HSET", "keyauth:consumer:guest", "id", "someone-else")
-	waitFor(t, "anon no longer guest's id", func() bool {
+	waittest.Until(t, "anon no longer guest's id", func() bool {
 		_, ok, _ := l.Consumer(context.Background(), "anon")
 		return !ok
 	})
@@ -274,7 +262,7 @@ func TestRedisOutages(t *testing.T) {
 	// Stopped: the connection closes, the cache goes with it, and every
 	// lookup is unavailable, the cached key's too.
 	srv.Stop()
-	waitFor(t, "lookups unavailable with Redis stopped", func() bool { return unavailable("alice-1") })
+	waittest.Until(t, "lookups unavailable with Redis stopped", func() bool { return unavailable("alice-1") })
 	if !unavailable("bob-1") {
 		t.Error("a lookup with Redis stopped is not unavailable")
 	}
@@ -288,7 +276,7 @@ func TestRedisOutages(t *testing.T) {
 	do = redisDo(t, srv.Addr())
 	do("HSET", "keyauth:consumer:bob", "id", "bob")
 	do("HSET", credKey("keyauth:", keyMark+"bob-1"), "consumer", "bob", "id", "bob-key-1")
-	took := waitFor(t, "lookups answered again", func() bool { return !unavailable("bob-1") })
+	took := waittest.Until(t, "lookups answered again", func() bool { return !unavailable("bob-1") })
 	t.Logf("service resumed %v after Redis answered", took)
 	if _, ok := mustLookup(t, l, "alice-1"); ok {
 		t.Error("a key deleted while Redis was down is still found")
@@ -303,7 +291,7 @@ func TestRedisOutages(t *testing.T) {
 		t.Fatal("bob not cached")
 	}
 	srv.Freeze()
-	took = waitFor(t, "cached answers dropped with Redis frozen", func() bool {
+	took = waittest.Until(t, "cached answers dropped with Redis frozen", func() bool {
 		return l.cache.get(digestOf(keyMark+"bob-1")) == nil
 	})
 	t.Logf("a frozen Redis was given up after %v (partition_timeout %v)", took, bound)
@@ -311,9 +299,9 @@ func TestRedisOutages(t *testing.T) {
 		t.Errorf("the frozen Redis was given up after %v: the partition timeout did not apply", took)
 	}
 	// Until it answers, lookups that must ask it fail after their timeout.
-	waitFor(t, "lookups unavailable with Redis frozen", func() bool { return unavailable("bob-1") })
+	waittest.Until(t, "lookups unavailable with Redis frozen", func() bool { return unavailable("bob-1") })
 	srv.Thaw()
-	waitFor(t, "lookups answered after the thaw", func() bool { return !unavailable("bob-1") })
+	waittest.Until(t, "lookups answered after the thaw", func() bool { return !unavailable("bob-1") })
 }
 
 func TestRedisFlood(t *testing.T) {
@@ -416,14 +404,14 @@ func TestRedisCluster(t *testing.T) {
 	for i := range n {
 		key := fmt.Sprint(keyMark, "cl-", i)
 		if needs[i][0] == dead || needs[i][1] == dead {
-			waitFor(t, fmt.Sprintf("key %d unavailable", i), func() bool {
+			waittest.Until(t, fmt.Sprintf("key %d unavailable", i), func() bool {
 				_, _, err := l.Lookup(ctx, *digestOf(key))
 				return errors.Is(err, sources.ErrUnavailable)
 			})
 			unavailable++
 			continue
 		}
-		waitFor(t, fmt.Sprintf("key %d found", i), func() bool {
+		waittest.Until(t, fmt.Sprintf("key %d found", i), func() bool {
 			_, ok, err := l.Lookup(ctx, *digestOf(key))
 			return ok && err == nil
 		})

@@ -9,6 +9,7 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/limits"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 // effective is what EachLimit yields, one line per limit.
@@ -69,25 +70,25 @@ func TestRedisLimits(t *testing.T) {
 	// A tier's change reaches its members' cached keys and the anonymous
 	// consumer, and no one else.
 	do("HSET", "p:group:free", "member_limits", `{"requests": {"max": 500, "per": "day"}}`)
-	waitFor(t, "free's members dropped", func() bool { return !cached("alice-1") && !cached("bob-1") })
+	waittest.Until(t, "free's members dropped", func() bool { return !cached("alice-1") && !cached("bob-1") })
 	bob, _ = mustLookup(t, l, "bob-1")
 	if got := effective(bob.EachLimit); got != "consumer bob requests 500 day; " {
 		t.Errorf("bob after the change: %s", got)
 	}
-	waitFor(t, "the anonymous consumer's new tier", func() bool {
+	waittest.Until(t, "the anonymous consumer's new tier", func() bool {
 		g, _, _ := l.Consumer(context.Background(), "guest")
 		return effective(g.EachLimit) == "consumer guest requests 500 day; group team requests 100000 month in Europe/Berlin; "
 	})
 	// A group hash created for a group that had none.
 	do("HSET", "p:group:gold", "limits", `{"in_flight": 7}`)
-	waitFor(t, "gold's creation reaching alice", func() bool {
+	waittest.Until(t, "gold's creation reaching alice", func() bool {
 		cred, _ := mustLookup(t, l, "alice-1")
 		return strings.Contains(effective(cred.EachLimit), "group gold in_flight 7")
 	})
 	// A group hash that fails the checks refuses its members' keys, and
 	// its fix lets them in again.
 	do("HSET", "p:group:free", "member_limits", `{"requests": {"max": -1, "per": "day"}}`)
-	waitFor(t, "bob refused", func() bool { _, ok := mustLookup(t, l, "bob-1"); return !ok })
+	waittest.Until(t, "bob refused", func() bool { _, ok := mustLookup(t, l, "bob-1"); return !ok })
 	logged := false
 	for _, e := range l.logs.All() {
 		if err, _ := e.ContextMap()["error"].(string); strings.Contains(err, `group "free": member_limits: meter "requests" has a negative max`) {
@@ -98,11 +99,11 @@ func TestRedisLimits(t *testing.T) {
 		t.Errorf("the refusal is not logged: %v", l.logs.All())
 	}
 	do("HDEL", "p:group:free", "member_limits")
-	waitFor(t, "bob back, without the tier", func() bool {
+	waittest.Until(t, "bob back, without the tier", func() bool {
 		cred, ok := mustLookup(t, l, "bob-1")
 		return ok && effective(cred.EachLimit) == ""
 	})
 	// Invalid limits on a key or a consumer refuse that key.
 	do("HSET", credKey("p:", keyMark+"alice-1"), "limits", `{"requests": {"max": 1, "per": "fortnight"}}`)
-	waitFor(t, "alice's key refused", func() bool { _, ok := mustLookup(t, l, "alice-1"); return !ok })
+	waittest.Until(t, "alice's key refused", func() bool { _, ok := mustLookup(t, l, "alice-1"); return !ok })
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 // The fleet's last use: each instance records its requests, writes them
@@ -99,7 +100,7 @@ func TestRedisLastUsed(t *testing.T) {
 	a.usage.minute.Store(base + 30)
 	a.Use(credBob)
 	do("HSET", credKey("keyauth:", keyMark+"bob-1"), "disabled", "false")
-	waitFor(t, "bob-1's entry dropped", func() bool { return a.cache.get(digestOf(keyMark+"bob-1")) == nil })
+	waittest.Until(t, "bob-1's entry dropped", func() bool { return a.cache.get(digestOf(keyMark+"bob-1")) == nil })
 	if err := a.writeUse(ctx); err != nil {
 		t.Fatal(err)
 	}

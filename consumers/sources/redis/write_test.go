@@ -18,6 +18,7 @@ import (
 	"github.com/keyauth/caddy-keyauth/consumers"
 	"github.com/keyauth/caddy-keyauth/consumers/sources"
 	"github.com/keyauth/caddy-keyauth/internal/redistest"
+	"github.com/keyauth/caddy-keyauth/internal/waittest"
 )
 
 func setTo(e *consumers.ConsumerEntry) func(*consumers.ConsumerEntry) (*consumers.ConsumerEntry, error) {
@@ -389,7 +390,7 @@ func TestRedisEditTwoInstances(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "b to refuse tom's key", func() bool { _, ok := mustLookup(t, b, "tom-1"); return !ok })
+	took := waittest.Until(t, "b to refuse tom's key", func() bool { _, ok := mustLookup(t, b, "tom-1"); return !ok })
 	t.Logf("b refused the disabled key %v after a's write", took)
 
 	const n = 8
